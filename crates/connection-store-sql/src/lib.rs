@@ -1,0 +1,1 @@
+//! connection-store-sql (work in progress).

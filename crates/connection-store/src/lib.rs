@@ -1,0 +1,1 @@
+//! connection-store (work in progress).

@@ -1,0 +1,1 @@
+//! entra-auth (work in progress).

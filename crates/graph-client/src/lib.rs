@@ -1,0 +1,1 @@
+//! graph-client (work in progress).

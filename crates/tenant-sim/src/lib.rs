@@ -1,0 +1,1 @@
+//! tenant-sim (work in progress).
