@@ -1,0 +1,589 @@
+//! The data model: ids, names, the connection record, tokens, cursors and leases.
+
+use std::fmt;
+use std::str::FromStr;
+
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::error::{InvalidNameReason, StoreError};
+
+/// The most characters (Unicode scalar values, not bytes) a connection name may have.
+pub const MAX_NAME_CHARS: usize = 120;
+
+/// The id of a connection: a random UUID (v4) chosen by the store on create.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ConnectionId(Uuid);
+
+impl ConnectionId {
+    /// A new random id.
+    pub fn new() -> Self {
+        Self(Uuid::new_v4())
+    }
+
+    /// Wraps an existing UUID (read back from storage).
+    pub fn from_uuid(id: Uuid) -> Self {
+        Self(id)
+    }
+
+    /// The UUID.
+    pub fn as_uuid(&self) -> &Uuid {
+        &self.0
+    }
+}
+
+impl Default for ConnectionId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for ConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+impl FromStr for ConnectionId {
+    type Err = uuid::Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uuid::parse_str(s).map(Self)
+    }
+}
+
+/// The service's customer account a connection belongs to: an opaque string, compared
+/// exactly. Every store call takes it, and another owner's connections are invisible.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct OwnerId(String);
+
+impl OwnerId {
+    /// Wraps the service's account id.
+    pub fn new(id: impl Into<String>) -> Self {
+        Self(id.into())
+    }
+
+    /// The id as given.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for OwnerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A Microsoft Entra tenant id (the `tid` claim, a GUID).
+///
+/// Stored trimmed and lower-cased, because Entra compares tenant ids (GUIDs or domain
+/// names) case-insensitively; so one tenant can be connected only once per owner
+/// however its id is spelled.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub struct TenantId(String);
+
+impl TenantId {
+    /// Normalizes (trim, lower-case) and wraps a tenant id.
+    pub fn new(id: impl Into<String>) -> Self {
+        let id: String = id.into();
+        Self(id.trim().to_lowercase())
+    }
+
+    /// The normalized id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for TenantId {
+    fn from(id: String) -> Self {
+        Self::new(id)
+    }
+}
+
+impl From<TenantId> for String {
+    fn from(id: TenantId) -> Self {
+        id.0
+    }
+}
+
+impl fmt::Display for TenantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A validated connection name, as a customer sees it under "Linked Microsoft 365
+/// accounts".
+///
+/// Rules: surrounding whitespace is trimmed; then 1–[`MAX_NAME_CHARS`] characters
+/// (counted as Unicode scalar values, so "Microsoft 365 – Deutschland" counts the dash
+/// once); no control characters (Unicode category Cc: line breaks, tabs, NUL, DEL…).
+///
+/// Uniqueness per owner ignores case through [`ConnectionName::folded`], which is Rust's
+/// [`str::to_lowercase`]: full Unicode lower-case mapping (`"ÄRGER"` equals `"ärger"`,
+/// `"ΣΊΣΥΦΟΣ"` equals `"σίσυφος"`), but not full case folding (`"STRASSE"` and
+/// `"straße"` stay different) and no normalization (a precomposed `"é"` and `"e"` plus a
+/// combining accent stay different).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ConnectionName(String);
+
+impl ConnectionName {
+    /// Trims and validates a name.
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidName`] when the trimmed name is empty, longer than
+    /// [`MAX_NAME_CHARS`] characters or contains a control character.
+    pub fn parse(name: &str) -> Result<Self, StoreError> {
+        let trimmed = name.trim();
+        let reason = if trimmed.is_empty() {
+            Some(InvalidNameReason::Empty)
+        } else if trimmed.chars().any(char::is_control) {
+            Some(InvalidNameReason::ControlCharacter)
+        } else {
+            let chars = trimmed.chars().count();
+            (chars > MAX_NAME_CHARS).then_some(InvalidNameReason::TooLong { chars })
+        };
+        match reason {
+            Some(reason) => Err(StoreError::InvalidName { reason }),
+            None => Ok(Self(trimmed.to_owned())),
+        }
+    }
+
+    /// The name as shown.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The key under which names are unique per owner (see the type's docs).
+    pub fn folded(&self) -> String {
+        self.0.to_lowercase()
+    }
+}
+
+impl TryFrom<String> for ConnectionName {
+    type Error = StoreError;
+
+    fn try_from(name: String) -> Result<Self, Self::Error> {
+        Self::parse(&name)
+    }
+}
+
+impl From<ConnectionName> for String {
+    fn from(name: ConnectionName) -> Self {
+        name.0
+    }
+}
+
+impl fmt::Display for ConnectionName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The Microsoft cloud a tenant lives in.
+///
+/// This crate's own small enum (it does not depend on `entra-auth`); it mirrors
+/// `entra_auth::Cloud` so a caller maps one to the other in a `match`. Stored by
+/// backends as its serde form (`{"kind":"global"}`, `{"kind":"custom","login":…,"graph":…}`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Cloud {
+    /// The global Azure cloud (`login.microsoftonline.com`).
+    Global,
+    /// Azure US Government (L4, GCC High).
+    UsGovernment,
+    /// Azure US Government `DoD` (L5).
+    UsGovernmentDod,
+    /// Azure operated by 21Vianet (China).
+    China,
+    /// Any other endpoints, e.g. a simulated tenant in tests.
+    Custom {
+        /// Base URL of the login authority.
+        login: String,
+        /// Base URL of Microsoft Graph.
+        graph: String,
+    },
+}
+
+/// The admin account that connected (or last reconnected) a tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct AdminAccount {
+    /// The user's object id (`oid`) in the tenant.
+    pub object_id: String,
+    /// The sign-in name (`preferred_username`).
+    pub username: String,
+    /// The display name (`name`), when the id token had one.
+    pub display_name: Option<String>,
+}
+
+/// Whether a connection can be synced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConnectionStatus {
+    /// Syncing works.
+    Active,
+    /// Microsoft refused the grant (revoked consent, expired refresh token…): an admin
+    /// has to connect again; shown as "reconnect needed".
+    NeedsReconnect {
+        /// A short, secret-free reason to show, e.g. an AADSTS code and message.
+        reason: String,
+        /// When it was noticed.
+        since: OffsetDateTime,
+    },
+    /// Turned off by the customer; nothing syncs.
+    Disabled,
+}
+
+impl ConnectionStatus {
+    /// `active`, `needs_reconnect` or `disabled`: a stable name for storage and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::NeedsReconnect { .. } => "needs_reconnect",
+            Self::Disabled => "disabled",
+        }
+    }
+}
+
+/// The version of a connection's refresh token: 1 on create, one more on every replace
+/// or reconnect. Token writes are compare-and-swap on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TokenVersion(u64);
+
+impl TokenVersion {
+    /// The version of a newly created connection's token.
+    pub const FIRST: Self = Self(1);
+
+    /// Wraps a version number.
+    pub const fn new(version: u64) -> Self {
+        Self(version)
+    }
+
+    /// The number.
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+
+    /// The version after this one.
+    #[must_use]
+    pub const fn next(self) -> Self {
+        Self(self.0 + 1)
+    }
+}
+
+impl fmt::Display for TokenVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A linked Microsoft 365 tenant as stored. The refresh token is not in it: it is loaded
+/// and replaced on its own ([`crate::ConnectionStore::load_token`]).
+///
+/// Plain data, built by stores.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connection {
+    /// The connection's id.
+    pub id: ConnectionId,
+    /// The customer account it belongs to.
+    pub owner: OwnerId,
+    /// Its name, unique per owner ignoring case.
+    pub name: ConnectionName,
+    /// The linked tenant, unique per owner.
+    pub tenant: TenantId,
+    /// The cloud the tenant lives in.
+    pub cloud: Cloud,
+    /// Who connected it.
+    pub admin: AdminAccount,
+    /// The scopes Microsoft granted, as returned by the token endpoint.
+    pub scopes: Vec<String>,
+    /// Whether it can be synced.
+    pub status: ConnectionStatus,
+    /// When it was created.
+    pub created_at: OffsetDateTime,
+    /// When any field of this record last changed.
+    pub updated_at: OffsetDateTime,
+    /// When a sync last completed, if ever.
+    pub last_synced_at: Option<OffsetDateTime>,
+    /// 1 on create, one more on every change of this record (not of the token).
+    pub revision: u64,
+}
+
+/// What [`crate::ConnectionStore::create`] needs: the result of a successful sign-in.
+#[derive(Debug, Clone)]
+pub struct NewConnection {
+    /// The name the customer typed (validated and trimmed by the store).
+    pub name: String,
+    /// The tenant signed in to.
+    pub tenant: TenantId,
+    /// Its cloud.
+    pub cloud: Cloud,
+    /// The admin who signed in.
+    pub admin: AdminAccount,
+    /// The granted scopes.
+    pub scopes: Vec<String>,
+    /// The refresh token; stored as version [`TokenVersion::FIRST`].
+    pub refresh_token: SecretString,
+}
+
+/// What [`crate::ConnectionStore::reconnect`] needs: a new sign-in to the same tenant.
+#[derive(Debug, Clone)]
+pub struct Reconnect {
+    /// The tenant signed in to; must be the connection's tenant.
+    pub tenant: TenantId,
+    /// The admin who signed in.
+    pub admin: AdminAccount,
+    /// The granted scopes.
+    pub scopes: Vec<String>,
+    /// The new refresh token.
+    pub refresh_token: SecretString,
+}
+
+/// A refresh token with the version to pass to
+/// [`crate::ConnectionStore::replace_token`].
+#[derive(Debug, Clone)]
+pub struct StoredToken {
+    /// The refresh token (redacted in `Debug`).
+    pub token: SecretString,
+    /// Its version.
+    pub version: TokenVersion,
+}
+
+/// The name of a sync cursor (a delta link) of a connection: `users`, `groups`, or any
+/// other short key of `a-z`, `0-9`, `_`, `-`, `.`, `:` (1–64 characters).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CursorKey(String);
+
+impl CursorKey {
+    /// The most characters a cursor key may have.
+    pub const MAX_CHARS: usize = 64;
+
+    /// The cursor of the users delta query.
+    pub fn users() -> Self {
+        Self("users".to_owned())
+    }
+
+    /// The cursor of the groups delta query.
+    pub fn groups() -> Self {
+        Self("groups".to_owned())
+    }
+
+    /// Validates a key.
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidInput`] when it is empty, too long or has another character.
+    pub fn new(key: impl Into<String>) -> Result<Self, StoreError> {
+        let key: String = key.into();
+        let allowed = |c: char| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-' | '.' | ':')
+        };
+        if key.is_empty() || key.len() > Self::MAX_CHARS || !key.chars().all(allowed) {
+            return Err(StoreError::invalid_input(
+                "a cursor key is 1-64 characters of a-z, 0-9, '_', '-', '.', ':'",
+            ));
+        }
+        Ok(Self(key))
+    }
+
+    /// The key.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for CursorKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Who holds a sync lease: a replica or worker id, 1–200 characters, no control
+/// characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LeaseHolder(String);
+
+impl LeaseHolder {
+    /// The most characters a holder id may have.
+    pub const MAX_CHARS: usize = 200;
+
+    /// Validates a holder id.
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidInput`] when it is empty, too long or has a control character.
+    pub fn new(holder: impl Into<String>) -> Result<Self, StoreError> {
+        let holder: String = holder.into();
+        if holder.is_empty()
+            || holder.chars().count() > Self::MAX_CHARS
+            || holder.chars().any(char::is_control)
+        {
+            return Err(StoreError::invalid_input(
+                "a lease holder is 1-200 characters without control characters",
+            ));
+        }
+        Ok(Self(holder))
+    }
+
+    /// The holder id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for LeaseHolder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A granted sync lease: `holder` may sync connection `id` until `expires_at`, and
+/// must renew before then to keep it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The connection.
+    pub id: ConnectionId,
+    /// The holder.
+    pub holder: LeaseHolder,
+    /// When another holder may take it over.
+    pub expires_at: OffsetDateTime,
+}
+
+impl Lease {
+    /// When a lease taken at `now` for `ttl` expires; for backends.
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidInput`] when `ttl` is zero or so long the time overflows.
+    pub fn expiry(
+        now: OffsetDateTime,
+        ttl: std::time::Duration,
+    ) -> Result<OffsetDateTime, StoreError> {
+        let invalid = || {
+            StoreError::invalid_input("a lease time-to-live is more than zero and less than a year")
+        };
+        if ttl.is_zero() || ttl > std::time::Duration::from_secs(365 * 24 * 3600) {
+            return Err(invalid());
+        }
+        let ttl = time::Duration::try_from(ttl).map_err(|_| invalid())?;
+        now.checked_add(ttl).ok_or_else(invalid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::ExposeSecret;
+
+    use super::*;
+
+    #[test]
+    fn names_are_trimmed_and_counted_in_characters() {
+        let name = ConnectionName::parse("  Microsoft 365 – Germany \t").unwrap();
+        assert_eq!(name.as_str(), "Microsoft 365 – Germany");
+        let wide = "ü".repeat(MAX_NAME_CHARS);
+        assert_eq!(ConnectionName::parse(&wide).unwrap().as_str(), wide);
+        let too_long = "a".repeat(MAX_NAME_CHARS + 1);
+        assert!(matches!(
+            ConnectionName::parse(&too_long),
+            Err(StoreError::InvalidName {
+                reason: InvalidNameReason::TooLong { chars: 121 }
+            })
+        ));
+    }
+
+    #[test]
+    fn names_refuse_empty_and_control_characters() {
+        for (name, want) in [
+            ("", InvalidNameReason::Empty),
+            ("   \n ", InvalidNameReason::Empty),
+            ("a\nb", InvalidNameReason::ControlCharacter),
+            ("a\u{0}b", InvalidNameReason::ControlCharacter),
+            ("a\u{7f}b", InvalidNameReason::ControlCharacter),
+            ("a\u{85}b", InvalidNameReason::ControlCharacter),
+        ] {
+            match ConnectionName::parse(name) {
+                Err(StoreError::InvalidName { reason }) => assert_eq!(reason, want, "{name:?}"),
+                other => panic!("{name:?} gave {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn folded_names_ignore_unicode_case() {
+        let a = ConnectionName::parse("ÄRGER Σ").unwrap();
+        let b = ConnectionName::parse("ärger σ").unwrap();
+        assert_eq!(a.folded(), b.folded());
+        let strasse = ConnectionName::parse("STRASSE").unwrap();
+        let strasse_sharp = ConnectionName::parse("straße").unwrap();
+        assert_ne!(strasse.folded(), strasse_sharp.folded());
+    }
+
+    #[test]
+    fn tenant_ids_are_normalized_to_lower_case() {
+        assert_eq!(
+            TenantId::new(" 72F988BF-86F1-41AF-91AB-2D7CD011DB47 ").as_str(),
+            "72f988bf-86f1-41af-91ab-2d7cd011db47"
+        );
+    }
+
+    #[test]
+    fn cursor_keys_and_lease_holders_are_validated() {
+        assert_eq!(CursorKey::new("users").unwrap(), CursorKey::users());
+        assert!(CursorKey::new("cursor:groups-2").is_ok());
+        assert!(CursorKey::new("").is_err());
+        assert!(CursorKey::new("Users").is_err());
+        assert!(CursorKey::new("a".repeat(65)).is_err());
+        assert!(LeaseHolder::new("replica-1/worker 3").is_ok());
+        assert!(LeaseHolder::new("").is_err());
+        assert!(LeaseHolder::new("a\nb").is_err());
+    }
+
+    #[test]
+    fn connection_id_round_trips_through_text() {
+        let id = ConnectionId::new();
+        assert_eq!(id.to_string().parse::<ConnectionId>().unwrap(), id);
+        assert!("not-a-uuid".parse::<ConnectionId>().is_err());
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        let token = StoredToken {
+            token: SecretString::from("rt-very-secret"),
+            version: TokenVersion::FIRST,
+        };
+        let new = NewConnection {
+            name: "n".into(),
+            tenant: TenantId::new("t"),
+            cloud: Cloud::Global,
+            admin: AdminAccount {
+                object_id: "o".into(),
+                username: "u".into(),
+                display_name: None,
+            },
+            scopes: vec![],
+            refresh_token: SecretString::from("rt-very-secret"),
+        };
+        let reconnect = Reconnect {
+            tenant: new.tenant.clone(),
+            admin: new.admin.clone(),
+            scopes: vec![],
+            refresh_token: SecretString::from("rt-very-secret"),
+        };
+        for debug in [
+            format!("{token:?}"),
+            format!("{new:?}"),
+            format!("{reconnect:?}"),
+        ] {
+            assert!(!debug.contains("rt-very-secret"), "{debug}");
+            assert!(debug.contains("REDACTED"), "{debug}");
+        }
+        assert_eq!(token.token.expose_secret(), "rt-very-secret");
+    }
+}
