@@ -1,1 +1,34 @@
-//! graph-client (work in progress).
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+
+mod api;
+mod batch;
+mod client;
+mod delta;
+mod error;
+mod models;
+mod paging;
+mod request;
+mod retry;
+mod token;
+
+pub use api::groups::GroupsApi;
+pub use api::users::{ManagerRequest, Photo, PhotoRequest, PhotoSize, UsersApi};
+pub use batch::{BatchItem, MAX_BATCH_SIZE};
+pub use client::{
+    DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_REQUEST_TIMEOUT, DEFAULT_USER_AGENT, GraphClient,
+    GraphClientBuilder, GraphCloud,
+};
+pub use delta::{DeltaEvent, DeltaObject, DeltaRequest};
+pub use error::{DecodeErrorKind, GraphError, ServiceError};
+pub use models::directory_object::{DirectoryEntry, DirectoryObject};
+pub use models::group::{Group, GroupProperty, MemberChange};
+pub use models::user::{OnPremisesExtensionAttributes, User, UserProperty};
+pub use models::{ObjectId, RemovedReason};
+pub use paging::{DeltaLink, NextLink, Page};
+pub use request::{GetRequest, ListRequest, odata_string, search_clause};
+pub use retry::RetryPolicy;
+pub use token::{StaticToken, TokenError, TokenProvider};
+
+/// The `secrecy` crate, whose `SecretString` the [`TokenProvider`] trait uses.
+pub use secrecy;

@@ -1,0 +1,72 @@
+//! `/groups`: list, get, members, transitive members, delta.
+
+use crate::client::GraphClient;
+use crate::delta::DeltaRequest;
+use crate::models::directory_object::DirectoryObject;
+use crate::models::group::Group;
+use crate::paging::DeltaLink;
+use crate::request::{GetRequest, ListRequest};
+
+/// The `/groups` endpoints; from [`GraphClient::groups`].
+#[derive(Debug, Clone)]
+pub struct GroupsApi {
+    client: GraphClient,
+}
+
+impl GraphClient {
+    /// The `/groups` endpoints.
+    pub fn groups(&self) -> GroupsApi {
+        GroupsApi {
+            client: self.clone(),
+        }
+    }
+}
+
+impl GroupsApi {
+    /// `GET /groups`.
+    pub fn list(&self) -> ListRequest<Group> {
+        ListRequest::new(self.client.clone(), self.client.url_for(&["groups"]))
+    }
+
+    /// `GET /groups/{id}`.
+    pub fn get(&self, id: impl AsRef<str>) -> GetRequest<Group> {
+        GetRequest::new(
+            self.client.clone(),
+            self.client.url_for(&["groups", id.as_ref()]),
+        )
+    }
+
+    /// `GET /groups/{id}/members`: direct members (users, groups, contacts, devices, ...).
+    pub fn members(&self, id: impl AsRef<str>) -> ListRequest<DirectoryObject> {
+        ListRequest::new(
+            self.client.clone(),
+            self.client.url_for(&["groups", id.as_ref(), "members"]),
+        )
+    }
+
+    /// `GET /groups/{id}/transitiveMembers`: direct and nested members.
+    pub fn transitive_members(&self, id: impl AsRef<str>) -> ListRequest<DirectoryObject> {
+        ListRequest::new(
+            self.client.clone(),
+            self.client
+                .url_for(&["groups", id.as_ref(), "transitiveMembers"]),
+        )
+    }
+
+    /// `GET /groups/delta`: a first delta round; `.select(["displayName", "members"])` adds `members@delta`.
+    pub fn delta(&self) -> DeltaRequest<Group> {
+        DeltaRequest::new(
+            self.client.clone(),
+            self.client.url_for(&["groups", "delta"]),
+        )
+    }
+
+    /// The next delta round from a kept [`DeltaLink`].
+    pub fn delta_from(&self, link: DeltaLink) -> DeltaRequest<Group> {
+        DeltaRequest::from_link(
+            self.client.clone(),
+            self.client.url_for(&["groups", "delta"]),
+            link,
+        )
+    }
+}

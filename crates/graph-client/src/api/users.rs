@@ -1,0 +1,235 @@
+//! `/users`: list, get, memberships, manager, photo, delta.
+
+use bytes::Bytes;
+use reqwest::Method;
+
+use crate::client::{Call, GraphClient};
+use crate::delta::DeltaRequest;
+use crate::error::GraphError;
+use crate::models::directory_object::DirectoryObject;
+use crate::models::user::User;
+use crate::paging::DeltaLink;
+use crate::request::{GetRequest, ListRequest};
+
+/// The `/users` endpoints; from [`GraphClient::users`].
+#[derive(Debug, Clone)]
+pub struct UsersApi {
+    client: GraphClient,
+}
+
+impl GraphClient {
+    /// The `/users` endpoints.
+    pub fn users(&self) -> UsersApi {
+        UsersApi {
+            client: self.clone(),
+        }
+    }
+}
+
+impl UsersApi {
+    /// `GET /users`: all users, paged (100 per page unless `$top` or the client's page size says otherwise).
+    pub fn list(&self) -> ListRequest<User> {
+        ListRequest::new(self.client.clone(), self.client.url_for(&["users"]))
+    }
+
+    /// `GET /users/{id | userPrincipalName}`.
+    pub fn get(&self, id_or_upn: impl AsRef<str>) -> GetRequest<User> {
+        GetRequest::new(
+            self.client.clone(),
+            self.client.url_for(&["users", id_or_upn.as_ref()]),
+        )
+    }
+
+    /// `GET /users/{id}/memberOf`: groups, directory roles and administrative units the user is a direct member of.
+    pub fn member_of(&self, id_or_upn: impl AsRef<str>) -> ListRequest<DirectoryObject> {
+        ListRequest::new(
+            self.client.clone(),
+            self.client
+                .url_for(&["users", id_or_upn.as_ref(), "memberOf"]),
+        )
+    }
+
+    /// `GET /users/{id}/transitiveMemberOf`: direct and nested memberships.
+    pub fn transitive_member_of(&self, id_or_upn: impl AsRef<str>) -> ListRequest<DirectoryObject> {
+        ListRequest::new(
+            self.client.clone(),
+            self.client
+                .url_for(&["users", id_or_upn.as_ref(), "transitiveMemberOf"]),
+        )
+    }
+
+    /// `GET /users/{id}/manager`: a user or contact; `None` when no manager is assigned (404, spec 13).
+    pub fn manager(&self, id_or_upn: impl AsRef<str>) -> ManagerRequest {
+        ManagerRequest {
+            inner: GetRequest::new(
+                self.client.clone(),
+                self.client
+                    .url_for(&["users", id_or_upn.as_ref(), "manager"]),
+            ),
+        }
+    }
+
+    /// `GET /users/{id}/photo/$value` (the largest photo) or `/photos/{size}/$value`.
+    pub fn photo(&self, id_or_upn: impl AsRef<str>) -> PhotoRequest {
+        PhotoRequest {
+            client: self.client.clone(),
+            user: id_or_upn.as_ref().to_owned(),
+            size: None,
+        }
+    }
+
+    /// `GET /users/delta`: a first delta round (all users), or from now with [`DeltaRequest::from_now`].
+    pub fn delta(&self) -> DeltaRequest<User> {
+        DeltaRequest::new(
+            self.client.clone(),
+            self.client.url_for(&["users", "delta"]),
+        )
+    }
+
+    /// The next delta round from a kept [`DeltaLink`].
+    pub fn delta_from(&self, link: DeltaLink) -> DeltaRequest<User> {
+        DeltaRequest::from_link(
+            self.client.clone(),
+            self.client.url_for(&["users", "delta"]),
+            link,
+        )
+    }
+}
+
+/// `GET /users/{id}/manager`; `.send()` gives `None` when there is no manager.
+#[derive(Debug)]
+#[must_use = "a request does nothing until sent"]
+pub struct ManagerRequest {
+    inner: GetRequest<DirectoryObject>,
+}
+
+impl ManagerRequest {
+    /// `$select` on the manager.
+    pub fn select<I, S>(self, properties: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        Self {
+            inner: self.inner.select(properties),
+        }
+    }
+
+    /// The manager, or `None` when none is assigned.
+    ///
+    /// # Errors
+    ///
+    /// Any error of the request other than 404.
+    pub async fn send(self) -> Result<Option<DirectoryObject>, GraphError> {
+        self.inner.send_optional().await
+    }
+}
+
+/// The sizes Graph stores profile photos in (spec 13).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PhotoSize {
+    /// 48x48
+    S48,
+    /// 64x64
+    S64,
+    /// 96x96
+    S96,
+    /// 120x120
+    S120,
+    /// 240x240
+    S240,
+    /// 360x360
+    S360,
+    /// 432x432
+    S432,
+    /// 504x504
+    S504,
+    /// 648x648
+    S648,
+}
+
+impl PhotoSize {
+    /// The size id in the URL, e.g. `240x240`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::S48 => "48x48",
+            Self::S64 => "64x64",
+            Self::S96 => "96x96",
+            Self::S120 => "120x120",
+            Self::S240 => "240x240",
+            Self::S360 => "360x360",
+            Self::S432 => "432x432",
+            Self::S504 => "504x504",
+            Self::S648 => "648x648",
+        }
+    }
+}
+
+/// A profile photo: its bytes and content type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Photo {
+    /// `Content-Type`, e.g. `image/jpeg`.
+    pub content_type: String,
+    /// The image bytes.
+    pub bytes: Bytes,
+}
+
+/// `GET /users/{id}/photo/$value`; `.send()` gives `None` when the user has no photo.
+#[derive(Debug)]
+#[must_use = "a request does nothing until sent"]
+pub struct PhotoRequest {
+    client: GraphClient,
+    user: String,
+    size: Option<PhotoSize>,
+}
+
+impl PhotoRequest {
+    /// A given size instead of the largest.
+    pub fn size(mut self, size: PhotoSize) -> Self {
+        self.size = Some(size);
+        self
+    }
+
+    /// The photo, or `None` when there is none (404, spec 13). Redirects are not followed,
+    /// so the bearer token never goes to another host.
+    ///
+    /// # Errors
+    ///
+    /// Any error of the request other than 404 (a body over the size limit included).
+    pub async fn send(self) -> Result<Option<Photo>, GraphError> {
+        let url = match self.size {
+            Some(size) => {
+                self.client
+                    .url_for(&["users", &self.user, "photos", size.as_str(), "$value"])
+            }
+            None => self
+                .client
+                .url_for(&["users", &self.user, "photo", "$value"]),
+        };
+        let call = Call {
+            method: Method::GET,
+            url: url.as_str(),
+            eventual: false,
+            json_body: None,
+            accept: "image/*",
+        };
+        match self.client.execute(call).await {
+            Ok(reply) => {
+                let content_type = reply
+                    .headers
+                    .get(reqwest::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("application/octet-stream")
+                    .to_owned();
+                Ok(Some(Photo {
+                    content_type,
+                    bytes: reply.body,
+                }))
+            }
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! Retry policy, `Retry-After` parsing, backoff with full jitter, and the throttle gate
+//! shared by all requests of one client (spec 10).
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use rand::Rng;
+use tokio::time::Instant;
+
+/// When and how often the client retries 429, 503, 504, timeouts and connection failures.
+///
+/// Defaults ([`RetryPolicy::default`]): 5 retries, backoff from 1 s doubling up to 30 s
+/// with full jitter when the server gives no `Retry-After`, and at most 180 s of waiting
+/// per request in total (Kiota's cumulative cap, spec 10b). A `Retry-After` longer than
+/// the remaining wait budget ends the retries with the error, which carries
+/// [`retry_after`](crate::GraphError::retry_after) so the caller can reschedule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub(crate) max_retries: u32,
+    pub(crate) initial_backoff: Duration,
+    pub(crate) max_backoff: Duration,
+    pub(crate) max_total_wait: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_retries: 5,
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(30),
+            max_total_wait: Duration::from_secs(180),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The default policy (see the type's docs).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A policy that never retries.
+    pub fn none() -> Self {
+        Self {
+            max_retries: 0,
+            ..Self::default()
+        }
+    }
+
+    /// How many times one request is retried after its first attempt (at most 20).
+    #[must_use]
+    pub fn max_retries(mut self, retries: u32) -> Self {
+        self.max_retries = retries;
+        self
+    }
+
+    /// The first backoff ceiling when the server gives no `Retry-After`; it doubles per retry.
+    #[must_use]
+    pub fn initial_backoff(mut self, backoff: Duration) -> Self {
+        self.initial_backoff = backoff;
+        self
+    }
+
+    /// The largest backoff ceiling.
+    #[must_use]
+    pub fn max_backoff(mut self, backoff: Duration) -> Self {
+        self.max_backoff = backoff;
+        self
+    }
+
+    /// The most one request waits in total across its retries.
+    #[must_use]
+    pub fn max_total_wait(mut self, wait: Duration) -> Self {
+        self.max_total_wait = wait;
+        self
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        if self.max_retries > 20 {
+            return Err("retry policy: max_retries must be at most 20".into());
+        }
+        if self.initial_backoff.is_zero() || self.initial_backoff > self.max_backoff {
+            return Err(
+                "retry policy: initial_backoff must be positive and at most max_backoff".into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// The ceiling of the backoff before retry number `retry` (0-based): initial × 2^retry, capped.
+    pub(crate) fn backoff_ceiling(&self, retry: u32) -> Duration {
+        let factor = 2u32.saturating_pow(retry.min(20));
+        self.initial_backoff
+            .saturating_mul(factor)
+            .min(self.max_backoff)
+    }
+
+    /// Full jitter: a uniformly random wait in `0..=ceiling` (AWS "full jitter").
+    pub(crate) fn backoff(&self, retry: u32) -> Duration {
+        let ceiling = self.backoff_ceiling(retry);
+        let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
+        Duration::from_millis(rand::rng().random_range(0..=millis))
+    }
+}
+
+/// The wall clock used to read `Retry-After` HTTP dates; injectable for tests (STYLE, Async).
+pub(crate) type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
+
+/// Parses `Retry-After` as seconds (fractions round up: `2.128` → 3 s, spec 10a/checklist 6)
+/// or as an HTTP date relative to `now` (a past date gives zero).
+pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<f64>() {
+        if !seconds.is_finite() || seconds < 0.0 {
+            return None;
+        }
+        let rounded = seconds.ceil();
+        // `rounded` is a non-negative whole number; cap it at a day so the cast cannot wrap.
+        #[expect(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "non-negative whole number capped at one day"
+        )]
+        let whole = rounded.min(86_400.0) as u64;
+        return Some(Duration::from_secs(whole));
+    }
+    let date = httpdate::parse_http_date(value).ok()?;
+    Some(date.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// One gate per client: a 429 (or any `Retry-After`) closes it until the wait has passed,
+/// and every request of the client waits at the gate before sending, so siblings pause
+/// instead of each finding the limit on its own (spec 10a: Graph keeps counting while throttled).
+#[derive(Debug, Default)]
+pub(crate) struct ThrottleGate {
+    paused_until: Mutex<Option<Instant>>,
+}
+
+impl ThrottleGate {
+    /// Closes the gate until `until` (never shortens an existing pause).
+    pub(crate) fn pause_until(&self, until: Instant) {
+        let mut guard = self
+            .paused_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if guard.is_none_or(|current| current < until) {
+            *guard = Some(until);
+        }
+    }
+
+    fn current(&self) -> Option<Instant> {
+        *self
+            .paused_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits until the gate is open; returns at once when it is.
+    pub(crate) async fn wait(&self) {
+        // Loop: a sibling may extend the pause while we sleep.
+        while let Some(until) = self.current() {
+            if until <= Instant::now() {
+                return;
+            }
+            tokio::time::sleep_until(until).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn epoch_plus(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    #[test]
+    fn retry_after_fractions_round_up() {
+        let now = SystemTime::now();
+        assert_eq!(
+            parse_retry_after("2.128", now),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(parse_retry_after("0.5", now), Some(Duration::from_secs(1)));
+        assert_eq!(parse_retry_after(" 7 ", now), Some(Duration::from_secs(7)));
+        assert_eq!(parse_retry_after("0", now), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("-1", now), None);
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn retry_after_http_date_is_relative_to_the_injected_clock() {
+        let now = epoch_plus(1_700_000_000);
+        let date = httpdate::fmt_http_date(epoch_plus(1_700_000_012));
+        assert_eq!(parse_retry_after(&date, now), Some(Duration::from_secs(12)));
+        let past = httpdate::fmt_http_date(epoch_plus(1_699_999_000));
+        assert_eq!(parse_retry_after(&past, now), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn backoff_ceiling_doubles_and_caps() {
+        let policy = RetryPolicy::default();
+        assert_eq!(policy.backoff_ceiling(0), Duration::from_secs(1));
+        assert_eq!(policy.backoff_ceiling(1), Duration::from_secs(2));
+        assert_eq!(policy.backoff_ceiling(4), Duration::from_secs(16));
+        assert_eq!(policy.backoff_ceiling(5), Duration::from_secs(30));
+        assert_eq!(policy.backoff_ceiling(40), Duration::from_secs(30));
+        for retry in 0..8 {
+            assert!(policy.backoff(retry) <= policy.backoff_ceiling(retry));
+        }
+    }
+
+    #[test]
+    fn policy_validation_rejects_nonsense() {
+        assert!(RetryPolicy::default().validate().is_ok());
+        assert!(RetryPolicy::default().max_retries(21).validate().is_err());
+        assert!(
+            RetryPolicy::default()
+                .initial_backoff(Duration::ZERO)
+                .validate()
+                .is_err()
+        );
+        assert!(
+            RetryPolicy::default()
+                .initial_backoff(Duration::from_secs(60))
+                .validate()
+                .is_err()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn gate_holds_waiters_until_the_pause_ends_and_never_shortens() {
+        let gate = ThrottleGate::default();
+        let start = Instant::now();
+        gate.wait().await;
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        gate.pause_until(start + Duration::from_secs(5));
+        gate.pause_until(start + Duration::from_secs(2));
+        gate.wait().await;
+        assert_eq!(start.elapsed(), Duration::from_secs(5));
+    }
+}
