@@ -1,0 +1,299 @@
+//! Id token checks (spec §5a) and the identity it carries.
+//!
+//! The signature is not verified: the token came straight from the token endpoint over
+//! TLS in answer to this client's own request (`OpenID` Connect Core 3.1.3.7, item 6).
+//! The claims are: `aud` = client id, `iss` = `{login}/{tid}/v2.0`, `nonce`, `exp`/`nbf`
+//! with a small skew.
+
+use std::fmt;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::alphabet::URL_SAFE;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use secrecy::{ExposeSecret as _, SecretString};
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq as _;
+use time::OffsetDateTime;
+
+use crate::cloud::{Cloud, ObjectId, TenantId};
+
+/// Base64url that accepts both padded and unpadded segments (the documented v1 sample
+/// token ends its payload with `=`, fixture `id-token-v1-sample.jwt`).
+const LENIENT_URL_SAFE: GeneralPurpose = GeneralPurpose::new(
+    &URL_SAFE,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// Why an id token was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IdTokenError {
+    /// The token answer had no `id_token` (was `openid` requested?).
+    #[error("the token response has no id token")]
+    Missing,
+    /// Not a compact JWT with a JSON payload.
+    #[error("malformed: {0}")]
+    Malformed(&'static str),
+    /// A required claim is absent.
+    #[error("claim {0} is missing")]
+    MissingClaim(&'static str),
+    /// `aud` is not this app's client id.
+    #[error("audience {actual:?} is not this app")]
+    WrongAudience {
+        /// The token's `aud`.
+        actual: Vec<String>,
+    },
+    /// `iss` is not `{login}/{tid}/v2.0` for this cloud and the token's `tid`.
+    #[error("issuer {actual:?} is not {expected:?}")]
+    WrongIssuer {
+        /// What this cloud's issuer for the token's tenant is.
+        expected: String,
+        /// The token's `iss`.
+        actual: String,
+    },
+    /// The `nonce` does not match the pending authorization's.
+    #[error("nonce does not match")]
+    NonceMismatch,
+    /// `exp` has passed (beyond the allowed skew).
+    #[error("expired at {0}")]
+    Expired(i64),
+    /// `nbf` is in the future (beyond the allowed skew).
+    #[error("not valid before {0}")]
+    NotYetValid(i64),
+    /// The tenant is not the one the sign-in was sent to.
+    #[error("tenant {actual} is not the expected tenant {expected}")]
+    WrongTenant {
+        /// The tenant the authority named.
+        expected: String,
+        /// The token's `tid`.
+        actual: String,
+    },
+}
+
+/// Who signed in: the stable key of a connection is (`tenant_id`, `object_id`); the names
+/// are for display only (spec §5a).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Identity {
+    /// `tid`: the tenant the user signed in to.
+    pub tenant_id: TenantId,
+    /// `oid`: the user's object id in that tenant (Graph `user.id`).
+    pub object_id: ObjectId,
+    /// `preferred_username`: mutable, display and hints only.
+    pub preferred_username: Option<String>,
+    /// `name`: display only.
+    pub name: Option<String>,
+}
+
+impl fmt::Display for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} in tenant {}", self.object_id, self.tenant_id)?;
+        if let Some(username) = &self.preferred_username {
+            write!(f, " ({username})")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    aud: Option<Audience>,
+    iss: Option<String>,
+    tid: Option<String>,
+    oid: Option<String>,
+    nonce: Option<String>,
+    exp: Option<i64>,
+    nbf: Option<i64>,
+    preferred_username: Option<String>,
+    name: Option<String>,
+}
+
+/// What an id token must show.
+pub(crate) struct Expectations<'a> {
+    pub(crate) client_id: &'a str,
+    pub(crate) cloud: &'a Cloud,
+    /// `None` for flows without a nonce (device code).
+    pub(crate) nonce: Option<&'a SecretString>,
+    /// Set when the authority named a tenant by id.
+    pub(crate) tenant: Option<&'a TenantId>,
+    pub(crate) now: OffsetDateTime,
+    pub(crate) skew: Duration,
+}
+
+/// Decodes and checks an id token, returning the identity.
+pub(crate) fn validate(
+    token: &SecretString,
+    expect: &Expectations<'_>,
+) -> Result<Identity, IdTokenError> {
+    let mut segments = token.expose_secret().split('.');
+    let (Some(_header), Some(payload), Some(_signature), None) = (
+        segments.next(),
+        segments.next(),
+        segments.next(),
+        segments.next(),
+    ) else {
+        return Err(IdTokenError::Malformed("not three dot-separated segments"));
+    };
+    let bytes = LENIENT_URL_SAFE
+        .decode(payload)
+        .map_err(|_| IdTokenError::Malformed("payload is not base64url"))?;
+    let claims: Claims = serde_json::from_slice(&bytes)
+        .map_err(|_| IdTokenError::Malformed("payload is not a JSON claims object"))?;
+
+    let audiences = match claims.aud {
+        Some(Audience::One(aud)) => vec![aud],
+        Some(Audience::Many(auds)) => auds,
+        None => return Err(IdTokenError::MissingClaim("aud")),
+    };
+    if !audiences
+        .iter()
+        .any(|aud| aud.eq_ignore_ascii_case(expect.client_id))
+    {
+        return Err(IdTokenError::WrongAudience { actual: audiences });
+    }
+
+    let tid = claims.tid.ok_or(IdTokenError::MissingClaim("tid"))?;
+    let tenant = TenantId::parse(&tid).map_err(|_| IdTokenError::Malformed("tid is not a GUID"))?;
+    let issuer = claims.iss.ok_or(IdTokenError::MissingClaim("iss"))?;
+    let expected_issuer = expect.cloud.issuer(&tenant);
+    if issuer != expected_issuer {
+        return Err(IdTokenError::WrongIssuer {
+            expected: expected_issuer,
+            actual: issuer,
+        });
+    }
+    if let Some(expected) = expect.tenant
+        && *expected != tenant
+    {
+        return Err(IdTokenError::WrongTenant {
+            expected: expected.to_string(),
+            actual: tenant.to_string(),
+        });
+    }
+
+    if let Some(nonce) = expect.nonce {
+        let matches = claims.nonce.as_deref().is_some_and(|actual| {
+            bool::from(actual.as_bytes().ct_eq(nonce.expose_secret().as_bytes()))
+        });
+        if !matches {
+            return Err(IdTokenError::NonceMismatch);
+        }
+    }
+
+    let now = expect.now.unix_timestamp();
+    let skew = i64::try_from(expect.skew.as_secs()).unwrap_or(i64::MAX);
+    let exp = claims.exp.ok_or(IdTokenError::MissingClaim("exp"))?;
+    if now.saturating_sub(skew) >= exp {
+        return Err(IdTokenError::Expired(exp));
+    }
+    if let Some(nbf) = claims.nbf
+        && now.saturating_add(skew) < nbf
+    {
+        return Err(IdTokenError::NotYetValid(nbf));
+    }
+
+    let oid = claims.oid.ok_or(IdTokenError::MissingClaim("oid"))?;
+    Ok(Identity {
+        tenant_id: tenant,
+        object_id: ObjectId::new(oid),
+        preferred_username: claims.preferred_username,
+        name: claims.name,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The documented v2.0 sample id token (fixture `id-token-v2-sample.jwt`).
+    const SAMPLE: &str = include_str!("../tests/fixtures/identity/id-token-v2-sample.jwt");
+    /// Its `iat`/`nbf`.
+    const SAMPLE_ISSUED: i64 = 1_536_274_711;
+
+    fn expectations(nonce: &SecretString, now: i64) -> Expectations<'_> {
+        Expectations {
+            client_id: "6cb04018-a3f5-46a7-b995-940c78f5aef3",
+            cloud: &Cloud::Global,
+            nonce: Some(nonce),
+            tenant: None,
+            now: OffsetDateTime::from_unix_timestamp(now).unwrap(),
+            skew: Duration::from_secs(300),
+        }
+    }
+
+    #[test]
+    fn documented_v2_sample_yields_its_identity() {
+        let nonce = SecretString::from("123523");
+        let identity = validate(
+            &SecretString::from(SAMPLE.trim()),
+            &expectations(&nonce, SAMPLE_ISSUED + 60),
+        )
+        .unwrap();
+        assert_eq!(
+            identity.tenant_id.as_str(),
+            "9122040d-6c67-4c5b-b112-36a304b66dad"
+        );
+        assert_eq!(
+            identity.object_id.as_str(),
+            "00000000-0000-0000-66f3-3332eca7ea81"
+        );
+        assert_eq!(
+            identity.preferred_username.as_deref(),
+            Some("AbeLi@microsoft.com")
+        );
+        assert_eq!(identity.name.as_deref(), Some("Abe Lincoln"));
+    }
+
+    #[test]
+    fn documented_v1_sample_is_refused_for_its_v1_issuer() {
+        let token = include_str!("../tests/fixtures/identity/id-token-v1-sample.jwt");
+        let nonce = SecretString::from("123523");
+        let mut expect = expectations(&nonce, 1_536_275_124 + 60);
+        expect.client_id = "b14a7505-96e9-4927-91e8-0601d0fc9caa";
+        let error = validate(&SecretString::from(token.trim()), &expect).unwrap_err();
+        assert_eq!(
+            error,
+            IdTokenError::WrongIssuer {
+                expected:
+                    "https://login.microsoftonline.com/fa15d692-e9c7-4460-a743-29f2956fd429/v2.0"
+                        .into(),
+                actual: "https://sts.windows.net/fa15d692-e9c7-4460-a743-29f2956fd429/".into(),
+            }
+        );
+    }
+
+    #[test]
+    fn skew_allows_a_token_just_expired_and_refuses_beyond() {
+        let nonce = SecretString::from("123523");
+        let token = SecretString::from(SAMPLE.trim());
+        let exp = 1_536_361_411;
+        assert!(validate(&token, &expectations(&nonce, exp + 299)).is_ok());
+        assert_eq!(
+            validate(&token, &expectations(&nonce, exp + 300)).unwrap_err(),
+            IdTokenError::Expired(exp)
+        );
+        assert_eq!(
+            validate(&token, &expectations(&nonce, SAMPLE_ISSUED - 301)).unwrap_err(),
+            IdTokenError::NotYetValid(SAMPLE_ISSUED)
+        );
+    }
+
+    #[test]
+    fn malformed_tokens_are_refused() {
+        let nonce = SecretString::from("n");
+        for token in ["", "a.b", "a.!!!.c", "a.bm90IGpzb24.c", "a.b.c.d"] {
+            assert!(matches!(
+                validate(&SecretString::from(token), &expectations(&nonce, 0)),
+                Err(IdTokenError::Malformed(_))
+            ));
+        }
+    }
+}
