@@ -142,32 +142,7 @@ impl GraphClient {
             let mut retry_next: Vec<usize> = Vec::new();
             let mut backoff = Duration::ZERO;
             for chunk in pending.chunks(MAX_BATCH_SIZE) {
-                let body = WireRequests {
-                    requests: chunk
-                        .iter()
-                        .map(|&index| WireRequest {
-                            id: index.to_string(),
-                            method: "GET",
-                            url: &items[index].url,
-                            headers: items[index]
-                                .eventual
-                                .then(|| HashMap::from([("ConsistencyLevel", "eventual")])),
-                        })
-                        .collect(),
-                };
-                let json = serde_json::to_vec(&body).map_err(|_| GraphError::InvalidRequest {
-                    reason: "batch body could not be serialized".into(),
-                })?;
-                // A $batch of GETs is idempotent, so execute may retry it as a whole.
-                let call = Call {
-                    method: Method::POST,
-                    url: &batch_url,
-                    eventual: false,
-                    json_body: Some(Bytes::from(json)),
-                    accept: "application/json",
-                };
-                let reply = self.execute(call).await?;
-                let answers: WireResponses = decode(&reply.body, &reply.path)?;
+                let answers = self.send_chunk(&items, chunk, &batch_url).await?;
                 for answer in answers.responses {
                     let Some(index) = answer
                         .id
@@ -230,6 +205,40 @@ impl GraphClient {
                 })
             })
             .collect())
+    }
+
+    async fn send_chunk(
+        &self,
+        items: &[BatchItem],
+        chunk: &[usize],
+        batch_url: &str,
+    ) -> Result<WireResponses, GraphError> {
+        let body = WireRequests {
+            requests: chunk
+                .iter()
+                .map(|&index| WireRequest {
+                    id: index.to_string(),
+                    method: "GET",
+                    url: &items[index].url,
+                    headers: items[index]
+                        .eventual
+                        .then(|| HashMap::from([("ConsistencyLevel", "eventual")])),
+                })
+                .collect(),
+        };
+        let json = serde_json::to_vec(&body).map_err(|_| GraphError::InvalidRequest {
+            reason: "batch body could not be serialized".into(),
+        })?;
+        // A $batch of GETs is idempotent, so execute may retry it as a whole.
+        let call = Call {
+            method: Method::POST,
+            url: batch_url,
+            eventual: false,
+            json_body: Some(Bytes::from(json)),
+            accept: "application/json",
+        };
+        let reply = self.execute(call).await?;
+        decode(&reply.body, &reply.path)
     }
 }
 

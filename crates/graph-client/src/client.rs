@@ -370,7 +370,7 @@ impl GraphClient {
                             tracing::debug!(
                                 wait_ms = wait.as_millis(),
                                 "transport failure, retrying"
-                            )
+                            );
                         });
                         tokio::time::sleep(wait).await;
                         waited += wait;
@@ -400,7 +400,7 @@ impl GraphClient {
                         tracing::debug!(
                             wait_ms = wait.as_millis(),
                             "throttled or unavailable, retrying"
-                        )
+                        );
                     });
                     if status == StatusCode::TOO_MANY_REQUESTS || server_wait.is_some() {
                         // The gate pauses every request of this client, this one included (spec 10a).

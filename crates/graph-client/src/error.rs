@@ -434,7 +434,7 @@ mod tests {
         );
         match err {
             GraphError::ResyncRequired { location, .. } => {
-                assert!(location.unwrap().ends_with("$deltatoken="))
+                assert!(location.unwrap().ends_with("$deltatoken="));
             }
             other => panic!("{other:?}"),
         }
