@@ -1,0 +1,315 @@
+//! Opening a [`SqlStore`]: the `SQLite` file or the `PostgreSQL` pool, and migrations.
+
+use std::fmt;
+use std::fs::OpenOptions;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use connection_store::{Clock, SystemClock};
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{ConnectOptions, Connection};
+
+use crate::crypto::KeyRing;
+use crate::error::SqlStoreError;
+use crate::store::{Pool, SqlStore};
+
+/// The newest schema version this build writes (the `schema_version` table).
+pub const SCHEMA_VERSION: i64 = 1;
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+
+enum Target {
+    Sqlite(PathBuf),
+    Postgres(SecretString),
+}
+
+/// Options for opening a [`SqlStore`]; from [`SqlStore::sqlite`] or [`SqlStore::postgres`].
+pub struct SqlStoreBuilder {
+    target: Target,
+    keys: Option<KeyRing>,
+    clock: Arc<dyn Clock>,
+    max_connections: u32,
+    busy_timeout: Duration,
+    schema: Option<String>,
+}
+
+impl fmt::Debug for SqlStoreBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let target = match &self.target {
+            Target::Sqlite(path) => format!("sqlite:{}", path.display()),
+            // The URL may hold a password.
+            Target::Postgres(_) => "postgres:[REDACTED]".to_owned(),
+        };
+        f.debug_struct("SqlStoreBuilder")
+            .field("target", &target)
+            .field("keys", &self.keys)
+            .field("clock", &self.clock)
+            .field("max_connections", &self.max_connections)
+            .field("busy_timeout", &self.busy_timeout)
+            .field("schema", &self.schema)
+            .finish()
+    }
+}
+
+impl SqlStore {
+    /// A store in the `SQLite` file at `path`, created (mode 0600) if missing.
+    pub fn sqlite(path: impl AsRef<Path>) -> SqlStoreBuilder {
+        SqlStoreBuilder::new(Target::Sqlite(path.as_ref().to_owned()))
+    }
+
+    /// A store in the `PostgreSQL` database at `url`
+    /// (`postgres://user:password@host:5432/database`).
+    pub fn postgres(url: impl Into<String>) -> SqlStoreBuilder {
+        SqlStoreBuilder::new(Target::Postgres(SecretString::from(url.into())))
+    }
+}
+
+impl SqlStoreBuilder {
+    fn new(target: Target) -> Self {
+        Self {
+            target,
+            keys: None,
+            clock: Arc::new(SystemClock),
+            max_connections: 8,
+            busy_timeout: Duration::from_secs(10),
+            schema: None,
+        }
+    }
+
+    /// The keys that encrypt tokens and cursors (required).
+    #[must_use]
+    pub fn key_ring(mut self, keys: KeyRing) -> Self {
+        self.keys = Some(keys);
+        self
+    }
+
+    /// The clock for timestamps and lease expiry (default: the system clock). Replicas
+    /// sharing a database compare lease expiry on their own clocks, so keep them in sync
+    /// (NTP) and lease time-to-lives well above the skew.
+    #[must_use]
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Most pooled connections (default 8).
+    #[must_use]
+    pub fn max_connections(mut self, max: u32) -> Self {
+        self.max_connections = max;
+        self
+    }
+
+    /// `SQLite`: how long a write waits for another connection's or process's lock
+    /// before failing (default 10 s).
+    #[must_use]
+    pub fn busy_timeout(mut self, timeout: Duration) -> Self {
+        self.busy_timeout = timeout;
+        self
+    }
+
+    /// `PostgreSQL`: keep the tables in this schema (created if missing) instead of the
+    /// user's default; 1–63 characters of `a-z`, `0-9`, `_`, starting with a letter.
+    #[must_use]
+    pub fn schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = Some(schema.into());
+        self
+    }
+
+    /// Opens the database and runs the embedded migrations.
+    ///
+    /// # Errors
+    /// [`SqlStoreError::InvalidConfig`] without a key ring or with a bad URL or schema;
+    /// [`SqlStoreError::File`], [`SqlStoreError::Connect`], [`SqlStoreError::Migrate`],
+    /// [`SqlStoreError::SchemaTooNew`].
+    pub async fn open(self) -> Result<SqlStore, SqlStoreError> {
+        let keys = self.keys.ok_or_else(|| SqlStoreError::InvalidConfig {
+            message: "a key ring is required".to_owned(),
+        })?;
+        if self.max_connections == 0 {
+            return Err(SqlStoreError::InvalidConfig {
+                message: "max_connections is at least 1".to_owned(),
+            });
+        }
+        let pool = match self.target {
+            Target::Sqlite(path) => {
+                if self.schema.is_some() {
+                    return Err(SqlStoreError::InvalidConfig {
+                        message: "a schema applies to PostgreSQL only".to_owned(),
+                    });
+                }
+                open_sqlite(&path, self.max_connections, self.busy_timeout).await?
+            }
+            Target::Postgres(url) => {
+                open_postgres(&url, self.schema.as_deref(), self.max_connections).await?
+            }
+        };
+        Ok(SqlStore::from_parts(pool, Arc::new(keys), self.clock))
+    }
+}
+
+fn connect_error(source: sqlx::Error) -> SqlStoreError {
+    SqlStoreError::Connect {
+        source: Box::new(source),
+    }
+}
+
+fn migrate_error(source: impl std::error::Error + Send + Sync + 'static) -> SqlStoreError {
+    SqlStoreError::Migrate {
+        source: Box::new(source),
+    }
+}
+
+fn check_version(found: Option<i64>) -> Result<(), SqlStoreError> {
+    match found {
+        Some(found) if found > SCHEMA_VERSION => Err(SqlStoreError::SchemaTooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        }),
+        _ => Ok(()),
+    }
+}
+
+async fn open_sqlite(
+    path: &Path,
+    max_connections: u32,
+    busy_timeout: Duration,
+) -> Result<Pool, SqlStoreError> {
+    // Create the file ourselves so that it is born 0600 (SQLite would use the umask);
+    // SQLite gives its -wal and -shm files the database file's permissions.
+    let file_error = |source| SqlStoreError::File {
+        path: path.to_owned(),
+        source,
+    };
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(file_error)?;
+    let mode = file.metadata().map_err(file_error)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            path = %path.display(),
+            mode = format_args!("{:o}", mode & 0o777),
+            "the connection store file is readable by other users"
+        );
+    }
+    drop(file);
+
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(false)
+        // WAL: readers never block the writer, and several processes may share the file.
+        .journal_mode(SqliteJournalMode::Wal)
+        // FULL: a committed rotated refresh token survives power loss too, not only a
+        // crashed process; the old one may already be revoked.
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(busy_timeout)
+        .foreign_keys(true);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(max_connections)
+        .connect_with(options)
+        .await
+        .map_err(connect_error)?;
+    let found: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM schema_version")
+        .fetch_one(&pool)
+        .await
+        .ok()
+        .flatten();
+    check_version(found)?;
+    SQLITE_MIGRATIONS.run(&pool).await.map_err(migrate_error)?;
+    Ok(Pool::Sqlite(pool))
+}
+
+fn valid_schema(schema: &str) -> bool {
+    let mut chars = schema.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && schema.len() <= 63
+}
+
+async fn open_postgres(
+    url: &SecretString,
+    schema: Option<&str>,
+    max_connections: u32,
+) -> Result<Pool, SqlStoreError> {
+    let mut options = PgConnectOptions::from_str(url.expose_secret()).map_err(|_| {
+        SqlStoreError::InvalidConfig {
+            message: "the PostgreSQL URL does not parse".to_owned(),
+        }
+    })?;
+    if let Some(schema) = schema {
+        if !valid_schema(schema) {
+            return Err(SqlStoreError::InvalidConfig {
+                message: format!("invalid schema name {schema:?}"),
+            });
+        }
+        let mut setup = options.connect().await.map_err(connect_error)?;
+        // The name was validated above, so quoting it is enough.
+        sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+            .execute(&mut setup)
+            .await
+            .map_err(connect_error)?;
+        setup.close().await.map_err(connect_error)?;
+        options = options.options([("search_path", schema)]);
+    }
+    let pool = PgPoolOptions::new()
+        .max_connections(max_connections)
+        .connect_with(options)
+        .await
+        .map_err(connect_error)?;
+    let found: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM schema_version")
+        .fetch_one(&pool)
+        .await
+        .ok()
+        .flatten();
+    check_version(found)?;
+    POSTGRES_MIGRATIONS
+        .run(&pool)
+        .await
+        .map_err(migrate_error)?;
+    Ok(Pool::Postgres(pool))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_names_are_validated() {
+        assert!(valid_schema("cs_test_1"));
+        assert!(!valid_schema(""));
+        assert!(!valid_schema("1abc"));
+        assert!(!valid_schema("a\"; DROP TABLE x; --"));
+        assert!(!valid_schema(&"a".repeat(64)));
+    }
+
+    #[test]
+    fn newer_schema_versions_are_refused() {
+        assert!(check_version(None).is_ok());
+        assert!(check_version(Some(SCHEMA_VERSION)).is_ok());
+        assert!(matches!(
+            check_version(Some(SCHEMA_VERSION + 1)),
+            Err(SqlStoreError::SchemaTooNew {
+                found: 2,
+                supported: 1
+            })
+        ));
+    }
+
+    #[test]
+    fn builder_debug_hides_the_postgres_url() {
+        let builder = SqlStore::postgres("postgres://app:hunter2@db.internal/prod");
+        let debug = format!("{builder:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+    }
+}

@@ -1,0 +1,167 @@
+//! Helpers shared by the integration tests.
+
+#![allow(dead_code, reason = "each test binary uses a different subset")]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use connection_store::testkit::{RACERS, sample_connection, unique_owner};
+use connection_store::{
+    Clock, ConnectionId, ConnectionStore, LeaseHolder, ManualClock, OwnerId, SecretString,
+    StoreError, TokenVersion,
+};
+use connection_store_sql::{EncryptionKey, KeyId, KeyRing, SqlStore};
+use tokio::sync::Barrier;
+use tokio::task::JoinSet;
+
+/// A directory under the system temp dir, removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new() -> Self {
+        let path =
+            std::env::temp_dir().join(format!("connection-store-sql-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        Self(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn key(id: &str, byte: u8) -> (KeyId, EncryptionKey) {
+    (
+        KeyId::new(id).expect("key id"),
+        EncryptionKey::from_bytes([byte; 32]),
+    )
+}
+
+pub fn ring() -> KeyRing {
+    let (id, key) = key("test-1", 7);
+    KeyRing::new(id, key)
+}
+
+pub async fn open_sqlite(path: &Path, keys: KeyRing, clock: Arc<dyn Clock>) -> SqlStore {
+    SqlStore::sqlite(path)
+        .key_ring(keys)
+        .clock(clock)
+        .max_connections(4)
+        .open()
+        .await
+        .expect("open sqlite store")
+}
+
+pub async fn raw_sqlite(path: &Path) -> sqlx::SqlitePool {
+    sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(
+            sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(path)
+                .busy_timeout(Duration::from_secs(10)),
+        )
+        .await
+        .expect("raw sqlite pool")
+}
+
+pub fn secret(value: &str) -> SecretString {
+    SecretString::from(value.to_owned())
+}
+
+/// Creates a connection in `store` and returns (owner, id).
+pub async fn seeded(store: &SqlStore, token: &str) -> (OwnerId, ConnectionId) {
+    let owner = unique_owner("owner");
+    let tenant = ConnectionId::new().to_string();
+    let connection = store
+        .create(&owner, sample_connection("seeded", &tenant, token))
+        .await
+        .expect("create");
+    (owner, connection.id)
+}
+
+/// [`RACERS`] tasks spread over `stores` (separate pools on one database) replace the
+/// same token version: exactly one must win.
+pub async fn race_replace_token_across(stores: &[SqlStore]) {
+    let (owner, id) = seeded(&stores[0], "rt-1").await;
+    let barrier = Arc::new(Barrier::new(RACERS));
+    let mut tasks = JoinSet::new();
+    for racer in 0..RACERS {
+        let store = stores[racer % stores.len()].clone();
+        let (owner, barrier) = (owner.clone(), barrier.clone());
+        tasks.spawn(async move {
+            barrier.wait().await;
+            let result = store
+                .replace_token(
+                    &owner,
+                    id,
+                    TokenVersion::FIRST,
+                    secret(&format!("rt-{racer}")),
+                )
+                .await;
+            (racer, result)
+        });
+    }
+    let mut winners = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        match joined.expect("task") {
+            (racer, Ok(version)) => {
+                assert_eq!(version, TokenVersion::new(2));
+                winners.push(racer);
+            }
+            (_, Err(StoreError::Conflict { current, .. })) => {
+                assert_eq!(current, TokenVersion::new(2));
+            }
+            (racer, Err(err)) => panic!("racer {racer}: {err:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "winners {winners:?}");
+    for store in stores {
+        let loaded = store.load_token(&owner, id).await.expect("load");
+        assert_eq!(loaded.version, TokenVersion::new(2));
+        assert_eq!(
+            secrecy::ExposeSecret::expose_secret(&loaded.token),
+            format!("rt-{}", winners[0])
+        );
+    }
+}
+
+/// [`RACERS`] holders spread over `stores` race for one lease: exactly one gets it.
+pub async fn race_lease_across(stores: &[SqlStore]) {
+    let (owner, id) = seeded(&stores[0], "rt-1").await;
+    let barrier = Arc::new(Barrier::new(RACERS));
+    let mut tasks = JoinSet::new();
+    for racer in 0..RACERS {
+        let store = stores[racer % stores.len()].clone();
+        let (owner, barrier) = (owner.clone(), barrier.clone());
+        tasks.spawn(async move {
+            let me = LeaseHolder::new(format!("replica-{racer}")).expect("holder");
+            barrier.wait().await;
+            store
+                .acquire_lease(&owner, id, &me, Duration::from_secs(60))
+                .await
+        });
+    }
+    let mut granted = 0;
+    while let Some(joined) = tasks.join_next().await {
+        if joined.expect("task").expect("acquire").is_some() {
+            granted += 1;
+        }
+    }
+    assert_eq!(granted, 1);
+}
+
+pub fn manual_clock() -> (ManualClock, Arc<dyn Clock>) {
+    let clock = ManualClock::default();
+    (clock.clone(), Arc::new(clock))
+}

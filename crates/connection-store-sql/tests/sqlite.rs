@@ -1,0 +1,225 @@
+//! `SqlStore` on `SQLite`: the whole test kit, the file, two pools on one file, corrupt rows.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+
+use common::{TempDir, manual_clock, open_sqlite, raw_sqlite, ring, secret, seeded};
+use connection_store::testkit::{self, sample_connection, unique_owner};
+use connection_store::{ConnectionStore, ExposeSecret, StoreError, SystemClock, TokenVersion};
+use connection_store_sql::{SCHEMA_VERSION, SqlStore, SqlStoreError};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_store_passes_the_whole_testkit() {
+    let dir = TempDir::new();
+    let dir_path = dir.path().to_owned();
+    testkit::run(|clock| {
+        let path = dir_path.join(format!("{}.db", uuid::Uuid::new_v4()));
+        async move { open_sqlite(&path, ring(), Arc::new(clock)).await }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sqlite_file_is_created_owner_only_in_wal_mode() {
+    let dir = TempDir::new();
+    let path = dir.file("store.db");
+    let store = open_sqlite(&path, ring(), Arc::new(SystemClock)).await;
+    seeded(&store, "rt").await;
+    let mode = std::fs::metadata(&path)
+        .expect("db file")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600, "database file mode {mode:o}");
+    let wal = dir.file("store.db-wal");
+    let wal_mode = std::fs::metadata(&wal)
+        .expect("wal file exists in WAL mode")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(wal_mode, 0o600, "wal file mode {wal_mode:o}");
+    let raw = raw_sqlite(&path).await;
+    let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&raw)
+        .await
+        .expect("pragma");
+    assert_eq!(journal, "wal");
+}
+
+#[tokio::test]
+async fn sqlite_store_keeps_connections_tokens_and_cursors_across_reopen() {
+    let dir = TempDir::new();
+    let path = dir.file("store.db");
+    let (owner, id, created) = {
+        let store = open_sqlite(&path, ring(), Arc::new(SystemClock)).await;
+        let owner = unique_owner("owner");
+        let created = store
+            .create(&owner, sample_connection("Contoso", "tenant-1", "rt-1"))
+            .await
+            .expect("create");
+        store
+            .replace_token(&owner, created.id, TokenVersion::FIRST, secret("rt-2"))
+            .await
+            .expect("replace");
+        store
+            .save_cursor(
+                &owner,
+                created.id,
+                &connection_store::CursorKey::users(),
+                secret("delta"),
+            )
+            .await
+            .expect("cursor");
+        store.close().await;
+        (owner, created.id, created)
+    };
+    let store = open_sqlite(&path, ring(), Arc::new(SystemClock)).await;
+    assert_eq!(store.get(&owner, id).await.expect("get"), created);
+    let token = store.load_token(&owner, id).await.expect("token");
+    assert_eq!(
+        (token.token.expose_secret(), token.version),
+        ("rt-2", TokenVersion::new(2))
+    );
+    let cursor = store
+        .load_cursor(&owner, id, &connection_store::CursorKey::users())
+        .await
+        .expect("cursor")
+        .expect("present");
+    assert_eq!(cursor.expose_secret(), "delta");
+}
+
+#[tokio::test]
+async fn sqlite_records_schema_version_and_refuses_a_newer_schema() {
+    let dir = TempDir::new();
+    let path = dir.file("store.db");
+    open_sqlite(&path, ring(), Arc::new(SystemClock))
+        .await
+        .close()
+        .await;
+    let raw = raw_sqlite(&path).await;
+    let version: i64 = sqlx::query_scalar("SELECT MAX(version) FROM schema_version")
+        .fetch_one(&raw)
+        .await
+        .expect("version");
+    assert_eq!(version, SCHEMA_VERSION);
+    sqlx::query("UPDATE schema_version SET version = $1")
+        .bind(SCHEMA_VERSION + 1)
+        .execute(&raw)
+        .await
+        .expect("bump");
+    raw.close().await;
+    let err = SqlStore::sqlite(&path)
+        .key_ring(ring())
+        .open()
+        .await
+        .expect_err("newer schema");
+    assert!(
+        matches!(err, SqlStoreError::SchemaTooNew { found, supported } if found == SCHEMA_VERSION + 1 && supported == SCHEMA_VERSION),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn sqlite_open_without_key_ring_or_in_missing_directory_fails_typed() {
+    let dir = TempDir::new();
+    let err = SqlStore::sqlite(dir.file("a.db"))
+        .open()
+        .await
+        .expect_err("no keys");
+    assert!(
+        matches!(err, SqlStoreError::InvalidConfig { .. }),
+        "{err:?}"
+    );
+    let err = SqlStore::sqlite(dir.file("missing/dir/a.db"))
+        .key_ring(ring())
+        .open()
+        .await
+        .expect_err("no dir");
+    assert!(matches!(err, SqlStoreError::File { .. }), "{err:?}");
+    assert!(
+        !dir.file("a.db").exists(),
+        "nothing created without a key ring"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_replace_token_race_across_two_pools_has_one_winner() {
+    let dir = TempDir::new();
+    let path = dir.file("store.db");
+    let one = open_sqlite(&path, ring(), Arc::new(SystemClock)).await;
+    let two = open_sqlite(&path, ring(), Arc::new(SystemClock)).await;
+    common::race_replace_token_across(&[one, two]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_lease_race_across_two_pools_has_one_holder() {
+    let dir = TempDir::new();
+    let path = dir.file("store.db");
+    let one = open_sqlite(&path, ring(), Arc::new(SystemClock)).await;
+    let two = open_sqlite(&path, ring(), Arc::new(SystemClock)).await;
+    common::race_lease_across(&[one, two]).await;
+}
+
+#[tokio::test]
+async fn sqlite_corrupt_rows_are_typed_errors_naming_the_part() {
+    let dir = TempDir::new();
+    let path = dir.file("store.db");
+    let (_, clock) = manual_clock();
+    let store = open_sqlite(&path, ring(), clock).await;
+    let raw = raw_sqlite(&path).await;
+    for (column, value, part) in [
+        ("status", "'bogus'", "status"),
+        ("cloud", "'{not json'", "cloud"),
+        ("scopes", "'42'", "scopes"),
+        ("name", "''", "name"),
+        ("revision", "-1", "revision"),
+        ("created_at", "9223372036854775807", "created_at"),
+    ] {
+        let (owner, id) = seeded(&store, "rt").await;
+        sqlx::query(&format!(
+            "UPDATE connections SET {column} = {value} WHERE id = $1"
+        ))
+        .bind(id.to_string())
+        .execute(&raw)
+        .await
+        .expect("corrupt the row");
+        for result in [
+            store.get(&owner, id).await.map(|_| ()),
+            store.list(&owner).await.map(|_| ()),
+        ] {
+            match result {
+                Err(StoreError::Corrupt {
+                    id: Some(found),
+                    what,
+                    ..
+                }) => {
+                    assert_eq!(found, id);
+                    assert_eq!(what, part);
+                }
+                other => panic!("{column}: expected Corrupt, got {other:?}"),
+            }
+        }
+        // The token is still readable: one bad field loses nothing else.
+        assert_eq!(
+            store
+                .load_token(&owner, id)
+                .await
+                .expect("token")
+                .token
+                .expose_secret(),
+            "rt"
+        );
+    }
+    let (owner, id) = seeded(&store, "rt").await;
+    sqlx::query("UPDATE connections SET token_version = -5 WHERE id = $1")
+        .bind(id.to_string())
+        .execute(&raw)
+        .await
+        .expect("corrupt");
+    assert!(matches!(
+        store.load_token(&owner, id).await,
+        Err(StoreError::Corrupt { what, .. }) if what == "token_version"
+    ));
+}
