@@ -6,9 +6,38 @@
 //! simulator: the Graph half gives it an [`AccountDirectory`] to sign users in from,
 //! serves [`router`] on the login listener, and asks [`Auth::validate_bearer`] about
 //! every Graph request.
+//!
+//! The endpoints and the decisions taken where Microsoft's documentation is silent are
+//! listed in `README-entra.md` next to this file.
 
-use std::sync::Arc;
+mod admin_consent;
+mod authorize;
+mod clock;
+mod device;
+mod discovery;
+mod errors;
+mod grants;
+mod keys;
+mod pages;
+mod redirect;
+mod request;
+mod scopes;
+mod sha1;
+mod token;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{get, post};
+
+use self::clock::Clock;
+use self::grants::{Grants, digest};
+use self::keys::SigningKey;
 
 /// One account of the simulated tenant, as the sign-in page and the id token see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,12 +79,12 @@ pub enum ConsentMode {
     /// ("admin approval required").
     AdminApprovalRequired,
     /// Consent succeeds but the granted scopes lack one requested Graph scope
-    /// (the last requested one that is not an OpenID scope).
+    /// (the last requested one that is not an OIDC scope).
     MissingOneScope,
 }
 
 /// Settings of the Entra half.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AuthConfig {
     /// The tenant's id (`tid`), a GUID string.
     pub tenant_id: String,
@@ -74,6 +103,21 @@ pub struct AuthConfig {
     pub access_token_lifetime: Duration,
     /// How `/authorize` behaves.
     pub consent_mode: ConsentMode,
+}
+
+impl fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("tenant_id", &self.tenant_id)
+            .field("tenant_domain", &self.tenant_domain)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"[redacted]")
+            .field("login_base", &self.login_base)
+            .field("graph_resource", &self.graph_resource)
+            .field("access_token_lifetime", &self.access_token_lifetime)
+            .field("consent_mode", &self.consent_mode)
+            .finish()
+    }
 }
 
 /// What Graph learns from a valid bearer token.
@@ -97,9 +141,51 @@ pub enum BearerError {
     Expired,
 }
 
+/// How many requests each Entra endpoint answered, by outcome; read with
+/// [`Auth::counters`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AuthCounters {
+    /// Authorization codes issued.
+    pub codes_issued: u64,
+    /// Token endpoint answers with tokens.
+    pub tokens_issued: u64,
+    /// Token endpoint answers with an error body.
+    pub token_errors: u64,
+    /// Refresh tokens revoked through the control methods.
+    pub refresh_tokens_revoked: u64,
+}
+
+/// Settings that the control methods change while the simulator runs.
+#[derive(Debug, Clone)]
+struct Settings {
+    consent_mode: ConsentMode,
+    access_token_lifetime: Duration,
+    prefixed_scopes: bool,
+    allow_public_client: bool,
+    extra_redirect_uris: Vec<String>,
+    client_certificates: Vec<keys::ClientCertificate>,
+}
+
 /// The Entra half's state: codes, refresh tokens, device codes, signing key.
 pub struct Auth {
-    // owned by the Entra half
+    config: AuthConfig,
+    /// SHA-256 of the client secret: the secret itself is not kept.
+    client_secret_digest: [u8; 32],
+    directory: Arc<dyn AccountDirectory>,
+    key: SigningKey,
+    clock: Clock,
+    settings: Mutex<Settings>,
+    grants: Mutex<Grants>,
+}
+
+impl fmt::Debug for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Auth")
+            .field("config", &self.config)
+            .field("kid", &self.key.kid())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Auth {
@@ -111,8 +197,30 @@ impl Auth {
         config: AuthConfig,
         directory: Arc<dyn AccountDirectory>,
     ) -> Result<Arc<Self>, crate::Error> {
-        let _ = (config, directory);
-        todo!("Entra half")
+        let key = SigningKey::generate().map_err(crate::Error::Start)?;
+        let settings = Settings {
+            consent_mode: config.consent_mode,
+            access_token_lifetime: config.access_token_lifetime,
+            prefixed_scopes: true,
+            allow_public_client: false,
+            extra_redirect_uris: Vec::new(),
+            client_certificates: Vec::new(),
+        };
+        Ok(Arc::new(Self {
+            client_secret_digest: digest(&config.client_secret),
+            config,
+            directory,
+            key,
+            clock: Clock::default(),
+            settings: Mutex::new(settings),
+            grants: Mutex::new(Grants::default()),
+        }))
+    }
+
+    /// The configuration this was built with (the control methods' changes are not
+    /// reflected here).
+    pub fn config(&self) -> &AuthConfig {
+        &self.config
     }
 
     /// Checks an `Authorization` header value (`Bearer …`) as Graph would.
@@ -120,47 +228,216 @@ impl Auth {
     /// # Errors
     /// [`BearerError`] when it is missing, unknown, revoked or expired.
     pub fn validate_bearer(&self, authorization: Option<&str>) -> Result<BearerGrant, BearerError> {
-        let _ = authorization;
-        todo!("Entra half")
+        let header = authorization.map(str::trim).ok_or(BearerError::Missing)?;
+        let (scheme, token) = header.split_once(' ').ok_or(BearerError::Missing)?;
+        // The scheme is case-insensitive (RFC 7235 §2.1).
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(BearerError::Missing);
+        }
+        let token = token.trim();
+        if token.is_empty() {
+            return Err(BearerError::Missing);
+        }
+        let now = self.clock.now();
+        self.grants().validate_access_token(&digest(token), now)
     }
 
     /// Revokes every refresh token (and access token) issued to this user: the next
-    /// refresh gets `invalid_grant` (AADSTS50173). Returns how many were revoked.
+    /// refresh gets `invalid_grant` (AADSTS50173). Returns how many refresh tokens were
+    /// revoked.
     pub fn revoke_user_grants(&self, user_id: &str) -> usize {
-        let _ = user_id;
-        todo!("Entra half")
+        self.grants().revoke_user(user_id)
     }
 
     /// Revokes one refresh token by its value. Returns whether it existed.
+    ///
+    /// Only this token is revoked; tokens rotated from it before, and after, keep
+    /// working (Entra itself only revokes per user; this is the simulator's finer tool).
     pub fn revoke_refresh_token(&self, refresh_token: &str) -> bool {
-        let _ = refresh_token;
-        todo!("Entra half")
+        self.grants().revoke_refresh_token(&digest(refresh_token))
     }
 
     /// Changes how `/authorize` behaves from now on.
     pub fn set_consent_mode(&self, mode: ConsentMode) {
-        let _ = mode;
-        todo!("Entra half")
+        self.settings().consent_mode = mode;
     }
 
     /// Sets the access token lifetime for tokens issued from now on.
     pub fn set_access_token_lifetime(&self, lifetime: Duration) {
-        let _ = lifetime;
-        todo!("Entra half")
+        self.settings().access_token_lifetime = lifetime;
     }
 
     /// Approves a pending device code as this user (what a person typing the user code
     /// at the verification URI does). Returns whether the user code was pending.
     pub fn approve_device_code(&self, user_code: &str, user_id: &str) -> bool {
-        let _ = (user_code, user_id);
-        todo!("Entra half")
+        let mode = self.settings().consent_mode;
+        let Some(account) = self.directory.account(user_id) else {
+            return false;
+        };
+        device::approve(self, user_code, &account, mode).is_ok()
+    }
+
+    /// Declines a pending device code (the person pressed Cancel): the next poll gets
+    /// `authorization_declined`. Returns whether the user code was pending.
+    pub fn decline_device_code(&self, user_code: &str) -> bool {
+        self.grants()
+            .decline_device_code(user_code, self.clock.now())
+    }
+
+    /// The consent mode in force.
+    pub fn consent_mode(&self) -> ConsentMode {
+        self.settings().consent_mode
+    }
+
+    /// Whether token responses name Graph scopes with their resource prefix
+    /// (`https://graph.microsoft.com/User.Read.All`, the default) or without it
+    /// (`User.Read.All`, as in Microsoft's device-code sample). Clients must accept both.
+    pub fn set_prefixed_scopes(&self, prefixed: bool) {
+        self.settings().prefixed_scopes = prefixed;
+    }
+
+    /// Lets the app redeem codes and refresh tokens without a client secret or assertion
+    /// (the app registration's "Allow public client flows"). Off by default: the app is
+    /// confidential. The device code grant never needs credentials.
+    pub fn set_allow_public_client(&self, allow: bool) {
+        self.settings().allow_public_client = allow;
+    }
+
+    /// Registers one more redirect URI besides the loopback ones (which are accepted on
+    /// any port and path). Matching is exact and case-sensitive; for loopback hosts the
+    /// port is ignored, as Entra does.
+    pub fn add_redirect_uri(&self, uri: impl Into<String>) {
+        self.settings().extra_redirect_uris.push(uri.into());
+    }
+
+    /// Registers a certificate (PEM, `-----BEGIN CERTIFICATE-----`) whose key may sign
+    /// client assertions (`private_key_jwt`, RS256 with `x5t` or PS256 with `x5t#S256`).
+    ///
+    /// # Errors
+    /// When the PEM is not an RSA certificate.
+    pub fn register_client_certificate(&self, pem: &str) -> Result<(), AuthControlError> {
+        let certificate = keys::ClientCertificate::from_pem(pem)?;
+        self.settings().client_certificates.push(certificate);
+        Ok(())
+    }
+
+    /// Moves the simulator's clock forward: codes, access tokens, refresh tokens and
+    /// device codes expire as if this much time had passed. For tests.
+    pub fn advance_clock(&self, by: Duration) {
+        self.clock.advance(by);
+    }
+
+    /// How many requests each endpoint answered, by outcome.
+    pub fn counters(&self) -> AuthCounters {
+        self.grants().counters
+    }
+
+    /// The PEM of the certificate holding the id-token signing key (its public key is the
+    /// one published at `jwks_uri`).
+    pub fn signing_certificate_pem(&self) -> &str {
+        self.key.certificate_pem()
+    }
+
+    /// Which tenant a `{tenant}` path segment names (spec §1a): `organizations`,
+    /// `common`, this tenant's id or its domain (case-insensitive). `consumers` and other
+    /// tenants are not served by this simulated (work-account-only) tenant.
+    fn resolve_tenant(&self, segment: &str) -> Option<TenantSegment> {
+        if segment.eq_ignore_ascii_case("organizations") {
+            Some(TenantSegment::Organizations)
+        } else if segment.eq_ignore_ascii_case("common") {
+            Some(TenantSegment::Common)
+        } else if segment.eq_ignore_ascii_case(&self.config.tenant_id)
+            || segment.eq_ignore_ascii_case(&self.config.tenant_domain)
+        {
+            Some(TenantSegment::ThisTenant)
+        } else {
+            None
+        }
+    }
+
+    /// `{login_base}/{tid}/v2.0`, the id token's `iss` (spec §5a).
+    fn issuer(&self) -> String {
+        format!("{}/{}/v2.0", self.login_base(), self.config.tenant_id)
+    }
+
+    fn login_base(&self) -> &str {
+        self.config.login_base.trim_end_matches('/')
+    }
+
+    fn is_client(&self, client_id: &str) -> bool {
+        client_id.eq_ignore_ascii_case(&self.config.client_id)
+    }
+
+    fn settings(&self) -> MutexGuard<'_, Settings> {
+        // A poisoned lock means a panic in a short critical section that holds no
+        // invariant across the panic point; keep serving.
+        self.settings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn grants(&self) -> MutexGuard<'_, Grants> {
+        self.grants
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
-/// The login listener's routes: `/{tenant}/oauth2/v2.0/{authorize,token,devicecode}`,
+/// The kinds of `{tenant}` path segment this tenant answers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TenantSegment {
+    Organizations,
+    Common,
+    ThisTenant,
+}
+
+/// A random, unguessable value of `bytes` random bytes, base64url without padding.
+fn random_token(bytes: usize) -> String {
+    use base64::Engine as _;
+    use rand::RngCore as _;
+    let mut buffer = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut buffer);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buffer)
+}
+
+/// Why a control method refused its input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthControlError {
+    /// The certificate could not be read.
+    #[error("invalid client certificate: {0}")]
+    InvalidCertificate(String),
+}
+
+/// The login listener's routes: `/{tenant}/oauth2/v2.0/{authorize,token,devicecode,logout}`,
 /// `/{tenant}/v2.0/adminconsent`, `/{tenant}/v2.0/.well-known/openid-configuration`,
-/// `/{tenant}/discovery/v2.0/keys`, and the interactive pages.
-pub fn router(auth: Arc<Auth>) -> axum::Router {
-    let _ = auth;
-    axum::Router::new()
+/// `/{tenant}/discovery/v2.0/keys`, `/common/discovery/instance`, and the interactive
+/// pages (`/{tenant}/login`, `/{tenant}/Consent/Set`, `/devicelogin`).
+pub fn router(auth: Arc<Auth>) -> Router {
+    Router::new()
+        .route("/{tenant}/oauth2/v2.0/authorize", get(authorize::authorize))
+        .route("/{tenant}/login", post(authorize::sign_in))
+        .route("/{tenant}/Consent/Set", post(authorize::consent))
+        .route("/{tenant}/oauth2/v2.0/token", post(token::token))
+        .route(
+            "/{tenant}/oauth2/v2.0/devicecode",
+            post(device::device_code),
+        )
+        .route("/{tenant}/oauth2/v2.0/logout", get(discovery::logout))
+        .route(
+            "/devicelogin",
+            get(device::verification_page).post(device::enter_code),
+        )
+        .route("/devicelogin/confirm", post(device::confirm))
+        .route(
+            "/{tenant}/v2.0/adminconsent",
+            get(admin_consent::admin_consent),
+        )
+        .route(
+            "/{tenant}/v2.0/.well-known/openid-configuration",
+            get(discovery::openid_configuration),
+        )
+        .route("/{tenant}/discovery/v2.0/keys", get(discovery::keys))
+        .route("/common/discovery/instance", get(discovery::instance))
+        .with_state(auth)
 }

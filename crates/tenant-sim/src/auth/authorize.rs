@@ -1,0 +1,504 @@
+//! `GET /{tenant}/oauth2/v2.0/authorize` (spec §1a) and the interactive pages behind it:
+//! `POST /{tenant}/login` (the account picked) and `POST /{tenant}/Consent/Set`
+//! (Accept / Cancel), the paths Microsoft's own pages post to.
+//!
+//! Errors found before the redirect URI is known to be registered are shown as an error
+//! page, never sent to an unregistered URI; later ones go back on the redirect as
+//! `error` and `error_description` (spec §1a).
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use url::Url;
+
+use super::errors::{Diagnostics, EntraError};
+use super::grants::{Grant, PkceMethod};
+use super::pages;
+use super::redirect::{self, ResponseMode};
+use super::request::Params;
+use super::scopes::ScopeSet;
+use super::{Account, Auth, ConsentMode, random_token};
+
+/// How many accounts the sign-in page offers.
+const CANDIDATES: usize = 20;
+
+/// `prompt` values documented for v2 (spec §1a), plus MSAL's `create`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Prompt {
+    Login,
+    None,
+    Consent,
+    SelectAccount,
+    Create,
+}
+
+/// A validated authorization request.
+#[derive(Debug, Clone)]
+pub(super) struct AuthorizeRequest {
+    /// The `{tenant}` segment as sent (the interactive forms post back to it).
+    pub(super) tenant: String,
+    /// The redirect URI exactly as sent: `/token` compares against it (spec §2a).
+    pub(super) redirect_uri: String,
+    pub(super) redirect: Url,
+    pub(super) response_mode: ResponseMode,
+    pub(super) state: Option<String>,
+    pub(super) nonce: Option<String>,
+    pub(super) scopes: ScopeSet,
+    pub(super) code_challenge: Option<(String, PkceMethod)>,
+    pub(super) prompt: Option<Prompt>,
+    pub(super) login_hint: Option<String>,
+}
+
+impl AuthorizeRequest {
+    /// Sends an error back to the app on its redirect URI.
+    fn error(&self, error: &EntraError, diagnostics: &Diagnostics) -> Response {
+        redirect_error(
+            &self.redirect,
+            self.response_mode,
+            self.state.as_deref(),
+            error,
+            diagnostics,
+        )
+    }
+}
+
+/// Why a request stops before an account is chosen.
+enum Failure {
+    /// Shown in the browser: the redirect URI cannot be trusted yet.
+    Page(EntraError),
+    /// Sent back on a registered redirect URI.
+    Redirect(Box<AuthorizeRequest>, EntraError),
+}
+
+pub(super) fn redirect_error(
+    redirect: &Url,
+    mode: ResponseMode,
+    state: Option<&str>,
+    error: &EntraError,
+    diagnostics: &Diagnostics,
+) -> Response {
+    let description = error.description(diagnostics);
+    let mut params = vec![
+        ("error", error.error),
+        ("error_description", description.as_str()),
+    ];
+    if let Some(state) = state {
+        params.push(("state", state));
+    }
+    redirect::respond(redirect, mode, &params)
+}
+
+pub(super) fn error_page(error: &EntraError, diagnostics: &Diagnostics) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Html(pages::error_page(&error.description(diagnostics))),
+    )
+        .into_response()
+}
+
+/// `GET /{tenant}/oauth2/v2.0/authorize`.
+pub(super) async fn authorize(
+    State(auth): State<Arc<Auth>>,
+    Path(tenant): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let diagnostics = Diagnostics::new(&headers, auth.clock.wall());
+    let params = Params::from_query(query.as_deref());
+    match validate(&auth, &tenant, &params) {
+        Err(Failure::Page(error)) => error_page(&error, &diagnostics),
+        Err(Failure::Redirect(request, error)) => request.error(&error, &diagnostics),
+        Ok(request) => start(&auth, request, &diagnostics),
+    }
+}
+
+/// The redirect URI of a request, checked before anything is sent to it.
+pub(super) fn checked_redirect(auth: &Auth, params: &Params) -> Result<(String, Url), EntraError> {
+    let extra = auth.settings().extra_redirect_uris.clone();
+    let Some(uri) = params.get("redirect_uri") else {
+        // "the endpoint will pick one registered redirect_uri at random" (spec §1a); the
+        // loopback set has no single URI to pick.
+        return extra
+            .iter()
+            .find_map(|uri| redirect::registered(uri, &extra).map(|url| (uri.clone(), url)))
+            .ok_or_else(|| {
+                EntraError::new(
+                    "invalid_request",
+                    500_113,
+                    "No reply address is registered for the application.",
+                )
+            });
+    };
+    redirect::registered(uri, &extra)
+        .map(|url| (uri.to_owned(), url))
+        .ok_or_else(|| {
+            EntraError::new(
+                "invalid_request",
+                50_011,
+                format!(
+                    "The redirect URI '{uri}' specified in the request does not match the redirect \
+                     URIs configured for the application '{}'. Make sure the redirect URI sent in \
+                     the request matches one added to your application in the Azure portal. \
+                     Navigate to https://aka.ms/redirectUriMismatchError to learn more about how \
+                     to fix this.",
+                    auth.config.client_id
+                ),
+            )
+        })
+}
+
+/// Checks the app (`client_id`) of a browser request; errors are pages.
+pub(super) fn checked_client(auth: &Auth, tenant: &str, params: &Params) -> Result<(), EntraError> {
+    if auth.resolve_tenant(tenant).is_none() {
+        return Err(EntraError::tenant_not_found(tenant));
+    }
+    let client_id = params
+        .get("client_id")
+        .ok_or_else(|| EntraError::missing_parameter("client_id"))?;
+    if !auth.is_client(client_id) {
+        return Err(EntraError::unknown_client(client_id, tenant));
+    }
+    Ok(())
+}
+
+fn validate(auth: &Auth, tenant: &str, params: &Params) -> Result<AuthorizeRequest, Failure> {
+    checked_client(auth, tenant, params).map_err(Failure::Page)?;
+    let (redirect_uri, redirect) = checked_redirect(auth, params).map_err(Failure::Page)?;
+    let mode = ResponseMode::parse(params.get("response_mode"));
+    let mut request = AuthorizeRequest {
+        tenant: tenant.to_owned(),
+        redirect_uri,
+        redirect,
+        response_mode: mode.unwrap_or(ResponseMode::Query),
+        state: params.get("state").map(redirect::strip_html),
+        nonce: params.get("nonce").map(str::to_owned),
+        scopes: ScopeSet::default(),
+        code_challenge: None,
+        prompt: None,
+        login_hint: params.get("login_hint").map(str::to_owned),
+    };
+    if mode.is_none() {
+        return Err(Failure::Redirect(
+            Box::new(request),
+            EntraError::malformed("The response_mode is not supported."),
+        ));
+    }
+    match check_parameters(auth, params, &mut request) {
+        Ok(()) => Ok(request),
+        Err(error) => Err(Failure::Redirect(Box::new(request), error)),
+    }
+}
+
+fn check_parameters(
+    auth: &Auth,
+    params: &Params,
+    request: &mut AuthorizeRequest,
+) -> Result<(), EntraError> {
+    let response_type = params
+        .get("response_type")
+        .ok_or_else(|| EntraError::missing_parameter("response_type"))?;
+    if response_type != "code" {
+        // The simulated app has neither access nor ID tokens enabled for the implicit or
+        // hybrid flows (spec §1a).
+        let code = if response_type.split(' ').any(|part| part == "token") {
+            700_051
+        } else {
+            700_054
+        };
+        return Err(EntraError::new(
+            "unsupported_response_type",
+            code,
+            format!("response_type '{response_type}' is not enabled for the application."),
+        ));
+    }
+    let scope = params
+        .get("scope")
+        .ok_or_else(|| EntraError::missing_parameter("scope"))?;
+    request.scopes = ScopeSet::parse(scope, &auth.config.graph_resource)?;
+    if request.scopes.is_empty() {
+        return Err(EntraError::missing_parameter("scope"));
+    }
+    if let Some(challenge) = params.get("code_challenge") {
+        // "If the method is omitted but a challenge is present, the challenge is treated
+        // as plain" (spec §1a).
+        let method = match params.get("code_challenge_method") {
+            None | Some("plain") => PkceMethod::Plain,
+            Some("S256") => PkceMethod::S256,
+            Some(_) => {
+                return Err(EntraError::malformed(
+                    "The code_challenge_method is not supported.",
+                ));
+            }
+        };
+        // RFC 7636 §4.1-4.2: 43 to 128 characters; S256 gives exactly 43.
+        let valid_length = match method {
+            PkceMethod::S256 => challenge.len() == 43,
+            PkceMethod::Plain => (43..=128).contains(&challenge.len()),
+        };
+        if !valid_length {
+            return Err(EntraError::new(
+                "invalid_request",
+                501_491,
+                "Invalid size of Code_Challenge parameter.",
+            ));
+        }
+        request.code_challenge = Some((challenge.to_owned(), method));
+    }
+    request.prompt = match params.get("prompt") {
+        None => None,
+        Some("login") => Some(Prompt::Login),
+        Some("none") => Some(Prompt::None),
+        Some("consent") => Some(Prompt::Consent),
+        Some("select_account") => Some(Prompt::SelectAccount),
+        Some("create") => Some(Prompt::Create),
+        Some(_) => return Err(EntraError::malformed("The prompt value is not supported.")),
+    };
+    Ok(())
+}
+
+fn declined() -> EntraError {
+    EntraError::new(
+        "access_denied",
+        65_004,
+        "User declined to consent to access the app.",
+    )
+}
+
+/// AADSTS90094 with `consent_required`: a non-admin asked for permissions only an
+/// administrator can grant (spec §4b: 90094 `AdminConsentRequired`).
+pub(super) fn admin_approval_required(scopes: &[String]) -> EntraError {
+    EntraError::new(
+        "consent_required",
+        90_094,
+        format!(
+            "Admin consent is required for the permissions requested by this application ({}). \
+             An admin consent request may be sent to the admin.",
+            scopes.join(", ")
+        ),
+    )
+}
+
+fn start(auth: &Arc<Auth>, request: AuthorizeRequest, diagnostics: &Diagnostics) -> Response {
+    let mode = auth.consent_mode();
+    let silent = request.prompt == Some(Prompt::None);
+    match mode {
+        ConsentMode::Interactive if silent => request.error(
+            &EntraError::new(
+                "login_required",
+                50_058,
+                "A silent sign-in request was sent but no user is signed in.",
+            ),
+            diagnostics,
+        ),
+        ConsentMode::Interactive => {
+            let flow = random_token(32);
+            let accounts = auth.directory.sign_in_candidates(CANDIDATES);
+            let page = pages::sign_in(
+                &request.tenant,
+                &flow,
+                &accounts,
+                request.login_hint.as_deref(),
+                None,
+            );
+            auth.grants()
+                .insert_pending(flow, request, auth.clock.now());
+            Html(page).into_response()
+        }
+        ConsentMode::UserDeclines if silent => request.error(&consent_missing(auth), diagnostics),
+        ConsentMode::UserDeclines => request.error(&declined(), diagnostics),
+        ConsentMode::AdminApprovalRequired => {
+            let scopes = request.scopes.admin_only();
+            request.error(&admin_approval_required(&scopes), diagnostics)
+        }
+        ConsentMode::AutoConsent | ConsentMode::MissingOneScope => {
+            let account = match request.login_hint.as_deref() {
+                Some(hint) => match auth.directory.account(hint) {
+                    Some(account) => account,
+                    None => return error_page(&no_such_account(auth, hint), diagnostics),
+                },
+                None => match default_account(auth) {
+                    Some(account) => account,
+                    None => return error_page(&no_such_account(auth, "(no account)"), diagnostics),
+                },
+            };
+            let trim = mode == ConsentMode::MissingOneScope;
+            complete(auth, &request, &account, trim, true, diagnostics)
+        }
+    }
+}
+
+fn consent_missing(auth: &Auth) -> EntraError {
+    EntraError::new(
+        "consent_required",
+        65_001,
+        format!(
+            "The user or administrator has not consented to use the application with ID '{}'. \
+             Send an interactive authorization request for this user and resource.",
+            auth.config.client_id
+        ),
+    )
+    .with_suberror("consent_required")
+}
+
+fn no_such_account(auth: &Auth, name: &str) -> EntraError {
+    EntraError::new(
+        "invalid_request",
+        50_034,
+        format!(
+            "The user account {name} does not exist in the {} directory. To sign into this \
+             application, the account must be added to the directory.",
+            auth.config.tenant_id
+        ),
+    )
+}
+
+/// The account that signs in without a browser: the first enabled administrator, else
+/// the first enabled account.
+pub(super) fn default_account(auth: &Auth) -> Option<Account> {
+    let candidates = auth.directory.sign_in_candidates(100);
+    candidates
+        .iter()
+        .find(|account| account.is_admin && account.account_enabled)
+        .or_else(|| candidates.iter().find(|account| account.account_enabled))
+        .cloned()
+}
+
+/// The signed-in `account` consents: checks it may, records the consent, issues a code
+/// and sends it to the app.
+fn complete(
+    auth: &Auth,
+    request: &AuthorizeRequest,
+    account: &Account,
+    trim: bool,
+    for_organization: bool,
+    diagnostics: &Diagnostics,
+) -> Response {
+    if !account.account_enabled {
+        return error_page(&disabled(), diagnostics);
+    }
+    let admin_only = request.scopes.admin_only();
+    let mut grants = auth.grants();
+    if account.is_admin {
+        if for_organization {
+            // The admin ticked "Consent on behalf of your organization".
+            grants.consent_for_tenant(&request.scopes.graph);
+        }
+    } else {
+        let lacking = grants.lacking_tenant_consent(&admin_only);
+        if !lacking.is_empty() {
+            drop(grants);
+            return request.error(&admin_approval_required(&lacking), diagnostics);
+        }
+    }
+    let scopes = if trim {
+        request.scopes.without_last_graph()
+    } else {
+        request.scopes.clone()
+    };
+    let code = random_token(48);
+    let grant = Grant {
+        user_id: account.id.clone(),
+        scopes,
+    };
+    grants.insert_code(&code, grant, request, auth.clock.now());
+    drop(grants);
+    let mut params = vec![("code", code.as_str())];
+    if let Some(state) = request.state.as_deref() {
+        params.push(("state", state));
+    }
+    redirect::respond(&request.redirect, request.response_mode, &params)
+}
+
+pub(super) fn disabled() -> EntraError {
+    EntraError::new("invalid_grant", 50_057, "The user account is disabled.")
+}
+
+fn flow_expired() -> EntraError {
+    EntraError::new(
+        "invalid_request",
+        50_089,
+        "Flow token expired. Authentication failed. Have the user try signing-in again.",
+    )
+}
+
+/// `POST /{tenant}/login`: the account picked (or typed) on the sign-in page.
+pub(super) async fn sign_in(
+    State(auth): State<Arc<Auth>>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let diagnostics = Diagnostics::new(&headers, auth.clock.wall());
+    let params = Params::parse(&body);
+    let now = auth.clock.now();
+    let flow = params.get("flow").unwrap_or_default().to_owned();
+    let chosen = params.get("account").or_else(|| params.get("login"));
+    let account = chosen.and_then(|name| auth.directory.account(name));
+    let mut grants = auth.grants();
+    let Some(pending) = grants.pending_mut(&flow, now) else {
+        return error_page(&flow_expired(), &diagnostics);
+    };
+    let Some(account) = account else {
+        let message = format!(
+            "This username may be incorrect. Make sure you typed it correctly. ({})",
+            chosen.unwrap_or_default()
+        );
+        let accounts = auth.directory.sign_in_candidates(CANDIDATES);
+        let page = pages::sign_in(&tenant, &flow, &accounts, chosen, Some(&message));
+        return Html(page).into_response();
+    };
+    if !account.account_enabled {
+        return error_page(&disabled(), &diagnostics);
+    }
+    pending.account = Some(account.clone());
+    let admin_only = pending.request.scopes.admin_only();
+    let scopes = pending.request.scopes.display_list();
+    let needs_admin = !account.is_admin && !grants.lacking_tenant_consent(&admin_only).is_empty();
+    drop(grants);
+    let page = if needs_admin {
+        pages::admin_approval(&tenant, &flow, &account, &auth.config.client_id)
+    } else {
+        pages::consent(&tenant, &flow, &account, &auth.config.client_id, &scopes)
+    };
+    Html(page).into_response()
+}
+
+/// `POST /{tenant}/Consent/Set`: Accept, Cancel, or "return without consent".
+pub(super) async fn consent(
+    State(auth): State<Arc<Auth>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let diagnostics = Diagnostics::new(&headers, auth.clock.wall());
+    let params = Params::parse(&body);
+    let flow = params.get("flow").unwrap_or_default();
+    let pending = auth.grants().take_pending(flow, auth.clock.now());
+    let Some(pending) = pending else {
+        return error_page(&flow_expired(), &diagnostics);
+    };
+    let request = pending.request;
+    let Some(account) = pending.account else {
+        return error_page(&flow_expired(), &diagnostics);
+    };
+    match params.get("decision") {
+        Some("accept") => {
+            let for_organization = params.get("organization") == Some("true");
+            complete(
+                &auth,
+                &request,
+                &account,
+                false,
+                for_organization,
+                &diagnostics,
+            )
+        }
+        Some("admin_required") => {
+            let scopes = request.scopes.admin_only();
+            request.error(&admin_approval_required(&scopes), &diagnostics)
+        }
+        _ => request.error(&declined(), &diagnostics),
+    }
+}

@@ -1,0 +1,431 @@
+//! The grant tables: pending interactive sign-ins, authorization codes, refresh tokens,
+//! access tokens and device codes. Codes and tokens are stored under the SHA-256 of
+//! their value, so the tables (and any dump of them) hold no usable secret.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use sha2::{Digest as _, Sha256};
+use tokio::time::Instant;
+
+use super::authorize::AuthorizeRequest;
+use super::scopes::ScopeSet;
+use super::{Account, AuthCounters, BearerError, BearerGrant};
+
+pub(super) type Digest = [u8; 32];
+
+pub(super) fn digest(value: &str) -> Digest {
+    Sha256::digest(value.as_bytes()).into()
+}
+
+/// "Authorization codes are short lived. Typically, they expire after about 10 minutes"
+/// (spec §1a); also how long an interactive sign-in may take.
+pub(super) const CODE_LIFETIME: Duration = Duration::from_secs(10 * 60);
+/// Refresh tokens: "90 days for all other scenarios" (spec §2b), counted from issue.
+pub(super) const REFRESH_TOKEN_LIFETIME: Duration = Duration::from_secs(90 * 24 * 60 * 60);
+/// Device codes: `expires_in` default 900 s (spec §3).
+pub(super) const DEVICE_CODE_LIFETIME: Duration = Duration::from_secs(900);
+/// Device code polling `interval`.
+pub(super) const DEVICE_CODE_INTERVAL: Duration = Duration::from_secs(5);
+/// How long an expired access token is still recognised as "expired" rather than
+/// "unknown".
+const EXPIRED_MEMORY: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// An interactive sign-in between its pages, keyed by an unguessable flow id.
+pub(super) struct PendingSignIn {
+    pub(super) request: AuthorizeRequest,
+    pub(super) account: Option<Account>,
+    pub(super) expires: Instant,
+}
+
+/// What a code, refresh token or device code lets its holder get.
+#[derive(Debug, Clone)]
+pub(super) struct Grant {
+    pub(super) user_id: String,
+    pub(super) scopes: ScopeSet,
+}
+
+pub(super) struct AuthCode {
+    pub(super) grant: Grant,
+    pub(super) redirect_uri: String,
+    pub(super) code_challenge: Option<(String, PkceMethod)>,
+    pub(super) nonce: Option<String>,
+    expires: Instant,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PkceMethod {
+    Plain,
+    S256,
+}
+
+pub(super) enum CodeLookup {
+    Valid(AuthCode),
+    Redeemed,
+    Expired,
+    Unknown,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct RefreshGrant {
+    pub(super) grant: Grant,
+    /// Issued to an authenticated (confidential) client: refreshing needs credentials.
+    pub(super) confidential: bool,
+    pub(super) issued: time::OffsetDateTime,
+    expires: Instant,
+    revoked: Option<time::OffsetDateTime>,
+}
+
+pub(super) enum RefreshLookup {
+    Valid(RefreshGrant),
+    Revoked {
+        issued: time::OffsetDateTime,
+        revoked: time::OffsetDateTime,
+    },
+    Expired,
+    Unknown,
+}
+
+struct AccessGrant {
+    user_id: String,
+    scopes: Vec<String>,
+    expires: Instant,
+}
+
+#[derive(Debug, Clone)]
+pub(super) enum DeviceState {
+    Pending,
+    Approved(Grant),
+    Declined { admin_required: bool },
+}
+
+pub(super) struct DeviceCode {
+    pub(super) user_code: String,
+    pub(super) scopes: ScopeSet,
+    pub(super) state: DeviceState,
+    expires: Instant,
+    last_poll: Option<Instant>,
+}
+
+pub(super) enum DevicePoll {
+    Unknown,
+    Redeemed,
+    Expired,
+    SlowDown,
+    Pending { first_poll: bool },
+    Declined { admin_required: bool },
+    Approved(Grant),
+}
+
+#[derive(Default)]
+pub(super) struct Grants {
+    pending: HashMap<String, PendingSignIn>,
+    codes: HashMap<Digest, AuthCode>,
+    redeemed_codes: HashMap<Digest, Instant>,
+    refresh_tokens: HashMap<Digest, RefreshGrant>,
+    access_tokens: HashMap<Digest, AccessGrant>,
+    device_codes: HashMap<Digest, DeviceCode>,
+    redeemed_device_codes: HashMap<Digest, Instant>,
+    /// Graph scopes an administrator consented to for the whole tenant (lower case).
+    tenant_consent: HashSet<String>,
+    pub(super) counters: AuthCounters,
+}
+
+impl Grants {
+    // ---- interactive sign-ins
+
+    pub(super) fn insert_pending(&mut self, flow: String, request: AuthorizeRequest, now: Instant) {
+        self.pending.retain(|_, pending| pending.expires > now);
+        self.pending.insert(
+            flow,
+            PendingSignIn {
+                request,
+                account: None,
+                expires: now + CODE_LIFETIME,
+            },
+        );
+    }
+
+    pub(super) fn pending_mut(&mut self, flow: &str, now: Instant) -> Option<&mut PendingSignIn> {
+        self.pending
+            .get_mut(flow)
+            .filter(|pending| pending.expires > now)
+    }
+
+    pub(super) fn take_pending(&mut self, flow: &str, now: Instant) -> Option<PendingSignIn> {
+        self.pending
+            .remove(flow)
+            .filter(|pending| pending.expires > now)
+    }
+
+    // ---- consent
+
+    pub(super) fn consent_for_tenant(&mut self, scopes: &[String]) {
+        self.tenant_consent
+            .extend(scopes.iter().map(|scope| scope.to_ascii_lowercase()));
+    }
+
+    /// The admin-only scopes of `scopes` the tenant has not consented to.
+    pub(super) fn lacking_tenant_consent(&self, admin_only: &[String]) -> Vec<String> {
+        admin_only
+            .iter()
+            .filter(|scope| !self.tenant_consent.contains(&scope.to_ascii_lowercase()))
+            .cloned()
+            .collect()
+    }
+
+    // ---- authorization codes
+
+    pub(super) fn insert_code(
+        &mut self,
+        code: &str,
+        grant: Grant,
+        request: &AuthorizeRequest,
+        now: Instant,
+    ) {
+        self.codes.retain(|_, code| code.expires > now);
+        self.redeemed_codes.retain(|_, expires| *expires > now);
+        self.codes.insert(
+            digest(code),
+            AuthCode {
+                grant,
+                redirect_uri: request.redirect_uri.clone(),
+                code_challenge: request.code_challenge.clone(),
+                nonce: request.nonce.clone(),
+                expires: now + CODE_LIFETIME,
+            },
+        );
+        self.counters.codes_issued += 1;
+    }
+
+    /// Takes a code out: it is single-use (AADSTS54005 on reuse, spec §1a).
+    pub(super) fn take_code(&mut self, code: &str, now: Instant) -> CodeLookup {
+        let key = digest(code);
+        if self.redeemed_codes.contains_key(&key) {
+            return CodeLookup::Redeemed;
+        }
+        match self.codes.remove(&key) {
+            None => CodeLookup::Unknown,
+            Some(code) if code.expires <= now => CodeLookup::Expired,
+            Some(code) => {
+                self.redeemed_codes.insert(key, now + CODE_LIFETIME);
+                CodeLookup::Valid(code)
+            }
+        }
+    }
+
+    // ---- refresh tokens
+
+    pub(super) fn insert_refresh_token(
+        &mut self,
+        token: &str,
+        grant: Grant,
+        confidential: bool,
+        now: Instant,
+        wall: time::OffsetDateTime,
+    ) {
+        self.refresh_tokens
+            .retain(|_, refresh| refresh.expires > now || refresh.revoked.is_some());
+        self.refresh_tokens.insert(
+            digest(token),
+            RefreshGrant {
+                grant,
+                confidential,
+                issued: wall,
+                expires: now + REFRESH_TOKEN_LIFETIME,
+                revoked: None,
+            },
+        );
+    }
+
+    /// Looks a refresh token up; using it does not revoke it (spec §2b: "doesn't revoke
+    /// old refresh tokens when used").
+    pub(super) fn refresh_token(&self, token: &str, now: Instant) -> RefreshLookup {
+        match self.refresh_tokens.get(&digest(token)) {
+            None => RefreshLookup::Unknown,
+            Some(refresh) => match refresh.revoked {
+                Some(revoked) => RefreshLookup::Revoked {
+                    issued: refresh.issued,
+                    revoked,
+                },
+                None if refresh.expires <= now => RefreshLookup::Expired,
+                None => RefreshLookup::Valid(refresh.clone()),
+            },
+        }
+    }
+
+    pub(super) fn revoke_refresh_token(&mut self, key: &Digest) -> bool {
+        let wall = time::OffsetDateTime::now_utc();
+        match self.refresh_tokens.get_mut(key) {
+            Some(refresh) => {
+                if refresh.revoked.is_none() {
+                    refresh.revoked = Some(wall);
+                    self.counters.refresh_tokens_revoked += 1;
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Revokes every refresh and access token of a user; returns how many refresh
+    /// tokens were still valid.
+    pub(super) fn revoke_user(&mut self, user_id: &str) -> usize {
+        let wall = time::OffsetDateTime::now_utc();
+        let mut revoked = 0;
+        for refresh in self.refresh_tokens.values_mut() {
+            if refresh.revoked.is_none() && refresh.grant.user_id == user_id {
+                refresh.revoked = Some(wall);
+                revoked += 1;
+            }
+        }
+        self.access_tokens
+            .retain(|_, access| access.user_id != user_id);
+        self.counters.refresh_tokens_revoked += revoked as u64;
+        revoked
+    }
+
+    // ---- access tokens
+
+    pub(super) fn insert_access_token(
+        &mut self,
+        token: &str,
+        grant: &Grant,
+        lifetime: Duration,
+        now: Instant,
+    ) {
+        if self.access_tokens.len() > 10_000 {
+            self.access_tokens
+                .retain(|_, access| access.expires + EXPIRED_MEMORY > now);
+        }
+        self.access_tokens.insert(
+            digest(token),
+            AccessGrant {
+                user_id: grant.user_id.clone(),
+                scopes: grant.scopes.graph.clone(),
+                expires: now + lifetime,
+            },
+        );
+    }
+
+    pub(super) fn validate_access_token(
+        &self,
+        key: &Digest,
+        now: Instant,
+    ) -> Result<BearerGrant, BearerError> {
+        let access = self.access_tokens.get(key).ok_or(BearerError::Invalid)?;
+        if access.expires <= now {
+            return Err(BearerError::Expired);
+        }
+        Ok(BearerGrant {
+            user_id: access.user_id.clone(),
+            scopes: access.scopes.clone(),
+        })
+    }
+
+    // ---- device codes
+
+    pub(super) fn insert_device_code(
+        &mut self,
+        device_code: &str,
+        user_code: String,
+        scopes: ScopeSet,
+        now: Instant,
+    ) {
+        self.device_codes.retain(|_, device| device.expires > now);
+        self.redeemed_device_codes
+            .retain(|_, expires| *expires > now);
+        self.device_codes.insert(
+            digest(device_code),
+            DeviceCode {
+                user_code,
+                scopes,
+                state: DeviceState::Pending,
+                expires: now + DEVICE_CODE_LIFETIME,
+                last_poll: None,
+            },
+        );
+    }
+
+    /// The pending device code with this user code (case-insensitive, dashes and spaces
+    /// ignored, as people type it).
+    pub(super) fn device_by_user_code(
+        &mut self,
+        user_code: &str,
+        now: Instant,
+    ) -> Option<&mut DeviceCode> {
+        let wanted: String = user_code
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .map(|c| c.to_ascii_uppercase())
+            .collect();
+        self.device_codes.values_mut().find(|device| {
+            device.user_code == wanted
+                && device.expires > now
+                && matches!(device.state, DeviceState::Pending)
+        })
+    }
+
+    pub(super) fn decline_device_code(&mut self, user_code: &str, now: Instant) -> bool {
+        match self.device_by_user_code(user_code, now) {
+            Some(device) => {
+                device.state = DeviceState::Declined {
+                    admin_required: false,
+                };
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// One poll of the token endpoint with a device code (spec §3).
+    pub(super) fn poll_device_code(&mut self, device_code: &str, now: Instant) -> DevicePoll {
+        let key = digest(device_code);
+        if self.redeemed_device_codes.contains_key(&key) {
+            return DevicePoll::Redeemed;
+        }
+        let Some(device) = self.device_codes.get_mut(&key) else {
+            return DevicePoll::Unknown;
+        };
+        if device.expires <= now {
+            return DevicePoll::Expired;
+        }
+        let previous = device.last_poll.replace(now);
+        let first_poll = previous.is_none();
+        // RFC 8628 §3.5: polling faster than `interval` gets `slow_down`. The first poll
+        // may come at once (MSAL polls before its first sleep), and a second of slack
+        // keeps clients that wait exactly `interval` out of it.
+        if let Some(previous) = previous
+            && now.saturating_duration_since(previous) + Duration::from_secs(1)
+                < DEVICE_CODE_INTERVAL
+            && matches!(device.state, DeviceState::Pending)
+        {
+            return DevicePoll::SlowDown;
+        }
+        match device.state.clone() {
+            DeviceState::Pending => DevicePoll::Pending { first_poll },
+            DeviceState::Declined { admin_required } => DevicePoll::Declined { admin_required },
+            DeviceState::Approved(grant) => {
+                self.device_codes.remove(&key);
+                self.redeemed_device_codes
+                    .insert(key, now + DEVICE_CODE_LIFETIME);
+                DevicePoll::Approved(grant)
+            }
+        }
+    }
+
+    /// The scopes a device code asked for.
+    pub(super) fn device_scopes(&self, device_code: &str) -> Option<ScopeSet> {
+        self.device_codes
+            .get(&digest(device_code))
+            .map(|device| device.scopes.clone())
+    }
+
+    /// Resolves a device code on its first poll (the simulated person in the
+    /// non-interactive consent modes).
+    pub(super) fn resolve_device_code(&mut self, device_code: &str, state: DeviceState) {
+        if let Some(device) = self.device_codes.get_mut(&digest(device_code)) {
+            device.state = state;
+        }
+    }
+}

@@ -1,0 +1,553 @@
+//! `POST /{tenant}/oauth2/v2.0/token` (spec §2): the authorization code grant with PKCE,
+//! the refresh token grant with rotation, and the device code grant (spec §3); the
+//! answer of spec §2d and Entra's error body (spec §4a).
+//!
+//! Client authentication: the simulated app is confidential. A client secret (form
+//! `client_secret` or HTTP Basic) or a client assertion signed by a registered
+//! certificate is required to redeem a code unless
+//! [`Auth::set_allow_public_client`] is on; refresh tokens issued to an authenticated
+//! client need credentials again, those issued without (device code, public client)
+//! don't. Credentials that are sent are always checked.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+
+use super::errors::{Diagnostics, EntraError};
+use super::grants::{
+    CodeLookup, DevicePoll, DeviceState, Grant, PkceMethod, RefreshLookup, digest,
+};
+use super::request::{Params, basic_credentials};
+use super::scopes::ScopeSet;
+use super::{Account, Auth, ConsentMode, authorize, keys, random_token};
+
+const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+/// How long an id token is valid.
+const ID_TOKEN_LIFETIME: time::Duration = time::Duration::hours(1);
+
+/// `POST /{tenant}/oauth2/v2.0/token`.
+pub(super) async fn token(
+    State(auth): State<Arc<Auth>>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let diagnostics = Diagnostics::new(&headers, auth.clock.wall());
+    let params = Params::parse(&body);
+    match grant(&auth, &tenant, &headers, &params) {
+        Ok(body) => {
+            auth.grants().counters.tokens_issued += 1;
+            let mut response = Json(body).into_response();
+            diagnostics.add_headers(response.headers_mut());
+            response
+        }
+        Err(error) => {
+            auth.grants().counters.token_errors += 1;
+            error.into_json_response(&diagnostics, auth.login_base())
+        }
+    }
+}
+
+fn grant(
+    auth: &Auth,
+    tenant: &str,
+    headers: &HeaderMap,
+    params: &Params,
+) -> Result<Value, EntraError> {
+    if auth.resolve_tenant(tenant).is_none() {
+        return Err(EntraError::tenant_not_found(tenant));
+    }
+    let grant_type = params
+        .get("grant_type")
+        .ok_or_else(|| EntraError::missing_parameter("grant_type"))?;
+    let authenticated = client_credentials(auth, tenant, headers, params)?;
+    match grant_type {
+        "authorization_code" => code_grant(auth, params, authenticated),
+        "refresh_token" => refresh_grant(auth, params, authenticated),
+        DEVICE_CODE_GRANT => device_grant(auth, params, authenticated),
+        other => Err(EntraError::new(
+            "unsupported_grant_type",
+            70_003,
+            format!("The app requested an unsupported grant type '{other}'."),
+        )),
+    }
+}
+
+/// Checks the client id and whatever credentials were sent; `true` when the client
+/// authenticated (secret or assertion).
+fn client_credentials(
+    auth: &Auth,
+    tenant: &str,
+    headers: &HeaderMap,
+    params: &Params,
+) -> Result<bool, EntraError> {
+    let basic = basic_credentials(headers);
+    let client_id = match (params.get("client_id"), basic.as_ref()) {
+        (Some(form), Some((header, _))) if form != header => {
+            return Err(EntraError::malformed(
+                "The client_id in the body and the Authorization header differ.",
+            ));
+        }
+        (Some(form), _) => form.to_owned(),
+        (None, Some((header, _))) => header.clone(),
+        (None, None) => return Err(EntraError::missing_parameter("client_id")),
+    };
+    if !auth.is_client(&client_id) {
+        return Err(EntraError::unknown_client(&client_id, tenant));
+    }
+    let secret = params.get("client_secret").or_else(|| {
+        basic
+            .as_ref()
+            .map(|(_, secret)| secret.as_str())
+            .filter(|secret| !secret.is_empty())
+    });
+    let assertion = params.get("client_assertion");
+    match (secret, assertion) {
+        (Some(_), Some(_)) => Err(EntraError::malformed(
+            "Only one of client_secret and client_assertion may be sent.",
+        )),
+        (Some(secret), None) => {
+            if digest(secret) == auth.client_secret_digest {
+                Ok(true)
+            } else {
+                Err(EntraError::new(
+                    "invalid_client",
+                    7_000_215,
+                    format!(
+                        "Invalid client secret provided. Ensure the secret being sent in the request \
+                         is the client secret value, not the client secret ID, for a secret added to \
+                         app '{}'.",
+                        auth.config.client_id
+                    ),
+                ))
+            }
+        }
+        (None, Some(assertion)) => {
+            if params.get("client_assertion_type") != Some(JWT_BEARER) {
+                return Err(EntraError::missing_parameter("client_assertion_type"));
+            }
+            let certificates = auth.settings().client_certificates.clone();
+            let audiences = token_endpoints(auth, tenant);
+            keys::verify_assertion(assertion, &certificates, &auth.config.client_id, &audiences)
+                .map(|()| true)
+                .map_err(|_| {
+                    EntraError::new(
+                        "invalid_client",
+                        700_027,
+                        "Client assertion failed signature validation.",
+                    )
+                })
+        }
+        (None, None) => Ok(false),
+    }
+}
+
+/// The `aud` values a client assertion may carry: this token endpoint under every name
+/// of the tenant (MSAL uses the authority's token endpoint, spec §2c).
+fn token_endpoints(auth: &Auth, tenant: &str) -> Vec<String> {
+    let base = auth.login_base();
+    [
+        tenant,
+        auth.config.tenant_id.as_str(),
+        auth.config.tenant_domain.as_str(),
+        "organizations",
+        "common",
+    ]
+    .iter()
+    .map(|segment| format!("{base}/{segment}/oauth2/v2.0/token"))
+    .collect()
+}
+
+fn credentials_required() -> EntraError {
+    EntraError::new(
+        "invalid_client",
+        7_000_218,
+        "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
+    )
+}
+
+fn invalid_grant_malformed() -> EntraError {
+    EntraError::new(
+        "invalid_grant",
+        9_002_313,
+        "Invalid request. Request is malformed or invalid.",
+    )
+}
+
+fn code_grant(auth: &Auth, params: &Params, authenticated: bool) -> Result<Value, EntraError> {
+    let code = params
+        .get("code")
+        .ok_or_else(|| EntraError::missing_parameter("code"))?;
+    if !authenticated && !auth.settings().allow_public_client {
+        return Err(credentials_required());
+    }
+    let redirect_uri = params.get("redirect_uri");
+    if let Some(scope) = params.get("scope") {
+        // Optional here; it may only name Graph and the OIDC scopes (spec §2a).
+        ScopeSet::parse(scope, &auth.config.graph_resource)?;
+    }
+    let code = match auth.grants().take_code(code, auth.clock.now()) {
+        CodeLookup::Valid(code) => code,
+        CodeLookup::Redeemed => {
+            return Err(EntraError::new(
+                "invalid_grant",
+                54_005,
+                "OAuth2 Authorization code was already redeemed, please retry with a new valid \
+                 code or use an existing refresh token.",
+            ));
+        }
+        CodeLookup::Expired => {
+            return Err(EntraError::new(
+                "invalid_grant",
+                70_008,
+                "The provided authorization code or refresh token has expired due to inactivity. \
+                 Send a new interactive authorization request for this user and resource.",
+            ));
+        }
+        CodeLookup::Unknown => return Err(invalid_grant_malformed()),
+    };
+    let Some(redirect_uri) = redirect_uri else {
+        return Err(EntraError::missing_parameter("redirect_uri"));
+    };
+    if redirect_uri != code.redirect_uri {
+        return Err(EntraError::new(
+            "invalid_grant",
+            500_112,
+            format!(
+                "The reply address '{redirect_uri}' does not match the reply address '{}' provided \
+                 when requesting Authorization code.",
+                code.redirect_uri
+            ),
+        ));
+    }
+    if let Some((challenge, method)) = &code.code_challenge {
+        let verified = params
+            .get("code_verifier")
+            .is_some_and(|verifier| match method {
+                PkceMethod::Plain => verifier == challenge,
+                PkceMethod::S256 => {
+                    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes())) == *challenge
+                }
+            });
+        if !verified {
+            return Err(EntraError::new(
+                "invalid_grant",
+                501_481,
+                "The Code_Verifier does not match the code_challenge supplied in the authorization request.",
+            ));
+        }
+    }
+    let account = signed_in_account(auth, &code.grant.user_id)?;
+    let scopes = code.grant.scopes.clone();
+    issue(
+        auth,
+        &account,
+        &code.grant,
+        &scopes,
+        code.nonce.as_deref(),
+        authenticated,
+    )
+}
+
+fn refresh_grant(auth: &Auth, params: &Params, authenticated: bool) -> Result<Value, EntraError> {
+    let token = params
+        .get("refresh_token")
+        .ok_or_else(|| EntraError::missing_parameter("refresh_token"))?;
+    let lookup = auth.grants().refresh_token(token, auth.clock.now());
+    let refresh = match lookup {
+        RefreshLookup::Valid(refresh) => refresh,
+        RefreshLookup::Unknown => return Err(invalid_grant_malformed()),
+        RefreshLookup::Expired => {
+            return Err(EntraError::new(
+                "invalid_grant",
+                700_082,
+                "The refresh token has expired due to inactivity. The token was issued on a date \
+                 more than 90 days ago and was inactive for 90.00:00:00.",
+            ));
+        }
+        RefreshLookup::Revoked { issued, revoked } => {
+            // Spec §4b: 50173 FreshTokenNeeded. The suberror is UNCONFIRMED (§4c); `bad_token`
+            // is the one MSAL.js takes to drop the refresh token, which is right here.
+            return Err(EntraError::new(
+                "invalid_grant",
+                50_173,
+                format!(
+                    "The provided grant has expired due to it being revoked, a fresh auth token is \
+                     needed. The user might have changed or reset their password. The grant was \
+                     issued on '{}' and the TokensValidFrom date (before which tokens are not valid) \
+                     for this user is '{}'.",
+                    super::errors::format_timestamp(issued),
+                    super::errors::format_timestamp(revoked)
+                ),
+            )
+            .with_suberror("bad_token"));
+        }
+    };
+    if refresh.confidential && !authenticated {
+        return Err(credentials_required());
+    }
+    let granted = &refresh.grant.scopes;
+    let requested = match params.get("scope") {
+        None => granted.clone(),
+        Some(scope) => {
+            let requested = ScopeSet::parse(scope, &auth.config.graph_resource)?;
+            // "equivalent to or a subset of" the original consent (spec §2b).
+            if !requested.graph_within(granted) {
+                return Err(EntraError::new(
+                    "invalid_grant",
+                    65_001,
+                    format!(
+                        "The user or administrator has not consented to use the application with ID \
+                         '{}'. Send an interactive authorization request for this user and resource.",
+                        auth.config.client_id
+                    ),
+                )
+                .with_suberror("consent_required"));
+            }
+            let mut requested = requested;
+            if requested.graph.is_empty() {
+                requested.graph.clone_from(&granted.graph);
+            }
+            requested
+        }
+    };
+    let account = signed_in_account(auth, &refresh.grant.user_id)?;
+    issue(
+        auth,
+        &account,
+        &refresh.grant,
+        &requested,
+        None,
+        refresh.confidential || authenticated,
+    )
+}
+
+fn device_grant(auth: &Auth, params: &Params, authenticated: bool) -> Result<Value, EntraError> {
+    let device_code = params
+        .get("device_code")
+        .ok_or_else(|| EntraError::missing_parameter("device_code"))?;
+    let poll = auth
+        .grants()
+        .poll_device_code(device_code, auth.clock.now());
+    let pending = || {
+        EntraError::new(
+            "authorization_pending",
+            70_016,
+            "OAuth 2.0 device flow error. Authorization is pending. Continue polling.",
+        )
+    };
+    match poll {
+        DevicePoll::Unknown => Err(EntraError::new(
+            "bad_verification_code",
+            70_018,
+            "The provided value for the input parameter 'device_code' is not valid.",
+        )),
+        DevicePoll::Redeemed => Err(EntraError::new(
+            "invalid_grant",
+            70_000,
+            "The provided value for the input parameter 'device_code' is not valid: it was already redeemed.",
+        )),
+        DevicePoll::Expired => Err(EntraError::new(
+            "expired_token",
+            70_019,
+            "Verification code expired.",
+        )),
+        // Not listed by Microsoft (spec §3); RFC 8628 §3.5. 70016 is the pending code.
+        DevicePoll::SlowDown => Err(EntraError::new(
+            "slow_down",
+            70_016,
+            "OAuth 2.0 device flow error. Polling too fast: wait at least 'interval' seconds between polls.",
+        )),
+        DevicePoll::Pending { first_poll } => {
+            if first_poll {
+                // Without a browser, the simulated person answers right after the first
+                // poll, so a client sees one `authorization_pending` then the outcome.
+                resolve_without_browser(auth, device_code);
+            }
+            Err(pending())
+        }
+        DevicePoll::Declined { admin_required } => Err(if admin_required {
+            let mut error = authorize::admin_approval_required(&[]);
+            error.error = "authorization_declined";
+            error
+        } else {
+            EntraError::new(
+                "authorization_declined",
+                65_004,
+                "User declined to consent to access the app.",
+            )
+        }),
+        DevicePoll::Approved(grant) => {
+            let account = signed_in_account(auth, &grant.user_id)?;
+            let scopes = grant.scopes.clone();
+            issue(auth, &account, &grant, &scopes, None, authenticated)
+        }
+    }
+}
+
+/// The device-code outcome of each non-interactive consent mode.
+fn resolve_without_browser(auth: &Auth, device_code: &str) {
+    let mode = auth.consent_mode();
+    let state = match mode {
+        ConsentMode::Interactive => return,
+        ConsentMode::UserDeclines => DeviceState::Declined {
+            admin_required: false,
+        },
+        ConsentMode::AdminApprovalRequired => DeviceState::Declined {
+            admin_required: true,
+        },
+        ConsentMode::AutoConsent | ConsentMode::MissingOneScope => {
+            let Some(account) = authorize::default_account(auth) else {
+                return;
+            };
+            let mut grants = auth.grants();
+            let Some(scopes) = grants.device_scopes(device_code) else {
+                return;
+            };
+            if account.is_admin {
+                grants.consent_for_tenant(&scopes.graph);
+            }
+            let scopes = if mode == ConsentMode::MissingOneScope {
+                scopes.without_last_graph()
+            } else {
+                scopes
+            };
+            DeviceState::Approved(Grant {
+                user_id: account.id,
+                scopes,
+            })
+        }
+    };
+    auth.grants().resolve_device_code(device_code, state);
+}
+
+/// The user a grant belongs to, if it can still sign in.
+fn signed_in_account(auth: &Auth, user_id: &str) -> Result<Account, EntraError> {
+    let account = auth.directory.account(user_id).ok_or_else(|| {
+        EntraError::new(
+            "invalid_grant",
+            50_034,
+            format!(
+                "The user account {user_id} does not exist in the {} directory.",
+                auth.config.tenant_id
+            ),
+        )
+    })?;
+    if !account.account_enabled {
+        return Err(authorize::disabled());
+    }
+    Ok(account)
+}
+
+/// Issues the tokens of spec §2d: an access token for `scopes`' Graph permissions, a new
+/// refresh token for the whole `grant` when it has `offline_access`, an id token when
+/// `scopes` has `openid`. The refresh token is stored before the answer leaves.
+fn issue(
+    auth: &Auth,
+    account: &Account,
+    grant: &Grant,
+    scopes: &ScopeSet,
+    nonce: Option<&str>,
+    confidential: bool,
+) -> Result<Value, EntraError> {
+    let (lifetime, prefixed) = {
+        let settings = auth.settings();
+        (settings.access_token_lifetime, settings.prefixed_scopes)
+    };
+    let id_token = if scopes.openid {
+        let claims = id_token_claims(auth, account, scopes, nonce);
+        Some(auth.key.sign(&claims).map_err(|_| {
+            EntraError::new("server_error", 500_011, "The id token could not be signed.")
+        })?)
+    } else {
+        None
+    };
+    let access_token = random_token(64);
+    let refresh_token = grant.scopes.offline_access.then(|| random_token(96));
+    let now = auth.clock.now();
+    {
+        let mut grants = auth.grants();
+        let access = Grant {
+            user_id: account.id.clone(),
+            scopes: scopes.clone(),
+        };
+        grants.insert_access_token(&access_token, &access, lifetime, now);
+        if let Some(refresh_token) = &refresh_token {
+            grants.insert_refresh_token(
+                refresh_token,
+                grant.clone(),
+                confidential,
+                now,
+                auth.clock.wall(),
+            );
+        }
+    }
+    let expires_in = lifetime.as_secs();
+    let mut body = json!({
+        "token_type": "Bearer",
+        "scope": scopes.response_scope(prefixed, &auth.config.graph_resource),
+        "expires_in": expires_in,
+        "ext_expires_in": expires_in,
+        "access_token": access_token,
+    });
+    if let Some(object) = body.as_object_mut() {
+        if let Some(refresh_token) = refresh_token {
+            object.insert("refresh_token".into(), refresh_token.into());
+        }
+        if let Some(id_token) = id_token {
+            object.insert("id_token".into(), id_token.into());
+        }
+    }
+    Ok(body)
+}
+
+/// The v2.0 id token claims of Microsoft's sample (id-token-claims-v2.json): `name`,
+/// `preferred_username` and `oid` need the `profile` scope (spec §5a).
+fn id_token_claims(
+    auth: &Auth,
+    account: &Account,
+    scopes: &ScopeSet,
+    nonce: Option<&str>,
+) -> Value {
+    let now = auth.clock.wall();
+    let issued = now.unix_timestamp();
+    let expires = (now + ID_TOKEN_LIFETIME).unix_timestamp();
+    // `sub` is pairwise: per user and application (spec §5a).
+    let subject = URL_SAFE_NO_PAD.encode(Sha256::digest(
+        format!("{}:{}", auth.config.client_id, account.id).as_bytes(),
+    ));
+    let mut claims = json!({
+        "ver": "2.0",
+        "iss": auth.issuer(),
+        "sub": subject,
+        "aud": auth.config.client_id,
+        "exp": expires,
+        "iat": issued,
+        "nbf": issued,
+        "tid": auth.config.tenant_id,
+        "aio": random_token(48),
+    });
+    if let Some(object) = claims.as_object_mut() {
+        if scopes.profile {
+            object.insert("name".into(), account.display_name.clone().into());
+            object.insert(
+                "preferred_username".into(),
+                account.user_principal_name.clone().into(),
+            );
+            object.insert("oid".into(), account.id.clone().into());
+        }
+        if let Some(nonce) = nonce {
+            object.insert("nonce".into(), nonce.into());
+        }
+    }
+    claims
+}
