@@ -87,6 +87,7 @@ pub struct GraphClientBuilder {
     retry: RetryPolicy,
     page_size: Option<u32>,
     timeout: Option<Duration>,
+    pool_idle_timeout: Option<Duration>,
     max_body: usize,
     user_agent: String,
     clock: Clock,
@@ -112,10 +113,17 @@ impl GraphClient {
             retry: RetryPolicy::default(),
             page_size: None,
             timeout: Some(DEFAULT_REQUEST_TIMEOUT),
+            pool_idle_timeout: Some(Duration::from_secs(90)),
             max_body: DEFAULT_MAX_RESPONSE_BYTES,
             user_agent: DEFAULT_USER_AGENT.to_owned(),
             clock: Arc::new(SystemTime::now),
         }
+    }
+
+    /// The instant until which the client's throttle gate holds every request, while a
+    /// `Retry-After` is running; `None` when requests go out at once.
+    pub fn throttled_until(&self) -> Option<tokio::time::Instant> {
+        self.inner.gate.paused_until()
     }
 
     /// The Graph root this client talks to.
@@ -155,6 +163,13 @@ impl GraphClientBuilder {
     /// `None` disables it.
     pub fn request_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// How long an idle pooled connection is kept (default 90 s); `None` keeps it until
+    /// the server closes it (and runs no idle timer, which tests on paused time need).
+    pub fn pool_idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.pool_idle_timeout = timeout;
         self
     }
 
@@ -209,7 +224,8 @@ impl GraphClientBuilder {
             .user_agent(user_agent)
             .redirect(reqwest::redirect::Policy::none())
             .gzip(true)
-            .referer(false);
+            .referer(false)
+            .pool_idle_timeout(self.pool_idle_timeout);
         if let Some(timeout) = self.timeout {
             http = http.timeout(timeout);
         }

@@ -193,6 +193,7 @@ impl GraphError {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Service(e) => matches!(e.status, 429 | 503 | 504),
+            Self::UnexpectedResponse { status, .. } => matches!(status, 429 | 503 | 504),
             Self::Timeout { .. } | Self::Connection { .. } => true,
             Self::Token(e) => !e.requires_reauthorization(),
             _ => false,
@@ -305,7 +306,18 @@ pub(crate) struct ResponseMeta {
 
 /// Turns a non-success answer into the matching [`GraphError`] (spec 9, 11).
 pub(crate) fn classify(status: u16, body: &[u8], meta: ResponseMeta, path: &str) -> GraphError {
-    let parsed = serde_json::from_slice::<Envelope>(body).ok();
+    let parsed = if body.iter().all(u8::is_ascii_whitespace) {
+        // No body at all (a bare 429 or 404): still a Graph answer, with no code.
+        Some(Envelope {
+            error: Body {
+                code: None,
+                message: None,
+                inner: None,
+            },
+        })
+    } else {
+        serde_json::from_slice::<Envelope>(body).ok()
+    };
     let Some(Envelope { error }) = parsed else {
         if status == 410 {
             // A forced resync may come without a JSON body; the status alone says it (spec 9).

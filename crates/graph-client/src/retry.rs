@@ -155,6 +155,11 @@ impl ThrottleGate {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The end of the current pause, if one is running.
+    pub(crate) fn paused_until(&self) -> Option<Instant> {
+        self.current().filter(|until| *until > Instant::now())
+    }
+
     /// Waits until the gate is open; returns at once when it is.
     pub(crate) async fn wait(&self) {
         // Loop: a sibling may extend the pause while we sleep.

@@ -1,0 +1,383 @@
+//! Throttling, transient faults, the shared throttle gate and the 401 refresh (spec 10, 11),
+//! on paused tokio time.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use common::{builder, client, graph_error};
+use graph_client::{GraphError, RetryPolicy};
+use serde_json::json;
+use tokio::time::Instant;
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+fn users_page() -> serde_json::Value {
+    json!({"value": [{"id": "u1", "displayName": "Adele Vance"}]})
+}
+
+async fn mount_ok(server: &MockServer) {
+    Mock::given(method("GET"))
+        .and(path("/v1.0/users"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(users_page()))
+        .mount(server)
+        .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_fraction_is_rounded_up_and_waited() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1.0/users"))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("Retry-After", "0.5")
+                .set_body_json(common::fixture("error-throttled-429.json")),
+        )
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    mount_ok(&server).await;
+    let (client, _) = client(&server);
+
+    let start = Instant::now();
+    let page = client.users().list().send().await.unwrap();
+
+    assert_eq!(page.items().len(), 1);
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_secs(1),
+        "0.5 s rounds up to 1 s"
+    );
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_http_date_is_waited_until_that_date() {
+    let server = MockServer::start().await;
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let date = httpdate::fmt_http_date(now + Duration::from_secs(7));
+    Mock::given(method("GET"))
+        .and(path("/v1.0/users"))
+        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", date.as_str()))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    mount_ok(&server).await;
+    let tokens = Arc::new(common::CountingTokens::default());
+    let client = builder(&server, tokens).clock(move || now).build().unwrap();
+
+    let start = Instant::now();
+    client.users().list().send().await.unwrap();
+
+    assert_eq!(start.elapsed(), Duration::from_secs(7));
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn service_unavailable_without_retry_after_backs_off_with_jitter() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1.0/users"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(2)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    mount_ok(&server).await;
+    let tokens = Arc::new(common::CountingTokens::default());
+    let policy = RetryPolicy::new()
+        .initial_backoff(Duration::from_secs(2))
+        .max_backoff(Duration::from_secs(60));
+    let client = builder(&server, tokens)
+        .retry_policy(policy)
+        .build()
+        .unwrap();
+
+    let start = Instant::now();
+    client.users().list().send().await.unwrap();
+
+    // Full jitter: first wait in 0..=2 s, second in 0..=4 s.
+    assert!(
+        start.elapsed() <= Duration::from_secs(6),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(server.received_requests().await.unwrap().len(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_exhausted_returns_the_throttling_error_with_its_retry_after() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1.0/users"))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("Retry-After", "2")
+                .set_body_json(common::fixture("error-throttled-429.json")),
+        )
+        .mount(&server)
+        .await;
+    let tokens = Arc::new(common::CountingTokens::default());
+    let client = builder(&server, tokens)
+        .retry_policy(RetryPolicy::new().max_retries(3))
+        .build()
+        .unwrap();
+
+    let start = Instant::now();
+    let err = client.users().list().send().await.unwrap_err();
+
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_secs(6),
+        "three waits of 2 s"
+    );
+    assert_eq!(
+        server.received_requests().await.unwrap().len(),
+        4,
+        "first attempt + 3 retries"
+    );
+    assert!(err.is_retryable());
+    assert_eq!(err.status(), Some(429));
+    assert_eq!(err.code(), Some("TooManyRequests"));
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(2)));
+    assert_eq!(
+        err.request_id(),
+        Some("94fb3b52-452a-4535-a601-69e0a90e3aa2")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_beyond_the_total_wait_cap_is_not_waited() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1.0/users"))
+        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "600"))
+        .mount(&server)
+        .await;
+    let (client, _) = client(&server);
+
+    let start = Instant::now();
+    let err = client.users().list().send().await.unwrap_err();
+
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(600)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_throttled_request_pauses_its_concurrent_siblings() {
+    // A throttled request, and siblings started while it waits for its Retry-After.
+    let server2 = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1.0/users/slow"))
+        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "3"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server2)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1.0/users/slow"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "slow"})))
+        .mount(&server2)
+        .await;
+    for id in ["s1", "s2", "s3"] {
+        Mock::given(method("GET"))
+            .and(path(format!("/v1.0/users/{id}")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": id})))
+            .mount(&server2)
+            .await;
+    }
+    let (client2, _) = common::client(&server2);
+    let start = Instant::now();
+    let first = tokio::spawn({
+        let c = client2.clone();
+        async move { c.users().get("slow").send().await.map(|_| Instant::now()) }
+    });
+    // Wait until the 429 has closed the gate, then start three siblings at once.
+    assert_eq!(client2.throttled_until(), None);
+    while client2.throttled_until().is_none() {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        client2.throttled_until(),
+        Some(start + Duration::from_secs(3))
+    );
+    let siblings: Vec<_> = ["s1", "s2", "s3"]
+        .into_iter()
+        .map(|id| {
+            let c = client2.clone();
+            tokio::spawn(async move { c.users().get(id).send().await.map(|_| Instant::now()) })
+        })
+        .collect();
+    let first_done = first.await.unwrap().unwrap();
+    assert!(first_done >= start + Duration::from_secs(3));
+    for sibling in siblings {
+        let done = sibling.await.unwrap().unwrap();
+        assert!(
+            done >= start + Duration::from_secs(3),
+            "a sibling went out during the pause"
+        );
+    }
+    assert_eq!(
+        server2.received_requests().await.unwrap().len(),
+        5,
+        "no sibling was itself throttled"
+    );
+}
+
+#[tokio::test]
+async fn rejected_token_is_reported_refreshed_and_retried_once() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1.0/users"))
+        .and(header("authorization", "Bearer token-1"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(graph_error(
+            "InvalidAuthenticationToken",
+            "Access token has expired or is not yet valid.",
+        )))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1.0/users"))
+        .and(header("authorization", "Bearer token-2"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(users_page()))
+        .mount(&server)
+        .await;
+    let (client, tokens) = client(&server);
+
+    let page = client.users().list().send().await.unwrap();
+
+    assert_eq!(page.items().len(), 1);
+    assert_eq!(tokens.rejected(), vec!["token-1".to_owned()]);
+    assert_eq!(tokens.issued(), 2);
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn second_401_after_refresh_is_unauthorized() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1.0/users"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(graph_error(
+            "InvalidAuthenticationToken",
+            "Access token is empty.",
+        )))
+        .mount(&server)
+        .await;
+    let (client, tokens) = client(&server);
+
+    let err = client.users().list().send().await.unwrap_err();
+
+    assert!(matches!(err, GraphError::Unauthorized(_)), "{err:?}");
+    assert!(err.requires_reauthorization());
+    assert_eq!(err.code(), Some("InvalidAuthenticationToken"));
+    assert_eq!(tokens.rejected(), vec!["token-1".to_owned()]);
+    assert_eq!(
+        server.received_requests().await.unwrap().len(),
+        2,
+        "exactly one retry"
+    );
+}
+
+#[tokio::test]
+async fn html_error_page_is_a_typed_unexpected_response() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1.0/users"))
+        .respond_with(
+            ResponseTemplate::new(502)
+                .insert_header("request-id", "proxy-req")
+                .set_body_raw("<html><body>Bad Gateway</body></html>", "text/html"),
+        )
+        .mount(&server)
+        .await;
+    let (client, _) = client(&server);
+
+    let err = client.users().list().send().await.unwrap_err();
+
+    match &err {
+        GraphError::UnexpectedResponse {
+            status,
+            content_type,
+            path,
+            request_id,
+        } => {
+            assert_eq!(*status, 502);
+            assert_eq!(content_type.as_deref(), Some("text/html"));
+            assert_eq!(path, "/v1.0/users");
+            assert_eq!(request_id.as_deref(), Some("proxy-req"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!err.to_string().contains("Bad Gateway"));
+}
+
+#[tokio::test]
+async fn graph_error_fields_are_kept() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1.0/users"))
+        .respond_with(
+            ResponseTemplate::new(400)
+                .insert_header("client-request-id", "from-header")
+                .set_body_json(common::fixture("error-count-without-consistencylevel.json")),
+        )
+        .mount(&server)
+        .await;
+    let (client, _) = client(&server);
+
+    let err = client.users().list().send().await.unwrap_err();
+
+    let e = err.service_error().unwrap();
+    assert_eq!(e.status, 400);
+    assert_eq!(e.code.as_deref(), Some("Request_BadRequest"));
+    assert_eq!(
+        e.message.as_deref(),
+        Some("$count is not currently supported.")
+    );
+    assert_eq!(
+        e.request_id.as_deref(),
+        Some("d9bbd4d8-bb2d-44e6-99a1-71a9516da744")
+    );
+    assert_eq!(
+        e.client_request_id.as_deref(),
+        Some("539da3bd-942f-25db-636b-27f6f6e8eae4")
+    );
+    assert_eq!(e.date.as_deref(), Some("2021-05-18T19:03:10"));
+    assert!(!err.is_retryable());
+    assert_eq!(
+        server.received_requests().await.unwrap().len(),
+        1,
+        "a 400 is not retried"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn connection_failures_are_retried_then_reported() {
+    // A port that was just free: nothing listens, so every attempt is refused.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let tokens = Arc::new(common::CountingTokens::default());
+    let client = graph_client::GraphClient::builder(tokens.clone())
+        .base_url(format!("http://127.0.0.1:{port}/v1.0"))
+        .request_timeout(None)
+        .pool_idle_timeout(None)
+        .retry_policy(RetryPolicy::new().max_retries(2))
+        .build()
+        .unwrap();
+
+    let err = client.users().list().send().await.unwrap_err();
+
+    assert!(matches!(err, GraphError::Connection { .. }), "{err:?}");
+    assert!(err.is_retryable());
+    assert!(!format!("{err:?}").contains("token-1"));
+    assert!(
+        !err.to_string().contains(&port.to_string()),
+        "no URL in the message: {err}"
+    );
+}
