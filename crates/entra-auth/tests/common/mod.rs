@@ -1,0 +1,243 @@
+//! Shared test helpers: a wiremock Entra, minted id tokens, fixtures, a memory store.
+
+#![allow(
+    dead_code,
+    clippy::missing_panics_doc,
+    reason = "test helpers, not all used by every test file"
+)]
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use entra_auth::secrecy::{ExposeSecret as _, SecretString};
+use entra_auth::{
+    AuthError, Clock, Cloud, EntraClient, EntraClientBuilder, RefreshTokenStore, SaveOutcome,
+    StoredRefreshToken, TenantId, TokenVersion,
+};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use wiremock::MockServer;
+
+pub const CLIENT_ID: &str = "6cb04018-a3f5-46a7-b995-940c78f5aef3";
+pub const TENANT: &str = "9122040d-6c67-4c5b-b112-36a304b66dad";
+pub const OID: &str = "00000000-0000-0000-66f3-3332eca7ea81";
+pub const REDIRECT: &str = "http://localhost:8400/callback";
+pub const GRAPH: &str = "https://graph.example.test";
+
+pub fn tenant() -> TenantId {
+    TenantId::parse(TENANT).unwrap()
+}
+
+/// A fixture file's text.
+pub fn fixture(name: &str) -> String {
+    let path = format!(
+        "{}/tests/fixtures/identity/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{path}: {error}"))
+}
+
+/// A fixture's docs-formatted redirect (`GET http://localhost?` then `code=...` lines)
+/// joined into one URL.
+pub fn fixture_redirect(name: &str) -> String {
+    fixture(name)
+        .lines()
+        .map(str::trim)
+        .collect::<String>()
+        .trim_start_matches("GET ")
+        .to_owned()
+}
+
+/// Entra on wiremock: a custom cloud whose login base is the mock server.
+pub fn cloud(server: &MockServer) -> Cloud {
+    Cloud::custom(&server.uri(), GRAPH).unwrap()
+}
+
+pub fn builder(server: &MockServer) -> EntraClientBuilder {
+    EntraClient::builder(CLIENT_ID)
+        .cloud(cloud(server))
+        .redirect_uri(REDIRECT)
+        .timeout(Duration::from_secs(10))
+}
+
+pub fn issuer(server: &MockServer) -> String {
+    format!("{}/{TENANT}/v2.0", server.uri())
+}
+
+/// Claims of a valid id token for this client from the mock login host.
+pub fn claims(server: &MockServer, nonce: Option<&str>) -> Value {
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let mut claims = json!({
+        "ver": "2.0",
+        "iss": issuer(server),
+        "aud": CLIENT_ID,
+        "tid": TENANT,
+        "oid": OID,
+        "sub": "AAAAAAAAAAAAAAAAAAAAAIkzqFVrSaSaFHy782bbtaQ",
+        "preferred_username": "admin@contoso.onmicrosoft.com",
+        "name": "Megan Bowen",
+        "iat": now,
+        "nbf": now,
+        "exp": now + 3600,
+    });
+    if let Some(nonce) = nonce {
+        claims["nonce"] = json!(nonce);
+    }
+    claims
+}
+
+/// An unsigned-looking compact JWT (the client does not verify id token signatures).
+pub fn mint(claims: &Value) -> String {
+    let header = URL_SAFE_NO_PAD.encode(br#"{"typ":"JWT","alg":"RS256","kid":"test"}"#);
+    let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
+    format!("{header}.{payload}.c2lnbmF0dXJl")
+}
+
+/// A token answer shaped like the documented auth-code sample.
+pub fn token_body(
+    access: &str,
+    refresh: Option<&str>,
+    id_token: Option<&str>,
+    scope: &str,
+) -> Value {
+    let mut body = json!({
+        "access_token": access,
+        "token_type": "Bearer",
+        "expires_in": 3599,
+        "ext_expires_in": 3599,
+        "scope": scope,
+    });
+    if let Some(refresh) = refresh {
+        body["refresh_token"] = json!(refresh);
+    }
+    if let Some(id_token) = id_token {
+        body["id_token"] = json!(id_token);
+    }
+    body
+}
+
+/// The granted scope string for the default scopes, URL-encoded as in the docs' sample.
+pub fn granted_default_scopes() -> String {
+    format!("{GRAPH}/User.Read.All {GRAPH}/Group.Read.All openid profile offline_access")
+        .replace(':', "%3A")
+        .replace('/', "%2F")
+        .replace(' ', "%20")
+}
+
+/// A form body as a map.
+pub fn form(body: &[u8]) -> BTreeMap<String, String> {
+    url::form_urlencoded::parse(body).into_owned().collect()
+}
+
+/// Query parameters of a URL as a map.
+pub fn query(url: &url::Url) -> BTreeMap<String, String> {
+    url.query_pairs().into_owned().collect()
+}
+
+/// A fixed wall clock.
+#[derive(Debug)]
+pub struct FixedClock(pub OffsetDateTime);
+
+impl Clock for FixedClock {
+    fn now(&self) -> OffsetDateTime {
+        self.0
+    }
+}
+
+/// One connection's refresh token in memory, with counters.
+#[derive(Default)]
+pub struct MemoryStore {
+    pub slot: Mutex<Option<(String, u64)>>,
+    pub saves: Mutex<Vec<(String, u64)>>,
+    pub marked: Mutex<Vec<String>>,
+    /// When set, the next save finds this (token, version) stored by "another replica".
+    pub conflict_with: Mutex<Option<(String, u64)>>,
+}
+
+impl MemoryStore {
+    pub fn with(token: &str, version: u64) -> Arc<Self> {
+        let store = Self::default();
+        *store.slot.lock().unwrap() = Some((token.to_owned(), version));
+        Arc::new(store)
+    }
+
+    pub fn current(&self) -> Option<(String, u64)> {
+        self.slot.lock().unwrap().clone()
+    }
+}
+
+#[async_trait::async_trait]
+impl RefreshTokenStore for MemoryStore {
+    async fn load(&self) -> Result<Option<StoredRefreshToken>, AuthError> {
+        Ok(self.current().map(|(token, version)| {
+            StoredRefreshToken::new(SecretString::from(token), TokenVersion::new(version))
+        }))
+    }
+
+    async fn save(
+        &self,
+        token: &SecretString,
+        expected: TokenVersion,
+    ) -> Result<SaveOutcome, AuthError> {
+        if let Some(newer) = self.conflict_with.lock().unwrap().take() {
+            *self.slot.lock().unwrap() = Some(newer);
+        }
+        let mut slot = self.slot.lock().unwrap();
+        let current = slot.as_ref().map_or(0, |(_, version)| *version);
+        if current != expected.get() {
+            return Ok(SaveOutcome::Conflict);
+        }
+        let next = (token.expose_secret().to_owned(), current + 1);
+        self.saves.lock().unwrap().push(next.clone());
+        *slot = Some(next);
+        Ok(SaveOutcome::Saved(TokenVersion::new(current + 1)))
+    }
+
+    async fn mark_reauthorization_required(&self, reason: &AuthError) -> Result<(), AuthError> {
+        self.marked.lock().unwrap().push(reason.to_string());
+        Ok(())
+    }
+}
+
+/// While alive, paused tokio time does not auto-advance (a running blocking task
+/// inhibits it), so real loopback HTTP cannot race the clock: time moves only by
+/// `tokio::time::advance`.
+pub struct FrozenTime(Option<std::sync::mpsc::Sender<()>>);
+
+pub fn freeze_time() -> FrozenTime {
+    let (sender, receiver) = std::sync::mpsc::channel::<()>();
+    drop(tokio::task::spawn_blocking(move || {
+        let _ = receiver.recv();
+    }));
+    FrozenTime(Some(sender))
+}
+
+impl Drop for FrozenTime {
+    fn drop(&mut self) {
+        self.0.take();
+    }
+}
+
+/// Lets loopback HTTP in flight finish (real time passes, paused time does not).
+pub async fn settle(server: &MockServer) {
+    let mut last = usize::MAX;
+    let mut stable = 0;
+    while stable < 3 {
+        tokio::task::spawn_blocking(|| std::thread::sleep(Duration::from_millis(5)))
+            .await
+            .unwrap();
+        let count = server
+            .received_requests()
+            .await
+            .map_or(0, |requests| requests.len());
+        if count == last {
+            stable += 1;
+        } else {
+            stable = 0;
+            last = count;
+        }
+    }
+}
