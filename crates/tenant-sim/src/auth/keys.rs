@@ -3,6 +3,7 @@
 //! client certificates that may sign client assertions (spec §2c).
 
 use std::fmt;
+use std::sync::{Arc, OnceLock};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -23,7 +24,22 @@ pub(super) struct SigningKey {
     certificate_pem: String,
 }
 
+/// The process-wide signing key: made once, shared by every simulated tenant in the
+/// process (as Microsoft's signing keys are shared by all tenants of a cloud), because
+/// making a 2048-bit RSA key costs far more than starting a simulator.
+static SHARED: OnceLock<Arc<SigningKey>> = OnceLock::new();
+
 impl SigningKey {
+    /// The process-wide key, made on first use.
+    pub(super) fn shared() -> Result<Arc<Self>, String> {
+        if let Some(key) = SHARED.get() {
+            return Ok(Arc::clone(key));
+        }
+        let key = Arc::new(Self::generate()?);
+        // Another thread may have won the race; either key is as good.
+        Ok(Arc::clone(SHARED.get_or_init(|| key)))
+    }
+
     /// A fresh 2048-bit RSA key (aws-lc-rs through rcgen) and a certificate for `x5c`.
     pub(super) fn generate() -> Result<Self, String> {
         let key_pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256)

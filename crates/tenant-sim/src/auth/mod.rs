@@ -173,7 +173,7 @@ pub struct Auth {
     /// SHA-256 of the client secret: the secret itself is not kept.
     client_secret_digest: [u8; 32],
     directory: Arc<dyn AccountDirectory>,
-    key: SigningKey,
+    key: Arc<SigningKey>,
     clock: Clock,
     settings: Mutex<Settings>,
     grants: Mutex<Grants>,
@@ -189,7 +189,9 @@ impl fmt::Debug for Auth {
 }
 
 impl Auth {
-    /// Builds the Entra half: makes the RS256 signing key, empty grant tables.
+    /// Builds the Entra half: empty grant tables and the RS256 signing key (made on first
+    /// use and shared by every simulator in the process, as Microsoft's keys are shared by
+    /// the tenants of a cloud).
     ///
     /// # Errors
     /// When the signing key cannot be made.
@@ -197,7 +199,7 @@ impl Auth {
         config: AuthConfig,
         directory: Arc<dyn AccountDirectory>,
     ) -> Result<Arc<Self>, crate::Error> {
-        let key = SigningKey::generate().map_err(crate::Error::Start)?;
+        let key = SigningKey::shared().map_err(crate::Error::Start)?;
         let settings = Settings {
             consent_mode: config.consent_mode,
             access_token_lifetime: config.access_token_lifetime,
@@ -322,7 +324,8 @@ impl Auth {
     }
 
     /// Moves the simulator's clock forward: codes, access tokens, refresh tokens and
-    /// device codes expire as if this much time had passed. For tests.
+    /// device codes expire as if this much time had passed. For tests. Id tokens issued
+    /// afterwards carry the moved time in `iat`/`nbf`/`exp` too.
     pub fn advance_clock(&self, by: Duration) {
         self.clock.advance(by);
     }

@@ -1044,6 +1044,91 @@ async fn error_body_has_the_documented_keys_and_diagnostic_lines() {
     );
 }
 
+#[tokio::test]
+async fn client_assertion_signed_by_a_registered_certificate_authenticates() {
+    let sim = start().await;
+    let key_pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+    let certificate = rcgen::CertificateParams::new(vec!["client.example".to_owned()])
+        .unwrap()
+        .self_signed(&key_pair)
+        .unwrap();
+    let der = certificate.der().as_ref().to_vec();
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(key_pair.serialize_pem().as_bytes()).unwrap();
+    let assertion = |algorithm, audience: String| {
+        let mut header = jsonwebtoken::Header::new(algorithm);
+        if algorithm == jsonwebtoken::Algorithm::PS256 {
+            header.x5t_s256 = Some(URL_SAFE_NO_PAD.encode(Sha256::digest(&der)));
+        } else {
+            header.x5t = Some(URL_SAFE_NO_PAD.encode(super::sha1::digest(&der)));
+        }
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let claims = serde_json::json!({
+            "aud": audience, "iss": CLIENT_ID, "sub": CLIENT_ID,
+            "jti": uuid::Uuid::new_v4().to_string(), "nbf": now, "iat": now, "exp": now + 600,
+        });
+        jsonwebtoken::encode(&header, &claims, &key).unwrap()
+    };
+    let redeem = |assertion: String| {
+        let sim = &sim;
+        async move {
+            let code = sim.code().await;
+            sim.token(
+                TENANT_ID,
+                &[
+                    ("client_id", CLIENT_ID),
+                    (
+                        "client_assertion_type",
+                        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                    ),
+                    ("client_assertion", assertion.as_str()),
+                    ("grant_type", "authorization_code"),
+                    ("code", code.as_str()),
+                    ("redirect_uri", REDIRECT),
+                    ("code_verifier", VERIFIER),
+                ],
+            )
+            .await
+        }
+    };
+    let audience = format!("{}/{TENANT_ID}/oauth2/v2.0/token", sim.base);
+    // Not registered yet.
+    let (status, body) = redeem(assertion(jsonwebtoken::Algorithm::PS256, audience.clone())).await;
+    assert_entra_error(
+        status,
+        &body,
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+        700_027,
+    );
+    sim.auth
+        .register_client_certificate(&certificate.pem())
+        .unwrap();
+    for algorithm in [
+        jsonwebtoken::Algorithm::PS256,
+        jsonwebtoken::Algorithm::RS256,
+    ] {
+        let (status, body) = redeem(assertion(algorithm, audience.clone())).await;
+        assert_eq!(status, StatusCode::OK, "{algorithm:?}: {body}");
+    }
+    let (status, body) = redeem(assertion(
+        jsonwebtoken::Algorithm::PS256,
+        "https://login.microsoftonline.com/other/oauth2/v2.0/token".into(),
+    ))
+    .await;
+    assert_entra_error(
+        status,
+        &body,
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+        700_027,
+    );
+    assert!(
+        sim.auth
+            .register_client_certificate("not a certificate")
+            .is_err()
+    );
+}
+
 // ---------------------------------------------------------------- token: refresh
 
 #[tokio::test]
