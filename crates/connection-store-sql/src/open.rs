@@ -226,7 +226,20 @@ async fn open_sqlite(
         .ok()
         .flatten();
     check_version(found)?;
-    SQLITE_MIGRATIONS.run(&pool).await.map_err(migrate_error)?;
+    // SQLite has no migration lock: processes opening a new file at once may both try
+    // migration 1, and the loser fails on "table already exists". Each migration is one
+    // transaction, so the loser retries and finds it applied.
+    let mut attempt = 0;
+    loop {
+        match SQLITE_MIGRATIONS.run(&pool).await {
+            Ok(()) => break,
+            Err(_) if attempt < 5 => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
+            }
+            Err(err) => return Err(migrate_error(err)),
+        }
+    }
     Ok(Pool::Sqlite(pool))
 }
 
@@ -255,10 +268,18 @@ async fn open_postgres(
         }
         let mut setup = options.connect().await.map_err(connect_error)?;
         // The name was validated above, so quoting it is enough.
-        sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+        let created = sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
             .execute(&mut setup)
-            .await
-            .map_err(connect_error)?;
+            .await;
+        match created {
+            // Two replicas opening at once both pass IF NOT EXISTS; the loser gets a
+            // unique violation on pg_namespace, which means the schema is there.
+            Err(sqlx::Error::Database(db))
+                if matches!(db.code().as_deref(), Some("23505" | "42P06")) => {}
+            other => {
+                other.map_err(connect_error)?;
+            }
+        }
         setup.close().await.map_err(connect_error)?;
         options = options.options([("search_path", schema)]);
     }

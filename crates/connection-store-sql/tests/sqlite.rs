@@ -223,3 +223,48 @@ async fn sqlite_corrupt_rows_are_typed_errors_naming_the_part() {
         Err(StoreError::Corrupt { what, .. }) if what == "token_version"
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_concurrent_opens_of_a_new_file_migrate_once() {
+    for _ in 0..5 {
+        let dir = TempDir::new();
+        let path = dir.file("store.db");
+        let opens = (0..4).map(|_| {
+            let path = path.clone();
+            async move { open_sqlite(&path, ring(), Arc::new(SystemClock)).await }
+        });
+        let stores = futures_join_all(opens).await;
+        let (owner, id) = seeded(&stores[0], "rt").await;
+        for store in &stores {
+            assert_eq!(
+                store
+                    .load_token(&owner, id)
+                    .await
+                    .expect("load")
+                    .token
+                    .expose_secret(),
+                "rt"
+            );
+        }
+        let raw = raw_sqlite(&path).await;
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM schema_version")
+            .fetch_one(&raw)
+            .await
+            .expect("count");
+        assert_eq!(rows, 1);
+    }
+}
+
+async fn futures_join_all<F: std::future::Future + Send + 'static>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<F::Output>
+where
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for handle in handles {
+        out.push(handle.await.expect("task"));
+    }
+    out
+}
