@@ -1,12 +1,573 @@
-//! tenant-sim (work in progress).
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
 
 pub mod auth;
+mod control;
+mod data;
+mod delta;
+mod error;
+mod faults;
+mod graph;
+mod query;
+mod server;
+mod throttle;
 
-/// Errors of the simulator (work in progress).
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// Something failed while starting.
-    #[error("tenant-sim failed to start: {0}")]
-    Start(String),
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use secrecy::{ExposeSecret, SecretString};
+use tokio::task::JoinHandle;
+
+pub use auth::ConsentMode;
+pub use control::{Control, GroupFields, GroupSummary, UserFields, UserSummary};
+pub use data::{Deletion, UserType};
+pub use error::Error;
+pub use faults::{FaultKind, FaultSettings};
+pub use server::RequestCounters;
+pub use throttle::ThrottleSettings;
+
+use crate::data::{Directory, DirectoryAccounts, GenerateOptions};
+use crate::faults::Faults;
+use crate::server::{Authority, Shared};
+use crate::throttle::Throttle;
+
+/// Largest tenant the builder accepts.
+const MAX_USERS: usize = 2_000_000;
+const MAX_GROUPS: usize = 200_000;
+
+/// Settings of a simulator; [`TenantSim::builder`] makes one, [`TenantSimBuilder::start`]
+/// runs it.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct TenantSimBuilder {
+    users: usize,
+    groups: usize,
+    seed: u64,
+    throttle: Option<ThrottleSettings>,
+    faults: FaultSettings,
+    fault_rate: f64,
+    access_token_lifetime: Duration,
+    consent_mode: ConsentMode,
+    tls: bool,
+    tenant_domain: String,
+    login_port: u16,
+    graph_port: u16,
+    delta_page_size: usize,
 }
+
+impl Default for TenantSimBuilder {
+    fn default() -> Self {
+        Self {
+            users: 50,
+            groups: 20,
+            seed: 1,
+            throttle: None,
+            faults: FaultSettings::none(),
+            fault_rate: 0.0,
+            access_token_lifetime: Duration::from_secs(3600),
+            consent_mode: ConsentMode::AutoConsent,
+            tls: false,
+            tenant_domain: "contoso.onmicrosoft.com".into(),
+            login_port: 0,
+            graph_port: 0,
+            delta_page_size: 100,
+        }
+    }
+}
+
+impl TenantSimBuilder {
+    /// Number of users (default 50; at least 1, user 0 is the admin).
+    pub fn users(mut self, users: usize) -> Self {
+        self.users = users;
+        self
+    }
+
+    /// Number of groups (default 20): "All Company", one per department, then teams.
+    pub fn groups(mut self, groups: usize) -> Self {
+        self.groups = groups;
+        self
+    }
+
+    /// Seed of the generated directory, ids and credentials (default 1).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Throttle at `units_per_second` Graph resource units per second with a burst of
+    /// the same size (see the README's cost table).
+    pub fn rate_limit(mut self, units_per_second: f64) -> Self {
+        self.throttle = ThrottleSettings::new(units_per_second, units_per_second.max(1.0)).ok();
+        if self.throttle.is_none() {
+            // Remembered as invalid so that start() can say so.
+            self.fault_rate = f64::NAN;
+        }
+        self
+    }
+
+    /// Throttle with explicit settings.
+    pub fn throttle(mut self, settings: ThrottleSettings) -> Self {
+        self.throttle = Some(settings);
+        self
+    }
+
+    /// Fixed latency added to every Graph request.
+    pub fn latency(mut self, latency: Duration) -> Self {
+        self.faults = self.faults.with_latency(latency);
+        self
+    }
+
+    /// Probability (0..=1) that a Graph request meets a seeded fault.
+    pub fn fault_rate(mut self, rate: f64) -> Self {
+        self.fault_rate = rate;
+        self
+    }
+
+    /// Fault kinds to draw from (default all).
+    pub fn fault_kinds(mut self, kinds: &[FaultKind]) -> Self {
+        if let Ok(faults) = self.faults.clone().with_kinds(kinds) {
+            self.faults = faults;
+        } else {
+            self.fault_rate = f64::NAN;
+        }
+        self
+    }
+
+    /// Lifetime of access tokens (default 1 hour).
+    pub fn access_token_lifetime(mut self, lifetime: Duration) -> Self {
+        self.access_token_lifetime = lifetime;
+        self
+    }
+
+    /// How `/authorize` answers (default auto-consent).
+    pub fn consent_mode(mut self, mode: ConsentMode) -> Self {
+        self.consent_mode = mode;
+        self
+    }
+
+    /// Serve https with a self-signed certificate made at start.
+    pub fn tls(mut self, tls: bool) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// The tenant's primary domain (default `contoso.onmicrosoft.com`).
+    pub fn tenant_domain(mut self, domain: impl Into<String>) -> Self {
+        self.tenant_domain = domain.into();
+        self
+    }
+
+    /// Port of the login listener (default 0: any free port).
+    pub fn login_port(mut self, port: u16) -> Self {
+        self.login_port = port;
+        self
+    }
+
+    /// Port of the Graph listener (default 0: any free port).
+    pub fn graph_port(mut self, port: u16) -> Self {
+        self.graph_port = port;
+        self
+    }
+
+    /// Most entries (objects plus `members@delta` references) on one delta page (default
+    /// 100, at least 2); small values make large groups span pages.
+    pub fn delta_page_size(mut self, entries: usize) -> Self {
+        self.delta_page_size = entries;
+        self
+    }
+
+    fn validate(&self) -> Result<FaultSettings, Error> {
+        if !(1..=MAX_USERS).contains(&self.users) {
+            return Err(Error::InvalidConfig(format!(
+                "users must be within 1..={MAX_USERS}, got {}",
+                self.users
+            )));
+        }
+        if self.groups > MAX_GROUPS {
+            return Err(Error::InvalidConfig(format!(
+                "groups must be at most {MAX_GROUPS}, got {}",
+                self.groups
+            )));
+        }
+        if self.delta_page_size < 2 {
+            return Err(Error::InvalidConfig(
+                "delta page size must be at least 2".into(),
+            ));
+        }
+        if self.access_token_lifetime.is_zero() {
+            return Err(Error::InvalidConfig(
+                "access token lifetime must be positive".into(),
+            ));
+        }
+        let domain_ok = self.tenant_domain.contains('.')
+            && self
+                .tenant_domain
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+        if !domain_ok {
+            return Err(Error::InvalidConfig(format!(
+                "'{}' is not a domain name",
+                self.tenant_domain
+            )));
+        }
+        if self.fault_rate.is_nan() {
+            return Err(Error::InvalidConfig(
+                "rate limit must be positive and fault kinds non-empty".into(),
+            ));
+        }
+        self.faults.clone().with_rate(self.fault_rate)
+    }
+
+    /// Generates the tenant and starts both listeners on 127.0.0.1.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for out-of-range settings, [`Error::Bind`] when a port is
+    /// taken, [`Error::Start`] when the signing key or certificate cannot be made.
+    pub async fn start(self) -> Result<TenantSim, Error> {
+        self.start_with(|config, accounts| {
+            let auth = auth::Auth::new(config, accounts)?;
+            Ok((Arc::clone(&auth) as Arc<dyn Authority>, auth::router(auth)))
+        })
+        .await
+    }
+
+    /// Starts with a given Entra half (unit tests use a stand-in).
+    pub(crate) async fn start_with(
+        self,
+        make_auth: impl FnOnce(
+            auth::AuthConfig,
+            Arc<dyn auth::AccountDirectory>,
+        ) -> Result<(Arc<dyn Authority>, axum::Router), Error>,
+    ) -> Result<TenantSim, Error> {
+        let faults = self.validate()?;
+        let login_listener = bind(self.login_port)?;
+        let graph_listener = bind(self.graph_port)?;
+        let scheme = if self.tls { "https" } else { "http" };
+        let login_base = format!("{scheme}://127.0.0.1:{}", port_of(&login_listener)?);
+        let graph_root = format!("{scheme}://127.0.0.1:{}", port_of(&graph_listener)?);
+
+        let mut rng = StdRng::seed_from_u64(self.seed ^ 0x7465_6e61_6e74);
+        let tenant_id = uuid::Builder::from_random_bytes(rng.random())
+            .into_uuid()
+            .to_string();
+        let client_id = uuid::Builder::from_random_bytes(rng.random())
+            .into_uuid()
+            .to_string();
+        let secret_bytes: [u8; 24] = rng.random();
+        let client_secret = format!(
+            "sim~{}",
+            base64::Engine::encode(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                secret_bytes
+            )
+        );
+
+        let options = GenerateOptions {
+            users: self.users,
+            groups: self.groups,
+            seed: self.seed,
+            tenant_domain: self.tenant_domain.clone(),
+        };
+        // Generating 100,000 users is CPU work: keep it off the async workers.
+        let directory = tokio::task::spawn_blocking(move || Directory::generate(&options))
+            .await
+            .map_err(|e| Error::Start(format!("directory generation failed: {e}")))?;
+        let (admin_id, admin_upn) = {
+            let id = directory.user_ids[0].to_string();
+            let upn = directory
+                .user(0)
+                .map(|u| u.user_principal_name.to_string())
+                .unwrap_or_default();
+            (id, upn)
+        };
+        let dir = Arc::new(RwLock::new(directory));
+        let config = auth::AuthConfig {
+            tenant_id: tenant_id.clone(),
+            tenant_domain: self.tenant_domain.clone(),
+            client_id: client_id.clone(),
+            client_secret: client_secret.clone(),
+            login_base: login_base.clone(),
+            graph_resource: "https://graph.microsoft.com".into(),
+            access_token_lifetime: self.access_token_lifetime,
+            consent_mode: self.consent_mode,
+        };
+        let (authority, login_router) =
+            make_auth(config, Arc::new(DirectoryAccounts(Arc::clone(&dir))))?;
+        let shared = Arc::new(Shared {
+            dir,
+            auth: authority,
+            throttle: Mutex::new(Throttle::new(self.throttle)),
+            faults: Mutex::new(Faults::new(faults, self.seed)),
+            counters: Mutex::new(RequestCounters::default()),
+            graph_base: format!("{graph_root}/v1.0"),
+            delta_page_size: self.delta_page_size,
+            throttle_key: format!("{client_id}/{tenant_id}"),
+        });
+        let control = Control::new(Arc::clone(&shared));
+        let graph_router = axum::Router::new()
+            .fallback(server::graph_entry)
+            .with_state(Arc::clone(&shared))
+            .nest("/_sim", control::router(control.clone()));
+
+        let (tls, cert) = if self.tls {
+            let (config, certificate) = make_certificate().await?;
+            (Some(config), Some(certificate))
+        } else {
+            (None, None)
+        };
+        let login_handle = axum_server::Handle::new();
+        let graph_handle = axum_server::Handle::new();
+        let tasks = vec![
+            spawn_server(
+                login_listener,
+                login_router,
+                login_handle.clone(),
+                tls.clone(),
+            ),
+            spawn_server(graph_listener, graph_router, graph_handle.clone(), tls),
+        ];
+        Ok(TenantSim {
+            login_base,
+            graph_base: shared.graph_base.clone(),
+            control_base: format!("{graph_root}/_sim"),
+            tenant_id,
+            tenant_domain: self.tenant_domain,
+            client_id,
+            client_secret: SecretString::from(client_secret),
+            admin_id,
+            admin_upn,
+            cert,
+            control,
+            handles: vec![login_handle, graph_handle],
+            tasks,
+        })
+    }
+}
+
+fn bind(port: u16) -> Result<TcpListener, Error> {
+    let listener =
+        TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).map_err(Error::Bind)?;
+    listener.set_nonblocking(true).map_err(Error::Bind)?;
+    Ok(listener)
+}
+
+fn port_of(listener: &TcpListener) -> Result<u16, Error> {
+    listener.local_addr().map(|a| a.port()).map_err(Error::Bind)
+}
+
+/// The self-signed certificate of a `--tls` simulator, written to a fresh temporary
+/// directory that is removed on drop.
+#[derive(Debug)]
+struct Certificate {
+    pem: String,
+    dir: PathBuf,
+    path: PathBuf,
+}
+
+impl Drop for Certificate {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn make_certificate() -> Result<(axum_server::tls_rustls::RustlsConfig, Certificate), Error> {
+    let generated =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .map_err(|e| Error::Start(format!("self-signed certificate: {e}")))?;
+    let pem = generated.cert.pem();
+    let key = generated.signing_key.serialize_pem();
+    let dir = std::env::temp_dir().join(format!("tenant-sim-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Error::Start(format!("certificate directory: {e}")))?;
+    let path = dir.join("cert.pem");
+    std::fs::write(&path, &pem)
+        .map_err(|e| Error::Start(format!("writing the certificate: {e}")))?;
+    let certificate = Certificate {
+        pem: pem.clone(),
+        dir,
+        path,
+    };
+    let config =
+        axum_server::tls_rustls::RustlsConfig::from_pem(pem.into_bytes(), key.into_bytes())
+            .await
+            .map_err(|e| Error::Start(format!("TLS configuration: {e}")))?;
+    Ok((config, certificate))
+}
+
+fn spawn_server(
+    listener: TcpListener,
+    router: axum::Router,
+    handle: axum_server::Handle,
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let service = router.into_make_service();
+        let result = match tls {
+            Some(config) => {
+                axum_server::from_tcp_rustls(listener, config)
+                    .handle(handle)
+                    .serve(service)
+                    .await
+            }
+            None => {
+                axum_server::from_tcp(listener)
+                    .handle(handle)
+                    .serve(service)
+                    .await
+            }
+        };
+        if let Err(error) = result {
+            tracing::error!(%error, "tenant-sim listener stopped");
+        }
+    })
+}
+
+/// A running simulated tenant: a login listener (Entra v2.0) and a Graph listener
+/// (`/v1.0` and the control API under `/_sim`), both on 127.0.0.1. Dropping it stops both
+/// listeners at once; [`TenantSim::shutdown`] stops them gracefully.
+pub struct TenantSim {
+    login_base: String,
+    graph_base: String,
+    control_base: String,
+    tenant_id: String,
+    tenant_domain: String,
+    client_id: String,
+    client_secret: SecretString,
+    admin_id: String,
+    admin_upn: String,
+    cert: Option<Certificate>,
+    control: Control,
+    handles: Vec<axum_server::Handle>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for TenantSim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantSim")
+            .field("login_base", &self.login_base)
+            .field("graph_base", &self.graph_base)
+            .field("tenant_id", &self.tenant_id)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"[REDACTED]")
+            .field("admin", &self.admin_upn)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TenantSim {
+    /// Settings for a new simulator.
+    pub fn builder() -> TenantSimBuilder {
+        TenantSimBuilder::default()
+    }
+
+    /// The login listener's base, e.g. `http://127.0.0.1:4321` (authority
+    /// `{login_base}/{tenant}/v2.0`).
+    pub fn login_base(&self) -> &str {
+        &self.login_base
+    }
+
+    /// The Graph root, e.g. `http://127.0.0.1:4322/v1.0`.
+    pub fn graph_base(&self) -> &str {
+        &self.graph_base
+    }
+
+    /// The control API's base, e.g. `http://127.0.0.1:4322/_sim`.
+    pub fn control_base(&self) -> &str {
+        &self.control_base
+    }
+
+    /// The tenant id (GUID).
+    pub fn tenant_id(&self) -> &str {
+        &self.tenant_id
+    }
+
+    /// The tenant's primary domain.
+    pub fn tenant_domain(&self) -> &str {
+        &self.tenant_domain
+    }
+
+    /// The registered app's client id.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// The registered app's client secret.
+    pub fn client_secret(&self) -> &SecretString {
+        &self.client_secret
+    }
+
+    /// The Global Administrator's user principal name.
+    pub fn admin_upn(&self) -> &str {
+        &self.admin_upn
+    }
+
+    /// The Global Administrator's object id.
+    pub fn admin_id(&self) -> &str {
+        &self.admin_id
+    }
+
+    /// The self-signed certificate (PEM) when started with TLS.
+    pub fn cert_pem(&self) -> Option<&str> {
+        self.cert.as_ref().map(|c| c.pem.as_str())
+    }
+
+    /// Where the certificate PEM was written when started with TLS.
+    pub fn cert_pem_path(&self) -> Option<&Path> {
+        self.cert.as_ref().map(|c| c.path.as_path())
+    }
+
+    /// The in-process control API.
+    pub fn control(&self) -> &Control {
+        &self.control
+    }
+
+    /// The binary's first stdout line: one JSON object with `login_base`, `graph_base`,
+    /// `control_base`, `tenant_id`, `tenant_domain`, `client_id`, `client_secret`,
+    /// `admin`, `admin_id` and, with TLS, `cert_pem_path`. It holds the client secret.
+    pub fn startup_json(&self) -> serde_json::Value {
+        let mut info = serde_json::json!({
+            "login_base": self.login_base,
+            "graph_base": self.graph_base,
+            "control_base": self.control_base,
+            "tenant_id": self.tenant_id,
+            "tenant_domain": self.tenant_domain,
+            "client_id": self.client_id,
+            "client_secret": self.client_secret.expose_secret(),
+            "admin": self.admin_upn,
+            "admin_id": self.admin_id,
+        });
+        if let (Some(path), Some(map)) = (self.cert_pem_path(), info.as_object_mut()) {
+            map.insert(
+                "cert_pem_path".into(),
+                serde_json::Value::String(path.display().to_string()),
+            );
+        }
+        info
+    }
+
+    /// Stops accepting, lets requests in flight finish (up to 5 s), and waits for both
+    /// listeners to stop.
+    pub async fn shutdown(mut self) {
+        for handle in &self.handles {
+            handle.graceful_shutdown(Some(Duration::from_secs(5)));
+        }
+        for task in self.tasks.drain(..) {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for TenantSim {
+    fn drop(&mut self) {
+        for handle in &self.handles {
+            handle.shutdown();
+        }
+    }
+}
+
+#[cfg(test)]
+mod http_tests;

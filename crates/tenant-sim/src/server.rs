@@ -1,0 +1,481 @@
+//! The Graph listener's request pipeline: request ids, faults and latency, bearer check,
+//! scope check, throttle, then the endpoint; `$batch` runs its items through the same
+//! pipeline; counters see every request.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::Response;
+use base64::Engine as _;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::auth::{BearerError, BearerGrant, ConsentMode};
+use crate::data::{Directory, Kind};
+use crate::faults::{FaultKind, Faults};
+use crate::graph::{Endpoint, GraphError, RequestIds, json_response};
+use crate::query::Query;
+use crate::throttle::{Throttle, format_retry_after};
+
+/// What the Graph half needs from the Entra half; [`crate::auth::Auth`] implements it,
+/// and unit tests use a stand-in.
+pub(crate) trait Authority: Send + Sync {
+    fn validate_bearer(&self, authorization: Option<&str>) -> Result<BearerGrant, BearerError>;
+    fn revoke_user_grants(&self, user_id: &str) -> usize;
+    fn revoke_refresh_token(&self, refresh_token: &str) -> bool;
+    fn set_consent_mode(&self, mode: ConsentMode);
+    fn set_access_token_lifetime(&self, lifetime: Duration);
+    fn approve_device_code(&self, user_code: &str, user_id: &str) -> bool;
+}
+
+impl Authority for crate::auth::Auth {
+    fn validate_bearer(&self, authorization: Option<&str>) -> Result<BearerGrant, BearerError> {
+        Self::validate_bearer(self, authorization)
+    }
+    fn revoke_user_grants(&self, user_id: &str) -> usize {
+        Self::revoke_user_grants(self, user_id)
+    }
+    fn revoke_refresh_token(&self, refresh_token: &str) -> bool {
+        Self::revoke_refresh_token(self, refresh_token)
+    }
+    fn set_consent_mode(&self, mode: ConsentMode) {
+        Self::set_consent_mode(self, mode);
+    }
+    fn set_access_token_lifetime(&self, lifetime: Duration) {
+        Self::set_access_token_lifetime(self, lifetime);
+    }
+    fn approve_device_code(&self, user_code: &str, user_id: &str) -> bool {
+        Self::approve_device_code(self, user_code, user_id)
+    }
+}
+
+/// Request counts since start (or the last reset), by endpoint and by status.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RequestCounters {
+    total: u64,
+    by_endpoint: BTreeMap<String, u64>,
+    by_status: BTreeMap<u16, u64>,
+    by_endpoint_status: BTreeMap<String, BTreeMap<u16, u64>>,
+}
+
+impl RequestCounters {
+    fn record(&mut self, endpoint: &str, status: StatusCode) {
+        self.total += 1;
+        *self.by_endpoint.entry(endpoint.to_string()).or_default() += 1;
+        *self.by_status.entry(status.as_u16()).or_default() += 1;
+        *self
+            .by_endpoint_status
+            .entry(endpoint.to_string())
+            .or_default()
+            .entry(status.as_u16())
+            .or_default() += 1;
+    }
+
+    /// Every Graph request answered (`$batch` items count on their own too).
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// Requests per endpoint, named like `GET /users/{id}/memberOf`.
+    pub fn by_endpoint(&self) -> &BTreeMap<String, u64> {
+        &self.by_endpoint
+    }
+
+    /// Requests per HTTP status.
+    pub fn by_status(&self) -> &BTreeMap<u16, u64> {
+        &self.by_status
+    }
+
+    /// Requests to one endpoint that got one status.
+    pub fn count(&self, endpoint: &str, status: u16) -> u64 {
+        self.by_endpoint_status
+            .get(endpoint)
+            .and_then(|s| s.get(&status))
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// State shared by the Graph listener, the control API and [`crate::TenantSim`].
+pub(crate) struct Shared {
+    pub dir: Arc<RwLock<Directory>>,
+    pub auth: Arc<dyn Authority>,
+    pub throttle: Mutex<Throttle>,
+    pub faults: Mutex<Faults>,
+    pub counters: Mutex<RequestCounters>,
+    /// `http://127.0.0.1:{port}/v1.0`
+    pub graph_base: String,
+    pub delta_page_size: usize,
+    /// The app+tenant bucket key ([spec 10a]).
+    pub throttle_key: String,
+}
+
+impl Shared {
+    pub(crate) fn read_dir(&self) -> std::sync::RwLockReadGuard<'_, Directory> {
+        self.dir.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn write_dir(&self) -> std::sync::RwLockWriteGuard<'_, Directory> {
+        self.dir.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The Graph listener's fallback handler: everything under `/v1.0`.
+pub(crate) async fn graph_entry(
+    State(shared): State<Arc<Shared>>,
+    request: axum::extract::Request,
+) -> Response {
+    serve_graph(&shared, request, false).await
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// One Graph request through the whole pipeline.
+pub(crate) async fn serve_graph(
+    shared: &Shared,
+    request: axum::extract::Request,
+    in_batch: bool,
+) -> Response {
+    let ids = RequestIds {
+        request_id: uuid::Uuid::new_v4().to_string(),
+        client_request_id: header_str(request.headers(), "client-request-id")
+            .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_string),
+    };
+    let path = request
+        .uri()
+        .path()
+        .strip_prefix("/v1.0")
+        .unwrap_or(request.uri().path())
+        .to_string();
+    let endpoint = Endpoint::parse(&path);
+    let counter_name = format!(
+        "{} {}",
+        request.method(),
+        endpoint
+            .as_ref()
+            .map_or_else(|| "(unknown)".to_string(), Endpoint::name)
+    );
+    // Faults hit the outer request only: a batch item is part of its batch's answer.
+    let plan = if in_batch {
+        None
+    } else {
+        Some(
+            shared
+                .faults
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .plan(),
+        )
+    };
+    if let Some(plan) = plan
+        && !plan.delay.is_zero()
+    {
+        tokio::time::sleep(plan.delay).await;
+    }
+    let fault = plan.and_then(|p| p.fault);
+    let status_fault = match fault {
+        Some(FaultKind::InternalServerError) => Some(GraphError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "generalException",
+            "General exception while processing.",
+        )),
+        Some(FaultKind::ServiceUnavailable) => Some(GraphError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "serviceNotAvailable",
+            "The service is temporarily unavailable. Please retry later.",
+        )),
+        Some(FaultKind::GatewayTimeout) => Some(GraphError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "serviceNotAvailable",
+            "The gateway timed out.",
+        )),
+        _ => None,
+    };
+    let mut response = match status_fault {
+        Some(error) => error.to_response(&ids),
+        None => match process(shared, request, endpoint, &path, &ids).await {
+            Ok(response) => response,
+            Err(error) => error.to_response(&ids),
+        },
+    };
+    shared
+        .counters
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .record(&counter_name, response.status());
+    for (name, value) in [
+        ("request-id", &ids.request_id),
+        ("client-request-id", &ids.client_request_id),
+    ] {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    match fault {
+        Some(FaultKind::DroppedConnection) => cut_body(response, true).await,
+        Some(FaultKind::TruncatedBody) => cut_body(response, false).await,
+        _ => response,
+    }
+}
+
+/// A body that breaks off: nothing (dropped connection) or half of it (truncated), with
+/// `Content-Length` promising all of it, so the client sees a transport error.
+async fn cut_body(response: Response, nothing: bool) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let keep = if nothing { 0 } else { bytes.len() / 2 };
+    parts.headers.insert(
+        header::CONTENT_LENGTH,
+        HeaderValue::from(bytes.len().max(1)),
+    );
+    let mut chunks: Vec<Result<Bytes, std::io::Error>> = Vec::new();
+    if keep > 0 {
+        chunks.push(Ok(bytes.slice(..keep)));
+    }
+    chunks.push(Err(std::io::Error::new(
+        std::io::ErrorKind::ConnectionAborted,
+        "tenant-sim fault: connection cut",
+    )));
+    Response::from_parts(parts, Body::from_stream(futures::stream::iter(chunks)))
+}
+
+fn bearer_error(error: BearerError) -> GraphError {
+    // [spec 11]: the messages Graph gives for each case.
+    let message = match error {
+        BearerError::Missing => "Access token is empty.",
+        BearerError::Invalid => "CompactToken parsing failed with error code: 80049217",
+        BearerError::Expired => "Access token has expired or is not yet valid.",
+    };
+    GraphError::new(StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken", message)
+        .with_header(header::WWW_AUTHENTICATE, "Bearer realm=\"\", authorization_uri=\"https://login.microsoftonline.com/common/oauth2/authorize\", client_id=\"00000003-0000-0000-c000-000000000000\"")
+}
+
+async fn process(
+    shared: &Shared,
+    request: axum::extract::Request,
+    endpoint: Option<Endpoint>,
+    path: &str,
+    ids: &RequestIds,
+) -> Result<Response, GraphError> {
+    let Some(endpoint) = endpoint else {
+        let segment = path
+            .trim_matches('/')
+            .split('/')
+            .next_back()
+            .unwrap_or_default();
+        return Err(GraphError::bad_request(
+            "BadRequest",
+            format!("Resource not found for the segment '{segment}'."),
+        ));
+    };
+    let expected = if endpoint == Endpoint::Batch {
+        Method::POST
+    } else {
+        Method::GET
+    };
+    if request.method() != expected {
+        return Err(GraphError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Request_BadRequest",
+            "Specified HTTP method is not allowed for the request target.",
+        ));
+    }
+    let (parts, body) = request.into_parts();
+    let grant = shared
+        .auth
+        .validate_bearer(header_str(&parts.headers, "authorization"))
+        .map_err(bearer_error)?;
+    endpoint.authorize(&grant)?;
+    let query = Query::parse(parts.uri.query());
+    let cost = endpoint.cost(&query);
+    if cost > 0 {
+        let taken = shared
+            .throttle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take(&shared.throttle_key, cost, tokio::time::Instant::now());
+        if let Err(wait) = taken {
+            return Err(GraphError::throttled(&format_retry_after(wait))
+                .with_header(
+                    header::HeaderName::from_static("x-ms-throttle-scope"),
+                    format!("Tenant_Application/ReadWrite/{}", shared.throttle_key),
+                )
+                .with_header(
+                    header::HeaderName::from_static("x-ms-throttle-information"),
+                    "ResourceUnitLimitExceeded",
+                ));
+        }
+    }
+    if endpoint == Endpoint::Batch {
+        let body = axum::body::to_bytes(body, 4 * 1024 * 1024)
+            .await
+            .map_err(|_| {
+                GraphError::bad_request("BadRequest", "The batch body could not be read.")
+            })?;
+        return batch(shared, &parts.headers, &body, ids).await;
+    }
+    let dir = shared.read_dir();
+    let graph_request = crate::graph::Request {
+        dir: &dir,
+        graph_base: &shared.graph_base,
+        path,
+        query,
+        headers: &parts.headers,
+        grant: &grant,
+    };
+    let mut response = match endpoint {
+        Endpoint::UsersDelta => {
+            crate::delta::handle(&graph_request, Kind::User, shared.delta_page_size)
+        }
+        Endpoint::GroupsDelta => {
+            crate::delta::handle(&graph_request, Kind::Group, shared.delta_page_size)
+        }
+        _ => crate::graph::handle(&endpoint, &graph_request),
+    }?;
+    response
+        .headers_mut()
+        .insert("x-ms-resource-unit", HeaderValue::from(cost));
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+struct BatchBody {
+    requests: Vec<BatchItem>,
+}
+
+#[derive(Deserialize)]
+struct BatchItem {
+    id: String,
+    method: String,
+    url: String,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default, rename = "dependsOn")]
+    depends_on: Vec<String>,
+}
+
+/// Most requests in one `$batch` ([spec 12]).
+const BATCH_LIMIT: usize = 20;
+
+/// `/$batch`: at most 20 items, each through the pipeline (so each is throttled on its
+/// own and may get its own 429), `dependsOn` failures give 424, and the answers come back
+/// in a different order than asked, to be matched by id ([spec 12]).
+async fn batch(
+    shared: &Shared,
+    outer: &HeaderMap,
+    body: &[u8],
+    ids: &RequestIds,
+) -> Result<Response, GraphError> {
+    let invalid =
+        |why: &str| GraphError::bad_request("BadRequest", format!("Invalid batch payload: {why}"));
+    let parsed: BatchBody = serde_json::from_slice(body).map_err(|e| invalid(&e.to_string()))?;
+    if parsed.requests.len() > BATCH_LIMIT {
+        return Err(GraphError::bad_request(
+            "BadRequest",
+            format!(
+                "The batch contains {} requests; the limit is {BATCH_LIMIT}.",
+                parsed.requests.len()
+            ),
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for item in &parsed.requests {
+        if !seen.insert(item.id.as_str()) {
+            return Err(invalid(&format!("duplicate id '{}'", item.id)));
+        }
+    }
+    let mut statuses: BTreeMap<String, u16> = BTreeMap::new();
+    let mut answers = Vec::with_capacity(parsed.requests.len());
+    for item in &parsed.requests {
+        let failed_dependency = item
+            .depends_on
+            .iter()
+            .any(|d| statuses.get(d).is_none_or(|s| *s >= 400));
+        let answer = if failed_dependency {
+            json!({"id": item.id, "status": 424, "body": {"error": {"code": "FailedDependency", "message": "A request this one depends on failed."}}})
+        } else {
+            run_item(shared, outer, item, ids).await
+        };
+        statuses.insert(
+            item.id.clone(),
+            answer
+                .get("status")
+                .and_then(Value::as_u64)
+                .and_then(|s| u16::try_from(s).ok())
+                .unwrap_or(500),
+        );
+        answers.push(answer);
+    }
+    // Any order is allowed; reversing makes clients that assume request order fail fast.
+    answers.reverse();
+    Ok(json_response(
+        StatusCode::OK,
+        json!({"responses": answers}).to_string().into_bytes(),
+    ))
+}
+
+async fn run_item(shared: &Shared, outer: &HeaderMap, item: &BatchItem, ids: &RequestIds) -> Value {
+    let url = if item.url.starts_with('/') {
+        format!("/v1.0{}", item.url)
+    } else {
+        format!("/v1.0/{}", item.url)
+    };
+    let method =
+        Method::from_bytes(item.method.to_ascii_uppercase().as_bytes()).unwrap_or(Method::GET);
+    let mut builder = axum::http::Request::builder()
+        .method(method)
+        .uri(url.as_str());
+    if let Some(authorization) = outer.get(header::AUTHORIZATION) {
+        builder = builder.header(header::AUTHORIZATION, authorization);
+    }
+    builder = builder.header("client-request-id", ids.client_request_id.as_str());
+    for (name, value) in &item.headers {
+        builder = builder.header(name.as_str(), value.as_str());
+    }
+    let Ok(request) = builder.body(Body::empty()) else {
+        return json!({"id": item.id, "status": 400, "body": {"error": {"code": "BadRequest", "message": "Invalid request URL or headers."}}});
+    };
+    if Endpoint::parse(request.uri().path().trim_start_matches("/v1.0")) == Some(Endpoint::Batch) {
+        return json!({"id": item.id, "status": 400, "body": {"error": {"code": "BadRequest", "message": "A batch cannot contain a batch."}}});
+    }
+    let response = Box::pin(serve_graph(shared, request, true)).await;
+    let status = response.status().as_u16();
+    let mut headers = serde_json::Map::new();
+    for name in [
+        header::CONTENT_TYPE,
+        header::RETRY_AFTER,
+        header::LOCATION,
+        header::ETAG,
+    ] {
+        if let Some(value) = response.headers().get(&name).and_then(|v| v.to_str().ok()) {
+            headers.insert(name.as_str().to_string(), Value::String(value.to_string()));
+        }
+    }
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("application/json"));
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap_or_default();
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else if is_json {
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+    } else if let Ok(text) = std::str::from_utf8(&bytes) {
+        Value::String(text.to_string())
+    } else {
+        // Binary bodies (photos) are base64 inside a batch ([spec 12]).
+        Value::String(base64::engine::general_purpose::STANDARD.encode(&bytes))
+    };
+    json!({"id": item.id, "status": status, "headers": headers, "body": body})
+}
