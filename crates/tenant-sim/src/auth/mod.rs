@@ -421,7 +421,10 @@ pub fn router(auth: Arc<Auth>) -> Router {
         .route("/{tenant}/oauth2/v2.0/authorize", get(authorize::authorize))
         .route("/{tenant}/login", post(authorize::sign_in))
         .route("/{tenant}/Consent/Set", post(authorize::consent))
-        .route("/{tenant}/oauth2/v2.0/token", post(token::token))
+        .route(
+            "/{tenant}/oauth2/v2.0/token",
+            post(token::token).get(token::token_get),
+        )
         .route(
             "/{tenant}/oauth2/v2.0/devicecode",
             post(device::device_code),

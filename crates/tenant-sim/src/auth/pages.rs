@@ -107,10 +107,13 @@ pub(super) fn sign_in(
         "Sign in to your account",
         &format!(
             "<h1>Pick an account</h1>{error}\
-             <form method=\"post\" action=\"/{tenant}/login\">\
-             <input type=\"hidden\" name=\"flow\" value=\"{flow}\">{buttons}\
-             <p><label>Use another account <input type=\"email\" name=\"login\" value=\"{hint}\" placeholder=\"Email, phone, or Skype\"></label>\
-             <button type=\"submit\" name=\"next\" value=\"1\">Next</button></p></form>",
+             <form method=\"post\" action=\"/{tenant}/login\" id=\"accounts\">\
+             <input type=\"hidden\" name=\"flow\" value=\"{flow}\">{buttons}</form>\
+             <form method=\"post\" action=\"/{tenant}/login\" id=\"other\">\
+             <input type=\"hidden\" name=\"flow\" value=\"{flow}\">\
+             <p><label>Use another account <input type=\"email\" name=\"login\" value=\"{hint}\" \
+             placeholder=\"Email, phone, or Skype\"></label> \
+             <button type=\"submit\">Next</button></p></form>",
             tenant = escape(tenant),
             flow = escape(flow),
             buttons = account_buttons(accounts),

@@ -28,11 +28,20 @@ const REDIRECT: &str = "http://localhost:53123/callback";
 const SCOPES: &str = "openid profile offline_access User.Read.All Group.Read.All";
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 
-struct Directory(Vec<Account>);
+/// The test tenant's accounts; tests change them to disable or delete a user.
+struct Directory(std::sync::Mutex<Vec<Account>>);
+
+impl Directory {
+    fn update(&self, change: impl FnOnce(&mut Vec<Account>)) {
+        change(&mut self.0.lock().unwrap());
+    }
+}
 
 impl AccountDirectory for Directory {
     fn account(&self, id_or_upn: &str) -> Option<Account> {
         self.0
+            .lock()
+            .unwrap()
             .iter()
             .find(|account| {
                 account.id.eq_ignore_ascii_case(id_or_upn)
@@ -42,7 +51,7 @@ impl AccountDirectory for Directory {
     }
 
     fn sign_in_candidates(&self, limit: usize) -> Vec<Account> {
-        self.0.iter().take(limit).cloned().collect()
+        self.0.lock().unwrap().iter().take(limit).cloned().collect()
     }
 }
 
@@ -58,6 +67,7 @@ fn account(id: &str, upn: &str, name: &str, is_admin: bool, account_enabled: boo
 
 struct Sim {
     auth: Arc<Auth>,
+    directory: Arc<Directory>,
     base: String,
     http: reqwest::Client,
 }
@@ -65,7 +75,7 @@ struct Sim {
 async fn start() -> Sim {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let directory = Directory(vec![
+    let directory = Arc::new(Directory(std::sync::Mutex::new(vec![
         account(
             ADMIN_ID,
             "admin@contoso.onmicrosoft.com",
@@ -87,7 +97,7 @@ async fn start() -> Sim {
             false,
             false,
         ),
-    ]);
+    ])));
     let config = AuthConfig {
         tenant_id: TENANT_ID.into(),
         tenant_domain: DOMAIN.into(),
@@ -98,14 +108,19 @@ async fn start() -> Sim {
         access_token_lifetime: Duration::from_secs(3600),
         consent_mode: ConsentMode::AutoConsent,
     };
-    let auth = Auth::new(config, Arc::new(directory)).unwrap();
+    let auth = Auth::new(config, directory.clone()).unwrap();
     let app = router(auth.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    Sim { auth, base, http }
+    Sim {
+        auth,
+        directory,
+        base,
+        http,
+    }
 }
 
 fn challenge(verifier: &str) -> String {
@@ -521,6 +536,43 @@ async fn interactive_mode_shows_sign_in_then_permissions_and_accept_issues_a_cod
         .unwrap();
     assert_eq!(again.status(), StatusCode::BAD_REQUEST);
     assert!(again.text().await.unwrap().contains("AADSTS50089"));
+}
+
+#[tokio::test]
+async fn interactive_typed_user_name_signs_in_that_account() {
+    let sim = start().await;
+    sim.auth.set_consent_mode(ConsentMode::Interactive);
+    let page = sim
+        .authorize(&[("login_hint", "nobody@x")])
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("value=\"nobody@x\""),
+        "login_hint pre-fills the field"
+    );
+    let flow = hidden(&page, "flow");
+    let login = |name: &'static str| {
+        let sim = &sim;
+        let flow = flow.clone();
+        async move {
+            sim.http
+                .post(format!("{}/organizations/login", sim.base))
+                .form(&[("flow", flow.as_str()), ("login", name)])
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    let again = login("nobody@contoso.onmicrosoft.com").await;
+    assert!(again.contains("This username may be incorrect"), "{again}");
+    let consent = login("ADMIN@contoso.onmicrosoft.com").await;
+    assert!(consent.contains("Permissions requested"), "{consent}");
+    assert!(consent.contains("Consent on behalf of your organization"));
 }
 
 #[tokio::test]
@@ -1323,13 +1375,92 @@ async fn access_tokens_expire_on_paused_tokio_time() {
 }
 
 #[tokio::test]
-async fn disabled_user_cannot_refresh() {
+async fn disabled_login_hint_gets_an_error_page_50057() {
     let sim = start().await;
-    sim.auth.set_allow_public_client(true);
-    let hint = [("login_hint", "gone@contoso.onmicrosoft.com")];
-    let response = sim.authorize(&hint).await;
+    let response = sim
+        .authorize(&[("login_hint", "gone@contoso.onmicrosoft.com")])
+        .await;
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     assert!(response.text().await.unwrap().contains("AADSTS50057"));
+    let response = sim
+        .authorize(&[("login_hint", "nobody@contoso.onmicrosoft.com")])
+        .await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(response.text().await.unwrap().contains("AADSTS50034"));
+}
+
+#[tokio::test]
+async fn disabled_or_deleted_user_cannot_refresh() {
+    let sim = start().await;
+    let tokens = sim.tokens().await;
+    let refresh_token = tokens["refresh_token"].as_str().unwrap();
+    sim.directory
+        .update(|accounts| accounts[0].account_enabled = false);
+    let (status, body) = sim.refresh(refresh_token, None).await;
+    assert_entra_error(
+        status,
+        &body,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+        50_057,
+    );
+    sim.directory.update(|accounts| {
+        accounts.remove(0);
+    });
+    let (status, body) = sim.refresh(refresh_token, None).await;
+    assert_entra_error(
+        status,
+        &body,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+        50_034,
+    );
+}
+
+#[tokio::test]
+async fn token_endpoint_refuses_get_with_900561() {
+    let sim = start().await;
+    let response = sim
+        .http
+        .get(format!("{}/{TENANT_ID}/oauth2/v2.0/token", sim.base))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    assert_entra_error(
+        status,
+        &body,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        900_561,
+    );
+}
+
+#[tokio::test]
+async fn logout_returns_to_a_loopback_uri_or_shows_a_page() {
+    let sim = start().await;
+    let response = sim
+        .http
+        .get(format!(
+            "{}/organizations/oauth2/v2.0/logout?post_logout_redirect_uri=http%3A%2F%2Flocalhost%3A4000%2Fbye&state=s1",
+            sim.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(location(&response), "http://localhost:4000/bye?state=s1");
+    let response = sim
+        .http
+        .get(format!(
+            "{}/organizations/oauth2/v2.0/logout?post_logout_redirect_uri=https%3A%2F%2Fevil.example%2F",
+            sim.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.text().await.unwrap().contains("You signed out"));
 }
 
 // ---------------------------------------------------------------- id token

@@ -57,6 +57,17 @@ pub(super) async fn token(
     }
 }
 
+/// `GET /{tenant}/oauth2/v2.0/token`: Entra's AADSTS900561.
+pub(super) async fn token_get(State(auth): State<Arc<Auth>>, headers: HeaderMap) -> Response {
+    let diagnostics = Diagnostics::new(&headers, auth.clock.wall());
+    EntraError::new(
+        "invalid_request",
+        900_561,
+        "The endpoint only accepts POST, OPTIONS requests. Received a GET request.",
+    )
+    .into_json_response(&diagnostics, auth.login_base())
+}
+
 fn grant(
     auth: &Auth,
     tenant: &str,
