@@ -317,7 +317,10 @@ enum Attempt {
         body: Bytes,
         meta: ResponseMeta,
     },
+    /// A timeout or connection failure: retried on idempotent requests.
     Transport(GraphError),
+    /// Not worth retrying (body over the limit, unusable token).
+    Fatal(GraphError),
 }
 
 impl GraphClient {
@@ -378,6 +381,7 @@ impl GraphClient {
             let (status, body, meta) = match outcome {
                 Attempt::Done(reply) => return Ok(reply),
                 Attempt::Status { status, body, meta } => (status, body, meta),
+                Attempt::Fatal(err) => return Err(err),
                 Attempt::Transport(err) => {
                     // Only idempotent requests are retried: GETs, and $batch POSTs of GETs.
                     let wait = policy.backoff(retries);
@@ -444,7 +448,7 @@ impl GraphClient {
     ) -> Attempt {
         let Ok(mut bearer) = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
         else {
-            return Attempt::Transport(GraphError::Token(TokenError::new(
+            return Attempt::Fatal(GraphError::Token(TokenError::new(
                 "the access token is not a valid header value",
             )));
         };
@@ -477,6 +481,7 @@ impl GraphClient {
         let headers = response.headers().clone();
         let body = match read_body(response, self.inner.max_body, path).await {
             Ok(b) => b,
+            Err(e @ GraphError::BodyTooLarge { .. }) => return Attempt::Fatal(e),
             Err(e) => return Attempt::Transport(e),
         };
         tracing::debug!(bytes = body.len(), "response");

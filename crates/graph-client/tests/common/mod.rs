@@ -11,12 +11,18 @@ use wiremock::MockServer;
 /// Gives `token-1`, `token-2`, ... and records which tokens were reported rejected.
 #[derive(Default)]
 pub struct CountingTokens {
+    calls: AtomicUsize,
     issued: AtomicUsize,
     rejected: Mutex<Vec<String>>,
     current: Mutex<Option<String>>,
 }
 
 impl CountingTokens {
+    /// How many times the client asked for a token.
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
     pub fn issued(&self) -> usize {
         self.issued.load(Ordering::SeqCst)
     }
@@ -29,6 +35,7 @@ impl CountingTokens {
 #[async_trait::async_trait]
 impl TokenProvider for CountingTokens {
     async fn access_token(&self) -> Result<SecretString, TokenError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
         let mut current = self.current.lock().unwrap();
         if current.is_none() {
             let n = self.issued.fetch_add(1, Ordering::SeqCst) + 1;

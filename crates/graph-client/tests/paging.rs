@@ -1,0 +1,422 @@
+//! Paging (spec 8a, 14), query options and ConsistencyLevel (spec 8c), body limits and decode errors.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{base, builder, client};
+use futures::{StreamExt, TryStreamExt};
+use graph_client::{DecodeErrorKind, GraphError, NextLink, User, UserProperty};
+use serde_json::json;
+use wiremock::matchers::{header, method, path, query_param, query_param_is_missing};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+fn user(id: &str) -> serde_json::Value {
+    json!({"id": id, "displayName": format!("User {id}")})
+}
+
+#[tokio::test]
+async fn three_pages_with_an_empty_middle_page_are_all_followed() {
+    let server = MockServer::start().await;
+    let b = base(&server);
+    Mock::given(method("GET"))
+        .and(path("/v1.0/users"))
+        .and(query_param_is_missing("$skiptoken"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "@odata.nextLink": format!("{b}/users?$top=2&$skiptoken=page2"),
+            "value": [user("1"), user("2")]
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1.0/users"))
+        .and(query_param("$skiptoken", "page2"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "@odata.nextLink": format!("{b}/users?$top=2&$skiptoken=page3"),
+            "value": []
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1.0/users"))
+        .and(query_param("$skiptoken", "page3"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"value": [user("3")]})))
+        .mount(&server)
+        .await;
+    let (client, _) = client(&server);
+
+    let users: Vec<User> = client
+        .users()
+        .list()
+        .top(2)
+        .stream()
+        .try_collect()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = users
+        .iter()
+        .map(|u| u.id.as_ref().unwrap().as_str())
+        .collect();
+    assert_eq!(ids, ["1", "2", "3"]);
+
+    let requests = server.received_requests().await.unwrap();
+    assert_eq!(requests.len(), 3);
+    assert_eq!(requests[0].url.query(), Some("$top=2"));
+    // The next link is followed verbatim, with its own query.
+    assert_eq!(requests[1].url.query(), Some("$top=2&$skiptoken=page2"));
+
+    let sizes: Vec<usize> = client
+        .users()
+        .list()
+        .top(2)
+        .pages()
+        .map_ok(|p| p.items().len())
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(sizes, [2, 0, 1]);
+}
+
+#[tokio::test]
+async fn consistency_level_is_sent_on_every_page() {
+    let server = MockServer::start().await;
+    let b = base(&server);
+    let first = common::fixture("users-list-filter-endswith-count-nextlink.json");
+    let mut first = first;
+    // The documented next link, moved onto the mock server (its query kept as documented).
+    let documented = first["@odata.nextLink"].as_str().unwrap().to_owned();
+    first["@odata.nextLink"] = json!(documented.replace("https://graph.microsoft.com/v1.0", &b));
+    Mock::given(method("GET"))
+        .and(path("/v1.0/users"))
+        .and(query_param_is_missing("$skiptoken"))
+        .and(query_param("$filter", "endsWith(mail,'@contoso.com')"))
+        .and(query_param("$count", "true"))
+        .and(header("ConsistencyLevel", "eventual"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(first))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1.0/users"))
+        .and(query_param(
+            "$skiptoken",
+            "m~AQAnOzEyN2NjN2I3NTQzYzQ0YzA4NjlhYjU5MzUzYmNhNGI2OzswOzA7",
+        ))
+        .and(header("ConsistencyLevel", "eventual"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"value": [user("2")]})))
+        .mount(&server)
+        .await;
+    let (client, _) = client(&server);
+
+    let request = client
+        .users()
+        .list()
+        .filter("endsWith(mail,'@contoso.com')");
+    assert!(request.is_consistency_eventual());
+    let pages: Vec<_> = request.pages().try_collect().await.unwrap();
+
+    assert_eq!(pages.len(), 2);
+    assert_eq!(pages[0].count(), Some(1350));
+    assert!(pages[0].next_link().unwrap().consistency_eventual());
+    let requests = server.received_requests().await.unwrap();
+    assert_eq!(requests.len(), 2);
+    for r in &requests {
+        assert_eq!(r.headers.get("consistencylevel").unwrap(), "eventual");
+    }
+}
+
+#[tokio::test]
+async fn foreign_next_link_is_refused_before_the_token_is_asked() {
+    let server = MockServer::start().await;
+    let other = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1.0/users"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "@odata.nextLink": format!("{}/v1.0/users?$skiptoken=stolen", other.uri()),
+            "value": [user("1")]
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"value": []})))
+        .mount(&other)
+        .await;
+    let (client, tokens) = client(&server);
+
+    let results: Vec<Result<User, GraphError>> = client.users().list().stream().collect().await;
+
+    assert_eq!(results.len(), 2);
+    assert!(results[0].is_ok());
+    match &results[1] {
+        Err(GraphError::ForeignLink { origin }) => assert_eq!(origin, &other.uri()),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        other.received_requests().await.unwrap().len(),
+        0,
+        "nothing reached the other host"
+    );
+    assert_eq!(
+        tokens.calls(),
+        1,
+        "the token was asked for the first page only"
+    );
+}
+
+#[tokio::test]
+async fn next_link_equal_to_the_previous_one_is_an_error() {
+    let server = MockServer::start().await;
+    let b = base(&server);
+    Mock::given(method("GET"))
+        .and(path("/v1.0/users"))
+        .and(query_param_is_missing("$skiptoken"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "@odata.nextLink": format!("{b}/users?$skiptoken=same"), "value": [user("1")]
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1.0/users"))
+        .and(query_param("$skiptoken", "same"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "@odata.nextLink": format!("{b}/users?$skiptoken=same"), "value": [user("2")]
+        })))
+        .mount(&server)
+        .await;
+    let (client, _) = client(&server);
+
+    let results: Vec<Result<graph_client::Page<User>, GraphError>> =
+        client.users().list().pages().collect().await;
+
+    assert_eq!(results.len(), 2, "the stream ends after the error");
+    assert!(results[0].is_ok());
+    assert!(matches!(&results[1], Err(GraphError::NextLinkLoop { path }) if path == "/v1.0/users"));
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn top_outside_1_to_999_is_rejected_without_sending() {
+    let server = MockServer::start().await;
+    let (client, tokens) = client(&server);
+
+    let err = client.users().list().top(1000).send().await.unwrap_err();
+    assert!(matches!(err, GraphError::InvalidRequest { .. }), "{err:?}");
+    let streamed: Vec<Result<User, GraphError>> =
+        client.users().list().top(0).stream().collect().await;
+    assert_eq!(streamed.len(), 1);
+    assert!(matches!(
+        streamed[0],
+        Err(GraphError::InvalidRequest { .. })
+    ));
+
+    assert_eq!(server.received_requests().await.unwrap().len(), 0);
+    assert_eq!(tokens.calls(), 0);
+}
+
+#[tokio::test]
+async fn saved_next_link_resumes_the_listing_with_its_header() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1.0/users"))
+        .and(query_param("$skiptoken", "saved"))
+        .and(header("ConsistencyLevel", "eventual"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"value": [user("9")]})))
+        .mount(&server)
+        .await;
+    let (client, _) = client(&server);
+    let saved = NextLink::new(format!(
+        "{}/users?$count=true&$skiptoken=saved",
+        base(&server)
+    ))
+    .with_consistency_eventual(true);
+
+    let users: Vec<User> = client.resume_stream(saved).try_collect().await.unwrap();
+
+    assert_eq!(users.len(), 1);
+    assert_eq!(users[0].id.as_ref().unwrap().as_str(), "9");
+}
+
+#[tokio::test]
+async fn query_options_are_encoded_and_selected_extras_kept() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1.0/users"))
+        .and(query_param(
+            "$select",
+            "id,displayName,extension_abc_costCenter",
+        ))
+        .and(query_param("$search", "\"displayName:wa\"")) // Graph's $search quoting (spec 8c)
+        .and(query_param("$top", "50"))
+        .and(query_param_is_missing("$count"))
+        .and(header("ConsistencyLevel", "eventual"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"value": [
+            {"id": "1", "displayName": "Wanda", "extension_abc_costCenter": "CC-7"}
+        ]})))
+        .mount(&server)
+        .await;
+    let (client, _) = client(&server);
+
+    let page = client
+        .users()
+        .list()
+        .select([UserProperty::Id, UserProperty::DisplayName])
+        .select(["extension_abc_costCenter"])
+        .search("displayName", "wa")
+        .top(50)
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(page.items()[0].extra["extension_abc_costCenter"], "CC-7");
+    let query = server.received_requests().await.unwrap()[0]
+        .url
+        .query()
+        .unwrap()
+        .to_owned();
+    assert!(query.contains("$search=%22displayName:wa%22"), "{query}");
+}
+
+#[tokio::test]
+async fn order_by_with_filter_adds_count_and_the_header_and_default_page_size_applies() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1.0/groups"))
+        .and(query_param("$filter", "startswith(displayName,'a')"))
+        .and(query_param("$orderby", "displayName"))
+        .and(query_param("$count", "true"))
+        .and(query_param("$top", "999"))
+        .and(header("ConsistencyLevel", "eventual"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(common::fixture("groups-count-consistencylevel.json")),
+        )
+        .mount(&server)
+        .await;
+    let tokens = Arc::new(common::CountingTokens::default());
+    let client = builder(&server, tokens).page_size(999).build().unwrap();
+
+    let page = client
+        .groups()
+        .list()
+        .filter("startswith(displayName,'a')")
+        .order_by("displayName")
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(page.count(), Some(1));
+    assert_eq!(page.items()[0].mail_nickname.as_deref(), Some("a241"));
+}
+
+#[tokio::test]
+async fn expand_manager_decodes_the_manager() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1.0/users"))
+        .and(query_param("$expand", "manager"))
+        .and(query_param_is_missing("$count"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"value": [{
+            "id": "1",
+            "manager": {"@odata.type": "#microsoft.graph.user", "id": "m", "displayName": "Sara Davis"}
+        }]})))
+        .mount(&server)
+        .await;
+    let (client, _) = client(&server);
+
+    let users: Vec<User> = client
+        .users()
+        .list()
+        .expand_manager()
+        .stream()
+        .try_collect()
+        .await
+        .unwrap();
+
+    let manager = users[0].manager.as_deref().unwrap();
+    assert_eq!(
+        manager.as_user().unwrap().display_name.as_deref(),
+        Some("Sara Davis")
+    );
+    assert!(
+        server.received_requests().await.unwrap()[0]
+            .headers
+            .get("consistencylevel")
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn body_over_the_size_limit_is_a_typed_error() {
+    let server = MockServer::start().await;
+    let big: Vec<serde_json::Value> = (0..200).map(|i| user(&i.to_string())).collect();
+    Mock::given(method("GET"))
+        .and(path("/v1.0/users"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"value": big})))
+        .mount(&server)
+        .await;
+    let tokens = Arc::new(common::CountingTokens::default());
+    let client = builder(&server, tokens)
+        .max_response_bytes(1024)
+        .build()
+        .unwrap();
+
+    let err = client.users().list().send().await.unwrap_err();
+
+    assert!(
+        matches!(&err, GraphError::BodyTooLarge { limit: 1024, path } if path == "/v1.0/users"),
+        "{err:?}"
+    );
+    assert!(!err.is_retryable());
+    assert_eq!(
+        server.received_requests().await.unwrap().len(),
+        1,
+        "not retried"
+    );
+}
+
+#[tokio::test]
+async fn truncated_and_malformed_json_are_decode_errors_naming_path_and_field() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1.0/users"))
+        .and(query_param("$skiptoken", "secret-skip"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(
+            r#"{"value":[{"id":"1"},{"id":"2","displayNa"#,
+            "application/json",
+        ))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1.0/groups"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(
+            r#"{"value":[{"id":"g1"},{"id":"g2","securityEnabled":"PRIVATE-VALUE"}]}"#,
+            "application/json",
+        ))
+        .mount(&server)
+        .await;
+    let (client, _) = client(&server);
+
+    let link = NextLink::new(format!("{}/users?$skiptoken=secret-skip", base(&server)));
+    let mut pages = std::pin::pin!(client.resume_pages::<User>(link));
+    let truncated = pages.next().await.unwrap().unwrap_err();
+    match &truncated {
+        GraphError::Decode { path, kind, .. } => {
+            assert_eq!(path, "/v1.0/users");
+            assert_eq!(*kind, DecodeErrorKind::Truncated);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!truncated.to_string().contains("secret-skip"));
+
+    let malformed = client.groups().list().send().await.unwrap_err();
+    match &malformed {
+        GraphError::Decode {
+            path, field, kind, ..
+        } => {
+            assert_eq!(path, "/v1.0/groups");
+            assert_eq!(field, "value[1].securityEnabled");
+            assert_eq!(*kind, DecodeErrorKind::Data);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!format!("{malformed} {malformed:?}").contains("PRIVATE-VALUE"));
+}
