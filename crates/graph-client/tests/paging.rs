@@ -1,4 +1,4 @@
-//! Paging (spec 8a, 14), query options and ConsistencyLevel (spec 8c), body limits and decode errors.
+//! Paging (spec 8a, 14), query options and `ConsistencyLevel` (spec 8c), body limits and decode errors.
 
 mod common;
 
