@@ -270,13 +270,17 @@ fn declined() -> EntraError {
 /// AADSTS90094 with `consent_required`: a non-admin asked for permissions only an
 /// administrator can grant (spec §4b: 90094 `AdminConsentRequired`).
 pub(super) fn admin_approval_required(scopes: &[String]) -> EntraError {
+    let named = if scopes.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", scopes.join(", "))
+    };
     EntraError::new(
         "consent_required",
         90_094,
         format!(
-            "Admin consent is required for the permissions requested by this application ({}). \
-             An admin consent request may be sent to the admin.",
-            scopes.join(", ")
+            "Admin consent is required for the permissions requested by this application{named}. \
+             An admin consent request may be sent to the admin."
         ),
     )
 }
@@ -405,6 +409,7 @@ fn complete(
     };
     grants.insert_code(&code, grant, request, auth.clock.now());
     drop(grants);
+    tracing::debug!(user_id = %account.id, "authorization code issued");
     let mut params = vec![("code", code.as_str())];
     if let Some(state) = request.state.as_deref() {
         params.push(("state", state));

@@ -52,6 +52,11 @@ pub(super) async fn token(
         }
         Err(error) => {
             auth.grants().counters.token_errors += 1;
+            tracing::debug!(
+                error = error.error,
+                code = error.code,
+                "token request refused"
+            );
             error.into_json_response(&diagnostics, auth.login_base())
         }
     }
@@ -502,6 +507,12 @@ fn issue(
             );
         }
     }
+    tracing::debug!(
+        user_id = %account.id,
+        refresh_token = refresh_token.is_some(),
+        id_token = id_token.is_some(),
+        "tokens issued"
+    );
     let expires_in = lifetime.as_secs();
     let mut body = json!({
         "token_type": "Bearer",
