@@ -306,7 +306,10 @@ pub(crate) struct ResponseMeta {
 
 /// Turns a non-success answer into the matching [`GraphError`] (spec 9, 11).
 pub(crate) fn classify(status: u16, body: &[u8], meta: ResponseMeta, path: &str) -> GraphError {
-    let parsed = if body.iter().all(u8::is_ascii_whitespace) {
+    let parsed = if status < 400 {
+        // A redirect (never followed, DESIGN graph-client) or another non-error status.
+        None
+    } else if body.iter().all(u8::is_ascii_whitespace) {
         // No body at all (a bare 429 or 404): still a Graph answer, with no code.
         Some(Envelope {
             error: Body {

@@ -13,7 +13,7 @@ mod retry;
 mod token;
 
 pub use api::groups::GroupsApi;
-pub use api::users::{ManagerRequest, Photo, PhotoRequest, PhotoSize, UsersApi};
+pub use api::users::{ManagerRequest, Photo, PhotoRequest, PhotoSize, ProfilePhoto, UsersApi};
 pub use batch::{BatchItem, MAX_BATCH_SIZE};
 pub use client::{
     DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_REQUEST_TIMEOUT, DEFAULT_USER_AGENT, GraphClient,

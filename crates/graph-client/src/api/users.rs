@@ -233,3 +233,37 @@ impl PhotoRequest {
         }
     }
 }
+
+/// A profile photo's metadata (`GET /users/{id}/photo`): size and content type.
+///
+/// A user without a photo may get a 1x1 `image/gif` placeholder here instead of a 404
+/// (an older documented sample, spec 13); accept both.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct ProfilePhoto {
+    /// The size id, e.g. `240X240` (Graph writes a capital X).
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Width in pixels.
+    #[serde(default)]
+    pub width: Option<u32>,
+    /// Height in pixels.
+    #[serde(default)]
+    pub height: Option<u32>,
+    /// `@odata.mediaContentType`, e.g. `image/jpeg`.
+    #[serde(rename = "@odata.mediaContentType", default)]
+    pub media_content_type: Option<String>,
+    /// `@odata.mediaEtag` (empty for the placeholder).
+    #[serde(rename = "@odata.mediaEtag", default)]
+    pub media_etag: Option<String>,
+}
+
+impl UsersApi {
+    /// `GET /users/{id}/photo`: the metadata of the largest photo.
+    pub fn photo_metadata(&self, id_or_upn: impl AsRef<str>) -> GetRequest<ProfilePhoto> {
+        GetRequest::new(
+            self.client.clone(),
+            self.client.url_for(&["users", id_or_upn.as_ref(), "photo"]),
+        )
+    }
+}
