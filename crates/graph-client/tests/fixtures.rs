@@ -22,7 +22,11 @@ async fn every_fixture_decodes_into_the_typed_model() {
     let mut names: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.ends_with(".json"))
+        .filter(|n| {
+            std::path::Path::new(n)
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("json"))
+        })
         .collect();
     names.sort();
     assert!(names.len() >= 60, "fixtures missing: {}", names.len());
