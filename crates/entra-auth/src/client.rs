@@ -19,7 +19,7 @@ use crate::cloud::{Authority, Cloud, TenantId, is_openid_scope};
 use crate::credentials::{ClientCredential, expose};
 use crate::error::EntraError;
 use crate::grant::Grant;
-use crate::http::{Answered, HttpClient, HttpFailure, endpoint_path, json_error_summary};
+use crate::http::{Answered, Exchange, HttpClient, HttpFailure, endpoint_path, json_error_summary};
 use crate::id_token::{self, Expectations, IdTokenError};
 use crate::token::{
     AccessToken, EntraErrorResponse, EntraTokenResponse, OAuthClient, RefreshedToken, TokenParts,
@@ -110,6 +110,12 @@ impl fmt::Debug for EntraClientBuilder {
     }
 }
 
+impl fmt::Display for EntraClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "entra client builder for app {}", self.client_id)
+    }
+}
+
 impl EntraClient {
     /// Starts configuring a client for an app registration (its Application (client) ID).
     pub fn builder(client_id: impl Into<String>) -> EntraClientBuilder {
@@ -164,8 +170,7 @@ impl EntraClient {
             endpoint.as_str(),
             self.now(),
         )?;
-        let answered = Mutex::new(Answered::default());
-        let http = |request: oauth2::HttpRequest| self.inner.http.send(request, &answered);
+        let exchange = Exchange::new(&self.inner.http);
         let old = oauth2::RefreshToken::new(expose(refresh_token));
         let mut request = oauth
             .exchange_refresh_token(&old)
@@ -173,8 +178,8 @@ impl EntraClient {
         for (name, value) in credential {
             request = request.add_extra_param(name, expose(&value));
         }
-        let result = request.request_async(&http).await;
-        let parts = map_oauth_result(result, &answered, &endpoint)?.into_parts();
+        let result = request.request_async(&exchange).await;
+        let parts = map_oauth_result(result, exchange.answered(), &endpoint)?.into_parts();
         tracing::debug!(
             tenant = tenant.as_str(),
             rotated = parts.refresh_token.is_some(),
@@ -240,8 +245,7 @@ impl EntraClient {
             endpoint.as_str(),
             self.now(),
         )?;
-        let answered = Mutex::new(Answered::default());
-        let http = |request: oauth2::HttpRequest| self.inner.http.send(request, &answered);
+        let exchange = Exchange::new(&self.inner.http);
         let mut request = oauth
             .exchange_code(oauth2::AuthorizationCode::new(expose(code)))
             .set_pkce_verifier(oauth2::PkceCodeVerifier::new(expose(
@@ -254,8 +258,8 @@ impl EntraClient {
         for (name, value) in credential {
             request = request.add_extra_param(name, expose(&value));
         }
-        let result = request.request_async(&http).await;
-        Ok(map_oauth_result(result, &answered, &endpoint)?.into_parts())
+        let result = request.request_async(&exchange).await;
+        Ok(map_oauth_result(result, exchange.answered(), &endpoint)?.into_parts())
     }
 
     /// Posts a form to an Entra endpoint without `oauth2` (device code flow) and decodes
@@ -406,13 +410,9 @@ type OAuthResult =
 /// which may contain tokens: only its JSON path and error category are kept.
 fn map_oauth_result(
     result: OAuthResult,
-    answered: &Mutex<Answered>,
+    answered: Answered,
     endpoint: &Url,
 ) -> Result<EntraTokenResponse, AuthError> {
-    let answered = answered
-        .lock()
-        .map(|answered| *answered)
-        .unwrap_or_default();
     let status = answered.status.unwrap_or(0);
     match result {
         Ok(response) => Ok(response),

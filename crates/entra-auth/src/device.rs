@@ -181,8 +181,8 @@ impl EntraClient {
 
     /// Polls until the user signs in, declines, or the code expires.
     ///
-    /// Waits `interval` before each poll, measured from the previous answer, so it never
-    /// polls faster than asked; `slow_down` adds 5 s for the rest of the flow. Dropping
+    /// Waits `interval` after the code was issued, then `interval` after each answer, so
+    /// it never polls faster than asked; `slow_down` adds 5 s for the rest of the flow. Dropping
     /// the future cancels it (nothing is left half-done); see also
     /// [`poll_device_code_until`](Self::poll_device_code_until).
     ///
@@ -194,8 +194,11 @@ impl EntraClient {
         let endpoint = self.inner.cloud.token_endpoint(&device.authority);
         let deadline = device.started + device.expires_in;
         let mut interval = device.interval;
+        // The first poll waits `interval` after the code was issued; each next one
+        // `interval` after the previous answer.
+        let mut last_answer = device.started;
         loop {
-            let next_poll = Instant::now() + interval;
+            let next_poll = last_answer + interval;
             if next_poll > deadline {
                 tokio::time::sleep_until(deadline).await;
                 return Err(AuthError::DeviceCodeExpired(None));
@@ -214,10 +217,11 @@ impl EntraClient {
             )? {
                 params.push((name, expose(&value)));
             }
-            match self
+            let answer = self
                 .post_form::<EntraTokenResponse>(&endpoint, &params)
-                .await?
-            {
+                .await?;
+            last_answer = Instant::now();
+            match answer {
                 Ok(response) => {
                     return self.grant_from(
                         response.into_parts(),

@@ -141,3 +141,41 @@ pub(crate) fn json_error_summary(error: &serde_json::Error) -> String {
 pub(crate) fn endpoint_path(url: &url::Url) -> String {
     url.path().to_owned()
 }
+
+/// One token-endpoint exchange as `oauth2`'s async HTTP client. It records the answer's
+/// status and `Retry-After`, which `oauth2` does not pass on. The future is boxed as
+/// `Send` so that callers' futures stay `Send` (a closure here defeats the compiler's
+/// `Send` proof for the borrowed client).
+pub(crate) struct Exchange<'a> {
+    http: &'a HttpClient,
+    answered: Mutex<Answered>,
+}
+
+impl<'a> Exchange<'a> {
+    pub(crate) fn new(http: &'a HttpClient) -> Self {
+        Self {
+            http,
+            answered: Mutex::new(Answered::default()),
+        }
+    }
+
+    pub(crate) fn answered(&self) -> Answered {
+        self.answered
+            .lock()
+            .map(|answered| *answered)
+            .unwrap_or_default()
+    }
+}
+
+type BoxedResponse<'c> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<oauth2::HttpResponse, HttpFailure>> + Send + 'c>,
+>;
+
+impl<'c> oauth2::AsyncHttpClient<'c> for Exchange<'_> {
+    type Error = HttpFailure;
+    type Future = BoxedResponse<'c>;
+
+    fn call(&'c self, request: oauth2::HttpRequest) -> Self::Future {
+        Box::pin(self.http.send(request, &self.answered))
+    }
+}

@@ -1,0 +1,337 @@
+//! Device code flow on paused tokio time: poll times, `slow_down`, declined, expired,
+//! cancellation (spec §3).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{CLIENT_ID, GRAPH, TENANT, builder, claims, fixture, form, freeze_time, mint, settle};
+use entra_auth::secrecy::ExposeSecret as _;
+use entra_auth::{AuthError, Authority, EntraClient, Grant};
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const DEVICE_PATH: &str = "/organizations/oauth2/v2.0/devicecode";
+const TOKEN_PATH: &str = "/organizations/oauth2/v2.0/token";
+
+fn device_code_body(interval: u64, expires_in: u64) -> Value {
+    json!({
+        "device_code": "DEVICE-CODE-SECRET",
+        "user_code": "ABCD-EFGH",
+        "verification_uri": "https://microsoft.com/devicelogin",
+        "expires_in": expires_in,
+        "interval": interval,
+        "message": "To sign in, use a web browser to open the page https://microsoft.com/devicelogin and enter the code ABCD-EFGH to authenticate."
+    })
+}
+
+fn polling_error(error: &str) -> ResponseTemplate {
+    ResponseTemplate::new(400).set_body_json(json!({
+        "error": error,
+        "error_description": format!("AADSTS70016: {error}"),
+        "error_codes": [70016],
+        "trace_id": "t",
+        "correlation_id": "c",
+    }))
+}
+
+async fn start(server: &MockServer, interval: u64, expires_in: u64) -> EntraClient {
+    Mock::given(method("POST"))
+        .and(path(DEVICE_PATH))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(device_code_body(interval, expires_in)),
+        )
+        .expect(1)
+        .mount(server)
+        .await;
+    builder(server).build().unwrap()
+}
+
+/// Token answers in order, each used once.
+async fn script(server: &MockServer, answers: Vec<ResponseTemplate>) {
+    for answer in answers {
+        Mock::given(method("POST"))
+            .and(path(TOKEN_PATH))
+            .respond_with(answer)
+            .up_to_n_times(1)
+            .expect(1)
+            .mount(server)
+            .await;
+    }
+}
+
+fn success(server: &MockServer) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(common::token_body(
+        "AT",
+        Some("RT"),
+        Some(&mint(&claims(server, None))),
+        &format!("{GRAPH}/User.Read.All {GRAPH}/Group.Read.All"),
+    ))
+}
+
+async fn token_requests(server: &MockServer) -> usize {
+    server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|request| request.url.path() == TOKEN_PATH)
+        .count()
+}
+
+/// Advances paused time one second at a time and records the second of each poll.
+async fn poll_seconds(
+    server: &MockServer,
+    task: &JoinHandle<Result<Grant, AuthError>>,
+    max_seconds: u64,
+) -> Vec<u64> {
+    let mut seconds = Vec::new();
+    let mut seen = token_requests(server).await;
+    for second in 1..=max_seconds {
+        tokio::time::advance(Duration::from_secs(1)).await;
+        settle(server).await;
+        let count = token_requests(server).await;
+        seconds.extend(std::iter::repeat_n(second, count - seen));
+        seen = count;
+        if task.is_finished() {
+            break;
+        }
+    }
+    seconds
+}
+
+fn spawn_poll(
+    client: &EntraClient,
+    device: entra_auth::DeviceAuthorization,
+) -> JoinHandle<Result<Grant, AuthError>> {
+    let client = client.clone();
+    tokio::spawn(async move { client.poll_device_code(&device).await })
+}
+
+#[tokio::test(start_paused = true)]
+async fn device_flow_polls_at_the_interval_slows_down_by_five_seconds_and_returns_the_grant() {
+    let _frozen = freeze_time();
+    let server = MockServer::start().await;
+    let client = start(&server, 5, 900).await;
+    script(
+        &server,
+        vec![
+            polling_error("authorization_pending"),
+            polling_error("slow_down"),
+            polling_error("authorization_pending"),
+            success(&server),
+        ],
+    )
+    .await;
+    let device = client
+        .start_device_code(&Authority::organizations())
+        .await
+        .unwrap();
+    assert_eq!(device.user_code(), "ABCD-EFGH");
+    assert_eq!(
+        device.verification_uri(),
+        "https://microsoft.com/devicelogin"
+    );
+    assert!(device.message().contains("ABCD-EFGH"));
+    assert_eq!(device.interval(), Duration::from_secs(5));
+    assert_eq!(device.expires_in(), Duration::from_secs(900));
+
+    let task = spawn_poll(&client, device);
+    // pending at 5 s; slow_down at 10 s makes the interval 10 s: pending at 20 s, then 30 s.
+    assert_eq!(poll_seconds(&server, &task, 40).await, vec![5, 10, 20, 30]);
+    let grant = task.await.unwrap().unwrap();
+    assert_eq!(grant.tenant_id().as_str(), TENANT);
+    assert_eq!(grant.refresh_token().expose_secret(), "RT");
+
+    let requests = server.received_requests().await.unwrap();
+    let start_form = form(&requests[0].body);
+    assert_eq!(requests[0].url.path(), DEVICE_PATH);
+    assert_eq!(start_form["client_id"], CLIENT_ID);
+    assert_eq!(
+        start_form["scope"],
+        format!("openid profile offline_access {GRAPH}/User.Read.All {GRAPH}/Group.Read.All")
+    );
+    for request in &requests[1..] {
+        let poll = form(&request.body);
+        assert_eq!(
+            poll["grant_type"],
+            "urn:ietf:params:oauth:grant-type:device_code"
+        );
+        assert_eq!(poll["client_id"], CLIENT_ID);
+        assert_eq!(poll["device_code"], "DEVICE-CODE-SECRET");
+        assert_eq!(poll.len(), 3);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn declined_device_sign_in_stops_polling() {
+    let _frozen = freeze_time();
+    let server = MockServer::start().await;
+    let client = start(&server, 5, 900).await;
+    script(
+        &server,
+        vec![
+            polling_error("authorization_pending"),
+            polling_error("authorization_declined"),
+        ],
+    )
+    .await;
+    let device = client
+        .start_device_code(&Authority::organizations())
+        .await
+        .unwrap();
+    let task = spawn_poll(&client, device);
+    assert_eq!(poll_seconds(&server, &task, 30).await, vec![5, 10]);
+    let error = task.await.unwrap().unwrap_err();
+    assert!(
+        matches!(&error, AuthError::DeviceCodeDeclined(entra) if entra.trace_id() == Some("t")),
+        "{error:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn expired_and_bad_device_codes_stop_polling_with_their_own_errors() {
+    for (answer, check) in [
+        (
+            "expired_token",
+            (|e: &AuthError| matches!(e, AuthError::DeviceCodeExpired(Some(_))))
+                as fn(&AuthError) -> bool,
+        ),
+        ("bad_verification_code", |e: &AuthError| {
+            matches!(e, AuthError::BadVerificationCode(_))
+        }),
+    ] {
+        let _frozen = freeze_time();
+        let server = MockServer::start().await;
+        let client = start(&server, 5, 900).await;
+        script(&server, vec![polling_error(answer)]).await;
+        let device = client
+            .start_device_code(&Authority::organizations())
+            .await
+            .unwrap();
+        let task = spawn_poll(&client, device);
+        assert_eq!(poll_seconds(&server, &task, 20).await, vec![5], "{answer}");
+        let error = task.await.unwrap().unwrap_err();
+        assert!(check(&error), "{answer}: {error:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn device_code_expires_locally_without_polling_past_its_lifetime() {
+    let _frozen = freeze_time();
+    let server = MockServer::start().await;
+    let client = start(&server, 5, 12).await;
+    script(
+        &server,
+        vec![
+            polling_error("authorization_pending"),
+            polling_error("authorization_pending"),
+        ],
+    )
+    .await;
+    let device = client
+        .start_device_code(&Authority::organizations())
+        .await
+        .unwrap();
+    let task = spawn_poll(&client, device);
+    let started = tokio::time::Instant::now();
+    assert_eq!(poll_seconds(&server, &task, 30).await, vec![5, 10]);
+    let error = task.await.unwrap().unwrap_err();
+    assert!(
+        matches!(error, AuthError::DeviceCodeExpired(None)),
+        "{error:?}"
+    );
+    assert_eq!(started.elapsed(), Duration::from_secs(12));
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancelled_polling_stops_and_sends_nothing_more() {
+    let _frozen = freeze_time();
+    let server = MockServer::start().await;
+    let client = start(&server, 5, 900).await;
+    Mock::given(method("POST"))
+        .and(path(TOKEN_PATH))
+        .respond_with(polling_error("authorization_pending"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let device = client
+        .start_device_code(&Authority::organizations())
+        .await
+        .unwrap();
+    let (cancel, cancelled) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn({
+        let client = client.clone();
+        async move {
+            client
+                .poll_device_code_until(&device, async {
+                    let _ = cancelled.await;
+                })
+                .await
+        }
+    });
+    for _ in 0..7 {
+        tokio::time::advance(Duration::from_secs(1)).await;
+        settle(&server).await;
+    }
+    cancel.send(()).unwrap();
+    let error = task.await.unwrap().unwrap_err();
+    assert!(matches!(error, AuthError::Cancelled), "{error:?}");
+    tokio::time::advance(Duration::from_secs(30)).await;
+    settle(&server).await;
+    assert_eq!(token_requests(&server).await, 1);
+}
+
+#[tokio::test]
+async fn confidential_app_without_public_client_flows_is_a_configuration_error() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(DEVICE_PATH))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "error": "invalid_client",
+            "error_description": "AADSTS7000218: The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
+            "error_codes": [7_000_218],
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let client = builder(&server).build().unwrap();
+    let error = client
+        .start_device_code(&Authority::organizations())
+        .await
+        .unwrap_err();
+    assert!(error.is_configuration(), "{error:?}");
+}
+
+/// The documented device-code success answer (fixture) has a space-separated scope.
+#[tokio::test(start_paused = true)]
+async fn documented_device_code_response_with_space_separated_scope_is_accepted() {
+    let _frozen = freeze_time();
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(DEVICE_PATH))
+        .respond_with(ResponseTemplate::new(200).set_body_json(device_code_body(1, 900)))
+        .mount(&server)
+        .await;
+    let mut body: Value = serde_json::from_str(&fixture("token-response-devicecode.json")).unwrap();
+    body["id_token"] = json!(mint(&claims(&server, None)));
+    script(
+        &server,
+        vec![ResponseTemplate::new(200).set_body_json(body)],
+    )
+    .await;
+    let client = builder(&server)
+        .scopes(["openid", "profile", "offline_access", "User.Read"])
+        .build()
+        .unwrap();
+    let device = client
+        .start_device_code(&Authority::organizations())
+        .await
+        .unwrap();
+    let task = spawn_poll(&client, device);
+    assert_eq!(poll_seconds(&server, &task, 5).await, vec![1]);
+    let grant = task.await.unwrap().unwrap();
+    assert_eq!(grant.scopes(), &["User.Read", "profile", "openid", "email"]);
+}
