@@ -25,7 +25,8 @@ use super::{Account, Auth, ConsentMode, random_token};
 /// How many accounts the sign-in page offers.
 const CANDIDATES: usize = 20;
 
-/// `prompt` values documented for v2 (spec §1a), plus MSAL's `create`.
+/// `prompt` values documented for v2 (spec §1a), plus MSAL's `create`; v1's
+/// `admin_consent` is read as `consent`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Prompt {
     Login,
@@ -254,6 +255,8 @@ fn check_parameters(
         Some("consent") => Some(Prompt::Consent),
         Some("select_account") => Some(Prompt::SelectAccount),
         Some("create") => Some(Prompt::Create),
+        // Documented only for v1 (spec §1a, UNCONFIRMED for v2): accepted as `consent`.
+        Some("admin_consent") => Some(Prompt::Consent),
         Some(_) => return Err(EntraError::malformed("The prompt value is not supported.")),
     };
     Ok(())

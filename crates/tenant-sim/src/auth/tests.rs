@@ -443,6 +443,24 @@ async fn unsupported_response_type_and_missing_scope_go_back_on_the_redirect() {
 }
 
 #[tokio::test]
+async fn documented_prompts_are_accepted_and_unknown_ones_refused() {
+    let sim = start().await;
+    for prompt in [
+        "login",
+        "none",
+        "consent",
+        "select_account",
+        "create",
+        "admin_consent",
+    ] {
+        let params = query(&location(&sim.authorize(&[("prompt", prompt)]).await));
+        assert!(params.contains_key("code"), "{prompt}: {params:?}");
+    }
+    let params = query(&location(&sim.authorize(&[("prompt", "bogus")]).await));
+    assert_eq!(params["error"], "invalid_request");
+}
+
+#[tokio::test]
 async fn form_post_mode_answers_an_auto_submitting_form() {
     let sim = start().await;
     let response = sim.authorize(&[("response_mode", "form_post")]).await;
