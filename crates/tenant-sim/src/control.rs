@@ -105,6 +105,12 @@ impl UserFields {
         self.department = Some(value.into());
         self
     }
+    /// Sets `mobilePhone`.
+    #[must_use]
+    pub fn mobile_phone(mut self, value: impl Into<String>) -> Self {
+        self.mobile_phone = Some(value.into());
+        self
+    }
     /// Sets `accountEnabled`.
     #[must_use]
     pub fn account_enabled(mut self, value: bool) -> Self {
@@ -156,6 +162,12 @@ impl GroupFields {
     #[must_use]
     pub fn description(mut self, value: impl Into<String>) -> Self {
         self.description = Some(value.into());
+        self
+    }
+    /// Sets `mailNickname`.
+    #[must_use]
+    pub fn mail_nickname(mut self, value: impl Into<String>) -> Self {
+        self.mail_nickname = Some(value.into());
         self
     }
     /// Makes a Microsoft 365 group (true) or a security group (false).
@@ -678,7 +690,7 @@ fn apply_user_fields(dir: &Directory, user: &mut User, fields: &UserFields) -> R
             user.manager = Some(
                 dir.find_user(manager)
                     .ok_or_else(|| not_found("user", manager))?,
-            )
+            );
         }
     }
     Ok(())

@@ -193,6 +193,10 @@ fn check_age(
 }
 
 /// Answers `/users/delta` (`kind` User) or `/groups/delta` (Group).
+#[expect(
+    clippy::too_many_lines,
+    reason = "the token cases of one request, in order"
+)]
 pub(crate) fn handle(
     request: &Request<'_>,
     kind: Kind,
@@ -456,7 +460,10 @@ fn users_page(
                         .collect(),
                 };
                 for name in names {
-                    if let Some((key, value)) = user_property(dir, slot, user, name) {
+                    // Properties never set are omitted in delta answers ([spec 9]).
+                    if let Some((key, value)) = user_property(dir, slot, user, name)
+                        && !value.is_null()
+                    {
                         map.insert(key.into(), value);
                     }
                 }
@@ -517,6 +524,10 @@ fn member_changes(dir: &Directory, from: u64) -> HashMap<u32, Vec<(Member, bool)
     by_group
 }
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "one page walk: live groups, then tombstones"
+)]
 fn groups_page(
     dir: &Directory,
     cursor: &Cursor,
@@ -572,6 +583,8 @@ fn groups_page(
                 );
             }
             let mut map = group_json(dir, slot, group, properties.as_deref(), false);
+            // Properties never set are omitted in delta answers ([spec 9]).
+            map.retain(|_, value| !value.is_null());
             budget -= 1;
             let take = remaining.min(budget);
             if take > 0 {

@@ -88,9 +88,7 @@ pub(crate) async fn start(builder: TenantSimBuilder) -> Harness {
     let stub = Arc::new(StubAuth::default());
     let for_sim = Arc::clone(&stub);
     let sim = builder
-        .start_with(move |_config, _accounts| {
-            Ok((for_sim as Arc<dyn Authority>, axum::Router::new()))
-        })
+        .start_with(move |_entra| for_sim as Arc<dyn Authority>)
         .await
         .unwrap_or_else(|e| panic!("start: {e}"));
     let token = format!("test|{}|User.Read.All Group.Read.All", sim.admin_id());
@@ -872,6 +870,7 @@ async fn faults_give_5xx_cut_connections_truncated_bodies_and_latency() {
 // ------------------------------------------------------------------ delta
 
 #[tokio::test]
+#[expect(clippy::too_many_lines, reason = "one scenario, step by step")]
 async fn users_delta_pages_then_reports_upserts_and_both_removal_reasons() {
     let h = start(TenantSim::builder().users(25).groups(2).delta_page_size(10)).await;
     let start = h.url("/users/delta?$select=displayName,jobTitle");
@@ -1072,6 +1071,7 @@ async fn groups_delta_splits_large_groups_and_reports_removed_members() {
 // ------------------------------------------------------------------ control, counters, TLS
 
 #[tokio::test]
+#[expect(clippy::too_many_lines, reason = "one scenario, step by step")]
 async fn control_over_http_changes_the_directory_and_reaches_the_entra_half() {
     let h = small().await;
     let base = h.sim.control_base().to_string();
@@ -1310,12 +1310,7 @@ async fn builder_refuses_out_of_range_settings() {
         TenantSim::builder().tenant_domain("not a domain"),
     ] {
         let result = builder
-            .start_with(|_, _| {
-                Ok((
-                    Arc::new(StubAuth::default()) as Arc<dyn Authority>,
-                    axum::Router::new(),
-                ))
-            })
+            .start_with(|_| Arc::new(StubAuth::default()) as Arc<dyn Authority>)
             .await;
         assert!(result.is_err_and(|e| e.is_invalid_input()));
     }

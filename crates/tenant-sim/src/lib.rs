@@ -1,4 +1,5 @@
 #![doc = include_str!("../README.md")]
+#![doc = include_str!("auth/README-entra.md")]
 #![warn(missing_docs)]
 
 pub mod auth;
@@ -228,20 +229,15 @@ impl TenantSimBuilder {
     /// [`Error::InvalidConfig`] for out-of-range settings, [`Error::Bind`] when a port is
     /// taken, [`Error::Start`] when the signing key or certificate cannot be made.
     pub async fn start(self) -> Result<TenantSim, Error> {
-        self.start_with(|config, accounts| {
-            let auth = auth::Auth::new(config, accounts)?;
-            Ok((Arc::clone(&auth) as Arc<dyn Authority>, auth::router(auth)))
-        })
-        .await
+        self.start_with(|auth| auth as Arc<dyn Authority>).await
     }
 
-    /// Starts with a given Entra half (unit tests use a stand-in).
+    /// Starts with the Graph half asking `authority` about bearers and grants (unit
+    /// tests put a stand-in in front of the Entra half).
+    #[expect(clippy::too_many_lines, reason = "start-up steps in order")]
     pub(crate) async fn start_with(
         self,
-        make_auth: impl FnOnce(
-            auth::AuthConfig,
-            Arc<dyn auth::AccountDirectory>,
-        ) -> Result<(Arc<dyn Authority>, axum::Router), Error>,
+        authority: impl FnOnce(Arc<auth::Auth>) -> Arc<dyn Authority>,
     ) -> Result<TenantSim, Error> {
         let faults = self.validate()?;
         let login_listener = bind(self.login_port)?;
@@ -295,11 +291,11 @@ impl TenantSimBuilder {
             access_token_lifetime: self.access_token_lifetime,
             consent_mode: self.consent_mode,
         };
-        let (authority, login_router) =
-            make_auth(config, Arc::new(DirectoryAccounts(Arc::clone(&dir))))?;
+        let entra = auth::Auth::new(config, Arc::new(DirectoryAccounts(Arc::clone(&dir))))?;
+        let login_router = auth::router(Arc::clone(&entra));
         let shared = Arc::new(Shared {
             dir,
-            auth: authority,
+            auth: authority(Arc::clone(&entra)),
             throttle: Mutex::new(Throttle::new(self.throttle)),
             faults: Mutex::new(Faults::new(faults, self.seed)),
             counters: Mutex::new(RequestCounters::default()),
@@ -342,6 +338,7 @@ impl TenantSimBuilder {
             admin_upn,
             cert,
             control,
+            entra,
             handles: vec![login_handle, graph_handle],
             tasks,
         })
@@ -441,6 +438,7 @@ pub struct TenantSim {
     admin_upn: String,
     cert: Option<Certificate>,
     control: Control,
+    entra: Arc<auth::Auth>,
     handles: Vec<axum_server::Handle>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -525,6 +523,13 @@ impl TenantSim {
         &self.control
     }
 
+    /// The Entra half, for its own controls (`advance_clock`, `decline_device_code`,
+    /// `add_redirect_uri`, `register_client_certificate`, `counters`, ...; see the Entra
+    /// section below).
+    pub fn auth(&self) -> &Arc<auth::Auth> {
+        &self.entra
+    }
+
     /// The binary's first stdout line: one JSON object with `login_base`, `graph_base`,
     /// `control_base`, `tenant_id`, `tenant_domain`, `client_id`, `client_secret`,
     /// `admin`, `admin_id` and, with TLS, `cert_pem_path`. It holds the client secret.
@@ -569,5 +574,7 @@ impl Drop for TenantSim {
     }
 }
 
+#[cfg(test)]
+mod fidelity_tests;
 #[cfg(test)]
 mod http_tests;

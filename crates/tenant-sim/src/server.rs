@@ -423,10 +423,21 @@ async fn batch(
 }
 
 async fn run_item(shared: &Shared, outer: &HeaderMap, item: &BatchItem, ids: &RequestIds) -> Value {
-    let url = if item.url.starts_with('/') {
-        format!("/v1.0{}", item.url)
+    // Batch item URLs are written by hand, spaces and quotes included: encode them.
+    let encoded: String = item
+        .url
+        .chars()
+        .map(|c| match c {
+            ' ' | '"' | '<' | '>' | '{' | '}' | '|' | '\\' | '^' | '`' => {
+                format!("%{:02X}", u32::from(c))
+            }
+            other => other.to_string(),
+        })
+        .collect();
+    let url = if encoded.starts_with('/') {
+        format!("/v1.0{encoded}")
     } else {
-        format!("/v1.0/{}", item.url)
+        format!("/v1.0/{encoded}")
     };
     let method =
         Method::from_bytes(item.method.to_ascii_uppercase().as_bytes()).unwrap_or(Method::GET);
