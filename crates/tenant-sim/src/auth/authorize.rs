@@ -252,11 +252,10 @@ fn check_parameters(
         None => None,
         Some("login") => Some(Prompt::Login),
         Some("none") => Some(Prompt::None),
-        Some("consent") => Some(Prompt::Consent),
+        // v1's `admin_consent` is documented only for v1 (spec §1a, UNCONFIRMED for v2).
+        Some("consent" | "admin_consent") => Some(Prompt::Consent),
         Some("select_account") => Some(Prompt::SelectAccount),
         Some("create") => Some(Prompt::Create),
-        // Documented only for v1 (spec §1a, UNCONFIRMED for v2): accepted as `consent`.
-        Some("admin_consent") => Some(Prompt::Consent),
         Some(_) => return Err(EntraError::malformed("The prompt value is not supported.")),
     };
     Ok(())
