@@ -1,0 +1,198 @@
+//! JSON `$batch` (spec 12): splitting, matching by id, per-item retry through the gate.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use common::client;
+use graph_client::{BatchItem, DirectoryObject, Page};
+use serde_json::{Value, json};
+use tokio::time::Instant;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+/// Answers every item of a batch in reverse order; the item with `throttle_url` gets one
+/// 429 with `Retry-After: 3` the first time it is seen.
+struct Batcher {
+    throttle_url: Option<String>,
+    throttled: Mutex<HashSet<String>>,
+}
+
+impl Respond for Batcher {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&request.body).unwrap();
+        let mut responses: Vec<Value> = body["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let url = r["url"].as_str().unwrap().to_owned();
+                let group = url.split('/').nth(2).unwrap().to_owned();
+                if self.throttle_url.as_deref() == Some(url.as_str()) && self.throttled.lock().unwrap().insert(url.clone()) {
+                    return json!({"id": r["id"], "status": 429, "headers": {"retry-after": "3"},
+                        "body": common::fixture("error-throttled-429.json")});
+                }
+                json!({"id": r["id"], "status": 200, "headers": {"Content-Type": "application/json"},
+                    "body": {"value": [{"@odata.type": "#microsoft.graph.user", "id": format!("member-of-{group}")}]}})
+            })
+            .collect();
+        responses.reverse();
+        ResponseTemplate::new(200).set_body_json(json!({ "responses": responses }))
+    }
+}
+
+fn batch_sizes(requests: &[Request]) -> Vec<usize> {
+    requests
+        .iter()
+        .map(|r| {
+            serde_json::from_slice::<Value>(&r.body).unwrap()["requests"]
+                .as_array()
+                .unwrap()
+                .len()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn forty_five_requests_go_out_as_20_20_5_and_answers_are_matched_by_id() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1.0/$batch"))
+        .respond_with(Batcher {
+            throttle_url: None,
+            throttled: Mutex::default(),
+        })
+        .mount(&server)
+        .await;
+    let (client, _) = client(&server);
+    let items: Vec<BatchItem> = (0..45)
+        .map(|i| BatchItem::get(format!("/groups/g{i}/members")))
+        .collect();
+
+    let results = client.batch::<Page<DirectoryObject>>(items).await.unwrap();
+
+    assert_eq!(results.len(), 45);
+    for (i, result) in results.iter().enumerate() {
+        let page = result.as_ref().unwrap();
+        assert_eq!(
+            page.items()[0].id().unwrap().as_str(),
+            format!("member-of-g{i}"),
+            "answer {i} matched by id"
+        );
+    }
+    let requests = server.received_requests().await.unwrap();
+    assert_eq!(batch_sizes(&requests), [20, 20, 5]);
+    let first: Value = serde_json::from_slice(&requests[0].body).unwrap();
+    assert_eq!(
+        first["requests"][0],
+        json!({"id": "0", "method": "GET", "url": "/groups/g0/members"})
+    );
+    assert_eq!(
+        requests[0].headers.get("content-type").unwrap(),
+        "application/json"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn throttled_item_is_retried_alone_in_a_later_batch_after_its_retry_after() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1.0/$batch"))
+        .respond_with(Batcher {
+            throttle_url: Some("/groups/g7/members".into()),
+            throttled: Mutex::default(),
+        })
+        .mount(&server)
+        .await;
+    let (client, _) = client(&server);
+    let items: Vec<BatchItem> = (0..10)
+        .map(|i| BatchItem::get(format!("/groups/g{i}/members")))
+        .collect();
+
+    let start = Instant::now();
+    let results = client.batch::<Page<DirectoryObject>>(items).await.unwrap();
+
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_secs(3),
+        "waited the item's own Retry-After"
+    );
+    assert!(results.iter().all(Result::is_ok));
+    assert_eq!(
+        results[7].as_ref().unwrap().items()[0]
+            .id()
+            .unwrap()
+            .as_str(),
+        "member-of-g7"
+    );
+    let requests = server.received_requests().await.unwrap();
+    assert_eq!(batch_sizes(&requests), [10, 1]);
+    let retry: Value = serde_json::from_slice(&requests[1].body).unwrap();
+    assert_eq!(retry["requests"][0]["url"], "/groups/g7/members");
+    assert_eq!(retry["requests"][0]["id"], "7");
+}
+
+#[tokio::test]
+async fn list_requests_become_batch_items_with_their_consistency_header() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1.0/$batch"))
+        .respond_with(Batcher {
+            throttle_url: None,
+            throttled: Mutex::default(),
+        })
+        .mount(&server)
+        .await;
+    let (client, _) = client(&server);
+    let item = client
+        .groups()
+        .members("g1")
+        .select(["id"])
+        .count()
+        .to_batch_item()
+        .unwrap();
+    assert_eq!(item.url(), "/groups/g1/members?$select=id&$count=true");
+
+    let results = client
+        .batch::<Page<DirectoryObject>>(vec![item, BatchItem::get("/groups/g2/members")])
+        .await
+        .unwrap();
+
+    assert_eq!(results.len(), 2);
+    let body: Value =
+        serde_json::from_slice(&server.received_requests().await.unwrap()[0].body).unwrap();
+    assert_eq!(
+        body["requests"][0]["headers"],
+        json!({"ConsistencyLevel": "eventual"})
+    );
+    assert!(body["requests"][1].get("headers").is_none());
+}
+
+#[tokio::test]
+async fn item_errors_are_typed_per_item() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1.0/$batch"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"responses": [
+            {"id": "1", "status": 404, "headers": {"request-id": "r-404"}, "body": common::graph_error("Request_ResourceNotFound", "gone")},
+            {"id": "0", "status": 200, "body": {"value": []}}
+        ]})))
+        .mount(&server)
+        .await;
+    let (client, _) = client(&server);
+
+    let results = client
+        .batch::<Page<DirectoryObject>>(vec![
+            BatchItem::get("/groups/a/members"),
+            BatchItem::get("/groups/b/members"),
+        ])
+        .await
+        .unwrap();
+
+    assert!(results[0].as_ref().unwrap().items().is_empty());
+    let err = results[1].as_ref().unwrap_err();
+    assert!(err.is_not_found());
+    assert_eq!(err.service_error().unwrap().path, "/v1.0/groups/b/members");
+}
