@@ -181,8 +181,8 @@ impl EntraClient {
 
     /// Polls until the user signs in, declines, or the code expires.
     ///
-    /// Waits `interval` after the code was issued, then `interval` after each answer, so
-    /// it never polls faster than asked; `slow_down` adds 5 s for the rest of the flow. Dropping
+    /// The first poll starts `interval` after the code was issued and each next one
+    /// `interval` after the previous one started, so it never polls faster than asked; `slow_down` adds 5 s for the rest of the flow. Dropping
     /// the future cancels it (nothing is left half-done); see also
     /// [`poll_device_code_until`](Self::poll_device_code_until).
     ///
@@ -194,16 +194,18 @@ impl EntraClient {
         let endpoint = self.inner.cloud.token_endpoint(&device.authority);
         let deadline = device.started + device.expires_in;
         let mut interval = device.interval;
-        // The first poll waits `interval` after the code was issued; each next one
-        // `interval` after the previous answer.
-        let mut last_answer = device.started;
+        // The first poll waits `interval` after the code was issued; each next one starts
+        // `interval` after the previous one started (RFC 8628 §3.5: the interval between
+        // polling requests), however long that request took.
+        let mut last_poll = device.started;
         loop {
-            let next_poll = last_answer + interval;
+            let next_poll = last_poll + interval;
             if next_poll > deadline {
                 tokio::time::sleep_until(deadline).await;
                 return Err(AuthError::DeviceCodeExpired(None));
             }
             tokio::time::sleep_until(next_poll).await;
+            last_poll = Instant::now();
 
             let mut params = vec![
                 ("grant_type", DEVICE_CODE_GRANT.to_owned()),
@@ -217,11 +219,10 @@ impl EntraClient {
             )? {
                 params.push((name, expose(&value)));
             }
-            let answer = self
+            match self
                 .post_form::<EntraTokenResponse>(&endpoint, &params)
-                .await?;
-            last_answer = Instant::now();
-            match answer {
+                .await?
+            {
                 Ok(response) => {
                     return self.grant_from(
                         response.into_parts(),

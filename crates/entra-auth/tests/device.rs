@@ -81,25 +81,63 @@ async fn token_requests(server: &MockServer) -> usize {
         .count()
 }
 
-/// Advances paused time one second at a time and records the second of each poll.
-async fn poll_seconds(
+/// Advances paused time one second at a time up to each expected poll, asserting that no
+/// poll comes early and that the poll comes at its second; returns the paused seconds.
+async fn expect_polls(server: &MockServer, expected: &[u64]) -> u64 {
+    let mut now = 0;
+    for (done, due) in expected.iter().enumerate() {
+        while now + 1 < *due {
+            tokio::time::advance(Duration::from_secs(1)).await;
+            now += 1;
+            brief_real_pause().await;
+            assert_eq!(
+                token_requests(server).await,
+                done,
+                "poll before {due} s, at {now} s"
+            );
+        }
+        tokio::time::advance(Duration::from_secs(1)).await;
+        now += 1;
+        wait_for_requests(server, done + 1).await;
+    }
+    now
+}
+
+/// Advances until the task finishes (no more polls may come); returns the paused seconds.
+async fn until_finished(
     server: &MockServer,
     task: &JoinHandle<Result<Grant, AuthError>>,
-    max_seconds: u64,
-) -> Vec<u64> {
-    let mut seconds = Vec::new();
-    let mut seen = token_requests(server).await;
-    for second in 1..=max_seconds {
-        tokio::time::advance(Duration::from_secs(1)).await;
-        settle(server).await;
-        let count = token_requests(server).await;
-        seconds.extend(std::iter::repeat_n(second, count - seen));
-        seen = count;
+    mut now: u64,
+    polls: usize,
+) -> u64 {
+    for _ in 0..60 {
+        brief_real_pause().await;
         if task.is_finished() {
             break;
         }
+        tokio::time::advance(Duration::from_secs(1)).await;
+        now += 1;
     }
-    seconds
+    assert!(task.is_finished());
+    assert_eq!(token_requests(server).await, polls);
+    now
+}
+
+async fn brief_real_pause() {
+    tokio::task::spawn_blocking(|| std::thread::sleep(Duration::from_millis(3)))
+        .await
+        .unwrap();
+}
+
+/// Waits (real time, paused clock frozen) until the server has seen `count` polls.
+async fn wait_for_requests(server: &MockServer, count: usize) {
+    for _ in 0..2000 {
+        if token_requests(server).await >= count {
+            return;
+        }
+        brief_real_pause().await;
+    }
+    panic!("poll {count} never arrived");
 }
 
 fn spawn_poll(
@@ -140,7 +178,8 @@ async fn device_flow_polls_at_the_interval_slows_down_by_five_seconds_and_return
 
     let task = spawn_poll(&client, device);
     // pending at 5 s; slow_down at 10 s makes the interval 10 s: pending at 20 s, then 30 s.
-    assert_eq!(poll_seconds(&server, &task, 40).await, vec![5, 10, 20, 30]);
+    let now = expect_polls(&server, &[5, 10, 20, 30]).await;
+    assert_eq!(until_finished(&server, &task, now, 4).await, 30);
     let grant = task.await.unwrap().unwrap();
     assert_eq!(grant.tenant_id().as_str(), TENANT);
     assert_eq!(grant.refresh_token().expose_secret(), "RT");
@@ -183,7 +222,8 @@ async fn declined_device_sign_in_stops_polling() {
         .await
         .unwrap();
     let task = spawn_poll(&client, device);
-    assert_eq!(poll_seconds(&server, &task, 30).await, vec![5, 10]);
+    let now = expect_polls(&server, &[5, 10]).await;
+    assert_eq!(until_finished(&server, &task, now, 2).await, 10);
     let error = task.await.unwrap().unwrap_err();
     assert!(
         matches!(&error, AuthError::DeviceCodeDeclined(entra) if entra.trace_id() == Some("t")),
@@ -212,7 +252,8 @@ async fn expired_and_bad_device_codes_stop_polling_with_their_own_errors() {
             .await
             .unwrap();
         let task = spawn_poll(&client, device);
-        assert_eq!(poll_seconds(&server, &task, 20).await, vec![5], "{answer}");
+        let now = expect_polls(&server, &[5]).await;
+        assert_eq!(until_finished(&server, &task, now, 1).await, 5, "{answer}");
         let error = task.await.unwrap().unwrap_err();
         assert!(check(&error), "{answer}: {error:?}");
     }
@@ -237,7 +278,8 @@ async fn device_code_expires_locally_without_polling_past_its_lifetime() {
         .unwrap();
     let task = spawn_poll(&client, device);
     let started = tokio::time::Instant::now();
-    assert_eq!(poll_seconds(&server, &task, 30).await, vec![5, 10]);
+    let now = expect_polls(&server, &[5, 10]).await;
+    assert_eq!(until_finished(&server, &task, now, 2).await, 12);
     let error = task.await.unwrap().unwrap_err();
     assert!(
         matches!(error, AuthError::DeviceCodeExpired(None)),
@@ -272,10 +314,8 @@ async fn cancelled_polling_stops_and_sends_nothing_more() {
                 .await
         }
     });
-    for _ in 0..7 {
-        tokio::time::advance(Duration::from_secs(1)).await;
-        settle(&server).await;
-    }
+    expect_polls(&server, &[5]).await;
+    tokio::time::advance(Duration::from_secs(2)).await;
     cancel.send(()).unwrap();
     let error = task.await.unwrap().unwrap_err();
     assert!(matches!(error, AuthError::Cancelled), "{error:?}");
@@ -331,7 +371,8 @@ async fn documented_device_code_response_with_space_separated_scope_is_accepted(
         .await
         .unwrap();
     let task = spawn_poll(&client, device);
-    assert_eq!(poll_seconds(&server, &task, 5).await, vec![1]);
+    let now = expect_polls(&server, &[1]).await;
+    until_finished(&server, &task, now, 1).await;
     let grant = task.await.unwrap().unwrap();
     assert_eq!(grant.scopes(), &["User.Read", "profile", "openid", "email"]);
 }
