@@ -445,7 +445,8 @@ fn failure_to_error(failure: HttpFailure, endpoint: &Url) -> AuthError {
     match failure {
         HttpFailure::Transport(source) => AuthError::Transport {
             endpoint: endpoint_path(endpoint),
-            source,
+            timeout: source.is_timeout(),
+            source: Box::new(source),
         },
         HttpFailure::Unexpected {
             status,

@@ -189,13 +189,15 @@ pub enum AuthError {
     Rejected(Box<EntraError>),
 
     /// The HTTP request failed (connection, timeout, TLS): retry later.
-    #[error("http request to {endpoint} failed")]
+    #[error("http request to {endpoint} failed{}", if *.timeout { " (timed out)" } else { "" })]
     Transport {
         /// The endpoint path (no query string).
         endpoint: String,
-        /// The transport error.
+        /// Whether it timed out.
+        timeout: bool,
+        /// The transport error (from the HTTP client).
         #[source]
-        source: reqwest::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 
     /// Entra (or a proxy in between) answered with something that is not the documented
@@ -332,7 +334,7 @@ impl AuthError {
 
     /// True when the request timed out.
     pub fn is_timeout(&self) -> bool {
-        matches!(self, Self::Transport { source, .. } if source.is_timeout())
+        matches!(self, Self::Transport { timeout: true, .. })
     }
 
     /// How long Entra asked to wait, when it said.
@@ -364,7 +366,6 @@ impl AuthError {
     pub fn status(&self) -> Option<u16> {
         match self {
             Self::UnexpectedResponse { status, .. } => Some(*status),
-            Self::Transport { source, .. } => source.status().map(|status| status.as_u16()),
             other => other.entra_error().and_then(EntraError::status),
         }
     }

@@ -39,6 +39,10 @@ pub use session::{
 };
 pub use token::{AccessToken, RefreshedToken};
 
+/// Re-exported because [`Cloud::Custom`] and the authorization and admin-consent links
+/// use [`Url`](url::Url).
+pub use url;
+
 /// Re-exported because [`TokenSession::access_token`] and [`Grant`] hand out
 /// [`SecretString`](secrecy::SecretString)s.
 pub use secrecy;
