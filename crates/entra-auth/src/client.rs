@@ -161,6 +161,33 @@ impl EntraClient {
         tenant: &TenantId,
         refresh_token: &SecretString,
     ) -> Result<RefreshedToken, AuthError> {
+        self.refresh_inner(tenant, refresh_token, None).await
+    }
+
+    /// Refreshes answering a Conditional Access claims challenge: `claims` is the decoded
+    /// JSON of a Graph `WWW-Authenticate: ... claims="..."` challenge, sent as the
+    /// `claims` parameter (spec §7). When this fails with
+    /// [`AuthError::requires_reauthorization`], send the admin to sign in with
+    /// [`AuthorizationRequestBuilder::claims`](crate::AuthorizationRequestBuilder::claims).
+    ///
+    /// # Errors
+    /// As [`refresh`](Self::refresh).
+    pub async fn refresh_with_claims(
+        &self,
+        tenant: &TenantId,
+        refresh_token: &SecretString,
+        claims: &str,
+    ) -> Result<RefreshedToken, AuthError> {
+        self.refresh_inner(tenant, refresh_token, Some(claims))
+            .await
+    }
+
+    async fn refresh_inner(
+        &self,
+        tenant: &TenantId,
+        refresh_token: &SecretString,
+        claims: Option<&str>,
+    ) -> Result<RefreshedToken, AuthError> {
         let authority = Authority::tenant(tenant);
         let scopes = self.qualified_scopes(None);
         let oauth = self.oauth_client(&authority);
@@ -175,6 +202,9 @@ impl EntraClient {
         let mut request = oauth
             .exchange_refresh_token(&old)
             .add_scopes(scopes.iter().cloned().map(oauth2::Scope::new));
+        if let Some(claims) = claims {
+            request = request.add_extra_param("claims", claims.to_owned());
+        }
         for (name, value) in credential {
             request = request.add_extra_param(name, expose(&value));
         }

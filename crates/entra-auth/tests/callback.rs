@@ -472,6 +472,44 @@ async fn id_token_with_wrong_audience_issuer_nonce_or_expiry_is_refused() {
 }
 
 #[tokio::test]
+async fn id_token_of_another_tenant_than_the_tenant_authority_is_refused() {
+    let server = MockServer::start().await;
+    let client = builder(&server).build().unwrap();
+    let other = entra_auth::TenantId::parse("aaaabbbb-0000-cccc-1111-dddd2222eeee").unwrap();
+    let (_, pending) = client
+        .authorization_request()
+        .authority(entra_auth::Authority::tenant(&other))
+        .build()
+        .unwrap()
+        .into_parts();
+    let id_token = mint(&claims(&server, Some(&secret(&pending, "nonce"))));
+    Mock::given(method("POST"))
+        .and(path(
+            "/aaaabbbb-0000-cccc-1111-dddd2222eeee/oauth2/v2.0/token",
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(token_body(
+            "AT",
+            Some("RT"),
+            Some(&id_token),
+            &granted_default_scopes(),
+        )))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let error = client
+        .complete_authorization(&pending, &callback(&pending, "code"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            AuthError::InvalidIdToken(IdTokenError::WrongTenant { .. })
+        ),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
 async fn missing_scopes_error_names_the_missing_permissions() {
     let server = MockServer::start().await;
     let client = builder(&server).build().unwrap();

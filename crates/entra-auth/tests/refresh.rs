@@ -86,6 +86,25 @@ async fn refresh_uses_the_tenant_authority_and_the_rotated_refresh_token_replace
 }
 
 #[tokio::test]
+async fn refresh_with_claims_sends_the_claims_challenge() {
+    let server = MockServer::start().await;
+    answer(
+        &server,
+        ResponseTemplate::new(200).set_body_json(token_body("AT", None, None, "x")),
+    )
+    .await;
+    let client = builder(&server).build().unwrap();
+    let challenge = r#"{"access_token":{"nbf":{"essential":true,"value":"1604106651"}}}"#;
+    client
+        .refresh_with_claims(&tenant(), &SecretString::from("RT"), challenge)
+        .await
+        .unwrap();
+    let sent = form(&server.received_requests().await.unwrap()[0].body);
+    assert_eq!(sent["claims"], challenge);
+    assert_eq!(sent["refresh_token"], "RT");
+}
+
+#[tokio::test]
 async fn refresh_without_a_new_refresh_token_keeps_the_old_one() {
     let server = MockServer::start().await;
     // Also: expires_in as a string, and no scope at all (means the requested ones).
