@@ -224,6 +224,15 @@ impl TokenSession {
         Ok(())
     }
 
+    /// Clears a permanent failure and the cached token, so the next call loads the stored
+    /// refresh token again: for when another process reconnected the connection and saved
+    /// the new grant's refresh token in the store.
+    pub fn reset(&self) {
+        let mut state = self.state();
+        state.failure = None;
+        state.cached = None;
+    }
+
     fn check_tenant(&self, grant: &Grant) -> Result<(), AuthError> {
         if grant.tenant_id() == &self.inner.tenant {
             Ok(())

@@ -545,3 +545,51 @@ async fn grant_of_another_tenant_is_refused() {
         "{error:?}"
     );
 }
+
+#[tokio::test]
+async fn reset_after_a_reconnect_elsewhere_uses_the_newly_stored_token() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(refresh_path()))
+        .and(body_string_contains("refresh_token=RT-OLD"))
+        .respond_with(invalid_grant())
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(refresh_path()))
+        .and(body_string_contains("refresh_token=RT-RECONNECTED"))
+        .respond_with(refreshed("AT-NEW", None))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let client = builder(&server).build().unwrap();
+    let store = MemoryStore::with("RT-OLD", 1);
+    let session = session(&client, store.clone(), None);
+    assert!(
+        session
+            .access_token()
+            .await
+            .unwrap_err()
+            .requires_reauthorization()
+    );
+    // Another process stores the new grant's refresh token; this one still fails fast.
+    *store.slot.lock().unwrap() = Some(("RT-RECONNECTED".to_owned(), 2));
+    assert!(
+        session
+            .access_token()
+            .await
+            .unwrap_err()
+            .requires_reauthorization()
+    );
+    session.reset();
+    assert_eq!(
+        session
+            .access_token()
+            .await
+            .unwrap()
+            .secret()
+            .expose_secret(),
+        "AT-NEW"
+    );
+}
