@@ -113,8 +113,8 @@ impl Cloud {
 
     fn endpoint(&self, authority: &Authority, path: &str) -> Url {
         let text = format!("{}/{}/{path}", self.login_base(), authority.as_str());
-        // Invariant: the login base is a valid absolute URL (fixed hosts, or validated by
-        // `Cloud::custom`) and the authority holds only [A-Za-z0-9.-].
+        // Invariant: the login base is a serialized `Url` (or a fixed host), and what is
+        // appended holds only [A-Za-z0-9./-], so the text always parses again.
         Url::parse(&text).unwrap_or_else(|_| unreachable!("validated login base and authority"))
     }
 
