@@ -186,6 +186,10 @@ fn the_shape_comparer_notices_missing_extra_and_nested_keys() {
 }
 
 #[tokio::test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one request per sample, in the table's order"
+)]
 async fn user_samples_have_the_simulators_shape() {
     let h = small().await;
     let users = h.sim.control().users();

@@ -630,6 +630,17 @@ async fn groups_members_and_transitive_members_carry_odata_type() {
         .await;
     assert_eq!(all.len(), all_company.member_count);
     assert!(pages > 1);
+    let response = h
+        .http
+        .get(h.url("/users").replace("/v1.0", "/beta"))
+        .bearer_auth(&h.token)
+        .send()
+        .await;
+    assert_eq!(
+        response.map(|r| r.status()).ok(),
+        Some(StatusCode::BAD_REQUEST),
+        "only v1.0 is simulated"
+    );
     let (status, body) = h.get("/groups/not-a-group").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_graph_error(&body, "Request_ResourceNotFound");
@@ -1324,4 +1335,24 @@ async fn same_seed_gives_the_same_tenant_and_credentials() {
     assert_eq!(a.sim.client_id(), b.sim.client_id());
     assert_eq!(a.sim.control().users(), b.sim.control().users());
     assert_ne!(a.sim.graph_base(), b.sim.graph_base());
+}
+
+#[tokio::test]
+async fn malformed_paging_and_delta_tokens_are_bad_requests() {
+    let h = small().await;
+    for path in [
+        "/users?$skiptoken=not-a-token",
+        "/users/delta?$deltatoken=not-a-token",
+        "/users/delta?$skiptoken=not-a-token",
+        "/groups/delta?$top=5",
+    ] {
+        let (status, body) = h.get(path).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}");
+        assert!(body["error"]["code"].is_string(), "{path}: {body}");
+    }
+    // A users deltaLink is not a groups deltaLink.
+    let (_, delta_link, _) = h.delta_round(&h.url("/users/delta?$select=id")).await;
+    let swapped = delta_link.replace("/users/delta", "/groups/delta");
+    let (status, _) = h.follow(&swapped).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
 }

@@ -147,13 +147,10 @@ pub(crate) async fn serve_graph(
         client_request_id: header_str(request.headers(), "client-request-id")
             .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_string),
     };
-    let path = request
-        .uri()
-        .path()
-        .strip_prefix("/v1.0")
-        .unwrap_or(request.uri().path())
-        .to_string();
-    let endpoint = Endpoint::parse(&path);
+    // Only `/v1.0/...` is Graph; anything else is an unknown segment.
+    let versioned = request.uri().path().strip_prefix("/v1.0");
+    let path = versioned.unwrap_or(request.uri().path()).to_string();
+    let endpoint = versioned.and_then(Endpoint::parse);
     let counter_name = format!(
         "{} {}",
         request.method(),
