@@ -24,6 +24,7 @@ pub(crate) type Text = Cow<'static, str>;
 
 /// Whether a user is a member of the tenant or a guest (B2B, `#EXT#`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
 pub enum UserType {
     /// A member of the tenant.
     Member,

@@ -345,3 +345,38 @@ fn the_binary_prints_one_json_line_with_urls_and_credentials() {
     );
     assert_eq!(info["admin"], "admin@contoso.onmicrosoft.com");
 }
+
+#[test]
+fn the_binary_with_tls_names_its_certificate() {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tenant-sim"))
+        .args(["--port", "0", "--users", "3", "--groups", "1", "--tls"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut line = String::new();
+    let read = child
+        .stdout
+        .take()
+        .map(|out| BufReader::new(out).read_line(&mut line));
+    assert!(read.is_some_and(|r| r.is_ok()));
+    let info: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line}: {e}"));
+    let path = info["cert_pem_path"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let pem = std::fs::read_to_string(&path).unwrap_or_default();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "{path}");
+    assert!(
+        info["graph_base"]
+            .as_str()
+            .is_some_and(|g| g.starts_with("https://127.0.0.1:"))
+    );
+    assert!(
+        info["login_base"]
+            .as_str()
+            .is_some_and(|g| g.starts_with("https://127.0.0.1:"))
+    );
+}
