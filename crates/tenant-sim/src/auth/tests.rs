@@ -2,8 +2,6 @@
 //! device code, admin consent, discovery and id tokens, compared with Microsoft's
 //! samples in `tests/fixtures/identity/`.
 
-#![expect(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
-
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
