@@ -642,3 +642,81 @@ async fn groups_delta_samples_have_the_simulators_shape() {
         &["value[].id"],
     );
 }
+
+#[tokio::test]
+async fn odata_cast_samples_have_the_simulators_shape() {
+    let h = small().await;
+    let groups = h.sim.control().groups();
+    let all_company = groups[0].id.clone();
+    let nested = groups
+        .iter()
+        .find(|g| {
+            h.sim
+                .control()
+                .group_member_ids(&g.id)
+                .is_ok_and(|ids| ids.iter().any(|id| h.sim.control().group(id).is_some()))
+        })
+        .map(|g| g.id.clone())
+        .unwrap_or_default();
+    let user = h.sim.control().users()[1].id.clone();
+
+    let body = get(&h, &format!("/groups/{all_company}/members/microsoft.graph.user?$count=true&$search=\"displayName:administrator\"&$select=displayName,id"), true).await;
+    assert_eq!(body["@odata.count"], 1);
+    assert_same_shape("group-members-user-cast-search-count.json", &body, &[]);
+    let count = get(
+        &h,
+        &format!("/groups/{all_company}/members/microsoft.graph.user/$count"),
+        true,
+    )
+    .await;
+    assert_plain_count("group-members-user-cast-count-only.txt", &count);
+
+    // A name that one of the nested group's users has.
+    let users = get(&h, &format!("/groups/{nested}/transitiveMembers/microsoft.graph.user?$count=true&$select=displayName"), true).await;
+    let name = users["value"][0]["displayName"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let first_letter: String = name.chars().take(1).collect();
+    let first_word = name
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let body = get(&h, &format!("/groups/{nested}/transitiveMembers/microsoft.graph.user?$count=true&$filter=startswith(displayName,'{first_letter}')&$select=displayName,mail"), true).await;
+    assert!(
+        body["value"].as_array().is_some_and(|v| !v.is_empty()),
+        "{body}"
+    );
+    assert_same_shape(
+        "group-transitive-members-user-cast-filter-count.json",
+        &body,
+        &[],
+    );
+    let body = get(&h, &format!("/groups/{nested}/transitiveMembers/microsoft.graph.user?$count=true&$search=\"displayName:{first_word}\"&$select=displayName,id"), true).await;
+    assert!(
+        body["value"].as_array().is_some_and(|v| !v.is_empty()),
+        "{body}"
+    );
+    assert_same_shape(
+        "group-transitive-members-user-cast-search-count.json",
+        &body,
+        &[],
+    );
+
+    let body = get(&h, &format!("/users/{user}/memberOf/microsoft.graph.group?$count=true&$filter=startswith(displayName,'a')&$select=displayName,mail,mailEnabled,mailNickname,securityEnabled"), true).await;
+    assert!(
+        body["value"].as_array().is_some_and(|v| !v.is_empty()),
+        "{body}"
+    );
+    assert_same_shape("user-memberof-group-cast-filter-count.json", &body, &[]);
+    let body = get(&h, &format!("/users/{user}/memberOf/microsoft.graph.group?$count=true&$search=\"displayName:company\"&$select=displayName,id"), true).await;
+    assert_same_shape("user-memberof-group-cast-search-count.json", &body, &[]);
+    let count = get(
+        &h,
+        &format!("/users/{user}/memberOf/microsoft.graph.group/$count"),
+        true,
+    )
+    .await;
+    assert_plain_count("user-memberof-group-cast-count-only.txt", &count);
+}

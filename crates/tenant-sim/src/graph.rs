@@ -187,6 +187,50 @@ pub(crate) enum UserRef {
     Id(String),
 }
 
+/// An `OData` cast segment on a directoryObject collection (`/microsoft.graph.user`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cast {
+    User,
+    Group,
+}
+
+impl Cast {
+    fn parse(segment: &str) -> Option<Self> {
+        if segment.eq_ignore_ascii_case("microsoft.graph.user") {
+            Some(Self::User)
+        } else if segment.eq_ignore_ascii_case("microsoft.graph.group") {
+            Some(Self::Group)
+        } else {
+            None
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::User => "microsoft.graph.user",
+            Self::Group => "microsoft.graph.group",
+        }
+    }
+
+    fn admits(self, member: Member) -> bool {
+        matches!(
+            (self, member),
+            (Self::User, Member::User(_)) | (Self::Group, Member::Group(_))
+        )
+    }
+}
+
+/// The tail of a directoryObject collection path: `[cast] [$count]`.
+fn collection_tail(rest: &[&str]) -> Option<(bool, Option<Cast>)> {
+    match rest {
+        [] => Some((false, None)),
+        ["$count"] => Some((true, None)),
+        [cast] => Some((false, Some(Cast::parse(cast)?))),
+        [cast, "$count"] => Some((true, Some(Cast::parse(cast)?))),
+        _ => None,
+    }
+}
+
 /// One Graph endpoint, decoded from the path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Endpoint {
@@ -198,6 +242,7 @@ pub(crate) enum Endpoint {
         user: UserRef,
         transitive: bool,
         count: bool,
+        cast: Option<Cast>,
     },
     Manager(UserRef),
     PhotoMetadata(UserRef),
@@ -213,11 +258,13 @@ pub(crate) enum Endpoint {
         group: String,
         transitive: bool,
         count: bool,
+        cast: Option<Cast>,
     },
     GroupMemberOf {
         group: String,
         transitive: bool,
         count: bool,
+        cast: Option<Cast>,
     },
     Batch,
 }
@@ -242,32 +289,32 @@ impl Endpoint {
             ["groups", "delta" | "delta()"] => Some(Self::GroupsDelta),
             ["groups", id] => Some(Self::Group((*id).to_string())),
             ["groups", id, relation, rest @ ..] => {
-                let count = match rest {
-                    [] => false,
-                    ["$count"] => true,
-                    _ => return None,
-                };
+                let (count, cast) = collection_tail(rest)?;
                 let group = (*id).to_string();
                 match *relation {
                     "members" => Some(Self::GroupMembers {
                         group,
                         transitive: false,
                         count,
+                        cast,
                     }),
                     "transitiveMembers" => Some(Self::GroupMembers {
                         group,
                         transitive: true,
                         count,
+                        cast,
                     }),
                     "memberOf" => Some(Self::GroupMemberOf {
                         group,
                         transitive: false,
                         count,
+                        cast,
                     }),
                     "transitiveMemberOf" => Some(Self::GroupMemberOf {
                         group,
                         transitive: true,
                         count,
+                        cast,
                     }),
                     _ => None,
                 }
@@ -280,26 +327,24 @@ impl Endpoint {
     fn user_path(user: UserRef, rest: &[&str]) -> Option<Self> {
         match rest {
             [] => Some(Self::User(user)),
-            ["memberOf"] => Some(Self::UserMemberOf {
-                user,
-                transitive: false,
-                count: false,
-            }),
-            ["memberOf", "$count"] => Some(Self::UserMemberOf {
-                user,
-                transitive: false,
-                count: true,
-            }),
-            ["transitiveMemberOf"] => Some(Self::UserMemberOf {
-                user,
-                transitive: true,
-                count: false,
-            }),
-            ["transitiveMemberOf", "$count"] => Some(Self::UserMemberOf {
-                user,
-                transitive: true,
-                count: true,
-            }),
+            ["memberOf", tail @ ..] => {
+                let (count, cast) = collection_tail(tail)?;
+                Some(Self::UserMemberOf {
+                    user,
+                    transitive: false,
+                    count,
+                    cast,
+                })
+            }
+            ["transitiveMemberOf", tail @ ..] => {
+                let (count, cast) = collection_tail(tail)?;
+                Some(Self::UserMemberOf {
+                    user,
+                    transitive: true,
+                    count,
+                    cast,
+                })
+            }
             ["manager"] => Some(Self::Manager(user)),
             ["photo"] => Some(Self::PhotoMetadata(user)),
             ["photo", "$value"] => Some(Self::PhotoValue { user, size: None }),
@@ -317,7 +362,10 @@ impl Endpoint {
             UserRef::Me => "/me",
             UserRef::Id(_) => "/users/{id}",
         };
-        let count = |c: bool| if c { "/$count" } else { "" };
+        let tail = |c: bool, cast: &Option<Cast>| {
+            let cast = cast.map(|k| format!("/{}", k.name())).unwrap_or_default();
+            format!("{cast}{}", if c { "/$count" } else { "" })
+        };
         match self {
             Self::Users => "/users".into(),
             Self::UsersCount => "/users/$count".into(),
@@ -327,6 +375,7 @@ impl Endpoint {
                 user: u,
                 transitive,
                 count: c,
+                cast,
             } => {
                 format!(
                     "{}/{}{}",
@@ -336,7 +385,7 @@ impl Endpoint {
                     } else {
                         "memberOf"
                     },
-                    count(*c)
+                    tail(*c, cast)
                 )
             }
             Self::Manager(u) => format!("{}/manager", user(u)),
@@ -356,6 +405,7 @@ impl Endpoint {
             Self::GroupMembers {
                 transitive,
                 count: c,
+                cast,
                 ..
             } => {
                 format!(
@@ -365,12 +415,13 @@ impl Endpoint {
                     } else {
                         "members"
                     },
-                    count(*c)
+                    tail(*c, cast)
                 )
             }
             Self::GroupMemberOf {
                 transitive,
                 count: c,
+                cast,
                 ..
             } => {
                 format!(
@@ -380,7 +431,7 @@ impl Endpoint {
                     } else {
                         "memberOf"
                     },
-                    count(*c)
+                    tail(*c, cast)
                 )
             }
             Self::Batch => "/$batch".into(),
@@ -1137,6 +1188,7 @@ pub(crate) fn handle(endpoint: &Endpoint, request: &Request<'_>) -> Result<Respo
             user,
             transitive,
             count,
+            cast,
         } => {
             let slot = request.user_slot(user)?;
             let groups = if *transitive {
@@ -1145,7 +1197,7 @@ pub(crate) fn handle(endpoint: &Endpoint, request: &Request<'_>) -> Result<Respo
                 request.dir.member_of(Member::User(slot))
             };
             let members: Vec<Member> = groups.into_iter().map(Member::Group).collect();
-            list_members(request, &members, *count, "memberOf")
+            list_members(request, &members, *count, *cast, *transitive, "memberOf")
         }
         Endpoint::Manager(user) => {
             request.no_expand()?;
@@ -1188,6 +1240,7 @@ pub(crate) fn handle(endpoint: &Endpoint, request: &Request<'_>) -> Result<Respo
             group,
             transitive,
             count,
+            cast,
         } => {
             let slot = request.group_slot(group)?;
             let members = if *transitive {
@@ -1203,6 +1256,8 @@ pub(crate) fn handle(endpoint: &Endpoint, request: &Request<'_>) -> Result<Respo
                 request,
                 &members,
                 *count,
+                *cast,
+                *transitive,
                 if *transitive {
                     "transitiveMembers"
                 } else {
@@ -1214,6 +1269,7 @@ pub(crate) fn handle(endpoint: &Endpoint, request: &Request<'_>) -> Result<Respo
             group,
             transitive,
             count,
+            cast,
         } => {
             let slot = request.group_slot(group)?;
             let groups = if *transitive {
@@ -1222,7 +1278,14 @@ pub(crate) fn handle(endpoint: &Endpoint, request: &Request<'_>) -> Result<Respo
                 request.dir.member_of(Member::Group(slot))
             };
             let members: Vec<Member> = groups.into_iter().map(Member::Group).collect();
-            list_members(request, &members, *count, "groupMemberOf")
+            list_members(
+                request,
+                &members,
+                *count,
+                *cast,
+                *transitive,
+                "groupMemberOf",
+            )
         }
         Endpoint::UsersDelta | Endpoint::GroupsDelta | Endpoint::Batch => Err(
             GraphError::bad_request("BadRequest", "Unsupported request."),
@@ -1465,14 +1528,37 @@ fn get_group(request: &Request<'_>, id: &str) -> Result<Response, GraphError> {
 }
 
 /// A page of a directoryObject collection (members, transitiveMembers, memberOf).
+/// A page of a directoryObject collection (members, transitiveMembers, memberOf), or
+/// with an `OData` cast only its users or groups, without `@odata.type`.
 fn list_members(
     request: &Request<'_>,
     members: &[Member],
     count_only: bool,
+    cast: Option<Cast>,
+    transitive: bool,
     tag: &str,
 ) -> Result<Response, GraphError> {
     request.no_expand()?;
-    let known = |p: &str| is_user_property(p) || is_group_property(p);
+    // A cast on a transitive list is an advanced query ([spec 8c]).
+    if cast.is_some()
+        && transitive
+        && !(request.eventual() && (count_only || request.query.count_requested()))
+    {
+        return Err(GraphError::bad_request(
+            "Request_UnsupportedQuery",
+            "Unsupported Query.",
+        ));
+    }
+    let (type_name, entity_set) = match cast {
+        None => ("directoryObject", "directoryObjects"),
+        Some(Cast::User) => ("user", "users"),
+        Some(Cast::Group) => ("group", "groups"),
+    };
+    let known = |p: &str| match cast {
+        None => is_user_property(p) || is_group_property(p),
+        Some(Cast::User) => is_user_property(p),
+        Some(Cast::Group) => is_group_property(p),
+    };
     let filter =
         request.filter(&|p| contains(USER_FILTERABLE, p) || contains(GROUP_FILTERABLE, p))?;
     let search =
@@ -1480,7 +1566,8 @@ fn list_members(
     let dir = request.dir;
     let keep = |m: &Member| {
         let property = |name: &str| member_value(dir, *m, name);
-        filter.as_ref().is_none_or(|f| f.matches(&property))
+        cast.is_none_or(|c| c.admits(*m))
+            && filter.as_ref().is_none_or(|f| f.matches(&property))
             && search.as_ref().is_none_or(|s| s.matches(&property))
     };
     let at = |i: usize| members.get(i).copied();
@@ -1488,17 +1575,23 @@ fn list_members(
         return request.count_only(count_matching(members.len(), at, keep));
     }
     let top = request.query.page_size(100)?;
-    let select = request.query.selected(&known, "directoryObject")?;
+    let select = request.query.selected(&known, type_name)?;
     let start = decode_skiptoken(tag, request.query.skiptoken.as_deref())?;
     let count = request
         .wants_count()
         .then(|| count_matching(members.len(), at, keep));
     let (page, next) = page_positions(members.len(), start, top, at, keep);
     let next_link = next.map(|p| request.next_link("$skiptoken", &encode_skiptoken(tag, p)));
-    let context = request.context("directoryObjects", select.as_deref(), "");
-    let items = page
-        .into_iter()
-        .filter_map(|m| object_json(dir, m, select.as_deref()));
+    let context = request.context(entity_set, select.as_deref(), "");
+    let items = page.into_iter().filter_map(|m| match (cast, m) {
+        (None, m) => object_json(dir, m, select.as_deref()),
+        (Some(_), Member::User(s)) => dir
+            .user(s)
+            .map(|u| user_json(dir, s, u, select.as_deref(), false)),
+        (Some(_), Member::Group(s)) => dir
+            .group(s)
+            .map(|g| group_json(dir, s, g, select.as_deref(), false)),
+    });
     Ok(json_response(
         StatusCode::OK,
         write_page(&context, count, next_link.as_deref(), None, items),
@@ -1587,7 +1680,8 @@ mod tests {
             Some(Endpoint::UserMemberOf {
                 user: UserRef::Id("a_b.com#EXT#@contoso.com".into()),
                 transitive: false,
-                count: false
+                count: false,
+                cast: None
             })
         );
         assert_eq!(
@@ -1602,8 +1696,31 @@ mod tests {
             Some(Endpoint::GroupMembers {
                 group: "g".into(),
                 transitive: true,
-                count: true
+                count: true,
+                cast: None
             })
+        );
+        assert_eq!(
+            Endpoint::parse("/groups/g/members/microsoft.graph.user/$count"),
+            Some(Endpoint::GroupMembers {
+                group: "g".into(),
+                transitive: false,
+                count: true,
+                cast: Some(Cast::User)
+            })
+        );
+        assert_eq!(
+            Endpoint::parse("/me/memberOf/microsoft.graph.group"),
+            Some(Endpoint::UserMemberOf {
+                user: UserRef::Me,
+                transitive: false,
+                count: false,
+                cast: Some(Cast::Group)
+            })
+        );
+        assert_eq!(
+            Endpoint::parse("/groups/g/members/microsoft.graph.device"),
+            None
         );
         assert_eq!(Endpoint::parse("/$batch"), Some(Endpoint::Batch));
         assert_eq!(Endpoint::parse("/sites"), None);
@@ -1620,7 +1737,8 @@ mod tests {
             Endpoint::GroupMembers {
                 group: String::new(),
                 transitive: false,
-                count: false
+                count: false,
+                cast: None
             }
             .cost(&q("")),
             3
@@ -1629,7 +1747,8 @@ mod tests {
             Endpoint::GroupMembers {
                 group: String::new(),
                 transitive: true,
-                count: false
+                count: false,
+                cast: None
             }
             .cost(&q("$top=10")),
             4
@@ -1660,6 +1779,7 @@ mod tests {
             user: UserRef::Id("x".into()),
             transitive: false,
             count: false,
+            cast: None,
         };
         assert!(member_of.authorize(&users).is_err());
         assert!(member_of.authorize(&groups).is_err());

@@ -1357,3 +1357,74 @@ async fn malformed_paging_and_delta_tokens_are_bad_requests() {
     let (status, _) = h.follow(&swapped).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn odata_casts_keep_one_type_and_transitive_casts_need_advanced_parameters() {
+    let h = small().await;
+    let nested = h
+        .sim
+        .control()
+        .groups()
+        .into_iter()
+        .find(|g| {
+            h.sim
+                .control()
+                .group_member_ids(&g.id)
+                .is_ok_and(|ids| ids.iter().any(|id| h.sim.control().group(id).is_some()))
+        })
+        .unwrap_or_else(|| panic!("a nested group"));
+    let (status, users) = h
+        .get(&format!(
+            "/groups/{}/members/microsoft.graph.user",
+            nested.id
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        users["@odata.context"],
+        format!("{}/$metadata#users", h.sim.graph_base())
+    );
+    let users = users["value"].as_array().cloned().unwrap_or_default();
+    let (_, groups) = h
+        .get(&format!(
+            "/groups/{}/members/microsoft.graph.group",
+            nested.id
+        ))
+        .await;
+    let groups = groups["value"].as_array().cloned().unwrap_or_default();
+    assert!(!users.is_empty() && !groups.is_empty());
+    assert_eq!(users.len() + groups.len(), nested.member_count);
+    assert!(
+        users
+            .iter()
+            .all(|u| u.get("@odata.type").is_none() && u["userPrincipalName"].is_string())
+    );
+    assert!(groups.iter().all(|g| g["groupTypes"].is_array()));
+    let (status, body) = h
+        .get(&format!(
+            "/groups/{}/transitiveMembers/microsoft.graph.user",
+            nested.id
+        ))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["code"], "Request_UnsupportedQuery");
+    let (status, body) = h
+        .get_eventual(&format!(
+            "/groups/{}/transitiveMembers/microsoft.graph.user?$count=true",
+            nested.id
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body["@odata.count"]
+            .as_u64()
+            .is_some_and(|c| c >= users.len() as u64)
+    );
+    let (status, _) = h
+        .get(&format!(
+            "/groups/{}/members/microsoft.graph.device",
+            nested.id
+        ))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
