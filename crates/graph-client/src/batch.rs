@@ -236,6 +236,7 @@ impl GraphClient {
             eventual: false,
             json_body: Some(Bytes::from(json)),
             accept: "application/json",
+            batch: true,
         };
         let reply = self.execute(call).await?;
         decode(&reply.body, &reply.path)

@@ -288,6 +288,9 @@ pub(crate) struct Call<'a> {
     pub(crate) eventual: bool,
     pub(crate) json_body: Option<Bytes>,
     pub(crate) accept: &'static str,
+    /// A `$batch` POST: an outer 424 is retried like a 429 (spec 12: the throttling doc says
+    /// a throttled batch fails with 424, the batching doc says 200; handle both).
+    pub(crate) batch: bool,
 }
 
 impl<'a> Call<'a> {
@@ -299,6 +302,7 @@ impl<'a> Call<'a> {
             eventual,
             json_body: None,
             accept: "application/json",
+            batch: false,
         }
     }
 }
@@ -373,6 +377,7 @@ impl GraphClient {
                 attempt,
                 status = tracing::field::Empty,
                 request_id = tracing::field::Empty,
+                client_request_id = tracing::field::Empty,
             );
             let outcome = self
                 .attempt(&call, &url, &token, &path)
@@ -412,7 +417,9 @@ impl GraphClient {
                     other => other,
                 });
             }
-            if matches!(status.as_u16(), 429 | 503 | 504) {
+            let throttled = status == StatusCode::TOO_MANY_REQUESTS
+                || (call.batch && status == StatusCode::FAILED_DEPENDENCY);
+            if throttled || matches!(status.as_u16(), 503 | 504) {
                 let server_wait = meta.retry_after;
                 let wait = server_wait.unwrap_or_else(|| policy.backoff(retries));
                 if retries < policy.max_retries && waited + wait <= policy.max_total_wait {
@@ -422,7 +429,7 @@ impl GraphClient {
                             "throttled or unavailable, retrying"
                         );
                     });
-                    if status == StatusCode::TOO_MANY_REQUESTS || server_wait.is_some() {
+                    if throttled || server_wait.is_some() {
                         // The gate pauses every request of this client, this one included (spec 10a).
                         self.inner
                             .gate
@@ -462,6 +469,11 @@ impl GraphClient {
         if call.eventual {
             request = request.header("ConsistencyLevel", "eventual");
         }
+        // A fresh client-request-id per attempt: Graph echoes it in errors, which lets a
+        // failure be matched with this client's logs.
+        let client_request_id = client_request_id();
+        tracing::Span::current().record("client_request_id", client_request_id.as_str());
+        request = request.header("client-request-id", client_request_id);
         if let Some(body) = &call.json_body {
             request = request
                 .header(header::CONTENT_TYPE, "application/json")
@@ -513,6 +525,23 @@ impl GraphClient {
             location: text("location"),
         }
     }
+}
+
+/// A random version-4 UUID in its hyphenated form.
+fn client_request_id() -> String {
+    use rand::Rng;
+    let bits: u128 = rand::rng().random();
+    // Version 4, variant 10xx (RFC 9562).
+    let v = (bits & !(0xF << 76) | (0x4 << 76)) & !(0x3 << 62) | (0x2 << 62);
+    let hex = format!("{v:032x}");
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
 }
 
 fn transport_error(e: reqwest::Error, path: &str) -> GraphError {
@@ -615,6 +644,23 @@ mod tests {
 
     fn builder() -> GraphClientBuilder {
         GraphClient::builder(Arc::new(StaticToken::new("t")))
+    }
+
+    #[test]
+    fn client_request_ids_are_version_4_uuids() {
+        let a = client_request_id();
+        let b = client_request_id();
+        assert_ne!(a, b);
+        let parts: Vec<&str> = a.split('-').collect();
+        assert_eq!(
+            parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
+            [8, 4, 4, 4, 12]
+        );
+        assert!(parts[2].starts_with('4'), "{a}");
+        assert!(
+            matches!(parts[3].as_bytes()[0], b'8' | b'9' | b'a' | b'b'),
+            "{a}"
+        );
     }
 
     #[test]

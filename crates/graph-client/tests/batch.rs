@@ -196,3 +196,34 @@ async fn item_errors_are_typed_per_item() {
     assert!(err.is_not_found());
     assert_eq!(err.service_error().unwrap().path, "/v1.0/groups/b/members");
 }
+
+#[tokio::test(start_paused = true)]
+async fn outer_424_is_retried_like_a_throttled_batch() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1.0/$batch"))
+        .respond_with(ResponseTemplate::new(424).insert_header("Retry-After", "2"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1.0/$batch"))
+        .respond_with(Batcher {
+            throttle_url: None,
+            throttled: Mutex::default(),
+        })
+        .mount(&server)
+        .await;
+    let (client, _) = client(&server);
+
+    let start = Instant::now();
+    let results = client
+        .batch::<Page<DirectoryObject>>(vec![BatchItem::get("/groups/g1/members")])
+        .await
+        .unwrap();
+
+    assert_eq!(start.elapsed(), Duration::from_secs(2));
+    assert!(results[0].is_ok());
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+}

@@ -420,3 +420,26 @@ async fn truncated_and_malformed_json_are_decode_errors_naming_path_and_field() 
     }
     assert!(!format!("{malformed} {malformed:?}").contains("PRIVATE-VALUE"));
 }
+
+#[tokio::test]
+async fn large_page_arriving_in_many_chunks_decodes_whole() {
+    let server = MockServer::start().await;
+    let users: Vec<serde_json::Value> = (0..999)
+        .map(|i| json!({"id": format!("{i:08}"), "displayName": format!("User {i}"), "mail": format!("user{i}@contoso.com"),
+            "businessPhones": ["+1 425 555 0109"], "jobTitle": "Retail Manager", "officeLocation": "18/2111"}))
+        .collect();
+    Mock::given(method("GET"))
+        .and(path("/v1.0/users"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"value": users})))
+        .mount(&server)
+        .await;
+    let (client, _) = client(&server);
+
+    let page = client.users().list().top(999).send().await.unwrap();
+
+    assert_eq!(page.items().len(), 999);
+    assert_eq!(
+        page.items()[998].mail.as_deref(),
+        Some("user998@contoso.com")
+    );
+}

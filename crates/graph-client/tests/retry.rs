@@ -381,3 +381,104 @@ async fn connection_failures_are_retried_then_reported() {
         "no URL in the message: {err}"
     );
 }
+
+#[tokio::test]
+async fn timed_out_attempts_are_retried_then_reported_as_timeout() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1.0/users"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(users_page())
+                .set_delay(Duration::from_millis(500)),
+        )
+        .mount(&server)
+        .await;
+    let tokens = Arc::new(common::CountingTokens::default());
+    let client = graph_client::GraphClient::builder(tokens)
+        .base_url(common::base(&server))
+        .request_timeout(Some(Duration::from_millis(50)))
+        .retry_policy(
+            RetryPolicy::new()
+                .max_retries(2)
+                .initial_backoff(Duration::from_millis(1)),
+        )
+        .build()
+        .unwrap();
+
+    let err = client.users().list().send().await.unwrap_err();
+
+    assert!(
+        matches!(&err, GraphError::Timeout { path } if path == "/v1.0/users"),
+        "{err:?}"
+    );
+    assert!(err.is_retryable());
+    assert_eq!(
+        server.received_requests().await.unwrap().len(),
+        3,
+        "first attempt + 2 retries"
+    );
+}
+
+struct FailingTokens(bool);
+
+#[async_trait::async_trait]
+impl graph_client::TokenProvider for FailingTokens {
+    async fn access_token(
+        &self,
+    ) -> Result<graph_client::secrecy::SecretString, graph_client::TokenError> {
+        Err(if self.0 {
+            graph_client::TokenError::reauthorization_required("refresh token revoked")
+        } else {
+            graph_client::TokenError::new("token endpoint unreachable")
+        })
+    }
+
+    async fn rejected(&self, _token: &graph_client::secrecy::SecretString) {}
+}
+
+#[tokio::test]
+async fn token_provider_failure_is_reported_without_any_request() {
+    let server = MockServer::start().await;
+    for revoked in [true, false] {
+        let client = builder(&server, Arc::new(FailingTokens(revoked)))
+            .build()
+            .unwrap();
+        let err = client.users().list().send().await.unwrap_err();
+        assert!(matches!(err, GraphError::Token(_)), "{err:?}");
+        assert_eq!(err.requires_reauthorization(), revoked);
+        assert_eq!(err.is_retryable(), !revoked);
+    }
+    assert_eq!(server.received_requests().await.unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn every_attempt_sends_a_fresh_client_request_id() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1.0/users"))
+        .respond_with(ResponseTemplate::new(503).insert_header("Retry-After", "0"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    mount_ok(&server).await;
+    let (client, _) = client(&server);
+
+    client.users().list().send().await.unwrap();
+
+    let requests = server.received_requests().await.unwrap();
+    let ids: Vec<&str> = requests
+        .iter()
+        .map(|r| {
+            r.headers
+                .get("client-request-id")
+                .unwrap()
+                .to_str()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(ids.len(), 2);
+    assert_ne!(ids[0], ids[1]);
+    assert_eq!(ids[0].len(), 36);
+}

@@ -214,6 +214,7 @@ impl PhotoRequest {
             eventual: false,
             json_body: None,
             accept: "image/*",
+            batch: false,
         };
         match self.client.execute(call).await {
             Ok(reply) => {
