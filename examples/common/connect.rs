@@ -1,1 +1,369 @@
-//! (in progress)
+//! The connect flow: sign in as the tenant's admin (browser with a loopback redirect, or
+//! a device code), then save the grant as a connection (new, or a reconnect).
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use axum::extract::{RawQuery, State};
+use axum::response::{Html, IntoResponse};
+use connection_store::{
+    AdminAccount, Connection, ConnectionId, ConnectionStatus, ConnectionStore, NewConnection,
+    OwnerId, Reconnect, TenantId,
+};
+use entra_auth::{AuthError, Authority, CallbackParams, EntraClient, Grant, Prompt};
+use tokio::sync::mpsc;
+
+use super::glue::{App, describe_store_error};
+
+/// How long the browser sign-in may take before `connect` gives up.
+pub const DEFAULT_SIGN_IN_TIMEOUT: Duration = Duration::from_secs(300);
+
+const DONE_PAGE: &str = "<!doctype html><html><head><meta charset=\"utf-8\"><title>m365-link</title>\
+    </head><body style=\"font-family:sans-serif;margin:3em\"><h1>Sign-in received</h1>\
+    <p>You can close this tab and return to the terminal.</p></body></html>";
+
+/// A one-shot HTTP server on `127.0.0.1` (a free port) receiving Entra's redirect.
+///
+/// The redirect URI is `http://localhost:{port}/`: Entra matches loopback redirect URIs
+/// without their port (spec §1c), so registering `http://localhost` once covers every
+/// port this picks.
+pub struct LoopbackRedirect {
+    port: u16,
+    callbacks: mpsc::Receiver<String>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl LoopbackRedirect {
+    /// Binds 127.0.0.1 on a free port and starts serving.
+    ///
+    /// # Errors
+    /// When no port can be bound.
+    pub async fn start() -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .context("could not open a local port for the sign-in redirect")?;
+        let port = listener.local_addr()?.port();
+        let (sender, callbacks) = mpsc::channel::<String>(4);
+        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+        let app = axum::Router::new()
+            .fallback(receive)
+            .with_state(Arc::new(sender));
+        let server = tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                let _ = stop.await;
+            });
+            if let Err(error) = serve.await {
+                tracing::warn!(%error, "sign-in redirect server stopped");
+            }
+        });
+        Ok(Self {
+            port,
+            callbacks,
+            shutdown: Some(shutdown),
+            server,
+        })
+    }
+
+    /// The redirect URI to give Entra.
+    pub fn redirect_uri(&self) -> String {
+        format!("http://localhost:{}/", self.port)
+    }
+
+    /// Waits for Entra's redirect (a request carrying `code` or `error`) for at most
+    /// `timeout`, then stops the server. Other requests (a favicon) are ignored.
+    ///
+    /// # Errors
+    /// When the time runs out.
+    pub async fn wait(mut self, timeout: Duration) -> anyhow::Result<CallbackParams> {
+        let received = tokio::time::timeout(timeout, self.callbacks.recv()).await;
+        self.stop().await;
+        match received {
+            Ok(Some(query)) => Ok(CallbackParams::from_query(&query)?),
+            Ok(None) => bail!("the sign-in redirect server stopped unexpectedly"),
+            Err(_) => bail!(
+                "no sign-in arrived within {} seconds\nnext step: run the command again and \
+                 finish signing in in the browser, or use --device-code on a machine without \
+                 a browser",
+                timeout.as_secs()
+            ),
+        }
+    }
+
+    async fn stop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        // Give the browser its "you can close this tab" page before returning.
+        let _ = tokio::time::timeout(Duration::from_secs(2), &mut self.server).await;
+    }
+}
+
+async fn receive(
+    State(sender): State<Arc<mpsc::Sender<String>>>,
+    RawQuery(query): RawQuery,
+) -> axum::response::Response {
+    let query = query.unwrap_or_default();
+    let keys: HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    if !(keys.contains_key("code") || keys.contains_key("error")) {
+        return (axum::http::StatusCode::NOT_FOUND, "not found").into_response();
+    }
+    let _ = sender.send(query).await;
+    Html(DONE_PAGE).into_response()
+}
+
+/// Where to sign in: the app, the cloud, and the authority (`organizations`, a tenant id
+/// or a domain).
+#[derive(Clone, Debug)]
+pub struct SignIn {
+    /// The app registration.
+    pub app: App,
+    /// The cloud, as stored with the connection.
+    pub cloud: connection_store::Cloud,
+    /// `organizations` (any work account), a tenant id or a domain.
+    pub authority: String,
+}
+
+impl SignIn {
+    fn authority(&self) -> anyhow::Result<Authority> {
+        Authority::parse(&self.authority).with_context(|| {
+            format!(
+                "{:?} is not a tenant id, domain or organizations",
+                self.authority
+            )
+        })
+    }
+
+    /// Browser sign-in: starts the loopback server, hands the authorization URL to
+    /// `open_browser` (which opens it, or in tests drives it), and waits for the redirect.
+    ///
+    /// # Errors
+    /// [`AuthError`]s of the callback (declined, admin approval required, ...), timeouts
+    /// and configuration errors; explain them with [`explain`].
+    pub async fn browser<F>(
+        &self,
+        login_hint: Option<&str>,
+        timeout: Duration,
+        open_browser: F,
+    ) -> anyhow::Result<(EntraClient, Grant)>
+    where
+        F: FnOnce(&url::Url),
+    {
+        let redirect = LoopbackRedirect::start().await?;
+        let client = self
+            .app
+            .entra_client(&self.cloud, Some(&redirect.redirect_uri()))?;
+        let mut request = client
+            .authorization_request()
+            .authority(self.authority()?)
+            .prompt(Prompt::SelectAccount);
+        if let Some(hint) = login_hint {
+            request = request.login_hint(hint);
+        }
+        let (url, pending) = request.build()?.into_parts();
+        open_browser(&url);
+        let callback = redirect.wait(timeout).await?;
+        let grant = client.complete_authorization(&pending, &callback).await?;
+        Ok((client, grant))
+    }
+
+    /// Device-code sign-in: shows the code through `show` and polls until the admin
+    /// signs in elsewhere, declines, the code expires, or Ctrl-C.
+    ///
+    /// # Errors
+    /// The device-code errors of [`AuthError`].
+    pub async fn device_code<F>(&self, show: F) -> anyhow::Result<(EntraClient, Grant)>
+    where
+        F: FnOnce(&entra_auth::DeviceAuthorization),
+    {
+        let client = self.app.entra_client(&self.cloud, None)?;
+        let device = client.start_device_code(&self.authority()?).await?;
+        show(&device);
+        let cancel = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        let grant = client.poll_device_code_until(&device, cancel).await?;
+        Ok((client, grant))
+    }
+}
+
+/// Opens `url` in the system browser and prints it, for when no browser opens.
+pub fn open_in_browser(url: &url::Url) {
+    eprintln!("Opening your browser to sign in. If it does not open, visit:\n\n  {url}\n");
+    if let Err(error) = webbrowser::open(url.as_str()) {
+        eprintln!("(could not open a browser: {error})");
+    }
+}
+
+/// The connection fields a grant gives: tenant, admin, scopes.
+pub fn admin_of(grant: &Grant) -> AdminAccount {
+    let identity = grant.identity();
+    AdminAccount {
+        object_id: identity.object_id.as_str().to_owned(),
+        username: identity
+            .preferred_username
+            .clone()
+            .unwrap_or_else(|| identity.object_id.as_str().to_owned()),
+        display_name: identity.name.clone(),
+    }
+}
+
+/// Saves a fresh grant as a new connection named `name`.
+///
+/// # Errors
+/// Store errors in plain words (name taken, tenant already linked, ...).
+pub async fn create_connection(
+    store: &dyn ConnectionStore,
+    owner: &OwnerId,
+    name: &str,
+    cloud: connection_store::Cloud,
+    grant: &Grant,
+) -> anyhow::Result<Connection> {
+    store
+        .create(
+            owner,
+            NewConnection {
+                name: name.to_owned(),
+                tenant: TenantId::new(grant.tenant_id().as_str()),
+                cloud,
+                admin: admin_of(grant),
+                scopes: grant.scopes().to_vec(),
+                refresh_token: grant.refresh_token().clone(),
+            },
+        )
+        .await
+        .map_err(describe_store_error)
+}
+
+/// Saves a new grant for an existing connection (status back to active).
+///
+/// # Errors
+/// When the grant is for another tenant than the connection's, and store errors.
+pub async fn reconnect_connection(
+    store: &dyn ConnectionStore,
+    owner: &OwnerId,
+    id: ConnectionId,
+    grant: &Grant,
+) -> anyhow::Result<Connection> {
+    let connection = store.get(owner, id).await.map_err(describe_store_error)?;
+    if connection.tenant.as_str() != TenantId::new(grant.tenant_id().as_str()).as_str() {
+        bail!(
+            "you signed in to tenant {}, but connection {:?} is for tenant {}\nnext step: sign \
+             in with an admin account of tenant {} (use --tenant {})",
+            grant.tenant_id(),
+            connection.name.as_str(),
+            connection.tenant,
+            connection.tenant,
+            connection.tenant,
+        );
+    }
+    let (connection, _version) = store
+        .reconnect(
+            owner,
+            id,
+            Reconnect {
+                tenant: connection.tenant.clone(),
+                admin: admin_of(grant),
+                scopes: grant.scopes().to_vec(),
+                refresh_token: grant.refresh_token().clone(),
+            },
+        )
+        .await
+        .map_err(describe_store_error)?;
+    Ok(connection)
+}
+
+/// Finds a connection of `owner` by id or by name (ignoring case, as names are unique).
+///
+/// # Errors
+/// When there is none, in plain words.
+pub async fn find_connection(
+    store: &dyn ConnectionStore,
+    owner: &OwnerId,
+    name_or_id: &str,
+) -> anyhow::Result<Connection> {
+    if let Ok(id) = name_or_id.parse::<ConnectionId>() {
+        return store.get(owner, id).await.map_err(describe_store_error);
+    }
+    let wanted = name_or_id.trim().to_lowercase();
+    let all = store.list(owner).await.map_err(describe_store_error)?;
+    all.into_iter()
+        .find(|c| c.name.folded() == wanted)
+        .with_context(|| {
+            format!(
+                "no connection named {name_or_id:?} for owner {owner}\nnext step: run \
+                 `cargo run --example connections -- list` to see the names"
+            )
+        })
+}
+
+/// A sign-in error in plain words, with the next step (and the admin-consent link when
+/// an admin must approve).
+pub fn explain(error: &anyhow::Error, sign_in: &SignIn) -> String {
+    let Some(auth) = error.downcast_ref::<AuthError>() else {
+        return format!("{error:#}");
+    };
+    let link = |sign_in: &SignIn| -> Option<String> {
+        let client = sign_in.app.entra_client(&sign_in.cloud, None).ok()?;
+        let authority = sign_in.authority().ok()?;
+        Some(client.admin_consent_link(&authority).to_string())
+    };
+    match auth {
+        AuthError::AdminApprovalRequired {
+            admin_consent_url, ..
+        } => format!(
+            "The account you signed in with may not approve these permissions: only an \
+             administrator of the Microsoft 365 tenant can.\nnext step: sign in with an admin \
+             account, or forward this link to your IT admin, then run connect again:\n\n  \
+             {admin_consent_url}"
+        ),
+        AuthError::MissingScopes { missing, .. } => {
+            let mut text = format!(
+                "Microsoft did not grant all the permissions the sync needs (missing: {}).\n\
+                 next step: an administrator approves them for the organization",
+                missing.join(", ")
+            );
+            if let Some(link) = link(sign_in) {
+                let _ = write!(text, " with this link, then run connect again:\n\n  {link}");
+            }
+            text
+        }
+        AuthError::AuthorizationDeclined(_) | AuthError::DeviceCodeDeclined(_) => {
+            "The sign-in was cancelled or the permissions were declined.\nnext step: run connect \
+             again and accept the permissions (User.Read.All, Group.Read.All, offline_access)"
+                .to_owned()
+        }
+        AuthError::DeviceCodeExpired(_) | AuthError::AuthorizationExpired => {
+            "The sign-in took too long and expired.\nnext step: run connect again".to_owned()
+        }
+        AuthError::Cancelled => "Sign-in cancelled.".to_owned(),
+        AuthError::StateMismatch => "The sign-in answer did not match this request (another \
+             browser tab?).\nnext step: run connect again and use the tab it opens"
+            .to_owned(),
+        _ if auth.is_configuration() => format!(
+            "Microsoft rejected the app's configuration: {auth}\nnext step: check the app \
+             registration (client id, secret, redirect URI http://localhost, public client \
+             flows for --device-code) and --cloud"
+        ),
+        _ if auth.is_retryable() => format!(
+            "Microsoft's sign-in service could not be reached or is busy: {auth}\nnext step: \
+             try again in a minute"
+        ),
+        _ => format!("Sign-in failed: {auth}"),
+    }
+}
+
+/// "active", "reconnect needed: …" or "disabled".
+pub fn status_text(status: &ConnectionStatus) -> String {
+    match status {
+        ConnectionStatus::Active => "active".to_owned(),
+        ConnectionStatus::NeedsReconnect { reason, .. } => format!("reconnect needed: {reason}"),
+        ConnectionStatus::Disabled => "disabled".to_owned(),
+        _ => status.kind().to_owned(),
+    }
+}
