@@ -1428,3 +1428,16 @@ async fn odata_casts_keep_one_type_and_transitive_casts_need_advanced_parameters
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn dropping_the_simulator_stops_its_listeners() {
+    let h = small().await;
+    assert_eq!(h.get("/me").await.0, StatusCode::OK);
+    let graph = h.url("/me");
+    let control = format!("{}/counters", h.sim.control_base());
+    let Harness { sim, token, .. } = h;
+    drop(sim);
+    let fresh = reqwest::Client::new();
+    assert!(fresh.get(&graph).bearer_auth(&token).send().await.is_err());
+    assert!(fresh.get(&control).send().await.is_err());
+}

@@ -425,7 +425,8 @@ fn spawn_server(
 
 /// A running simulated tenant: a login listener (Entra v2.0) and a Graph listener
 /// (`/v1.0` and the control API under `/_sim`), both on 127.0.0.1. Dropping it stops both
-/// listeners at once; [`TenantSim::shutdown`] stops them gracefully.
+/// listeners accepting at once and gives requests in flight up to 1 s;
+/// [`TenantSim::shutdown`] gives them up to 5 s and waits until both have stopped.
 pub struct TenantSim {
     login_base: String,
     graph_base: String,
@@ -568,8 +569,9 @@ impl TenantSim {
 
 impl Drop for TenantSim {
     fn drop(&mut self) {
+        // Graceful: stop accepting now, let requests in flight finish (at most 1 s).
         for handle in &self.handles {
-            handle.shutdown();
+            handle.graceful_shutdown(Some(Duration::from_secs(1)));
         }
     }
 }
