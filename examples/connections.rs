@@ -1,0 +1,205 @@
+//! "Linked Microsoft 365 accounts": list, show, rename and remove connections.
+//!
+//! ```text
+//! cargo run --example connections -- list
+//! cargo run --example connections -- show "Contoso Germany"
+//! cargo run --example connections -- rename "Contoso Germany" "Contoso DE"
+//! cargo run --example connections -- remove "Contoso DE"
+//! ```
+
+mod common;
+
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
+use common::connect::{find_connection, status_text};
+use common::glue::describe_store_error;
+use connection_store::{Connection, OwnerId};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// Manage the linked Microsoft 365 accounts (connections) in the store.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+#[allow(
+    clippy::doc_markdown,
+    reason = "doc comments are the --help text, shown verbatim"
+)]
+struct Args {
+    /// Where connections are stored: a SQLite file, or a postgres:// URL (key from
+    /// M365_LINK_STORE_KEY).
+    #[arg(long, global = true, default_value = common::store::DEFAULT_STORE)]
+    store: String,
+
+    /// The customer account whose connections to manage.
+    #[arg(long, global = true, default_value = "local")]
+    owner: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// A table of the connections: name, tenant, admin, status, last sync.
+    List,
+    /// Everything stored about one connection (never its tokens).
+    Show {
+        /// The connection's name or id.
+        connection: String,
+    },
+    /// Give a connection another name.
+    Rename {
+        /// The connection's name or id.
+        connection: String,
+        /// The new name (unique for the owner, ignoring case).
+        new_name: String,
+    },
+    /// Delete a connection with its token, sync cursors and lease. Microsoft's consent
+    /// stays; an admin removes it under Entra ID → Enterprise applications.
+    Remove {
+        /// The connection's name or id.
+        connection: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let opened = common::store::open(&args.store).await?;
+    let store = opened.store.as_ref();
+    let owner = OwnerId::new(args.owner);
+    match args.command {
+        Command::List => {
+            let connections = store.list(&owner).await.map_err(describe_store_error)?;
+            if connections.is_empty() {
+                println!(
+                    "No linked Microsoft 365 accounts for owner {owner} in {}.\n\
+                     Create one with `cargo run --example connect -- --name <NAME>`.",
+                    opened.description
+                );
+            } else {
+                println!("{}", table(&connections));
+            }
+        }
+        Command::Show { connection } => {
+            let connection = find_connection(store, &owner, &connection).await?;
+            print!("{}", details(&connection));
+        }
+        Command::Rename {
+            connection,
+            new_name,
+        } => {
+            let connection = find_connection(store, &owner, &connection).await?;
+            let renamed = store
+                .rename(&owner, connection.id, &new_name)
+                .await
+                .map_err(describe_store_error)?;
+            println!(
+                "Renamed {:?} to {:?}.",
+                connection.name.as_str(),
+                renamed.name.as_str()
+            );
+        }
+        Command::Remove { connection, yes } => {
+            let connection = find_connection(store, &owner, &connection).await?;
+            if !yes && !confirm(&connection)? {
+                println!("Nothing removed.");
+                return Ok(());
+            }
+            store
+                .delete(&owner, connection.id)
+                .await
+                .map_err(describe_store_error)?;
+            println!("Removed {:?}.", connection.name.as_str());
+        }
+    }
+    Ok(())
+}
+
+/// The "Linked Microsoft 365 accounts" table.
+fn table(connections: &[Connection]) -> Table {
+    let mut table = Table::new();
+    table
+        .load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(["Name", "Tenant", "Admin", "Status", "Last sync"]);
+    for connection in connections {
+        table.add_row([
+            connection.name.as_str().to_owned(),
+            connection.tenant.to_string(),
+            connection.admin.username.clone(),
+            status_text(&connection.status),
+            connection
+                .last_synced_at
+                .map_or_else(|| "never".to_owned(), when),
+        ]);
+    }
+    table
+}
+
+fn details(connection: &Connection) -> String {
+    let admin = match &connection.admin.display_name {
+        Some(name) => format!("{name} <{}>", connection.admin.username),
+        None => connection.admin.username.clone(),
+    };
+    let cloud = match &connection.cloud {
+        connection_store::Cloud::Custom { login, graph } => {
+            format!("custom (login {login}, graph {graph})")
+        }
+        other => format!("{other:?}"),
+    };
+    format!(
+        "name:       {}\nid:         {}\ntenant:     {}\ncloud:      {cloud}\nadmin:      \
+         {admin} (object id {})\nscopes:     {}\nstatus:     {}\ncreated:    {}\nupdated:    \
+         {}\nlast sync:  {}\n",
+        connection.name.as_str(),
+        connection.id,
+        connection.tenant,
+        connection.admin.object_id,
+        connection.scopes.join(" "),
+        status_text(&connection.status),
+        when(connection.created_at),
+        when(connection.updated_at),
+        connection
+            .last_synced_at
+            .map_or_else(|| "never".to_owned(), when),
+    )
+}
+
+fn when(at: OffsetDateTime) -> String {
+    at.replace_nanosecond(0)
+        .unwrap_or(at)
+        .format(&Rfc3339)
+        .unwrap_or_else(|_| at.to_string())
+}
+
+fn confirm(connection: &Connection) -> anyhow::Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!("refusing to remove without confirmation\nnext step: add --yes");
+    }
+    print!(
+        "Remove {:?} (tenant {})? Its stored sign-in and sync state are deleted. [y/N] ",
+        connection.name.as_str(),
+        connection.tenant
+    );
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
