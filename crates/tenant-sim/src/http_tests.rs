@@ -768,8 +768,16 @@ async fn throttle_answers_429_with_fractional_retry_after_per_request_and_per_ba
             .throttle(ThrottleSettings::new(0.01, 4.0).unwrap_or_else(|e| panic!("{e}"))),
     )
     .await;
-    assert_eq!(h.get("/users").await.0, StatusCode::OK);
-    assert_eq!(h.get("/users").await.0, StatusCode::OK);
+    let (status, first, _) = h.get_with("/users", &h.token, &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(first["x-ms-resource-unit"], "2");
+    assert!(
+        !first.contains_key("x-ms-throttle-limit-percentage"),
+        "half the bucket used"
+    );
+    let (status, second, _) = h.get_with("/users", &h.token, &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(second["x-ms-throttle-limit-percentage"], "1.0");
     let (status, headers, body) = h.get_with("/users", &h.token, &[]).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     let retry_after: f64 = headers["retry-after"]

@@ -293,6 +293,7 @@ async fn process(
     endpoint.authorize(&grant)?;
     let query = Query::parse(parts.uri.query());
     let cost = endpoint.cost(&query);
+    let mut used_share = 0.0;
     if cost > 0 {
         let taken = shared
             .throttle
@@ -310,6 +311,7 @@ async fn process(
                     "ResourceUnitLimitExceeded",
                 ));
         }
+        used_share = taken.unwrap_or(0.0);
     }
     if endpoint == Endpoint::Batch {
         let body = axum::body::to_bytes(body, 4 * 1024 * 1024)
@@ -340,6 +342,14 @@ async fn process(
     response
         .headers_mut()
         .insert("x-ms-resource-unit", HeaderValue::from(cost));
+    // [spec 10a]: once more than 80 % of the quota is used, Graph says how much.
+    if used_share > 0.8
+        && let Ok(value) = HeaderValue::from_str(&format!("{used_share:.1}"))
+    {
+        response
+            .headers_mut()
+            .insert("x-ms-throttle-limit-percentage", value);
+    }
     Ok(response)
 }
 

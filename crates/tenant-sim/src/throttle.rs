@@ -80,11 +80,12 @@ impl Throttle {
         self.settings
     }
 
-    /// Takes `cost` units from `key`'s bucket, or says how long until it could. A refused
-    /// request takes nothing, so a client that waits `Retry-After` gets through.
-    pub(crate) fn take(&mut self, key: &str, cost: u32, now: Instant) -> Result<(), Duration> {
+    /// Takes `cost` units from `key`'s bucket and returns the share of the bucket now
+    /// used (0.0 when unthrottled), or says how long until it could. A refused request
+    /// takes nothing, so a client that waits `Retry-After` gets through.
+    pub(crate) fn take(&mut self, key: &str, cost: u32, now: Instant) -> Result<f64, Duration> {
         let Some(settings) = self.settings else {
-            return Ok(());
+            return Ok(0.0);
         };
         let bucket = self.buckets.entry(key.to_string()).or_insert(Bucket {
             tokens: settings.burst,
@@ -96,7 +97,7 @@ impl Throttle {
         let cost = f64::from(cost).min(settings.burst);
         if bucket.tokens >= cost {
             bucket.tokens -= cost;
-            Ok(())
+            Ok(1.0 - bucket.tokens / settings.burst)
         } else {
             Err(Duration::from_secs_f64(
                 (cost - bucket.tokens) / settings.units_per_second,
@@ -131,8 +132,8 @@ mod tests {
         let mut throttle = Throttle::new(Some(
             ThrottleSettings::new(2.0, 4.0).unwrap_or_else(|e| panic!("{e}")),
         ));
-        assert!(throttle.take("app/tenant", 2, start).is_ok());
-        assert!(throttle.take("app/tenant", 2, start).is_ok());
+        assert_eq!(throttle.take("app/tenant", 2, start), Ok(0.5));
+        assert_eq!(throttle.take("app/tenant", 2, start), Ok(1.0));
         let wait = throttle.take("app/tenant", 2, start).err();
         assert_eq!(wait, Some(Duration::from_secs(1)));
         // Another app+tenant has its own bucket.
