@@ -46,6 +46,8 @@ where
             while !stop.load(Ordering::Relaxed) {
                 op(writer).await;
                 count.fetch_add(1, Ordering::Relaxed);
+                // MemoryStore never waits; let the timer task run.
+                tokio::task::yield_now().await;
             }
         }));
     }

@@ -152,9 +152,11 @@ fn sqlite_survives_sigkill_of_a_writer_mid_write() {
         let mut seen = 0;
         for line in BufReader::new(stdout).lines() {
             let line = line.expect("read writer output");
-            let Some(rest) = line.strip_prefix("committed ") else {
+            // libtest may print "test crash_writer_child ... " in front of the first line.
+            let Some(at) = line.find("committed ") else {
                 continue;
             };
+            let rest = &line[at + "committed ".len()..];
             let mut parts = rest.split(' ');
             let id: ConnectionId = parts.next().and_then(|s| s.parse().ok()).expect("id");
             let version: u64 = parts.next().and_then(|s| s.parse().ok()).expect("version");
