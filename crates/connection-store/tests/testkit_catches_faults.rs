@@ -93,12 +93,19 @@ impl ConnectionStore for Faulty {
         token: SecretString,
     ) -> Result<TokenVersion, StoreError> {
         if self.fault == Fault::BlindReplace {
-            let current = self.inner.load_token(owner, id).await?.version;
-            tokio::task::yield_now().await;
-            return match self.inner.replace_token(owner, id, current, token).await {
-                Ok(_) => Ok(expected.next()),
-                Err(err) => Err(err),
-            };
+            // Last writer wins: retry on the current version until the write lands.
+            loop {
+                let current = self.inner.load_token(owner, id).await?.version;
+                match self
+                    .inner
+                    .replace_token(owner, id, current, token.clone())
+                    .await
+                {
+                    Ok(_) => return Ok(expected.next()),
+                    Err(StoreError::Conflict { .. }) => {}
+                    Err(err) => return Err(err),
+                }
+            }
         }
         self.inner.replace_token(owner, id, expected, token).await
     }
