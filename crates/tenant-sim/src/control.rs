@@ -422,9 +422,21 @@ impl Control {
             .cloned()
             .ok_or_else(|| not_found("user", id_or_upn))?;
         apply_user_fields(&dir, &mut probe, fields)?;
+        // Which properties changed, for `Prefer: return=minimal` delta rounds ([spec 9]).
+        let mut mask = 0u64;
+        if let Some(before) = dir.user(slot) {
+            for (bit, name) in crate::graph::USER_PROPERTIES.iter().enumerate() {
+                let old = crate::graph::user_property(&dir, slot, before, name);
+                let new = crate::graph::user_property(&dir, slot, &probe, name);
+                if old != new {
+                    mask |= 1 << bit;
+                }
+            }
+        }
         if !dir.update_user(slot, |u| *u = probe) {
             return Err(Error::Conflict("user principal name is taken".into()));
         }
+        dir.record_user_change(slot, mask);
         user_summary(&dir, slot).ok_or_else(|| not_found("user", id_or_upn))
     }
 

@@ -169,6 +169,9 @@ pub(crate) struct Directory {
     pub expired_before: u64,
     /// Tokens of rounds that ended before this must resync (410 Gone).
     pub resync_before: u64,
+    /// Which user properties changed at which sequence number (a bit per property of
+    /// `graph::USER_PROPERTIES`; all bits for a new user), for `Prefer: return=minimal`.
+    pub user_property_changes: HashMap<u32, Vec<(u64, u64)>>,
     rng: StdRng,
     sorted_users: std::sync::Mutex<Option<(u64, Arc<Vec<u32>>)>>,
 }
@@ -741,6 +744,7 @@ impl Directory {
             member_log: Vec::new(),
             expired_before: 0,
             resync_before: 0,
+            user_property_changes: HashMap::new(),
             rng,
             sorted_users: std::sync::Mutex::new(None),
         }
@@ -870,11 +874,13 @@ impl Directory {
             return None;
         }
         user.version = self.next_seq();
+        let created = (user.version, u64::MAX);
         let slot = slot(self.users.len());
         self.users.push(Some(user));
         self.user_ids.push(id);
         self.user_by_id.insert(id, slot);
         self.user_by_upn.insert(key, slot);
+        self.user_property_changes.insert(slot, vec![created]);
         Some(slot)
     }
 
@@ -1010,6 +1016,30 @@ impl Directory {
         let floor = self.expired_before;
         self.tombstones.retain(|t| t.seq >= floor);
         self.member_log.retain(|c| c.seq >= floor);
+        self.user_property_changes.retain(|_, changes| {
+            changes.retain(|(seq, _)| *seq >= floor);
+            !changes.is_empty()
+        });
+    }
+
+    /// Records that the properties in `mask` of a user changed at its current version.
+    pub(crate) fn record_user_change(&mut self, slot: u32, mask: u64) {
+        if let Some(version) = self.user(slot).map(|u| u.version) {
+            self.user_property_changes
+                .entry(slot)
+                .or_default()
+                .push((version, mask));
+        }
+    }
+
+    /// The properties of a user that changed after `from` (all bits: created after it).
+    pub(crate) fn user_changes_since(&self, slot: u32, from: u64) -> u64 {
+        self.user_property_changes.get(&slot).map_or(0, |changes| {
+            changes
+                .iter()
+                .filter(|(seq, _)| *seq > from)
+                .fold(0, |mask, (_, m)| mask | m)
+        })
     }
 
     /// Every delta token issued so far must resync (410 Gone).

@@ -17,8 +17,8 @@ use serde_json::{Map, Value, json};
 
 use crate::data::{Directory, Kind, Member};
 use crate::graph::{
-    GraphError, Request, USER_DEFAULT, group_json, json_response, now_unix, user_property,
-    write_page,
+    GraphError, Request, USER_DEFAULT, USER_PROPERTIES, group_json, json_response, now_unix,
+    user_property, write_page,
 };
 
 /// Directory delta tokens live 7 days ([spec 9] "Token duration").
@@ -203,6 +203,15 @@ pub(crate) fn handle(
     page_size: usize,
 ) -> Result<Response, GraphError> {
     let query = &request.query;
+    let minimal = request
+        .headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| {
+            v.split(',')
+                .any(|p| p.trim().eq_ignore_ascii_case("return=minimal"))
+        });
     if query.top.is_some() || query.orderby.is_some() || query.expand.is_some() {
         return Err(GraphError::bad_request(
             "Request_UnsupportedQuery",
@@ -306,7 +315,7 @@ pub(crate) fn handle(
         _ => format!("{}/$metadata#{}", request.graph_base, collection(kind)),
     };
     let (items, next) = match kind {
-        Kind::User => users_page(dir, &cursor, page_size),
+        Kind::User => users_page(dir, &cursor, page_size, minimal),
         Kind::Group => groups_page(dir, &cursor, page_size),
     };
     let (next_link, delta_link) = if let Some(next) = next {
@@ -423,6 +432,7 @@ fn users_page(
     dir: &Directory,
     cursor: &Cursor,
     page_size: usize,
+    minimal: bool,
 ) -> (Vec<Map<String, Value>>, Option<Cursor>) {
     let mut items = Vec::new();
     let mut budget = page_size;
@@ -459,11 +469,28 @@ fn users_page(
                         )
                         .collect(),
                 };
+                // `Prefer: return=minimal` on a change round: only the properties that
+                // changed, a property set to null included as null ([spec 9]).
+                let changed = match (minimal, cursor.from) {
+                    (true, Some(from)) => Some(dir.user_changes_since(slot, from)),
+                    _ => None,
+                };
                 for name in names {
-                    // Properties never set are omitted in delta answers ([spec 9]).
-                    if let Some((key, value)) = user_property(dir, slot, user, name)
-                        && !value.is_null()
-                    {
+                    let Some((key, value)) = user_property(dir, slot, user, name) else {
+                        continue;
+                    };
+                    let keep = match changed {
+                        Some(u64::MAX) | None => !value.is_null(),
+                        Some(mask) => {
+                            key == "id"
+                                || USER_PROPERTIES
+                                    .iter()
+                                    .position(|p| *p == key)
+                                    .is_some_and(|bit| mask & (1 << bit) != 0)
+                        }
+                    };
+                    // Otherwise properties never set are omitted ([spec 9]).
+                    if keep {
                         map.insert(key.into(), value);
                     }
                 }

@@ -720,3 +720,30 @@ async fn odata_cast_samples_have_the_simulators_shape() {
     .await;
     assert_plain_count("user-memberof-group-cast-count-only.txt", &count);
 }
+
+#[tokio::test]
+async fn minimal_users_delta_sample_has_the_simulators_shape() {
+    let h = start(TenantSim::builder().users(5).groups(0).delta_page_size(2)).await;
+    let control = h.sim.control();
+    let (_, delta_link, _) = h.delta_round(&h.url("/users/delta")).await;
+    // Three changed users on pages of two: the first page has a nextLink, as the sample.
+    for user in &control.users()[1..4] {
+        let fields = UserFields::new()
+            .display_name("Vance Adele")
+            .job_title("Product Marketing Manager");
+        control
+            .update_user(&user.id, &fields)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let response = h
+        .http
+        .get(&delta_link)
+        .bearer_auth(&h.token)
+        .header("Prefer", "return=minimal")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(response.status(), StatusCode::OK);
+    let page: Value = response.json().await.unwrap_or(Value::Null);
+    assert_same_shape("users-delta-minimal.json", &page, &["value[].id"]);
+}

@@ -574,7 +574,7 @@ pub(crate) const USER_DEFAULT: &[&str] = &[
     "id",
 ];
 
-const USER_PROPERTIES: &[&str] = &[
+pub(crate) const USER_PROPERTIES: &[&str] = &[
     "id",
     "displayName",
     "givenName",

@@ -1449,3 +1449,47 @@ async fn dropping_the_simulator_stops_its_listeners() {
     assert!(fresh.get(&graph).bearer_auth(&token).send().await.is_err());
     assert!(fresh.get(&control).send().await.is_err());
 }
+
+#[tokio::test]
+async fn minimal_delta_returns_only_changed_properties_with_nulls() {
+    let h = start(TenantSim::builder().users(6).groups(0)).await;
+    let control = h.sim.control();
+    let users = control.users();
+    let (_, delta_link, _) = h.delta_round(&h.url("/users/delta")).await;
+    control
+        .update_user(&users[2].id, &UserFields::new().job_title("Pilot"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let added = control
+        .add_user(&UserFields::new().display_name("New Person"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let response = h
+        .http
+        .get(&delta_link)
+        .bearer_auth(&h.token)
+        .header("Prefer", "return=minimal")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let page: Value = response.json().await.unwrap_or(Value::Null);
+    let items = page["value"].as_array().cloned().unwrap_or_default();
+    let changed = items
+        .iter()
+        .find(|i| i["id"] == users[2].id.as_str())
+        .cloned()
+        .unwrap_or(Value::Null);
+    assert_eq!(keys(&changed), ["id", "jobTitle"]);
+    assert_eq!(changed["jobTitle"], "Pilot");
+    let new = items
+        .iter()
+        .find(|i| i["id"] == added.id.as_str())
+        .cloned()
+        .unwrap_or(Value::Null);
+    assert_eq!(new["displayName"], "New Person", "a new user comes whole");
+    // Without the header the same round returns every selected property.
+    let (_, full) = h.follow(&delta_link).await;
+    let changed = full["value"]
+        .as_array()
+        .and_then(|v| v.iter().find(|i| i["id"] == users[2].id.as_str()).cloned())
+        .unwrap_or(Value::Null);
+    assert!(changed["displayName"].is_string() && changed["userPrincipalName"].is_string());
+}
