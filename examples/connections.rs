@@ -13,12 +13,10 @@ use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 use common::connect::{find_connection, status_text};
 use common::glue::describe_store_error;
+use common::present::{connections_table, when};
 use connection_store::{Connection, OwnerId};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 /// Manage the linked Microsoft 365 accounts (connections) in the store.
 #[derive(Parser, Debug)]
@@ -94,7 +92,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     opened.description
                 );
             } else {
-                println!("{}", table(&connections));
+                println!("{}", connections_table(&connections));
             }
         }
         Command::Show { connection } => {
@@ -132,27 +130,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The "Linked Microsoft 365 accounts" table.
-fn table(connections: &[Connection]) -> Table {
-    let mut table = Table::new();
-    table
-        .load_preset(UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_header(["Name", "Tenant", "Admin", "Status", "Last sync"]);
-    for connection in connections {
-        table.add_row([
-            connection.name.as_str().to_owned(),
-            connection.tenant.to_string(),
-            connection.admin.username.clone(),
-            status_text(&connection.status),
-            connection
-                .last_synced_at
-                .map_or_else(|| "never".to_owned(), when),
-        ]);
-    }
-    table
-}
-
 fn details(connection: &Connection) -> String {
     let admin = match &connection.admin.display_name {
         Some(name) => format!("{name} <{}>", connection.admin.username),
@@ -180,13 +157,6 @@ fn details(connection: &Connection) -> String {
             .last_synced_at
             .map_or_else(|| "never".to_owned(), when),
     )
-}
-
-fn when(at: OffsetDateTime) -> String {
-    at.replace_nanosecond(0)
-        .unwrap_or(at)
-        .format(&Rfc3339)
-        .unwrap_or_else(|_| at.to_string())
 }
 
 fn confirm(connection: &Connection) -> anyhow::Result<bool> {

@@ -200,6 +200,18 @@ pub fn open_in_browser(url: &url::Url) {
     }
 }
 
+/// Plays the browser against a simulator that consents by itself (tenant-sim's
+/// `AutoConsent`): follows the authorization URL and its redirect to the loopback server.
+/// For the demo and tests; a person uses [`open_in_browser`].
+pub fn simulated_browser(url: &url::Url) {
+    let url = url.clone();
+    tokio::spawn(async move {
+        if let Err(error) = reqwest::get(url).await {
+            tracing::warn!(%error, "simulated browser could not finish the sign-in");
+        }
+    });
+}
+
 /// The connection fields a grant gives: tenant, admin, scopes.
 pub fn admin_of(grant: &Grant) -> AdminAccount {
     let identity = grant.identity();

@@ -10,5 +10,6 @@
 
 pub mod connect;
 pub mod glue;
+pub mod present;
 pub mod store;
 pub mod sync;
