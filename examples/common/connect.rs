@@ -328,12 +328,18 @@ pub fn explain(error: &anyhow::Error, sign_in: &SignIn) -> String {
     match auth {
         AuthError::AdminApprovalRequired {
             admin_consent_url, ..
-        } => format!(
-            "The account you signed in with may not approve these permissions: only an \
-             administrator of the Microsoft 365 tenant can.\nnext step: sign in with an admin \
-             account, or forward this link to your IT admin, then run connect again:\n\n  \
-             {admin_consent_url}"
-        ),
+        } => {
+            // The error's link names this run's loopback redirect, which is gone once
+            // connect exits; the forwarded link leaves it out so Entra uses a registered
+            // one (spec §1b).
+            let forward = link(sign_in).unwrap_or_else(|| admin_consent_url.to_string());
+            format!(
+                "The account you signed in with may not approve these permissions: only an \
+                 administrator of the Microsoft 365 tenant can.\nnext step: sign in with an \
+                 admin account, or forward this link to your IT admin, then run connect \
+                 again:\n\n  {forward}"
+            )
+        }
         AuthError::MissingScopes { missing, .. } => {
             let mut text = format!(
                 "Microsoft did not grant all the permissions the sync needs (missing: {}).\n\
