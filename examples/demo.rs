@@ -262,6 +262,8 @@ fn change_the_directory(sim: &TenantSim) -> anyhow::Result<Vec<String>> {
 struct Directory {
     users: HashMap<String, UserRow>,
     groups: HashMap<String, GroupRow>,
+    /// Why users were removed in the last sync (soft or permanent deletion).
+    removed: HashMap<String, RemovedReason>,
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -301,6 +303,7 @@ impl Directory {
                 graph.groups().delta_from(links.groups),
             ),
         };
+        self.removed.clear();
         let mut users_link = None;
         let stream = users.stream();
         let mut stream = std::pin::pin!(stream);
@@ -327,8 +330,9 @@ impl Directory {
                         row.job_title = title;
                     }
                 }
-                DeltaEvent::Removed { id, .. } => {
+                DeltaEvent::Removed { id, reason } => {
                     self.users.remove(id.as_str());
+                    self.removed.insert(id.as_str().to_owned(), reason);
                     for group in self.groups.values_mut() {
                         group.members.remove(id.as_str());
                     }
@@ -383,22 +387,31 @@ impl Directory {
                 .map_or_else(|| id.to_owned(), |u| u.upn.clone())
         };
         let mut lines = Vec::new();
-        let mut sorted: BTreeMap<&String, &UserRow> = after.users.iter().collect();
-        for (id, user) in &sorted {
-            match self.users.get(*id) {
+        // Users in the order of their sign-in names, additions and updates first.
+        let mut users: Vec<(&String, &UserRow)> = after.users.iter().collect();
+        users.sort_by(|a, b| a.1.upn.cmp(&b.1.upn));
+        for (id, user) in users {
+            match self.users.get(id) {
                 None => lines.push(format!("+ user {} ({})", user.upn, user.display_name)),
-                Some(old) if old != *user => lines.push(format!(
+                Some(old) if old != user => lines.push(format!(
                     "~ user {}: job title {:?} → {:?}",
                     user.upn, old.job_title, user.job_title
                 )),
                 Some(_) => {}
             }
         }
-        sorted = self.users.iter().collect();
-        for (id, user) in sorted {
-            if !after.users.contains_key(id) {
-                lines.push(format!("- user {}", user.upn));
-            }
+        let mut removed: Vec<(&String, &UserRow)> = self
+            .users
+            .iter()
+            .filter(|(id, _)| !after.users.contains_key(*id))
+            .collect();
+        removed.sort_by(|a, b| a.1.upn.cmp(&b.1.upn));
+        for (id, user) in removed {
+            let how = match after.removed.get(id) {
+                Some(RemovedReason::Deleted) => "deleted permanently",
+                _ => "deleted, restorable for 30 days",
+            };
+            lines.push(format!("- user {} ({how})", user.upn));
         }
         let groups: BTreeMap<&String, &GroupRow> = after.groups.iter().collect();
         for (id, group) in groups {

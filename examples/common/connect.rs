@@ -102,6 +102,15 @@ impl LoopbackRedirect {
     }
 }
 
+impl Drop for LoopbackRedirect {
+    fn drop(&mut self) {
+        // Not waited for (the sign-in failed before the redirect): stop serving anyway.
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
 async fn receive(
     State(sender): State<Arc<mpsc::Sender<String>>>,
     RawQuery(query): RawQuery,
