@@ -1,0 +1,539 @@
+//! Measures graph-client and the sync engine against tenant-sim in process.
+//!
+//! ```text
+//! cargo run --release --example bench                      # 100,000 users, everything
+//! cargo run --release --example bench -- --users 10000 --only listing
+//! cargo run --release --example bench -- --help
+//! ```
+//!
+//! Scenarios, each on the same simulated tenant:
+//! - `listing`: every user through graph-client (`$top=999`) against a floor written with
+//!   plain reqwest + `serde_json` into the same `graph_client::User` over the same pages;
+//!   best of `--runs` each, alternating.
+//! - `membership`: every group's members with `--latency-ms` per Graph round trip,
+//!   one group at a time (each group's pages in turn) against the sync engine's
+//!   expansion (`$batch` first pages, `--concurrency` batches or chains in flight).
+//! - `delta`: a users delta round after 1 % of the users changed.
+//! - `throttled`: every user in pages of 100 under a `--rate-limit` token bucket.
+//!
+//! Peak RSS is `VmHWM` of this process, which also holds the simulator; for the listing
+//! it is reset just before (`/proc/self/clear_refs`), so "peak RSS" is the listing's
+//! own high-water mark and "+RSS" its growth over the resident size before it. RSS is
+//! per process: compare sizes with separate runs (`--only listing --users 10000` and
+//! `--users 100000`).
+
+mod common;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::{Parser, ValueEnum};
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use common::connect::{SignIn, create_connection, simulated_browser};
+use common::glue::{App, Linked};
+use common::sync::{self, NoProgress};
+use connection_store::{ConnectionStore, MemoryStore, OwnerId};
+use futures::TryStreamExt as _;
+use graph_client::{DeltaEvent, GraphClient, User};
+use secrecy::ExposeSecret as _;
+use tenant_sim::{FaultSettings, TenantSim, ThrottleSettings, UserFields};
+
+/// Measure graph-client and the sync engine against a simulated tenant in process.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about)]
+struct Args {
+    /// Users in the simulated tenant.
+    #[arg(long, default_value_t = 100_000)]
+    users: usize,
+    /// Groups in the simulated tenant.
+    #[arg(long, default_value_t = 500)]
+    groups: usize,
+    /// Simulated Graph round trip for the membership scenario, in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    latency_ms: u64,
+    /// Resource units per second (and burst) for the throttled scenario.
+    #[arg(long, default_value_t = 200.0)]
+    rate_limit: f64,
+    /// Batches or member chains in flight in the concurrent expansion.
+    #[arg(long, default_value_t = sync::DEFAULT_CONCURRENCY)]
+    concurrency: usize,
+    /// Runs of each listing (the best is reported).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Run one scenario only (separate processes give separate peak RSS figures).
+    #[arg(long, value_enum, default_value_t = Only::All)]
+    only: Only,
+    /// Seed of the simulated directory.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Only {
+    All,
+    Listing,
+    Membership,
+    Delta,
+    Throttled,
+}
+
+/// One row of the table.
+struct Row {
+    scenario: String,
+    wall: Duration,
+    requests: u64,
+    users: Option<u64>,
+    peak_rss: Option<String>,
+    ratio: String,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Args::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("bench failed: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    eprintln!(
+        "starting tenant-sim: {} users, {} groups",
+        args.users, args.groups
+    );
+    let sim = TenantSim::builder()
+        .users(args.users)
+        .groups(args.groups)
+        .seed(args.seed)
+        .start()
+        .await
+        .context("could not start tenant-sim")?;
+    let linked = connect(&sim).await?;
+    let graph = linked.graph.clone();
+    // The floor uses the same access token as graph-client.
+    let token = linked
+        .session
+        .access_token()
+        .await
+        .context("no access token")?
+        .into_secret();
+    let mut rows = Vec::new();
+    let mut listing_requests = None;
+
+    if matches!(args.only, Only::All | Only::Listing) {
+        let (listing, floor) = listing(&sim, &graph, token.expose_secret(), args.runs).await?;
+        listing_requests = Some(listing.requests);
+        rows.push(listing);
+        rows.push(floor);
+    }
+    if matches!(args.only, Only::All | Only::Membership) {
+        rows.extend(membership(&sim, &graph, &args).await?);
+    }
+    if matches!(args.only, Only::All | Only::Delta) {
+        rows.extend(delta(&sim, &graph, args.users, listing_requests).await?);
+    }
+    if matches!(args.only, Only::All | Only::Throttled) {
+        rows.push(throttled(&sim, &graph, args.rate_limit).await?);
+    }
+
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED).set_header([
+        "scenario",
+        "wall time",
+        "requests",
+        "users/s",
+        "peak RSS",
+        "ratio / note",
+    ]);
+    for row in rows {
+        let per_second = row.users.map_or_else(String::new, |users| {
+            format!("{:.0}", users as f64 / row.wall.as_secs_f64().max(1e-9))
+        });
+        table.add_row([
+            row.scenario,
+            format!("{:.3} s", row.wall.as_secs_f64()),
+            row.requests.to_string(),
+            per_second,
+            row.peak_rss.unwrap_or_default(),
+            row.ratio,
+        ]);
+    }
+    println!(
+        "tenant-sim in process: {} users, {} groups, seed {}; process peak RSS (VmHWM) {}",
+        args.users,
+        args.groups,
+        args.seed,
+        rss("VmHWM").map_or_else(|| "n/a".to_owned(), mib)
+    );
+    println!("{table}");
+    sim.shutdown().await;
+    Ok(())
+}
+
+/// A connection as the examples make it: the simulated admin signs in and consents.
+async fn connect(sim: &TenantSim) -> anyhow::Result<Linked> {
+    let sign_in = SignIn {
+        app: App {
+            client_id: sim.client_id().to_owned(),
+            client_secret: Some(sim.client_secret().clone()),
+        },
+        cloud: connection_store::Cloud::Custom {
+            login: sim.login_base().to_owned(),
+            graph: sim.graph_base().to_owned(),
+        },
+        authority: "organizations".to_owned(),
+    };
+    let (_client, grant) = sign_in
+        .browser(None, Duration::from_secs(30), simulated_browser)
+        .await
+        .context("the simulated sign-in failed")?;
+    let store: Arc<dyn ConnectionStore> = Arc::new(MemoryStore::new());
+    let owner = OwnerId::new("bench");
+    let connection = create_connection(
+        store.as_ref(),
+        &owner,
+        "Bench",
+        sign_in.cloud.clone(),
+        &grant,
+    )
+    .await?;
+    Linked::open(store, &owner, connection.id, &sign_in.app).await
+}
+
+// ---------------------------------------------------------------------------------------
+// listing vs floor
+// ---------------------------------------------------------------------------------------
+
+async fn listing(
+    sim: &TenantSim,
+    graph: &GraphClient,
+    token: &str,
+    runs: usize,
+) -> anyhow::Result<(Row, Row)> {
+    let http = reqwest::Client::builder()
+        .build()
+        .context("could not build the reqwest client")?;
+    // Warm both up (connections, allocator), uncounted.
+    list_with_client(graph).await?;
+    list_floor(&http, sim.graph_base(), token).await?;
+
+    let mut best_client = (Duration::MAX, 0, 0, 0, 0);
+    let mut best_floor = (Duration::MAX, 0, 0, 0, 0);
+    for _ in 0..runs.max(1) {
+        for which in [true, false] {
+            sim.control().reset_counters();
+            let before = rss("VmRSS").unwrap_or(0);
+            reset_peak_rss();
+            let started = Instant::now();
+            let users = if which {
+                list_with_client(graph).await?
+            } else {
+                list_floor(&http, sim.graph_base(), token).await?
+            };
+            let wall = started.elapsed();
+            let peak = rss("VmHWM").unwrap_or(0);
+            let requests = sim.control().counters().total();
+            let best = if which {
+                &mut best_client
+            } else {
+                &mut best_floor
+            };
+            if wall < best.0 {
+                *best = (wall, requests, users, peak, peak.saturating_sub(before));
+            }
+        }
+    }
+    anyhow::ensure!(
+        best_client.2 == best_floor.2,
+        "graph-client listed {} users, the floor {}",
+        best_client.2,
+        best_floor.2
+    );
+    let ratio = best_client.0.as_secs_f64() / best_floor.0.as_secs_f64();
+    let row = |name: &str, best: (Duration, u64, u64, u64, u64), ratio: String| Row {
+        scenario: name.to_owned(),
+        wall: best.0,
+        requests: best.1,
+        users: Some(best.2),
+        peak_rss: Some(format!("{} (+{})", mib(best.3), mib(best.4))),
+        ratio,
+    };
+    Ok((
+        row(
+            "listing: graph-client ($top=999)",
+            best_client,
+            format!("{ratio:.2}× floor (target ≤ 1.10)"),
+        ),
+        row(
+            "listing: floor (reqwest + serde_json)",
+            best_floor,
+            "1.00".into(),
+        ),
+    ))
+}
+
+async fn list_with_client(graph: &GraphClient) -> anyhow::Result<u64> {
+    let pages = graph.users().list().top(999).pages();
+    let mut pages = std::pin::pin!(pages);
+    let mut count = 0;
+    while let Some(page) = pages.try_next().await? {
+        count += page.items().len() as u64;
+    }
+    Ok(count)
+}
+
+#[derive(serde::Deserialize)]
+struct FloorPage {
+    value: Vec<User>,
+    #[serde(rename = "@odata.nextLink")]
+    next_link: Option<String>,
+}
+
+/// The least a client can do: GET, read the body, decode the page, follow the link.
+async fn list_floor(http: &reqwest::Client, base: &str, token: &str) -> anyhow::Result<u64> {
+    let mut url = format!("{base}/users?$top=999");
+    let mut count = 0;
+    loop {
+        let body = http
+            .get(&url)
+            .bearer_auth(token)
+            .send()
+            .await?
+            .error_for_status()?
+            .bytes()
+            .await?;
+        let page: FloorPage = serde_json::from_slice(&body)?;
+        count += page.value.len() as u64;
+        match page.next_link {
+            Some(next) => url = next,
+            None => return Ok(count),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// membership expansion
+// ---------------------------------------------------------------------------------------
+
+async fn membership(sim: &TenantSim, graph: &GraphClient, args: &Args) -> anyhow::Result<Vec<Row>> {
+    let control = sim.control();
+    let ids: Vec<String> = control.groups().into_iter().map(|g| g.id).collect();
+    let expected: usize = control.groups().iter().map(|g| g.member_count).sum();
+    control.set_faults(FaultSettings::none().with_latency(Duration::from_millis(args.latency_ms)));
+
+    control.reset_counters();
+    let started = Instant::now();
+    let mut sequential = 0u64;
+    for id in &ids {
+        let pages = sync::member_request(graph, id).pages();
+        let mut pages = std::pin::pin!(pages);
+        while let Some(page) = pages.try_next().await? {
+            sequential += page.items().len() as u64;
+        }
+    }
+    let sequential_wall = started.elapsed();
+    let sequential_requests = control.counters().total();
+
+    control.reset_counters();
+    let started = Instant::now();
+    let members = sync::expand_members(graph, &ids, args.concurrency, &NoProgress).await?;
+    let concurrent_wall = started.elapsed();
+    let concurrent_requests = control.counters().total();
+    let concurrent: u64 = members.values().map(|m| m.len() as u64).sum();
+    control.set_faults(FaultSettings::none());
+    anyhow::ensure!(
+        sequential == concurrent && concurrent == expected as u64,
+        "memberships: sequential {sequential}, concurrent {concurrent}, directory {expected}"
+    );
+    let speedup = sequential_wall.as_secs_f64() / concurrent_wall.as_secs_f64();
+    Ok(vec![
+        Row {
+            scenario: format!(
+                "membership: one group at a time ({} groups, {} ms latency)",
+                ids.len(),
+                args.latency_ms
+            ),
+            wall: sequential_wall,
+            requests: sequential_requests,
+            users: None,
+            peak_rss: None,
+            ratio: format!("{sequential} memberships"),
+        },
+        Row {
+            scenario: format!("membership: $batch + {} in flight", args.concurrency),
+            wall: concurrent_wall,
+            requests: concurrent_requests,
+            users: None,
+            peak_rss: None,
+            ratio: format!("{speedup:.1}× faster (target ≥ 5×)"),
+        },
+    ])
+}
+
+// ---------------------------------------------------------------------------------------
+// delta after 1 % changes
+// ---------------------------------------------------------------------------------------
+
+async fn delta(
+    sim: &TenantSim,
+    graph: &GraphClient,
+    users: usize,
+    listing_requests: Option<u64>,
+) -> anyhow::Result<Vec<Row>> {
+    let control = sim.control();
+    // The full round as a first sync by delta would run it (its link is the start).
+    control.reset_counters();
+    let started = Instant::now();
+    let (initial_count, link) = delta_round(graph.users().delta().stream()).await?;
+    let initial_wall = started.elapsed();
+    let initial_requests = control.counters().total();
+
+    let changes = (users / 100).max(1);
+    let people: Vec<String> = control
+        .users()
+        .into_iter()
+        .filter(|u| !u.is_admin)
+        .take(changes)
+        .map(|u| u.id)
+        .collect();
+    for (index, id) in people.iter().enumerate() {
+        control.update_user(
+            id,
+            &UserFields::new().job_title(format!("Bench title {index}")),
+        )?;
+    }
+
+    control.reset_counters();
+    let started = Instant::now();
+    let (changed, _) = delta_round(graph.users().delta_from(link).stream()).await?;
+    let wall = started.elapsed();
+    let requests = control.counters().total();
+    anyhow::ensure!(
+        changed as usize >= people.len(),
+        "the delta round saw {changed} changes, {} were made",
+        people.len()
+    );
+    let versus_listing = listing_requests.map_or_else(String::new, |listing| {
+        format!(
+            "{:.1} % of the $top=999 listing's {listing} requests; ",
+            100.0 * requests as f64 / listing as f64
+        )
+    });
+    Ok(vec![
+        Row {
+            scenario: "delta: initial users round".to_owned(),
+            wall: initial_wall,
+            requests: initial_requests,
+            users: Some(initial_count),
+            peak_rss: None,
+            ratio: String::new(),
+        },
+        Row {
+            scenario: format!("delta: round after 1 % changes ({changes} users)"),
+            wall,
+            requests,
+            users: Some(changed),
+            peak_rss: None,
+            ratio: format!(
+                "{versus_listing}{:.1} % of the initial round's (target ≤ 3 %)",
+                100.0 * requests as f64 / initial_requests as f64
+            ),
+        },
+    ])
+}
+
+async fn delta_round(
+    stream: impl futures::Stream<Item = Result<DeltaEvent<User>, graph_client::GraphError>>,
+) -> anyhow::Result<(u64, graph_client::DeltaLink)> {
+    let mut stream = std::pin::pin!(stream);
+    let mut count = 0;
+    while let Some(event) = stream.try_next().await? {
+        match event {
+            DeltaEvent::Complete(link) => return Ok((count, link)),
+            _ => count += 1,
+        }
+    }
+    anyhow::bail!("the delta round ended without a link")
+}
+
+// ---------------------------------------------------------------------------------------
+// throttled
+// ---------------------------------------------------------------------------------------
+
+/// Resource units of `GET /users?$top=100` (spec 10a: users 2, no discount at $top ≥ 20).
+const USERS_PAGE_UNITS: f64 = 2.0;
+
+async fn throttled(sim: &TenantSim, graph: &GraphClient, rate: f64) -> anyhow::Result<Row> {
+    let control = sim.control();
+    control.set_throttle(Some(ThrottleSettings::new(rate, rate)?));
+    control.reset_counters();
+    let started = Instant::now();
+    let pages = graph.users().list().top(100).pages();
+    let mut pages = std::pin::pin!(pages);
+    let mut count = 0u64;
+    let mut failed = 0u64;
+    loop {
+        match pages.try_next().await {
+            Ok(Some(page)) => count += page.items().len() as u64,
+            Ok(None) => break,
+            Err(error) => {
+                failed += 1;
+                eprintln!("throttled run: request failed: {error}");
+                break;
+            }
+        }
+    }
+    let wall = started.elapsed();
+    control.set_throttle(None);
+    let counters = control.counters();
+    let throttled = counters.by_status().get(&429).copied().unwrap_or(0);
+    let ok = counters.by_status().get(&200).copied().unwrap_or(0);
+    // What the bucket allowed in that time: its burst plus the refill.
+    let allowed = rate + rate * wall.as_secs_f64();
+    let used = ok as f64 * USERS_PAGE_UNITS;
+    Ok(Row {
+        scenario: format!("throttled: users in pages of 100 at {rate} units/s"),
+        wall,
+        requests: counters.total(),
+        users: Some(count),
+        peak_rss: None,
+        ratio: format!(
+            "{failed} failed, {throttled} × 429; {:.0} % of the allowed units used (target ≥ 90 %)",
+            100.0 * used / allowed
+        ),
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// memory
+// ---------------------------------------------------------------------------------------
+
+/// A `/proc/self/status` figure in bytes (`VmRSS`, `VmHWM`), on Linux.
+fn rss(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Resets `VmHWM` to the current RSS (Linux ≥ 4.0: write 5 to `clear_refs`).
+fn reset_peak_rss() {
+    if let Err(error) = std::fs::write("/proc/self/clear_refs", "5") {
+        eprintln!("(could not reset the peak RSS: {error})");
+    }
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
