@@ -133,8 +133,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
         args.out.display()
     );
     let bars = Bars::new(args.quiet);
-    let report = sync::run(&linked.graph, &target, &options, &bars).await?;
+    let result = sync::run(&linked.graph, &target, &options, &bars).await;
     bars.multi.clear().ok();
+    let report = result.inspect_err(|error| {
+        if let Some(SyncStop::NeedsReconnect { .. }) = error.downcast_ref::<SyncStop>() {
+            eprintln!(
+                "To renew it: cargo run --example connect -- --reconnect {:?} --store {:?} \
+                 --owner {:?}",
+                connection.name.as_str(),
+                args.store,
+                args.owner
+            );
+        }
+    })?;
 
     let mut table = Table::new();
     table
