@@ -24,7 +24,7 @@ use secrecy::SecretString;
 /// code), consent to User.Read.All, Group.Read.All and offline_access, and save the
 /// connection (its refresh token encrypted) in the store.
 #[derive(Parser, Debug)]
-#[command(version, about, long_about)]
+#[command(version)]
 #[allow(
     clippy::doc_markdown,
     reason = "doc comments are the --help text, shown verbatim"

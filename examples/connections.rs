@@ -20,7 +20,7 @@ use connection_store::{Connection, OwnerId};
 
 /// Manage the linked Microsoft 365 accounts (connections) in the store.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version)]
 #[allow(
     clippy::doc_markdown,
     reason = "doc comments are the --help text, shown verbatim"

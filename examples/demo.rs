@@ -9,25 +9,25 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use common::connect::{SignIn, create_connection, simulated_browser};
 use common::glue::{App, Linked};
 use common::present::connections_table;
-use connection_store::{ConnectionStore, CursorKey, MemoryStore, OwnerId, SecretString};
-use futures::TryStreamExt as _;
-use graph_client::{DeltaEvent, DeltaLink, GraphClient, RemovedReason};
+use common::sync;
+use connection_store::{ConnectionId, ConnectionStore, MemoryStore, OwnerId};
 use tenant_sim::{Deletion, GroupFields, TenantSim, UserFields};
 
 /// Run the m365-link flow against a simulated tenant: connect, list, full sync, change
 /// the directory, delta sync.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// Users in the simulated tenant.
     #[arg(long, default_value_t = 3000)]
@@ -38,6 +38,10 @@ struct Args {
     /// Seed of the simulated directory (same seed, same tenant).
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Keep the export (users, groups, memberships as JSON Lines) in this folder; by
+    /// default it goes to a temporary folder removed at the end.
+    #[arg(long, value_name = "DIR")]
+    out: Option<std::path::PathBuf>,
 }
 
 #[tokio::main]
@@ -88,50 +92,37 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     step("Manage → import employees: full sync");
     let linked = Linked::open(Arc::clone(&store), &owner, connection.id, &sign_in.app).await?;
-    let mut directory = Directory::default();
+    let keep = args.out.is_some();
+    let out_dir = args.out.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("m365-link-demo-{}", uuid::Uuid::new_v4()))
+    });
+    let options = sync::Options::new(&out_dir)?;
+    let target = sync::Target {
+        store: Arc::clone(&store),
+        owner: owner.clone(),
+        id: connection.id,
+    };
     sim.control().reset_counters();
-    let started = Instant::now();
-    let links = directory.sync(&linked.graph, None).await?;
-    save_links(store.as_ref(), &owner, connection.id, &links).await?;
-    store
-        .record_sync(&owner, connection.id, time::OffsetDateTime::now_utc())
-        .await?;
-    println!(
-        "  {} users, {} groups, {} memberships in {:.1?} with {} Graph requests",
-        directory.users.len(),
-        directory.groups.len(),
-        directory.membership_count(),
-        started.elapsed(),
-        sim.control().counters().total()
-    );
+    let report = sync::run(&linked.graph, &target, &options, &sync::NoProgress).await?;
+    print_report(&report, sim.control().counters().total());
+    if keep {
+        println!("  export: {}", out_dir.display());
+    }
 
     step("Meanwhile, in the tenant: people join, change jobs, leave; groups change");
-    let changes = change_the_directory(&sim)?;
-    for line in &changes {
+    for line in change_the_directory(&sim)? {
         println!("  {line}");
     }
 
     step("Delta sync: only what changed");
+    let before = exported(&out_dir, connection.id)?;
     sim.control().reset_counters();
-    let started = Instant::now();
-    let saved = load_links(store.as_ref(), &owner, connection.id).await?;
-    let before = directory.clone();
-    let links = directory.sync(&linked.graph, Some(saved)).await?;
-    save_links(store.as_ref(), &owner, connection.id, &links).await?;
-    store
-        .record_sync(&owner, connection.id, time::OffsetDateTime::now_utc())
-        .await?;
-    let requests = sim.control().counters().total();
-    for line in before.diff(&directory) {
+    let report = sync::run(&linked.graph, &target, &options, &sync::NoProgress).await?;
+    let after = exported(&out_dir, connection.id)?;
+    for line in changes(&before, &after) {
         println!("  {line}");
     }
-    println!(
-        "  done in {:.1?} with {requests} Graph requests; now {} users, {} groups, {} memberships",
-        started.elapsed(),
-        directory.users.len(),
-        directory.groups.len(),
-        directory.membership_count(),
-    );
+    print_report(&report, sim.control().counters().total());
 
     step("Linked Microsoft 365 accounts");
     println!("{}", connections_table(&store.list(&owner).await?));
@@ -140,6 +131,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
          `cargo run --example connections -- list` lists them."
     );
     sim.shutdown().await;
+    if !keep {
+        // Only the folder this run made; `--out` folders are the user's.
+        let _ = std::fs::remove_dir_all(&out_dir);
+    }
     Ok(())
 }
 
@@ -257,231 +252,115 @@ fn change_the_directory(sim: &TenantSim) -> anyhow::Result<Vec<String>> {
     Ok(done)
 }
 
-/// The imported directory: users by id, groups by id with their member ids.
-#[derive(Clone, Default)]
-struct Directory {
-    users: HashMap<String, UserRow>,
-    groups: HashMap<String, GroupRow>,
-    /// Why users were removed in the last sync (soft or permanent deletion).
-    removed: HashMap<String, RemovedReason>,
+/// The export the sync wrote for `id` in `dir`.
+fn exported(dir: &std::path::Path, id: ConnectionId) -> anyhow::Result<sync::Snapshot> {
+    Ok(sync::load_previous(dir, sync::Format::Jsonl, id)?
+        .context("the sync wrote no export")?
+        .snapshot)
 }
 
-#[derive(Clone, PartialEq, Eq)]
-struct UserRow {
-    upn: String,
-    display_name: String,
-    job_title: String,
+/// What one sync reported, and the Graph requests the simulator counted.
+fn print_report(report: &sync::Report, requests: u64) {
+    println!(
+        "  {} sync in {:.1?} with {requests} Graph requests",
+        report.kind.label(),
+        report.elapsed
+    );
+    println!("{}", report_table(report));
 }
 
-#[derive(Clone, Default)]
-struct GroupRow {
-    display_name: String,
-    members: BTreeSet<String>,
-}
-
-/// The delta links of the users and groups rounds, saved as the connection's cursors.
-struct Links {
-    users: DeltaLink,
-    groups: DeltaLink,
-}
-
-impl Directory {
-    /// One sync: a full round without links, or the changes since `links`. Upserts
-    /// overwrite and removals of unknown ids are no-ops (spec 9: changes may repeat).
-    async fn sync(&mut self, graph: &GraphClient, links: Option<Links>) -> anyhow::Result<Links> {
-        // A delta link carries its round's $select, so only a first round names one.
-        let (users, groups) = match links {
-            None => (
-                graph
-                    .users()
-                    .delta()
-                    .select(["displayName", "userPrincipalName", "jobTitle"]),
-                graph.groups().delta().select(["displayName", "members"]),
-            ),
-            Some(links) => (
-                graph.users().delta_from(links.users),
-                graph.groups().delta_from(links.groups),
-            ),
-        };
-        self.removed.clear();
-        let mut users_link = None;
-        let stream = users.stream();
-        let mut stream = std::pin::pin!(stream);
-        while let Some(event) = stream.try_next().await? {
-            match event {
-                DeltaEvent::Upsert(user) => {
-                    let Some(id) = user.id else { continue };
-                    let row = self
-                        .users
-                        .entry(id.into_string())
-                        .or_insert_with(|| UserRow {
-                            upn: String::new(),
-                            display_name: String::new(),
-                            job_title: String::new(),
-                        });
-                    // A delta update carries the changed properties; keep the others.
-                    if let Some(upn) = user.user_principal_name {
-                        row.upn = upn;
-                    }
-                    if let Some(name) = user.display_name {
-                        row.display_name = name;
-                    }
-                    if let Some(title) = user.job_title {
-                        row.job_title = title;
-                    }
-                }
-                DeltaEvent::Removed { id, reason } => {
-                    self.users.remove(id.as_str());
-                    self.removed.insert(id.as_str().to_owned(), reason);
-                    for group in self.groups.values_mut() {
-                        group.members.remove(id.as_str());
-                    }
-                }
-                DeltaEvent::Complete(link) => users_link = Some(link),
-                _ => {}
-            }
-        }
-        let mut groups_link = None;
-        let stream = groups.stream();
-        let mut stream = std::pin::pin!(stream);
-        while let Some(event) = stream.try_next().await? {
-            match event {
-                DeltaEvent::Upsert(group) => {
-                    let Some(id) = group.id else { continue };
-                    let row = self.groups.entry(id.into_string()).or_default();
-                    if let Some(name) = group.display_name {
-                        row.display_name = name;
-                    }
-                    for change in group.members_delta {
-                        if change.is_removed() {
-                            row.members.remove(change.id.as_str());
-                        } else {
-                            row.members.insert(change.id.into_string());
-                        }
-                    }
-                }
-                DeltaEvent::Removed { id, reason } => {
-                    if matches!(reason, RemovedReason::Deleted | RemovedReason::Changed) {
-                        self.groups.remove(id.as_str());
-                    }
-                }
-                DeltaEvent::Complete(link) => groups_link = Some(link),
-                _ => {}
-            }
-        }
-        Ok(Links {
-            users: users_link.context("the users delta round ended without a delta link")?,
-            groups: groups_link.context("the groups delta round ended without a delta link")?,
-        })
+fn report_table(report: &sync::Report) -> Table {
+    let mut table = Table::new();
+    table
+        .load_preset(UTF8_FULL_CONDENSED)
+        .set_header(["", "total", "added", "updated", "deleted"]);
+    for (name, counts) in [
+        ("users", report.users),
+        ("groups", report.groups),
+        ("memberships", report.memberships),
+    ] {
+        table.add_row([
+            name.to_owned(),
+            counts.total.to_string(),
+            counts.added.to_string(),
+            counts.updated.to_string(),
+            counts.deleted.to_string(),
+        ]);
     }
+    table
+}
 
-    fn membership_count(&self) -> usize {
-        self.groups.values().map(|g| g.members.len()).sum()
-    }
+/// A user's or group's name in an export.
+fn name_of(record: Option<&sync::Record>, key: &str, id: &str) -> String {
+    record
+        .and_then(|r| r.get(key))
+        .and_then(serde_json::Value::as_str)
+        .map_or_else(|| id.to_owned(), str::to_owned)
+}
 
-    /// What changed from `self` to `after`, one line each.
-    fn diff(&self, after: &Directory) -> Vec<String> {
-        let name = |dir: &Directory, id: &str| {
-            dir.users
-                .get(id)
-                .map_or_else(|| id.to_owned(), |u| u.upn.clone())
-        };
-        let mut lines = Vec::new();
-        // Users in the order of their sign-in names, additions and updates first.
-        let mut users: Vec<(&String, &UserRow)> = after.users.iter().collect();
-        users.sort_by(|a, b| a.1.upn.cmp(&b.1.upn));
-        for (id, user) in users {
-            match self.users.get(id) {
-                None => lines.push(format!("+ user {} ({})", user.upn, user.display_name)),
-                Some(old) if old != user => lines.push(format!(
-                    "~ user {}: job title {:?} → {:?}",
-                    user.upn, old.job_title, user.job_title
-                )),
-                Some(_) => {}
-            }
-        }
-        let mut removed: Vec<(&String, &UserRow)> = self
-            .users
-            .iter()
-            .filter(|(id, _)| !after.users.contains_key(*id))
-            .collect();
-        removed.sort_by(|a, b| a.1.upn.cmp(&b.1.upn));
-        for (id, user) in removed {
-            let how = match after.removed.get(id) {
-                Some(RemovedReason::Deleted) => "deleted permanently",
-                _ => "deleted, restorable for 30 days",
-            };
-            lines.push(format!("- user {} ({how})", user.upn));
-        }
-        let groups: BTreeMap<&String, &GroupRow> = after.groups.iter().collect();
-        for (id, group) in groups {
-            let old = self.groups.get(id);
-            if old.is_none() {
-                lines.push(format!("+ group {:?}", group.display_name));
-            }
-            let empty = BTreeSet::new();
-            let old_members = old.map_or(&empty, |g| &g.members);
-            for added in group.members.difference(old_members) {
-                lines.push(format!(
-                    "+ member {} of {:?}",
-                    name(after, added),
-                    group.display_name
+/// What changed between two exports, one line each: users by sign-in name, then
+/// groups and their members.
+fn changes(before: &sync::Snapshot, after: &sync::Snapshot) -> Vec<String> {
+    const UPN: &str = "userPrincipalName";
+    let user = |snapshot: &sync::Snapshot, id: &str| name_of(snapshot.users.get(id), UPN, id);
+    // (order, sign-in name, line): updates, additions, deletions, each by name.
+    let mut users: Vec<(u8, String, String)> = Vec::new();
+    for (id, record) in &after.users {
+        let upn = user(after, id);
+        match before.users.get(id) {
+            None => users.push((1, upn.clone(), format!("+ user {upn}"))),
+            Some(old) if old != record => {
+                let fields: Vec<String> = record
+                    .iter()
+                    .filter(|(key, value)| old.get(*key) != Some(*value))
+                    .map(|(key, value)| {
+                        let was = old
+                            .get(key)
+                            .map_or_else(|| "–".to_owned(), ToString::to_string);
+                        format!("{key} {was} → {value}")
+                    })
+                    .collect();
+                users.push((
+                    0,
+                    upn.clone(),
+                    format!("~ user {upn}: {}", fields.join(", ")),
                 ));
             }
-            for removed in old_members.difference(&group.members) {
-                lines.push(format!(
-                    "- member {} of {:?}",
-                    name(self, removed),
-                    group.display_name
-                ));
-            }
+            Some(_) => {}
         }
-        lines
     }
-}
-
-async fn save_links(
-    store: &dyn ConnectionStore,
-    owner: &OwnerId,
-    id: connection_store::ConnectionId,
-    links: &Links,
-) -> anyhow::Result<()> {
-    // Delta links read the tenant's changes: stored like tokens (encrypted in SQL stores).
-    store
-        .save_cursor(
-            owner,
-            id,
-            &CursorKey::users(),
-            SecretString::from(links.users.expose_secret().to_owned()),
-        )
-        .await?;
-    store
-        .save_cursor(
-            owner,
-            id,
-            &CursorKey::groups(),
-            SecretString::from(links.groups.expose_secret().to_owned()),
-        )
-        .await?;
-    Ok(())
-}
-
-async fn load_links(
-    store: &dyn ConnectionStore,
-    owner: &OwnerId,
-    id: connection_store::ConnectionId,
-) -> anyhow::Result<Links> {
-    use secrecy::ExposeSecret as _;
-    let users = store
-        .load_cursor(owner, id, &CursorKey::users())
-        .await?
-        .context("no users cursor saved")?;
-    let groups = store
-        .load_cursor(owner, id, &CursorKey::groups())
-        .await?
-        .context("no groups cursor saved")?;
-    Ok(Links {
-        users: DeltaLink::new(users.expose_secret()),
-        groups: DeltaLink::new(groups.expose_secret()),
-    })
+    for id in before
+        .users
+        .keys()
+        .filter(|id| !after.users.contains_key(*id))
+    {
+        let upn = user(before, id);
+        users.push((2, upn.clone(), format!("- user {upn}")));
+    }
+    users.sort();
+    let mut lines: Vec<String> = users.into_iter().map(|(_, _, line)| line).collect();
+    let empty = BTreeMap::new();
+    for (id, record) in &after.groups {
+        let group = name_of(Some(record), "displayName", id);
+        if !before.groups.contains_key(id) {
+            lines.push(format!("+ group {group:?}"));
+        }
+        let old = before.members.get(id).unwrap_or(&empty);
+        let new = after.members.get(id).unwrap_or(&empty);
+        for member in new.keys().filter(|m| !old.contains_key(*m)) {
+            lines.push(format!("+ member {} of {group:?}", user(after, member)));
+        }
+        for member in old.keys().filter(|m| !new.contains_key(*m)) {
+            lines.push(format!("- member {} of {group:?}", user(before, member)));
+        }
+    }
+    for (id, record) in &before.groups {
+        if !after.groups.contains_key(id) {
+            lines.push(format!(
+                "- group {:?}",
+                name_of(Some(record), "displayName", id)
+            ));
+        }
+    }
+    lines
 }
