@@ -117,6 +117,18 @@ async fn connect_then_list_show_rename_and_remove_through_the_commands() {
         assert!(listed.contains(expected), "{expected} in {listed}");
     }
 
+    // Reconnect by name: the same connection, signed in again, at the tenant itself.
+    let (output, stderr, _page) = connect(&sim, &store, &["--reconnect", "CONTOSO SIM"]).await;
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("Reconnected \"Contoso Sim\""), "{stdout}");
+    let authority = format!(
+        "{}/{}/oauth2/v2.0/authorize?",
+        sim.login_base(),
+        sim.tenant_id()
+    );
+    assert!(stderr.contains(&authority), "{stderr}");
+
     let rename = example(
         "connections",
         &store,
