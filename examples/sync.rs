@@ -23,6 +23,9 @@ use secrecy::SecretString;
 /// Import a linked Microsoft 365 tenant's users, groups and group memberships into
 /// JSON Lines or CSV files: a full import the first time, only the changes (delta)
 /// afterwards. The delta links are kept in the connection store.
+///
+/// Exit codes: 0 done, 1 failed, 3 the connection needs a reconnect (an admin signs in
+/// again with `connect --reconnect`), 4 another sync of the connection is running.
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
 #[allow(
@@ -89,12 +92,18 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             if let Some(stop) = error.downcast_ref::<SyncStop>() {
-                eprintln!("sync stopped: {stop}");
-                // A distinct code for "an admin must reconnect", for schedulers.
+                // Distinct codes for "an admin must reconnect" and "another sync is
+                // running", for schedulers.
                 return match stop {
                     SyncStop::NeedsReconnect { .. } => ExitCode::from(3),
-                    SyncStop::LeaseHeld => ExitCode::from(4),
-                    _ => ExitCode::FAILURE,
+                    SyncStop::LeaseHeld => {
+                        eprintln!("sync stopped: {stop}");
+                        ExitCode::from(4)
+                    }
+                    _ => {
+                        eprintln!("sync stopped: {stop}");
+                        ExitCode::FAILURE
+                    }
                 };
             }
             eprintln!("sync failed: {error:#}");
@@ -136,10 +145,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let result = sync::run(&linked.graph, &target, &options, &bars).await;
     bars.multi.clear().ok();
     let report = result.inspect_err(|error| {
-        if let Some(SyncStop::NeedsReconnect { .. }) = error.downcast_ref::<SyncStop>() {
+        // Said here, where the connection's name is known; `main` only sets the exit code.
+        if let Some(stop @ SyncStop::NeedsReconnect { .. }) = error.downcast_ref::<SyncStop>() {
+            eprintln!("sync stopped: {stop}");
             eprintln!(
-                "To renew it: cargo run --example connect -- --reconnect {:?} --store {:?} \
-                 --owner {:?}",
+                "for this connection: cargo run --example connect -- --reconnect {:?} --store {:?} --owner {:?}",
                 connection.name.as_str(),
                 args.store,
                 args.owner

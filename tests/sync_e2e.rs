@@ -534,3 +534,40 @@ async fn csv_export_has_the_selected_columns() {
         "every row lost two columns"
     );
 }
+
+#[tokio::test]
+async fn switching_the_format_keeps_syncing_by_delta_from_the_latest_export() {
+    let fx = Fixture::new().await;
+    let mut options = fx.options("out");
+    fx.sync(&options).await.expect("full sync as JSON Lines");
+    let control = fx.sim.control();
+    let people: Vec<_> = control
+        .users()
+        .into_iter()
+        .filter(|u| !u.is_admin)
+        .collect();
+
+    control
+        .update_user(&people[0].id, &UserFields::new().job_title("First change"))
+        .unwrap();
+    options.format = Format::Csv;
+    let report = fx.sync(&options).await.expect("CSV sync");
+    assert_eq!(report.kind, Kind::Delta);
+    assert_eq!(report.users.updated, 1);
+
+    control
+        .update_user(&people[1].id, &UserFields::new().job_title("Second change"))
+        .unwrap();
+    options.format = Format::Jsonl;
+    let report = fx.sync(&options).await.expect("JSON Lines sync again");
+    assert_eq!(report.kind, Kind::Delta);
+    // Only the second change: the first is already in the CSV run's state, which the
+    // stale JSON Lines files of the first run must not override.
+    assert_eq!(report.users.updated, 1);
+    let users = lines(&options.out_dir.join("users.jsonl"));
+    let first = users
+        .iter()
+        .find(|u| u["id"] == people[0].id.as_str())
+        .unwrap();
+    assert_eq!(first["jobTitle"], "First change");
+}

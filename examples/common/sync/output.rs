@@ -65,7 +65,19 @@ pub fn load_previous(
     format: Format,
     id: ConnectionId,
 ) -> anyhow::Result<Option<Previous>> {
-    let dir = state_dir(out, format);
+    // The folder may hold an export in the other format: its state counts too, so a
+    // change of --format still reports only what changed.
+    let other = match format {
+        Format::Jsonl => Format::Csv,
+        Format::Csv => Format::Jsonl,
+    };
+    match load_state(&state_dir(out, format), out, id)? {
+        Some(previous) => Ok(Some(previous)),
+        None => load_state(&state_dir(out, other), out, id),
+    }
+}
+
+fn load_state(dir: &Path, out: &Path, id: ConnectionId) -> anyhow::Result<Option<Previous>> {
     let manifest_path = dir.join(MANIFEST);
     let text = match std::fs::read_to_string(&manifest_path) {
         Ok(text) => text,
@@ -214,14 +226,21 @@ pub fn write_all(
     renames.push((tmp, summary_path.clone()));
     exported.push(summary_path);
 
-    // Then into place, without a manifest while the files are a mix of old and new.
+    // Then into place, without a manifest while the files are a mix of old and new. The
+    // other format's state (from an earlier run with another --format) is now stale.
     let manifest_path = state.join(MANIFEST);
-    match std::fs::remove_file(&manifest_path) {
-        Ok(()) => {}
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-        Err(error) => {
-            return Err(error)
-                .with_context(|| format!("could not replace {}", manifest_path.display()));
+    let other = match format {
+        Format::Jsonl => Format::Csv,
+        Format::Csv => Format::Jsonl,
+    };
+    for stale in [state_dir(out, other).join(MANIFEST), manifest_path.clone()] {
+        match std::fs::remove_file(&stale) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => {
+                return Err(error)
+                    .with_context(|| format!("could not replace {}", stale.display()));
+            }
         }
     }
     for (from, to) in renames {
