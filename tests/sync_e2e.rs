@@ -571,3 +571,53 @@ async fn switching_the_format_keeps_syncing_by_delta_from_the_latest_export() {
         .unwrap();
     assert_eq!(first["jobTitle"], "First change");
 }
+
+#[tokio::test]
+async fn a_failed_sync_leaves_the_export_cursors_and_sync_time_as_they_were() {
+    use secrecy::ExposeSecret as _;
+    let fx = Fixture::new().await;
+    let options = fx.options("out");
+    fx.sync(&options).await.expect("full sync");
+    let store = fx.target.store.as_ref();
+    let cursor = async || {
+        store
+            .load_cursor(&fx.target.owner, fx.target.id, &CursorKey::users())
+            .await
+            .unwrap()
+            .map(|c| c.expose_secret().to_owned())
+    };
+    let files_before = export_files(&options.out_dir);
+    let cursor_before = cursor().await;
+    let synced_before = store
+        .get(&fx.target.owner, fx.target.id)
+        .await
+        .unwrap()
+        .last_synced_at;
+
+    let control = fx.sim.control();
+    let joiner = control
+        .add_user(&UserFields::new().display_name("Nina Neumann"))
+        .unwrap();
+    // Every Graph request now fails with a 500, which is not retried.
+    control.set_faults(
+        FaultSettings::none()
+            .with_rate(1.0)
+            .unwrap()
+            .with_kinds(&[FaultKind::InternalServerError])
+            .unwrap(),
+    );
+    let error = fx.sync(&options).await.expect_err("the sync fails");
+    assert!(error.downcast_ref::<SyncStop>().is_none(), "{error:#}");
+    assert_eq!(export_files(&options.out_dir), files_before);
+    assert_eq!(cursor().await, cursor_before);
+    let connection = store.get(&fx.target.owner, fx.target.id).await.unwrap();
+    assert_eq!(connection.last_synced_at, synced_before);
+
+    // Once Graph answers again, the next sync picks the change up by delta.
+    control.set_faults(FaultSettings::none());
+    let report = fx.sync(&options).await.expect("sync");
+    assert_eq!(report.kind, Kind::Delta);
+    assert_eq!(report.users.added, 1);
+    let users = lines(&options.out_dir.join("users.jsonl"));
+    assert!(users.iter().any(|u| u["id"] == joiner.id.as_str()));
+}
