@@ -279,7 +279,8 @@ pub(crate) fn handle(
                 let token = DeltaToken::decode(token)
                     .filter(|t| t.kind == kind)
                     .ok_or_else(invalid_token)?;
-                if now_unix() - token.issued > TOKEN_LIFETIME_SECONDS {
+                // `issued` comes from the client's token: saturate, a forged time must not overflow.
+                if now_unix().saturating_sub(token.issued) > TOKEN_LIFETIME_SECONDS {
                     return Err(expired());
                 }
                 check_age(request, dir, kind, token.seq, token.select.as_ref())?;

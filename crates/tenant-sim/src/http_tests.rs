@@ -1367,6 +1367,19 @@ async fn malformed_paging_and_delta_tokens_are_bad_requests() {
 }
 
 #[tokio::test]
+async fn forged_delta_token_with_extreme_issue_time_is_expired_not_a_panic() {
+    use base64::Engine as _;
+    let h = small().await;
+    // A hostile client writes its own token: issued at i64::MIN would overflow the
+    // age subtraction and panic the handler.
+    let forged =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("d|u|0|{}|*", i64::MIN));
+    let (status, body) = h.get(&format!("/users/delta?$deltatoken={forged}")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "syncStateNotFound", "{body}");
+}
+
+#[tokio::test]
 async fn odata_casts_keep_one_type_and_transitive_casts_need_advanced_parameters() {
     let h = small().await;
     let nested = h
