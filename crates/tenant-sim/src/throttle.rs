@@ -99,9 +99,11 @@ impl Throttle {
             bucket.tokens -= cost;
             Ok(1.0 - bucket.tokens / settings.burst)
         } else {
-            Err(Duration::from_secs_f64(
-                (cost - bucket.tokens) / settings.units_per_second,
-            ))
+            // A tiny rate can mean a wait beyond `Duration`'s range: saturate, never panic.
+            Err(
+                Duration::try_from_secs_f64((cost - bucket.tokens) / settings.units_per_second)
+                    .unwrap_or(Duration::MAX),
+            )
         }
     }
 }
@@ -148,6 +150,19 @@ mod tests {
                 .take("app/tenant", 2, start + Duration::from_secs(1))
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn a_tiny_refill_rate_gives_a_long_wait_instead_of_a_panic() {
+        // The control API accepts any positive rate; 1e-300 units/s means a wait longer
+        // than `Duration` can hold, which `from_secs_f64` would panic on.
+        let start = Instant::now();
+        let mut throttle = Throttle::new(Some(
+            ThrottleSettings::new(1e-300, 1.0).unwrap_or_else(|e| panic!("{e}")),
+        ));
+        assert_eq!(throttle.take("k", 1, start), Ok(1.0));
+        assert_eq!(throttle.take("k", 1, start), Err(Duration::MAX));
+        assert!(!format_retry_after(Duration::MAX).is_empty());
     }
 
     #[test]
