@@ -220,9 +220,9 @@ impl EntraClient {
         Ok(RefreshedToken {
             access_token: AccessToken {
                 secret: parts.access_token,
-                expires_at: now + parts.expires_in,
+                expires_at: after(now, parts.expires_in),
             },
-            refresh_at: parts.refresh_in.map(|refresh_in| now + refresh_in),
+            refresh_at: parts.refresh_in.map(|refresh_in| after(now, refresh_in)),
             refresh_token: parts.refresh_token.unwrap_or_else(|| refresh_token.clone()),
             rotated,
             scopes: parts.scopes.unwrap_or(scopes),
@@ -391,13 +391,19 @@ impl EntraClient {
             cloud: self.inner.cloud.clone(),
             access_token: AccessToken {
                 secret: parts.access_token,
-                expires_at: now + parts.expires_in,
+                expires_at: after(now, parts.expires_in),
             },
-            refresh_at: parts.refresh_in.map(|refresh_in| now + refresh_in),
+            refresh_at: parts.refresh_in.map(|refresh_in| after(now, refresh_in)),
             refresh_token,
             scopes: granted,
         })
     }
+}
+
+/// `now` plus a lifetime Entra sent (`expires_in`, `refresh_in`), saturating: a huge value
+/// from the network (e.g. `u64::MAX` seconds) must not overflow and panic.
+pub(crate) fn after(now: OffsetDateTime, lifetime: Duration) -> OffsetDateTime {
+    now.saturating_add(time::Duration::try_from(lifetime).unwrap_or(time::Duration::MAX))
 }
 
 /// The requested scopes that the granted ones do not cover, comparing Graph permissions

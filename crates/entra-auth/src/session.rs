@@ -268,10 +268,13 @@ impl TokenSession {
         let now = self.inner.client.now();
         let remaining = duration_until(now, token.expires_at);
         let instant_now = Instant::now();
-        let expires = instant_now + remaining;
-        let mut refresh_after = instant_now + remaining.saturating_sub(self.inner.refresh_skew);
+        let expires = later(instant_now, remaining);
+        let mut refresh_after = later(
+            instant_now,
+            remaining.saturating_sub(self.inner.refresh_skew),
+        );
         if let Some(refresh_at) = refresh_at {
-            refresh_after = refresh_after.min(instant_now + duration_until(now, refresh_at));
+            refresh_after = refresh_after.min(later(instant_now, duration_until(now, refresh_at)));
         }
         CachedToken {
             token: token.clone(),
@@ -375,6 +378,15 @@ impl TokenSession {
         }
         Ok(())
     }
+}
+
+/// `instant + duration`, capped at a century: lifetimes come from Entra and `Instant`
+/// addition panics on overflow.
+fn later(instant: Instant, duration: Duration) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    instant
+        .checked_add(duration.min(CENTURY))
+        .unwrap_or(instant)
 }
 
 fn duration_until(now: OffsetDateTime, then: OffsetDateTime) -> Duration {

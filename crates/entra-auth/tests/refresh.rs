@@ -381,3 +381,22 @@ async fn timeout_and_refused_connection_are_retryable_transport_errors() {
     assert!(matches!(error, AuthError::Transport { .. }), "{error:?}");
     assert!(error.is_retryable());
 }
+
+#[tokio::test]
+async fn huge_expires_in_and_refresh_in_saturate_instead_of_panicking() {
+    let server = MockServer::start().await;
+    let mut body = token_body("AT-2", Some("RT-NEW"), None, "User.Read.All");
+    body["expires_in"] = json!(u64::MAX);
+    body["refresh_in"] = json!(u64::MAX.to_string());
+    answer(&server, ResponseTemplate::new(200).set_body_json(body)).await;
+    let client = builder(&server).build().unwrap();
+    let refreshed = client
+        .refresh(&tenant(), &SecretString::from("RT-OLD"))
+        .await
+        .unwrap();
+    assert_eq!(refreshed.access_token().secret().expose_secret(), "AT-2");
+    assert!(refreshed.access_token().expires_at().year() >= 9999);
+    assert!(refreshed.refresh_at().unwrap().year() >= 9999);
+    let requests = server.received_requests().await.unwrap();
+    assert_eq!(form(&requests[0].body)["refresh_token"], "RT-OLD");
+}

@@ -593,3 +593,26 @@ async fn reset_after_a_reconnect_elsewhere_uses_the_newly_stored_token() {
         "AT-NEW"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn session_caches_a_token_with_a_huge_lifetime_without_panicking() {
+    let _frozen = freeze_time();
+    let server = MockServer::start().await;
+    let client = builder(&server).build().unwrap();
+    let mut body = token_body("AT-LONG", None, None, "x");
+    body["expires_in"] = json!(u64::MAX);
+    Mock::given(method("POST"))
+        .and(path(refresh_path()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(body))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let session = session(&client, MemoryStore::with("RT-1", 1), None);
+    let first = session.access_token().await.unwrap();
+    tokio::time::advance(Duration::from_secs(30 * 24 * 3600)).await;
+    let second = session.access_token().await.unwrap();
+    assert_eq!(first.secret().expose_secret(), "AT-LONG");
+    assert_eq!(second.secret().expose_secret(), "AT-LONG");
+    assert_eq!(refresh_bodies(&server).await.len(), 1);
+    assert_eq!(refresh_bodies(&server).await[0]["refresh_token"], "RT-1");
+}
