@@ -14,6 +14,12 @@ use super::{Account, AuthCounters, BearerError, BearerGrant};
 
 pub(super) type Digest = [u8; 32];
 
+/// A time no token outlives: about a century after `now`.
+fn far_future(now: Instant) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+    now.checked_add(CENTURY).unwrap_or(now)
+}
+
 pub(super) fn digest(value: &str) -> Digest {
     Sha256::digest(value.as_bytes()).into()
 }
@@ -295,15 +301,21 @@ impl Grants {
         now: Instant,
     ) {
         if self.access_tokens.len() > 10_000 {
-            self.access_tokens
-                .retain(|_, access| access.expires + EXPIRED_MEMORY > now);
+            self.access_tokens.retain(|_, access| {
+                access
+                    .expires
+                    .checked_add(EXPIRED_MEMORY)
+                    .is_none_or(|forgotten| forgotten > now)
+            });
         }
         self.access_tokens.insert(
             digest(token),
             AccessGrant {
                 user_id: grant.user_id.clone(),
                 scopes: grant.scopes.graph.clone(),
-                expires: now + lifetime,
+                // The lifetime is set over the control API and may be absurd
+                // (u64::MAX seconds): saturate rather than panic on `Instant` overflow.
+                expires: now.checked_add(lifetime).unwrap_or_else(|| far_future(now)),
             },
         );
     }
@@ -427,5 +439,28 @@ impl Grants {
         if let Some(device) = self.device_codes.get_mut(&digest(device_code)) {
             device.state = state;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_absurd_access_token_lifetime_saturates_instead_of_panicking() {
+        let mut grants = Grants::default();
+        let now = Instant::now();
+        let grant = Grant {
+            user_id: "u".into(),
+            scopes: ScopeSet::default(),
+        };
+        grants.insert_access_token("at", &grant, Duration::MAX, now);
+        let found = grants.validate_access_token(&digest("at"), now + Duration::from_secs(3600));
+        assert!(found.is_ok(), "a token with a huge lifetime is valid");
+        // Cleaning up (past 10,000 tokens) must not overflow on it either.
+        for i in 0..10_001 {
+            grants.insert_access_token(&format!("t{i}"), &grant, Duration::from_secs(1), now);
+        }
+        assert!(grants.validate_access_token(&digest("at"), now).is_ok());
     }
 }
