@@ -68,6 +68,11 @@ struct Args {
     /// Seed of the simulated directory.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Run the simulator as this `tenant-sim` binary in its own process instead of in
+    /// this one, so peak RSS is the client's alone (`--only listing` only), e.g.
+    /// `target/release/tenant-sim`.
+    #[arg(long, value_name = "PATH")]
+    sim_binary: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -112,6 +117,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "starting tenant-sim: {} users, {} groups",
         args.users, args.groups
     );
+    if let Some(binary) = &args.sim_binary {
+        anyhow::ensure!(
+            args.only == Only::Listing,
+            "--sim-binary measures the listing only; add --only listing"
+        );
+        let external = External::start(binary, &args).await?;
+        return external_listing(external, &args).await;
+    }
     let sim = TenantSim::builder()
         .users(args.users)
         .groups(args.groups)
@@ -119,7 +132,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .start()
         .await
         .context("could not start tenant-sim")?;
-    let linked = connect(&sim).await?;
+    let linked = connect(&Endpoints {
+        login_base: sim.login_base().to_owned(),
+        graph_base: sim.graph_base().to_owned(),
+        client_id: sim.client_id().to_owned(),
+        client_secret: sim.client_secret().clone(),
+    })
+    .await?;
     let graph = linked.graph.clone();
     // The floor uses the same access token as graph-client.
     let token = linked
@@ -132,7 +151,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut listing_requests = None;
 
     if matches!(args.only, Only::All | Only::Listing) {
-        let (listing, floor) = listing(&sim, &graph, token.expose_secret(), args.runs).await?;
+        let counters = Counters::Local(&sim);
+        let (listing, floor) = listing(
+            &counters,
+            sim.graph_base(),
+            &graph,
+            token.expose_secret(),
+            args.runs,
+        )
+        .await?;
         listing_requests = Some(listing.requests);
         rows.push(listing);
         rows.push(floor);
@@ -147,6 +174,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
         rows.push(throttled(&sim, &graph, args.rate_limit).await?);
     }
 
+    print_table(
+        &format!(
+            "tenant-sim in process: {} users, {} groups, seed {}",
+            args.users, args.groups, args.seed
+        ),
+        rows,
+    );
+    sim.shutdown().await;
+    Ok(())
+}
+
+fn print_table(title: &str, rows: Vec<Row>) {
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED).set_header([
         "scenario",
@@ -170,27 +209,30 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ]);
     }
     println!(
-        "tenant-sim in process: {} users, {} groups, seed {}; process peak RSS (VmHWM) {}",
-        args.users,
-        args.groups,
-        args.seed,
+        "{title}; process peak RSS (VmHWM) {}",
         rss("VmHWM").map_or_else(|| "n/a".to_owned(), mib)
     );
     println!("{table}");
-    sim.shutdown().await;
-    Ok(())
+}
+
+/// Where a simulator listens, and the app registered in it.
+struct Endpoints {
+    login_base: String,
+    graph_base: String,
+    client_id: String,
+    client_secret: secrecy::SecretString,
 }
 
 /// A connection as the examples make it: the simulated admin signs in and consents.
-async fn connect(sim: &TenantSim) -> anyhow::Result<Linked> {
+async fn connect(sim: &Endpoints) -> anyhow::Result<Linked> {
     let sign_in = SignIn {
         app: App {
-            client_id: sim.client_id().to_owned(),
-            client_secret: Some(sim.client_secret().clone()),
+            client_id: sim.client_id.clone(),
+            client_secret: Some(sim.client_secret.clone()),
         },
         cloud: connection_store::Cloud::Custom {
-            login: sim.login_base().to_owned(),
-            graph: sim.graph_base().to_owned(),
+            login: sim.login_base.clone(),
+            graph: sim.graph_base.clone(),
         },
         authority: "organizations".to_owned(),
     };
@@ -211,12 +253,139 @@ async fn connect(sim: &TenantSim) -> anyhow::Result<Linked> {
     Linked::open(store, &owner, connection.id, &sign_in.app).await
 }
 
+/// The simulator's request counters: in process, or over its control API.
+enum Counters<'a> {
+    Local(&'a TenantSim),
+    Remote {
+        http: reqwest::Client,
+        control_base: String,
+    },
+}
+
+impl Counters<'_> {
+    async fn reset(&self) -> anyhow::Result<()> {
+        match self {
+            Self::Local(sim) => sim.control().reset_counters(),
+            Self::Remote { http, control_base } => {
+                http.post(format!("{control_base}/counters/reset"))
+                    .send()
+                    .await?
+                    .error_for_status()?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn total(&self) -> anyhow::Result<u64> {
+        match self {
+            Self::Local(sim) => Ok(sim.control().counters().total()),
+            Self::Remote { http, control_base } => {
+                let counters: serde_json::Value = http
+                    .get(format!("{control_base}/counters"))
+                    .send()
+                    .await?
+                    .error_for_status()?
+                    .json()
+                    .await?;
+                counters["total"]
+                    .as_u64()
+                    .context("the simulator's counters have no total")
+            }
+        }
+    }
+}
+
+/// A `tenant-sim` binary started by the bench, stopped when dropped.
+struct External {
+    child: tokio::process::Child,
+    endpoints: Endpoints,
+    control_base: String,
+}
+
+impl External {
+    async fn start(binary: &std::path::Path, args: &Args) -> anyhow::Result<Self> {
+        use tokio::io::AsyncBufReadExt as _;
+        let mut child = tokio::process::Command::new(binary)
+            .args(["--port", "0", "--users", &args.users.to_string()])
+            .args([
+                "--groups",
+                &args.groups.to_string(),
+                "--seed",
+                &args.seed.to_string(),
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("could not start {}", binary.display()))?;
+        let stdout = child.stdout.take().context("no stdout from tenant-sim")?;
+        let mut first = String::new();
+        tokio::io::BufReader::new(stdout)
+            .read_line(&mut first)
+            .await
+            .context("tenant-sim printed nothing")?;
+        let started: serde_json::Value =
+            serde_json::from_str(&first).context("tenant-sim's first line is not JSON")?;
+        let field = |name: &str| {
+            started[name]
+                .as_str()
+                .map(str::to_owned)
+                .with_context(|| format!("tenant-sim's start-up line has no {name}"))
+        };
+        Ok(Self {
+            endpoints: Endpoints {
+                login_base: field("login_base")?,
+                graph_base: field("graph_base")?,
+                client_id: field("client_id")?,
+                client_secret: field("client_secret")?.into(),
+            },
+            control_base: field("control_base")?,
+            child,
+        })
+    }
+}
+
+/// The listing against a simulator in another process: this process holds only the
+/// client, so its peak RSS is the client's.
+async fn external_listing(mut external: External, args: &Args) -> anyhow::Result<()> {
+    let linked = connect(&external.endpoints).await?;
+    let token = linked
+        .session
+        .access_token()
+        .await
+        .context("no access token")?
+        .into_secret();
+    let counters = Counters::Remote {
+        http: reqwest::Client::new(),
+        control_base: external.control_base.clone(),
+    };
+    let (listing, floor) = listing(
+        &counters,
+        &external.endpoints.graph_base,
+        &linked.graph,
+        token.expose_secret(),
+        args.runs,
+    )
+    .await?;
+    print_table(
+        &format!(
+            "tenant-sim in another process: {} users, {} groups, seed {}",
+            args.users, args.groups, args.seed
+        ),
+        vec![listing, floor],
+    );
+    // The bench started this child; it stops it.
+    external.child.kill().await.ok();
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------
 // listing vs floor
 // ---------------------------------------------------------------------------------------
 
 async fn listing(
-    sim: &TenantSim,
+    counters: &Counters<'_>,
+    graph_base: &str,
     graph: &GraphClient,
     token: &str,
     runs: usize,
@@ -226,7 +395,7 @@ async fn listing(
         .context("could not build the reqwest client")?;
     // Warm both up (connections, allocator), uncounted.
     list_with_client(graph).await?;
-    list_floor_with(&http, sim.graph_base(), token, false).await?;
+    list_floor_with(&http, graph_base, token, false).await?;
 
     let mut best_client = (Duration::MAX, 0, 0, 0, 0);
     let mut best_floor = (Duration::MAX, 0, 0, 0, 0);
@@ -235,21 +404,21 @@ async fn listing(
         // The floor again, decoding through serde_path_to_error as graph-client does,
         // to show what that costs.
         let started = Instant::now();
-        list_floor_with(&http, sim.graph_base(), token, true).await?;
+        list_floor_with(&http, graph_base, token, true).await?;
         best_tracked = best_tracked.min(started.elapsed());
         for which in [true, false] {
-            sim.control().reset_counters();
+            counters.reset().await?;
             let before = rss("VmRSS").unwrap_or(0);
             reset_peak_rss();
             let started = Instant::now();
             let users = if which {
                 list_with_client(graph).await?
             } else {
-                list_floor_with(&http, sim.graph_base(), token, false).await?
+                list_floor_with(&http, graph_base, token, false).await?
             };
             let wall = started.elapsed();
             let peak = rss("VmHWM").unwrap_or(0);
-            let requests = sim.control().counters().total();
+            let requests = counters.total().await?;
             let best = if which {
                 &mut best_client
             } else {
