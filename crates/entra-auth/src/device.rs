@@ -26,6 +26,9 @@ const SLOW_DOWN_STEP: Duration = Duration::from_secs(5);
 /// Defaults when Entra omits them: 5 s interval (MSAL), 900 s lifetime (Entra docs).
 const DEFAULT_INTERVAL: u64 = 5;
 const DEFAULT_EXPIRES_IN: u64 = 900;
+/// Upper bound for Entra's `interval` and `expires_in` (it sends 5 and 900): larger values
+/// from the network would overflow `Instant`/`OffsetDateTime` arithmetic and panic.
+const MAX_DEVICE_SECONDS: u64 = 24 * 3600;
 
 #[derive(Deserialize)]
 #[serde(untagged)]
@@ -154,11 +157,12 @@ impl EntraClient {
             .interval
             .and_then(Seconds::get)
             .unwrap_or(DEFAULT_INTERVAL)
-            .max(1);
+            .clamp(1, MAX_DEVICE_SECONDS);
         let expires_in = response
             .expires_in
             .and_then(Seconds::get)
-            .unwrap_or(DEFAULT_EXPIRES_IN);
+            .unwrap_or(DEFAULT_EXPIRES_IN)
+            .min(MAX_DEVICE_SECONDS);
         let message = response.message.unwrap_or_else(|| {
             format!(
                 "To sign in, open {} and enter the code {}.",

@@ -376,3 +376,25 @@ async fn documented_device_code_response_with_space_separated_scope_is_accepted(
     let grant = task.await.unwrap().unwrap();
     assert_eq!(grant.scopes(), &["User.Read", "profile", "openid", "email"]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn huge_interval_and_expires_in_are_capped_instead_of_panicking() {
+    let frozen = freeze_time();
+    let server = MockServer::start().await;
+    let client = start(&server, u64::MAX, u64::MAX).await;
+    let device = client
+        .start_device_code(&Authority::organizations())
+        .await
+        .unwrap();
+    assert_eq!(device.interval(), Duration::from_secs(24 * 3600));
+    assert_eq!(device.expires_in(), Duration::from_secs(24 * 3600));
+    drop(frozen);
+    // The first poll is due a day after the start: nothing is sent within an hour.
+    let polled =
+        tokio::time::timeout(Duration::from_secs(3600), client.poll_device_code(&device)).await;
+    assert!(polled.is_err(), "finished early: {polled:?}");
+    assert_eq!(token_requests(&server).await, 0);
+    let requests = server.received_requests().await.unwrap();
+    assert_eq!(requests[0].url.path(), DEVICE_PATH);
+    assert_eq!(form(&requests[0].body)["client_id"], CLIENT_ID);
+}
