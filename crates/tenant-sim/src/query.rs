@@ -293,9 +293,18 @@ fn tokenize(input: &str) -> Result<Vec<Token>, GraphError> {
     Ok(tokens)
 }
 
+/// Deepest nesting of parentheses and `not` a `$filter` may have: the parser, the
+/// evaluator and `Drop` recurse once per level, so a hostile filter must not be able to
+/// overflow the stack.
+const MAX_FILTER_DEPTH: usize = 32;
+/// Most `and` / `or` operators in one `$filter` (each adds a level to the tree).
+const MAX_FILTER_OPERATORS: usize = 200;
+
 struct Parser {
     tokens: Vec<Token>,
     at: usize,
+    depth: usize,
+    operators: usize,
 }
 
 impl Parser {
@@ -317,10 +326,33 @@ impl Parser {
         }
     }
 
+    fn operator(&mut self) -> Result<(), GraphError> {
+        self.at += 1;
+        self.operators += 1;
+        if self.operators > MAX_FILTER_OPERATORS {
+            return Err(syntax("too many clauses"));
+        }
+        Ok(())
+    }
+
+    /// Parses `inner` one nesting level deeper.
+    fn nested<T>(
+        &mut self,
+        inner: impl FnOnce(&mut Self) -> Result<T, GraphError>,
+    ) -> Result<T, GraphError> {
+        if self.depth >= MAX_FILTER_DEPTH {
+            return Err(syntax("nested too deeply"));
+        }
+        self.depth += 1;
+        let result = inner(self);
+        self.depth -= 1;
+        result
+    }
+
     fn or(&mut self) -> Result<Filter, GraphError> {
         let mut left = self.and()?;
         while self.peek_word("or") {
-            self.at += 1;
+            self.operator()?;
             left = Filter::Or(Box::new(left), Box::new(self.and()?));
         }
         Ok(left)
@@ -329,7 +361,7 @@ impl Parser {
     fn and(&mut self) -> Result<Filter, GraphError> {
         let mut left = self.atom()?;
         while self.peek_word("and") {
-            self.at += 1;
+            self.operator()?;
             left = Filter::And(Box::new(left), Box::new(self.atom()?));
         }
         Ok(left)
@@ -352,12 +384,12 @@ impl Parser {
     fn atom(&mut self) -> Result<Filter, GraphError> {
         match self.next() {
             Some(Token::Open) => {
-                let inner = self.or()?;
+                let inner = self.nested(Self::or)?;
                 self.expect(&Token::Close)?;
                 Ok(inner)
             }
             Some(Token::Word(w)) if w.eq_ignore_ascii_case("not") => {
-                Ok(Filter::Not(Box::new(self.atom()?)))
+                Ok(Filter::Not(Box::new(self.nested(Self::atom)?)))
             }
             Some(Token::Word(w))
                 if w.eq_ignore_ascii_case("startswith") || w.eq_ignore_ascii_case("endswith") =>
@@ -413,6 +445,8 @@ pub(crate) fn parse_filter(input: &str) -> Result<Filter, GraphError> {
     let mut parser = Parser {
         tokens: tokenize(input)?,
         at: 0,
+        depth: 0,
+        operators: 0,
     };
     let filter = parser.or()?;
     if parser.at < parser.tokens.len() {
@@ -505,6 +539,35 @@ mod tests {
             "mail" => Some(json!("oscar@contoso.com")),
             _ => None,
         }
+    }
+
+    #[test]
+    fn deeply_nested_or_very_long_filters_are_refused_not_a_stack_overflow() {
+        // A hostile `$filter` of nested parentheses or `not`s, or a very long `or` chain,
+        // would recurse once per level in the parser, the evaluator and `Drop`, and
+        // overflow the worker's stack (an abort, not even a catchable panic).
+        for text in [
+            format!(
+                "{}accountEnabled eq true{}",
+                "(".repeat(100_000),
+                ")".repeat(100_000)
+            ),
+            format!("{}(accountEnabled eq true)", "not ".repeat(100_000)),
+            vec!["accountEnabled eq true"; 100_000].join(" or "),
+        ] {
+            let error = parse_filter(&text).err();
+            assert_eq!(
+                error.map(|e| (e.status(), e.code())),
+                Some((
+                    axum::http::StatusCode::BAD_REQUEST,
+                    "BadRequest".to_string()
+                )),
+            );
+        }
+        // Nesting and chains of an ordinary size still parse.
+        let nested = format!("{}accountEnabled eq true{}", "(".repeat(20), ")".repeat(20));
+        assert!(parse_filter(&nested).is_ok());
+        assert!(parse_filter(&vec!["id eq 'a'"; 50].join(" or ")).is_ok());
     }
 
     #[test]
