@@ -116,7 +116,16 @@ impl PendingAuthorization {
 
     /// When it stops being accepted.
     pub fn expires_at(&self) -> OffsetDateTime {
-        self.created_at + PENDING_AUTHORIZATION_LIFETIME
+        self.checked_expires_at()
+            .unwrap_or(OffsetDateTime::new_utc(time::Date::MAX, time::Time::MAX))
+    }
+
+    /// `created_at` plus the lifetime; `None` when that overflows, which only a tampered
+    /// or corrupted `created_at` (deserialized from the caller's session store) can cause.
+    pub(crate) fn checked_expires_at(&self) -> Option<OffsetDateTime> {
+        time::Duration::try_from(PENDING_AUTHORIZATION_LIFETIME)
+            .ok()
+            .and_then(|lifetime| self.created_at.checked_add(lifetime))
     }
 
     /// The `state` value, to find this pending authorization again when the callback

@@ -7,7 +7,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 use subtle::ConstantTimeEq as _;
 use url::Url;
 
-use crate::authorize::{PENDING_AUTHORIZATION_LIFETIME, PendingAuthorization};
+use crate::authorize::PendingAuthorization;
 use crate::error::EntraError;
 use crate::grant::Grant;
 use crate::{AuthError, EntraClient};
@@ -176,7 +176,11 @@ impl EntraClient {
         if let Some(error) = callback.entra_error() {
             return Err(self.authorize_error(error, pending));
         }
-        if self.now() >= pending.created_at + PENDING_AUTHORIZATION_LIFETIME {
+        // A `created_at` whose expiry overflows comes from a corrupted store: expired.
+        if pending
+            .checked_expires_at()
+            .is_none_or(|expires_at| self.now() >= expires_at)
+        {
             return Err(AuthError::AuthorizationExpired);
         }
         let code = callback

@@ -604,3 +604,21 @@ fn documented_success_redirect_parses_code_and_state() {
     .unwrap();
     assert_eq!(hybrid.state(), Some("12345"));
 }
+
+#[tokio::test]
+async fn pending_authorization_with_an_overflowing_created_at_is_expired_not_a_panic() {
+    let server = MockServer::start().await;
+    no_token_requests(&server).await;
+    let client = builder(&server).build().unwrap();
+    let (_, pending) = client.authorization_request().build().unwrap().into_parts();
+    // As a web service would read it back from a corrupted or tampered session store.
+    let mut stored = serde_json::to_value(&pending).unwrap();
+    stored["created_at"] = json!("9999-12-31T23:59:59Z");
+    let pending: PendingAuthorization = serde_json::from_value(stored).unwrap();
+    assert!(pending.expires_at() >= pending.created_at());
+    let error = client
+        .complete_authorization(&pending, &callback(&pending, "code"))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, AuthError::AuthorizationExpired), "{error}");
+}
