@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret as _, SecretString};
+use subtle::ConstantTimeEq as _;
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
@@ -203,10 +204,35 @@ impl TokenSession {
         self.refresh_locked().await
     }
 
-    /// Forgets the cached access token (e.g. Graph rejected it) so the next call
-    /// refreshes.
+    /// Forgets the cached access token whatever it is, so the next call refreshes.
+    ///
+    /// When Graph rejected a particular token, prefer
+    /// [`invalidate_if_current`](Self::invalidate_if_current): with several requests in
+    /// flight, a late 401 for the old token would otherwise drop the token another caller
+    /// has just refreshed, and cost one more refresh.
     pub fn invalidate(&self) {
         self.state().cached = None;
+    }
+
+    /// Forgets the cached access token only if it is `token` (the one Graph rejected), so
+    /// the next call refreshes; a newer token already cached stays. Returns whether the
+    /// cached token was dropped. The comparison is in constant time.
+    pub fn invalidate_if_current(&self, token: &SecretString) -> bool {
+        let mut state = self.state();
+        let current = state.cached.as_ref().is_some_and(|cached| {
+            bool::from(
+                cached
+                    .token
+                    .secret
+                    .expose_secret()
+                    .as_bytes()
+                    .ct_eq(token.expose_secret().as_bytes()),
+            )
+        });
+        if current {
+            state.cached = None;
+        }
+        current
     }
 
     /// Installs a new grant after the admin signed in again, clearing a permanent failure.

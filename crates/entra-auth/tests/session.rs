@@ -616,3 +616,33 @@ async fn session_caches_a_token_with_a_huge_lifetime_without_panicking() {
     assert_eq!(refresh_bodies(&server).await.len(), 1);
     assert_eq!(refresh_bodies(&server).await[0]["refresh_token"], "RT-1");
 }
+
+#[tokio::test(start_paused = true)]
+async fn late_rejection_of_the_old_token_keeps_the_freshly_refreshed_one() {
+    let _frozen = freeze_time();
+    let server = MockServer::start().await;
+    let client = builder(&server).build().unwrap();
+    let grant = sign_in(&server, &client, json!({}), TENANT).await;
+    let session = session(&client, MemoryStore::with("RT-GRANT", 1), Some(grant));
+    Mock::given(method("POST"))
+        .and(path(refresh_path()))
+        .respond_with(refreshed("AT-NEW", Some("RT-NEW")))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    // Two requests went out with the same token; Graph rejects both.
+    let first = session.access_token().await.unwrap().into_secret();
+    let second = session.access_token().await.unwrap().into_secret();
+    assert_eq!(first.expose_secret(), "AT-GRANT");
+    assert!(session.invalidate_if_current(&first));
+    let fresh = session.access_token().await.unwrap();
+    assert_eq!(fresh.secret().expose_secret(), "AT-NEW");
+    // The second 401 arrives after the refresh: it names the old token, so the new stays.
+    assert!(!session.invalidate_if_current(&second));
+    let again = session.access_token().await.unwrap();
+    assert_eq!(again.secret().expose_secret(), "AT-NEW");
+    let bodies = refresh_bodies(&server).await;
+    assert_eq!(bodies.len(), 1);
+    assert_eq!(bodies[0]["refresh_token"], "RT-GRANT");
+}
