@@ -21,19 +21,29 @@ pub enum Cloud {
     UsGovernmentDod,
     /// China, operated by 21Vianet.
     China,
-    /// Another login host and Graph root, e.g. a simulated tenant on loopback.
-    /// Build it with [`Cloud::custom`], which validates both.
+    /// Another login host, e.g. a simulated tenant on loopback, with the Graph resource
+    /// identifier its tokens are for. Build it with [`Cloud::custom`], which validates both.
+    ///
+    /// `graph` is only the *resource identifier* that prefixes Graph scopes
+    /// (`{graph}/User.Read.All`) and that granted scopes are compared against; this crate
+    /// never sends a request to it. Where Graph is actually served is the Graph client's
+    /// base URL, configured separately. For a simulator that issues tokens for Microsoft
+    /// Graph, `graph` is `https://graph.microsoft.com` while its Graph API listens elsewhere
+    /// (e.g. `http://127.0.0.1:8400/v1.0`).
     Custom {
         /// The login base (scheme, host, port and an optional path prefix).
         login: Url,
-        /// The Graph root.
+        /// The Graph resource identifier used as the scope prefix (not a request URL).
         graph: Url,
     },
 }
 
 impl Cloud {
-    /// A custom cloud from a login base and a Graph root, e.g.
-    /// `http://127.0.0.1:8400` for both.
+    /// A custom cloud from a login base and a Graph resource identifier, e.g.
+    /// `http://127.0.0.1:8400` and `https://graph.microsoft.com` for a simulated tenant.
+    ///
+    /// `graph` only prefixes Graph scopes (see [`Cloud::Custom`]); it is not where Graph
+    /// requests go.
     ///
     /// # Errors
     /// [`AuthError::InvalidConfiguration`] when either is not an absolute `http(s)` URL
@@ -60,7 +70,9 @@ impl Cloud {
         }
     }
 
-    /// The Microsoft Graph root, e.g. `https://graph.microsoft.com`, without a trailing slash.
+    /// The Microsoft Graph resource identifier, e.g. `https://graph.microsoft.com`, without a
+    /// trailing slash: the prefix of Graph scopes. For the fixed clouds it is also the
+    /// host Graph is served from; for [`Cloud::Custom`] it need not be.
     pub fn graph_root(&self) -> String {
         match self {
             Self::Global => "https://graph.microsoft.com".to_owned(),
