@@ -38,6 +38,10 @@ impl Drop for Fixture {
 
 impl Fixture {
     async fn new() -> Self {
+        Self::with_store(Arc::new(MemoryStore::new())).await
+    }
+
+    async fn with_store(store: Arc<dyn ConnectionStore>) -> Self {
         let sim = TenantSim::builder()
             .users(60)
             .groups(12)
@@ -62,7 +66,6 @@ impl Fixture {
             .browser(None, Duration::from_secs(20), simulated_browser)
             .await
             .expect("the simulated admin signs in");
-        let store: Arc<dyn ConnectionStore> = Arc::new(MemoryStore::new());
         let owner = OwnerId::new("customer-1");
         let connection = create_connection(
             store.as_ref(),
@@ -620,4 +623,48 @@ async fn a_failed_sync_leaves_the_export_cursors_and_sync_time_as_they_were() {
     assert_eq!(report.users.added, 1);
     let users = lines(&options.out_dir.join("users.jsonl"));
     assert!(users.iter().any(|u| u["id"] == joiner.id.as_str()));
+}
+
+#[tokio::test]
+async fn a_lease_taken_over_mid_sync_stops_it_before_any_write() {
+    let clock = connection_store::ManualClock::new(time::OffsetDateTime::now_utc());
+    let fx = Fixture::with_store(Arc::new(MemoryStore::with_clock(Arc::new(clock.clone())))).await;
+    // Slow Graph, a short lease renewed every 100 ms.
+    fx.sim
+        .control()
+        .set_faults(FaultSettings::none().with_latency(Duration::from_millis(300)));
+    let mut options = fx.options("out");
+    options.lease_ttl = Duration::from_millis(300);
+
+    let store = Arc::clone(&fx.target.store);
+    let (owner, id) = (fx.target.owner.clone(), fx.target.id);
+    let thief = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        // The store's clock jumps past the lease, as if the renewals had stalled, and
+        // another replica takes the connection over.
+        clock.advance(Duration::from_secs(3600));
+        let other = LeaseHolder::new("sync-other-replica").unwrap();
+        store
+            .acquire_lease(&owner, id, &other, Duration::from_secs(3600))
+            .await
+            .unwrap()
+    });
+    let error = fx.sync(&options).await.expect_err("the sync stops");
+    assert!(
+        thief.await.unwrap().is_some(),
+        "the other replica got the lease"
+    );
+    assert_eq!(
+        error.downcast_ref::<SyncStop>(),
+        Some(&SyncStop::LeaseLost),
+        "{error:#}"
+    );
+    assert!(!options.out_dir.exists(), "nothing written");
+    let cursor = fx
+        .target
+        .store
+        .load_cursor(&fx.target.owner, fx.target.id, &CursorKey::users())
+        .await
+        .unwrap();
+    assert!(cursor.is_none(), "no cursor saved");
 }
