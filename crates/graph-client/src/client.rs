@@ -422,6 +422,13 @@ impl GraphClient {
             if throttled || matches!(status.as_u16(), 503 | 504) {
                 let server_wait = meta.retry_after;
                 let wait = server_wait.unwrap_or_else(|| policy.backoff(retries));
+                let gated = throttled || server_wait.is_some();
+                if gated {
+                    // The gate pauses every request of this client, this one included (spec
+                    // 10a), also when this one gives up below: its siblings must not keep
+                    // hitting a throttled Graph. Never longer than the total-wait budget.
+                    self.inner.gate.pause_for(wait.min(policy.max_total_wait));
+                }
                 if retries < policy.max_retries && waited + wait <= policy.max_total_wait {
                     span.in_scope(|| {
                         tracing::debug!(
@@ -429,12 +436,7 @@ impl GraphClient {
                             "throttled or unavailable, retrying"
                         );
                     });
-                    if throttled || server_wait.is_some() {
-                        // The gate pauses every request of this client, this one included (spec 10a).
-                        self.inner
-                            .gate
-                            .pause_until(tokio::time::Instant::now() + wait);
-                    } else {
+                    if !gated {
                         tokio::time::sleep(wait).await;
                     }
                     waited += wait;

@@ -148,6 +148,13 @@ impl ThrottleGate {
         }
     }
 
+    /// Pauses for `wait` from now (never shortening a longer pause).
+    pub(crate) fn pause_for(&self, wait: Duration) {
+        if let Some(until) = Instant::now().checked_add(wait) {
+            self.pause_until(until);
+        }
+    }
+
     fn current(&self) -> Option<Instant> {
         *self
             .paused_until

@@ -482,3 +482,40 @@ async fn every_attempt_sends_a_fresh_client_request_id() {
     assert_ne!(ids[0], ids[1]);
     assert_eq!(ids[0].len(), 36);
 }
+
+#[tokio::test(start_paused = true)]
+async fn request_giving_up_on_a_long_retry_after_still_pauses_its_siblings() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1.0/users/throttled"))
+        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "600"))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1.0/users/sibling"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "sibling"})))
+        .mount(&server)
+        .await;
+    let (client, _) = client(&server);
+
+    let start = Instant::now();
+    let err = client.users().get("throttled").send().await.unwrap_err();
+    assert_eq!(
+        start.elapsed(),
+        Duration::ZERO,
+        "600 s is beyond the budget"
+    );
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(600)));
+    // The gate stays closed for the rest of the budget (180 s by default), not 600 s.
+    assert_eq!(
+        client.throttled_until(),
+        Some(start + Duration::from_secs(180))
+    );
+
+    let sibling = client.users().get("sibling").send().await.unwrap();
+    assert_eq!(sibling.id.as_ref().map(|id| id.as_str()), Some("sibling"));
+    assert_eq!(start.elapsed(), Duration::from_secs(180));
+    let requests = server.received_requests().await.unwrap();
+    let paths: Vec<&str> = requests.iter().map(|r| r.url.path()).collect();
+    assert_eq!(paths, ["/v1.0/users/throttled", "/v1.0/users/sibling"]);
+}
