@@ -513,7 +513,10 @@ async fn request_giving_up_on_a_long_retry_after_still_pauses_its_siblings() {
     );
 
     let sibling = client.users().get("sibling").send().await.unwrap();
-    assert_eq!(sibling.id.as_ref().map(|id| id.as_str()), Some("sibling"));
+    assert_eq!(
+        sibling.id.as_ref().map(graph_client::ObjectId::as_str),
+        Some("sibling")
+    );
     assert_eq!(start.elapsed(), Duration::from_secs(180));
     let requests = server.received_requests().await.unwrap();
     let paths: Vec<&str> = requests.iter().map(|r| r.url.path()).collect();
