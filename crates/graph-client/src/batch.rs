@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::client::{Call, GraphClient, decode, decode_error};
 use crate::error::{GraphError, ResponseMeta, classify};
+use crate::paging::with_next_link_eventual;
 use crate::retry::parse_retry_after;
 
 /// Graph's limit of requests per batch (spec 12).
@@ -114,9 +115,9 @@ impl GraphClient {
     /// retried in a later batch after its own `Retry-After` (through the client's throttle
     /// gate, so sibling requests pause too), within the client's retry policy; Microsoft's
     /// SDKs leave that to the caller (spec 12). Use `T = Page<DirectoryObject>` to expand
-    /// the first member pages of many groups in one round trip per 20 groups; with
-    /// `ConsistencyLevel`, set it again on the next links
-    /// ([`NextLink::with_consistency_eventual`](crate::NextLink::with_consistency_eventual)).
+    /// the first member pages of many groups in one round trip per 20 groups; the next
+    /// link of a page answering an item sent with `ConsistencyLevel: eventual` asks for it
+    /// again ([`NextLink::consistency_eventual`](crate::NextLink::consistency_eventual)).
     ///
     /// # Errors
     ///
@@ -177,7 +178,10 @@ impl GraphClient {
                             continue;
                         }
                     }
-                    results[index] = Some(item_result(answer, retry_after, &item_path));
+                    // A page answering an eventual item keeps the header for its next link.
+                    results[index] = Some(with_next_link_eventual(items[index].eventual, || {
+                        item_result(answer, retry_after, &item_path)
+                    }));
                 }
                 for &index in chunk {
                     if results[index].is_none() && !retry_next.contains(&index) {

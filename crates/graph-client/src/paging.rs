@@ -151,13 +151,36 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Page<T> {
             count: Option<u64>,
         }
         let wire = Wire::<T>::deserialize(deserializer)?;
+        let eventual = NEXT_LINK_EVENTUAL.get();
         Ok(Page {
             items: wire.value,
-            next_link: wire.next_link.filter(|l| !l.is_empty()).map(NextLink::new),
+            next_link: wire
+                .next_link
+                .filter(|l| !l.is_empty())
+                .map(|url| NextLink::new(url).with_consistency_eventual(eventual)),
             delta_link: wire.delta_link,
             count: wire.count,
         })
     }
+}
+
+thread_local! {
+    /// Whether pages decoded now answer a `ConsistencyLevel: eventual` request, so that
+    /// their next link asks for it again (spec 8c). Set around the synchronous decode of
+    /// a `$batch` item, whose type is the caller's `T` (often `Page<_>`).
+    static NEXT_LINK_EVENTUAL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `decode` with pages' next links marked as `eventual` (see [`NEXT_LINK_EVENTUAL`]).
+pub(crate) fn with_next_link_eventual<R>(eventual: bool, decode: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            NEXT_LINK_EVENTUAL.set(self.0);
+        }
+    }
+    let _restore = Restore(NEXT_LINK_EVENTUAL.replace(eventual));
+    decode()
 }
 
 /// Fetches one page at `link`, resending `ConsistencyLevel` when the link needs it.

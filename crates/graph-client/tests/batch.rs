@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use common::client;
+use futures::TryStreamExt as _;
 use graph_client::{BatchItem, DirectoryObject, Page};
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -226,4 +227,58 @@ async fn outer_424_is_retried_like_a_throttled_batch() {
     assert_eq!(start.elapsed(), Duration::from_secs(2));
     assert!(results[0].is_ok());
     assert_eq!(server.received_requests().await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn next_links_of_eventual_batch_items_send_consistency_level_again() {
+    let server = MockServer::start().await;
+    let base = common::base(&server);
+    Mock::given(method("POST"))
+        .and(path("/v1.0/$batch"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"responses": [
+            {"id": "1", "status": 200, "body": {"value": [],
+                "@odata.nextLink": format!("{base}/groups/g2/members?$skiptoken=plain")}},
+            {"id": "0", "status": 200, "body": {"value": [],
+                "@odata.nextLink": format!("{base}/groups/g1/members?$count=true&$skiptoken=advanced")}},
+        ]})))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1.0/groups/g1/members"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"value": [{"@odata.type": "#microsoft.graph.user", "id": "u1"}]}),
+        ))
+        .mount(&server)
+        .await;
+    let (client, _) = client(&server);
+    let eventual = client
+        .groups()
+        .members("g1")
+        .count()
+        .to_batch_item()
+        .unwrap();
+    assert!(eventual.url().contains("$count=true"));
+
+    let mut results = client
+        .batch::<Page<DirectoryObject>>(vec![eventual, BatchItem::get("/groups/g2/members")])
+        .await
+        .unwrap();
+    let plain = results.pop().unwrap().unwrap();
+    let advanced = results.pop().unwrap().unwrap();
+    assert!(!plain.next_link().unwrap().consistency_eventual());
+    let link = advanced.next_link().unwrap().clone();
+    assert!(link.consistency_eventual());
+
+    let members: Vec<DirectoryObject> = client.resume_stream(link).try_collect().await.unwrap();
+    assert_eq!(members.len(), 1);
+    let requests = server.received_requests().await.unwrap();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(
+        requests[1].url.query(),
+        Some("$count=true&$skiptoken=advanced")
+    );
+    assert_eq!(
+        requests[1].headers.get("consistencylevel").unwrap(),
+        "eventual"
+    );
 }
