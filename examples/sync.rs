@@ -192,7 +192,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
 /// One `indicatif` bar per phase: count and rate.
 struct Bars {
     multi: MultiProgress,
-    bars: std::sync::Mutex<Vec<(Phase, ProgressBar)>>,
+    phases: std::sync::Mutex<Vec<(Phase, ProgressBar)>>,
     quiet: bool,
 }
 
@@ -200,7 +200,7 @@ impl Bars {
     fn new(quiet: bool) -> Self {
         Self {
             multi: MultiProgress::new(),
-            bars: std::sync::Mutex::new(Vec::new()),
+            phases: std::sync::Mutex::new(Vec::new()),
             quiet,
         }
     }
@@ -208,7 +208,7 @@ impl Bars {
     fn with(&self, phase: Phase, action: impl FnOnce(&ProgressBar)) {
         // A poisoned lock only means another progress call panicked: keep going.
         let bars = self
-            .bars
+            .phases
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some((_, bar)) = bars.iter().find(|(p, _)| *p == phase) {
@@ -238,7 +238,7 @@ impl Progress for Bars {
         bar.set_prefix(phase.label());
         let bar = self.multi.add(bar);
         bar.enable_steady_tick(std::time::Duration::from_millis(200));
-        self.bars
+        self.phases
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push((phase, bar));

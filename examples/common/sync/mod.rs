@@ -755,9 +755,10 @@ fn member_of(object: &DirectoryObject) -> Option<(String, String)> {
 }
 
 fn short_type(odata_type: Option<&str>) -> String {
-    odata_type
-        .map(|t| t.trim_start_matches("#microsoft.graph.").to_owned())
-        .unwrap_or_else(|| "directoryObject".to_owned())
+    odata_type.map_or_else(
+        || "directoryObject".to_owned(),
+        |t| t.trim_start_matches("#microsoft.graph.").to_owned(),
+    )
 }
 
 /// The selected columns of a user, nulls dropped; `None` without an id.

@@ -280,7 +280,7 @@ fn write_file(
     body(&mut writer).with_context(|| format!("could not write {}", path.display()))?;
     let file = writer
         .into_inner()
-        .map_err(|e| e.into_error())
+        .map_err(std::io::IntoInnerError::into_error)
         .with_context(|| format!("could not write {}", path.display()))?;
     // On disk before the rename makes it the export.
     file.sync_all()
