@@ -3,6 +3,8 @@
 //! `{graph}/.default` stands for the app's configured permissions. Scopes of any other
 //! resource are refused (this tenant serves only Graph).
 
+use std::collections::HashSet;
+
 use super::errors::EntraError;
 
 /// The Graph permissions the simulated app registration is configured with: what
@@ -52,6 +54,14 @@ impl ScopeSet {
     /// Parses a `scope` parameter.
     pub(super) fn parse(raw: &str, graph_resource: &str) -> Result<Self, EntraError> {
         let mut set = Self::default();
+        // Lower-cased Graph scopes already in `set`: a set, so that a hostile list of
+        // many distinct scopes costs linear time, not a scan per scope.
+        let mut seen = HashSet::new();
+        let mut add = |set: &mut Self, name: &str| {
+            if seen.insert(name.to_ascii_lowercase()) {
+                set.graph.push(name.to_owned());
+            }
+        };
         let mut default_requested = false;
         let prefix = format!("{}/", graph_resource.trim_end_matches('/'));
         for scope in raw.split(' ').filter(|scope| !scope.is_empty()) {
@@ -67,7 +77,7 @@ impl ScopeSet {
                     if name.eq_ignore_ascii_case(".default") {
                         default_requested = true;
                     } else if is_permission_name(name) {
-                        set.add_graph(name);
+                        add(&mut set, name);
                     } else {
                         return Err(invalid_scope(scope));
                     }
@@ -80,16 +90,10 @@ impl ScopeSet {
                 return Err(invalid_scope(named));
             }
             for permission in CONFIGURED_PERMISSIONS {
-                set.add_graph(permission);
+                add(&mut set, permission);
             }
         }
         Ok(set)
-    }
-
-    fn add_graph(&mut self, name: &str) {
-        if !self.has_graph(name) {
-            self.graph.push(name.to_owned());
-        }
     }
 
     pub(super) fn has_graph(&self, name: &str) -> bool {
@@ -226,6 +230,30 @@ mod tests {
     use super::*;
 
     const GRAPH: &str = "https://graph.microsoft.com";
+
+    #[test]
+    fn many_distinct_scopes_parse_in_linear_time() {
+        // A hostile `/token` body (2 MB) can name some 200,000 distinct permissions; a
+        // linear duplicate check per scope made that tens of billions of comparisons,
+        // holding a runtime worker for minutes.
+        let raw = (0..100_000)
+            .map(|i| format!("P{i}.Read"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let started = std::time::Instant::now();
+        let set = ScopeSet::parse(&raw, GRAPH).unwrap_or_else(|e| panic!("{e:?}"));
+        let took = started.elapsed();
+        assert_eq!(set.graph.len(), 100_000);
+        assert_eq!(set.graph[99_999], "P99999.Read");
+        assert!(took < std::time::Duration::from_secs(5), "took {took:?}");
+        // Duplicates still collapse, ignoring case, keeping the first spelling.
+        let set = ScopeSet::parse("User.Read user.read USER.READ Mail.Send", GRAPH)
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(
+            set.graph,
+            vec!["User.Read".to_string(), "Mail.Send".to_string()]
+        );
+    }
 
     #[test]
     fn unprefixed_and_prefixed_graph_scopes_are_the_same_permission() {
