@@ -42,9 +42,13 @@ impl Fixture {
     }
 
     async fn with_store(store: Arc<dyn ConnectionStore>) -> Self {
+        Self::with_tenant(store, 60, 12).await
+    }
+
+    async fn with_tenant(store: Arc<dyn ConnectionStore>, users: usize, groups: usize) -> Self {
         let sim = TenantSim::builder()
-            .users(60)
-            .groups(12)
+            .users(users)
+            .groups(groups)
             .seed(5)
             // Small delta pages, so large groups' members@delta span pages (spec 9).
             .delta_page_size(20)
@@ -667,4 +671,48 @@ async fn a_lease_taken_over_mid_sync_stops_it_before_any_write() {
         .await
         .unwrap();
     assert!(cursor.is_none(), "no cursor saved");
+}
+
+#[tokio::test]
+async fn groups_larger_than_a_page_are_followed_through_their_next_links() {
+    // "All Company" holds every member user: more than one page of 999.
+    let fx = Fixture::with_tenant(Arc::new(MemoryStore::new()), 2100, 6).await;
+    let control = fx.sim.control();
+    let groups = control.groups();
+    assert!(groups.iter().any(|g| g.member_count > 999));
+    let ids: Vec<String> = groups.iter().map(|g| g.id.clone()).collect();
+    control.reset_counters();
+
+    let members = sync::expand_members(&fx.linked.graph, &ids, 2, &NoProgress)
+        .await
+        .expect("expansion");
+
+    for group in &groups {
+        let expected: BTreeSet<String> = control
+            .group_member_ids(&group.id)
+            .unwrap()
+            .into_iter()
+            .collect();
+        let got: BTreeSet<String> = members[&group.id].keys().cloned().collect();
+        assert_eq!(got, expected, "members of {}", group.display_name);
+    }
+    // One $batch for the first pages, then the large groups' next pages one by one.
+    let counters = control.counters();
+    let batches = counters.count("POST /$batch", 200);
+    assert_eq!(batches, 1, "{:?}", counters.by_endpoint());
+    let large = groups.iter().filter(|g| g.member_count > 999).count() as u64;
+    let next_pages: u64 = groups
+        .iter()
+        .map(|g| (g.member_count as u64).saturating_sub(1) / 999)
+        .sum();
+    assert!(
+        large >= 1 && next_pages >= 2,
+        "{large} large groups, {next_pages} next pages"
+    );
+    assert_eq!(
+        counters.total(),
+        1 + groups.len() as u64 + next_pages,
+        "{:?}",
+        counters.by_endpoint()
+    );
 }

@@ -27,7 +27,7 @@
 
 mod output;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,6 +37,8 @@ use connection_store::{
     ConnectionId, ConnectionStatus, ConnectionStore, CursorKey, LeaseHolder, OwnerId, SecretString,
     StoreError,
 };
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
 use futures::{StreamExt as _, TryStreamExt as _};
 use graph_client::{
     DeltaEvent, DeltaLink, DirectoryObject, GraphClient, GraphError, Group, NextLink, Page, User,
@@ -650,68 +652,100 @@ async fn latest_link<T: graph_client::DeltaObject>(
     anyhow::bail!("Graph ended a delta round without a delta link")
 }
 
-/// The members of every group in `ids`: first pages 20 groups per `$batch`, then the
-/// remaining pages of each large group as its own chain; `concurrency` of either at once.
+/// The members of every group in `ids`: first pages 20 groups per `$batch`, and the
+/// remaining pages of each large group as its own chain of next links. Up to
+/// `concurrency` batches or chains are in flight at once; a chain starts as soon as its
+/// group's first page is in, before further batches, since a large group's pages come
+/// one after another and the longest chain bounds the whole expansion.
 ///
 /// # Errors
 /// The first Graph error of any group (after the client's retries): a partial
 /// membership list is never returned.
-pub async fn expand_members(
-    graph: &GraphClient,
-    ids: &[String],
+pub async fn expand_members<'a>(
+    graph: &'a GraphClient,
+    ids: &'a [String],
     concurrency: usize,
     progress: &dyn Progress,
 ) -> anyhow::Result<BTreeMap<String, BTreeMap<String, String>>> {
     let concurrency = concurrency.max(1);
     progress.start(Phase::Memberships, Some(ids.len() as u64));
     let mut members: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-    let mut chains: Vec<(String, NextLink)> = Vec::new();
-
-    let batches = futures::stream::iter(ids.chunks(BATCH_SIZE))
-        .map(|chunk| async move {
-            let items = chunk
-                .iter()
-                .map(|id| member_request(graph, id).to_batch_item())
-                .collect::<Result<Vec<_>, _>>()?;
-            let answers = graph.batch::<Page<DirectoryObject>>(items).await?;
-            Ok::<_, GraphError>((chunk, answers))
-        })
-        .buffer_unordered(concurrency);
-    let mut batches = std::pin::pin!(batches);
-    while let Some(answer) = batches.next().await {
-        let (chunk, answers) = answer.context("could not expand group members")?;
-        for (id, answer) in chunk.iter().zip(answers) {
-            let page =
-                answer.with_context(|| format!("could not read the members of group {id}"))?;
-            let next = page.next_link().cloned();
-            let entry = members.entry(id.clone()).or_default();
-            add_members(entry, page.into_items());
-            match next {
-                Some(link) => chains.push((id.clone(), link)),
-                None => progress.advance(Phase::Memberships, 1),
+    let mut batches = ids.chunks(BATCH_SIZE);
+    let mut chains: VecDeque<(String, NextLink)> = VecDeque::new();
+    let mut in_flight: FuturesUnordered<BoxFuture<'a, anyhow::Result<Expanded<'a>>>> =
+        FuturesUnordered::new();
+    loop {
+        while in_flight.len() < concurrency {
+            if let Some((id, link)) = chains.pop_front() {
+                in_flight.push(Box::pin(follow_chain(graph, id, link)));
+            } else if let Some(chunk) = batches.next() {
+                in_flight.push(Box::pin(first_pages(graph, chunk)));
+            } else {
+                break;
+            }
+        }
+        let Some(done) = in_flight.next().await else {
+            break;
+        };
+        match done? {
+            Expanded::FirstPages(chunk, answers) => {
+                for (id, answer) in chunk.iter().zip(answers) {
+                    let page = answer
+                        .with_context(|| format!("could not read the members of group {id}"))?;
+                    let next = page.next_link().cloned();
+                    add_members(members.entry(id.clone()).or_default(), page.into_items());
+                    match next {
+                        Some(link) => chains.push_back((id.clone(), link)),
+                        None => progress.advance(Phase::Memberships, 1),
+                    }
+                }
+            }
+            Expanded::Rest(id, found) => {
+                members.entry(id).or_default().extend(found);
+                progress.advance(Phase::Memberships, 1);
             }
         }
     }
-
-    let chained = futures::stream::iter(chains)
-        .map(|(id, link)| async move {
-            let mut found = BTreeMap::new();
-            let pages = graph.resume_pages::<DirectoryObject>(link);
-            let mut pages = std::pin::pin!(pages);
-            while let Some(page) = pages.try_next().await? {
-                add_members(&mut found, page.into_items());
-            }
-            Ok::<_, GraphError>((id, found))
-        })
-        .buffer_unordered(concurrency);
-    let mut chained = std::pin::pin!(chained);
-    while let Some(done) = chained.next().await {
-        let (id, found) = done.context("could not expand the members of a large group")?;
-        members.entry(id).or_default().extend(found);
-        progress.advance(Phase::Memberships, 1);
-    }
     progress.finish(Phase::Memberships);
     Ok(members)
+}
+
+/// A finished piece of the expansion.
+enum Expanded<'a> {
+    /// The first member pages of a chunk of groups, in the chunk's order.
+    FirstPages(&'a [String], Vec<Result<Page<DirectoryObject>, GraphError>>),
+    /// The members on a group's later pages.
+    Rest(String, BTreeMap<String, String>),
+}
+
+async fn first_pages<'a>(graph: &GraphClient, chunk: &'a [String]) -> anyhow::Result<Expanded<'a>> {
+    let items = chunk
+        .iter()
+        .map(|id| member_request(graph, id).to_batch_item())
+        .collect::<Result<Vec<_>, _>>()?;
+    let answers = graph
+        .batch::<Page<DirectoryObject>>(items)
+        .await
+        .context("could not expand group members")?;
+    Ok(Expanded::FirstPages(chunk, answers))
+}
+
+async fn follow_chain(
+    graph: &GraphClient,
+    id: String,
+    link: NextLink,
+) -> anyhow::Result<Expanded<'_>> {
+    let mut found = BTreeMap::new();
+    let pages = graph.resume_pages::<DirectoryObject>(link);
+    let mut pages = std::pin::pin!(pages);
+    while let Some(page) = pages
+        .try_next()
+        .await
+        .with_context(|| format!("could not read the members of group {id}"))?
+    {
+        add_members(&mut found, page.into_items());
+    }
+    Ok(Expanded::Rest(id, found))
 }
 
 /// `GET /groups/{id}/members?$select=id&$top=999`: ids and types are all we keep
