@@ -329,12 +329,23 @@ enum Attempt {
 
 impl GraphClient {
     /// Joins path segments to the base URL, percent-encoding each segment (a UPN with `#EXT#`).
-    pub(crate) fn url_for(&self, segments: &[&str]) -> Url {
+    pub(crate) fn url_for(&self, segments: &[&str]) -> Result<Url, String> {
+        // `Url` drops `.` and `..` segments and an empty one ends the path in `/`: an id or
+        // UPN like that would silently name another resource (`/users/..` is `/users`).
+        if let Some(bad) = segments.iter().find(|s| matches!(**s, "" | "." | "..")) {
+            return Err(format!("{bad:?} is not a valid id or user principal name"));
+        }
         let mut url = self.inner.base.clone();
         if let Ok(mut path) = url.path_segments_mut() {
             path.pop_if_empty().extend(segments);
         }
-        url
+        Ok(url)
+    }
+
+    /// [`url_for`](Self::url_for) for this crate's own constant segments.
+    pub(crate) fn fixed_url(&self, segments: &[&'static str]) -> Url {
+        self.url_for(segments)
+            .unwrap_or_else(|_| unreachable!("constant segments are never empty, . or .."))
     }
 
     /// Refuses a URL whose scheme, host or port differ from the base URL, before any token
@@ -716,7 +727,7 @@ mod tests {
             .unwrap();
         assert_eq!(client.base_url(), "http://127.0.0.1:9/v1.0");
         assert_eq!(
-            client.url_for(&["users", "a#EXT#@b.com"]).as_str(),
+            client.url_for(&["users", "a#EXT#@b.com"]).unwrap().as_str(),
             "http://127.0.0.1:9/v1.0/users/a%23EXT%23@b.com"
         );
     }

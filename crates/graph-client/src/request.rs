@@ -224,7 +224,8 @@ pub(crate) fn with_query(mut url: Url, query: &str) -> String {
 #[must_use = "a request does nothing until sent"]
 pub struct ListRequest<T> {
     client: GraphClient,
-    url: Url,
+    /// Or why the id or UPN in it is invalid (reported when sent).
+    url: Result<Url, String>,
     query: Query,
     _item: PhantomData<fn() -> T>,
 }
@@ -232,14 +233,14 @@ pub struct ListRequest<T> {
 impl<T> std::fmt::Debug for ListRequest<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ListRequest")
-            .field("path", &self.url.path())
+            .field("path", &self.url.as_ref().map(Url::path).ok())
             .field("query", &self.query)
             .finish_non_exhaustive()
     }
 }
 
 impl<T: DeserializeOwned + Send + 'static> ListRequest<T> {
-    pub(crate) fn new(client: GraphClient, url: Url) -> Self {
+    pub(crate) fn new(client: GraphClient, url: Result<Url, String>) -> Self {
         Self {
             client,
             url,
@@ -310,9 +311,9 @@ impl<T: DeserializeOwned + Send + 'static> ListRequest<T> {
 
     fn first_link(&self) -> Result<NextLink, GraphError> {
         self.query.validate()?;
+        let url = self.url.clone().map_err(invalid_id)?;
         let query = self.query.to_query_string(self.client.inner.page_size);
-        Ok(NextLink::new(with_query(self.url.clone(), &query))
-            .with_consistency_eventual(self.query.eventual()))
+        Ok(NextLink::new(with_query(url, &query)).with_consistency_eventual(self.query.eventual()))
     }
 
     /// The first page.
@@ -358,6 +359,10 @@ impl ListRequest<User> {
 }
 
 /// The part of `url` after the Graph root, for `$batch` (`/users?$top=5`).
+pub(crate) fn invalid_id(reason: String) -> GraphError {
+    GraphError::InvalidRequest { reason }
+}
+
 pub(crate) fn relative_url(client: &GraphClient, url: &str) -> String {
     let base = client.inner.base.as_str();
     url.strip_prefix(base)
@@ -368,7 +373,8 @@ pub(crate) fn relative_url(client: &GraphClient, url: &str) -> String {
 #[must_use = "a request does nothing until sent"]
 pub struct GetRequest<T> {
     client: GraphClient,
-    url: Url,
+    /// Or why the id or UPN in it is invalid (reported when sent).
+    url: Result<Url, String>,
     query: Query,
     _item: PhantomData<fn() -> T>,
 }
@@ -376,14 +382,14 @@ pub struct GetRequest<T> {
 impl<T> std::fmt::Debug for GetRequest<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GetRequest")
-            .field("path", &self.url.path())
+            .field("path", &self.url.as_ref().map(Url::path).ok())
             .field("query", &self.query)
             .finish_non_exhaustive()
     }
 }
 
 impl<T: DeserializeOwned> GetRequest<T> {
-    pub(crate) fn new(client: GraphClient, url: Url) -> Self {
+    pub(crate) fn new(client: GraphClient, url: Result<Url, String>) -> Self {
         Self {
             client,
             url,
@@ -412,7 +418,8 @@ impl<T: DeserializeOwned> GetRequest<T> {
     /// [`is_not_found`](GraphError::is_not_found).
     pub async fn send(self) -> Result<T, GraphError> {
         self.query.validate()?;
-        let url = with_query(self.url, &self.query.to_query_string(None));
+        let url = self.url.map_err(invalid_id)?;
+        let url = with_query(url, &self.query.to_query_string(None));
         let reply = self
             .client
             .execute(Call::get(&url, self.query.eventual()))

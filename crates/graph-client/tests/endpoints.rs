@@ -279,3 +279,45 @@ async fn redirects_are_not_followed_so_the_token_stays_home() {
     );
     assert_eq!(elsewhere.received_requests().await.unwrap().len(), 0);
 }
+
+#[tokio::test]
+async fn empty_dot_and_dot_dot_ids_are_refused_instead_of_naming_another_resource() {
+    let server = MockServer::start().await;
+    // What `/users/..` and `/users/` would reach: the user list, which decodes as a User.
+    mount_json(&server, "/v1.0/users", json!({"value": [{"id": "u1"}]})).await;
+    mount_json(&server, "/v1.0/users/", json!({"value": [{"id": "u1"}]})).await;
+    mount_json(&server, "/v1.0/groups/members", json!({"value": []})).await;
+    let (client, _) = client(&server);
+
+    for id in ["", ".", ".."] {
+        let user = client.users().get(id).send().await;
+        assert!(
+            matches!(&user, Err(GraphError::InvalidRequest { .. })),
+            "{id:?}: {user:?}"
+        );
+        let members: Result<Vec<DirectoryObject>, _> =
+            client.groups().members(id).stream().try_collect().await;
+        assert!(
+            matches!(&members, Err(GraphError::InvalidRequest { .. })),
+            "{id:?}: {members:?}"
+        );
+        assert!(matches!(
+            client.users().manager(id).send().await,
+            Err(GraphError::InvalidRequest { .. })
+        ));
+        assert!(matches!(
+            client.users().photo(id).send().await,
+            Err(GraphError::InvalidRequest { .. })
+        ));
+        assert!(client.groups().members(id).to_batch_item().is_err());
+    }
+    assert_eq!(server.received_requests().await.unwrap().len(), 0);
+    // A real id still goes out.
+    mount_json(&server, "/v1.0/users/u1", json!({"id": "u1"})).await;
+    let user = client.users().get("u1").send().await.unwrap();
+    assert_eq!(
+        user.id.as_ref().map(graph_client::ObjectId::as_str),
+        Some("u1")
+    );
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+}

@@ -25,7 +25,7 @@ impl GraphClient {
 impl GroupsApi {
     /// `GET /groups`.
     pub fn list(&self) -> ListRequest<Group> {
-        ListRequest::new(self.client.clone(), self.client.url_for(&["groups"]))
+        ListRequest::new(self.client.clone(), Ok(self.client.fixed_url(&["groups"])))
     }
 
     /// `GET /groups/{id}`.
@@ -57,7 +57,7 @@ impl GroupsApi {
     pub fn delta(&self) -> DeltaRequest<Group> {
         DeltaRequest::new(
             self.client.clone(),
-            self.client.url_for(&["groups", "delta"]),
+            self.client.fixed_url(&["groups", "delta"]),
         )
     }
 
@@ -65,7 +65,7 @@ impl GroupsApi {
     pub fn delta_from(&self, link: DeltaLink) -> DeltaRequest<Group> {
         DeltaRequest::from_link(
             self.client.clone(),
-            self.client.url_for(&["groups", "delta"]),
+            self.client.fixed_url(&["groups", "delta"]),
             link,
         )
     }

@@ -29,7 +29,7 @@ impl GraphClient {
 impl UsersApi {
     /// `GET /users`: all users, paged (100 per page unless `$top` or the client's page size says otherwise).
     pub fn list(&self) -> ListRequest<User> {
-        ListRequest::new(self.client.clone(), self.client.url_for(&["users"]))
+        ListRequest::new(self.client.clone(), Ok(self.client.fixed_url(&["users"])))
     }
 
     /// `GET /users/{id | userPrincipalName}`.
@@ -82,7 +82,7 @@ impl UsersApi {
     pub fn delta(&self) -> DeltaRequest<User> {
         DeltaRequest::new(
             self.client.clone(),
-            self.client.url_for(&["users", "delta"]),
+            self.client.fixed_url(&["users", "delta"]),
         )
     }
 
@@ -90,7 +90,7 @@ impl UsersApi {
     pub fn delta_from(&self, link: DeltaLink) -> DeltaRequest<User> {
         DeltaRequest::from_link(
             self.client.clone(),
-            self.client.url_for(&["users", "delta"]),
+            self.client.fixed_url(&["users", "delta"]),
             link,
         )
     }
@@ -207,7 +207,8 @@ impl PhotoRequest {
             None => self
                 .client
                 .url_for(&["users", &self.user, "photo", "$value"]),
-        };
+        }
+        .map_err(crate::request::invalid_id)?;
         let call = Call {
             method: Method::GET,
             url: url.as_str(),
