@@ -106,8 +106,11 @@ impl RetryPolicy {
 /// The wall clock used to read `Retry-After` HTTP dates; injectable for tests (STYLE, Async).
 pub(crate) type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 
+/// The longest `Retry-After` taken from Graph, in either form.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
+
 /// Parses `Retry-After` as seconds (fractions round up: `2.128` → 3 s, spec 10a/checklist 6)
-/// or as an HTTP date relative to `now` (a past date gives zero).
+/// or as an HTTP date relative to `now` (a past date gives zero); at most a day.
 pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     if let Ok(seconds) = value.parse::<f64>() {
@@ -125,7 +128,13 @@ pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration
         return Some(Duration::from_secs(whole));
     }
     let date = httpdate::parse_http_date(value).ok()?;
-    Some(date.duration_since(now).unwrap_or(Duration::ZERO))
+    // Capped at a day like the seconds form: a far-future date must not tell callers to
+    // wait for centuries.
+    Some(
+        date.duration_since(now)
+            .unwrap_or(Duration::ZERO)
+            .min(MAX_RETRY_AFTER),
+    )
 }
 
 /// One gate per client: a 429 (or any `Retry-After`) closes it until the wait has passed,
@@ -208,6 +217,18 @@ mod tests {
         assert_eq!(parse_retry_after(&date, now), Some(Duration::from_secs(12)));
         let past = httpdate::fmt_http_date(epoch_plus(1_699_999_000));
         assert_eq!(parse_retry_after(&past, now), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn retry_after_is_capped_at_a_day_in_both_forms() {
+        let now = epoch_plus(1_700_000_000);
+        let day = Some(Duration::from_secs(86_400));
+        assert_eq!(parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now), day);
+        assert_eq!(parse_retry_after("1e300", now), day);
+        assert_eq!(
+            parse_retry_after("86399", now),
+            Some(Duration::from_secs(86_399))
+        );
     }
 
     #[test]
