@@ -11,6 +11,8 @@ use crate::AuthError;
 
 /// Token answers are small; anything larger is not Entra.
 const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// The longest `Retry-After` taken from Entra: MSAL's cap of one hour (spec §4c).
+const MAX_RETRY_AFTER_SECONDS: u64 = 3600;
 
 #[derive(Clone, Debug)]
 pub(crate) struct HttpClient {
@@ -72,7 +74,9 @@ impl HttpClient {
             .get(RETRY_AFTER)
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            // MSAL honours at most an hour (spec §4c); a huge value would overflow a
+            // caller's `Instant::now() + retry_after`.
+            .map(|seconds| Duration::from_secs(seconds.min(MAX_RETRY_AFTER_SECONDS)));
         if let Ok(mut answered) = answered.lock() {
             *answered = Answered {
                 status: Some(status.as_u16()),

@@ -400,3 +400,18 @@ async fn huge_expires_in_and_refresh_in_saturate_instead_of_panicking() {
     let requests = server.received_requests().await.unwrap();
     assert_eq!(form(&requests[0].body)["refresh_token"], "RT-OLD");
 }
+
+#[tokio::test]
+async fn huge_retry_after_is_capped_at_an_hour() {
+    let error = refresh_error(
+        ResponseTemplate::new(503)
+            .insert_header("Retry-After", u64::MAX.to_string())
+            .set_body_json(entra_error("temporarily_unavailable", &[90033], None)),
+    )
+    .await;
+    assert!(error.is_retryable(), "{error:?}");
+    let retry_after = error.retry_after().unwrap();
+    assert_eq!(retry_after, Duration::from_secs(3600));
+    // What a caller does with it must not overflow.
+    let _ = tokio::time::Instant::now() + retry_after;
+}
