@@ -150,13 +150,10 @@ impl TokenProvider for SessionTokens {
     }
 
     async fn rejected(&self, token: &SecretString) {
-        // Several requests may be rejected with the same token at once. Drop the cached
+        // Several requests may be rejected with the same token at once: drop the cached
         // token only while it is still the rejected one, so one refresh serves them all
-        // (`TokenSession::invalidate` forgets whatever is cached).
-        match self.session.access_token().await {
-            Ok(current) if current.secret().expose_secret() != token.expose_secret() => {}
-            _ => self.session.invalidate(),
-        }
+        // and a late rejection never throws away a token that was just refreshed.
+        self.session.invalidate_if_current(token);
     }
 }
 
