@@ -18,7 +18,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use common::connect::{SignIn, create_connection, simulated_browser};
-use common::glue::{App, Linked};
+use common::glue::Linked;
 use common::present::connections_table;
 use common::sync;
 use connection_store::{ConnectionId, ConnectionStore, MemoryStore, OwnerId};
@@ -146,17 +146,7 @@ async fn connect(
     owner: &OwnerId,
 ) -> anyhow::Result<(SignIn, connection_store::Connection)> {
     step("Create a new connection: \"Contoso (simulated)\" → Connect");
-    let sign_in = SignIn {
-        app: App {
-            client_id: sim.client_id().to_owned(),
-            client_secret: Some(sim.client_secret().clone()),
-        },
-        cloud: connection_store::Cloud::Custom {
-            login: sim.login_base().to_owned(),
-            graph: sim.graph_base().to_owned(),
-        },
-        authority: "organizations".to_owned(),
-    };
+    let sign_in = SignIn::simulated(sim);
     // The simulator consents as its Global Administrator, as the admin would in a browser.
     let (_client, grant) = sign_in
         .browser(None, Duration::from_secs(30), |url| {

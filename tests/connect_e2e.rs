@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::connect::{
     LoopbackRedirect, SignIn, create_connection, explain, find_connection, reconnect_connection,
 };
-use common::glue::{App, ConnectionTokens, Linked, SessionTokens, plain_reason};
+use common::glue::{ConnectionTokens, Linked, SessionTokens, plain_reason};
 use connection_store::{
     Connection, ConnectionStatus, ConnectionStore, ExposeSecret, MemoryStore, OwnerId,
     SecretString, TokenVersion,
@@ -39,17 +39,7 @@ async fn sim_with(
 }
 
 fn sign_in(sim: &TenantSim) -> SignIn {
-    SignIn {
-        app: App {
-            client_id: sim.client_id().to_owned(),
-            client_secret: Some(sim.client_secret().clone()),
-        },
-        cloud: connection_store::Cloud::Custom {
-            login: sim.login_base().to_owned(),
-            graph: sim.graph_base().to_owned(),
-        },
-        authority: "organizations".to_owned(),
-    }
+    SignIn::simulated(sim)
 }
 
 fn memory_store() -> Arc<dyn ConnectionStore> {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::connect::{SignIn, create_connection, simulated_browser};
-use common::glue::{App, Linked, SessionTokens};
+use common::glue::{Linked, SessionTokens};
 use common::sync::{self, Format, Kind, NoProgress, SyncStop, Target};
 use connection_store::{
     ConnectionStatus, ConnectionStore, CursorKey, LeaseHolder, MemoryStore, OwnerId,
@@ -55,17 +55,7 @@ impl Fixture {
             .start()
             .await
             .expect("tenant-sim starts");
-        let sign_in = SignIn {
-            app: App {
-                client_id: sim.client_id().to_owned(),
-                client_secret: Some(sim.client_secret().clone()),
-            },
-            cloud: connection_store::Cloud::Custom {
-                login: sim.login_base().to_owned(),
-                graph: sim.graph_base().to_owned(),
-            },
-            authority: "organizations".to_owned(),
-        };
+        let sign_in = SignIn::simulated(&sim);
         let (_client, grant) = sign_in
             .browser(None, Duration::from_secs(20), simulated_browser)
             .await

@@ -209,6 +209,24 @@ pub fn open_in_browser(url: &url::Url) {
     }
 }
 
+impl SignIn {
+    /// Signing in to an in-process tenant-sim as its app registration, through the
+    /// `organizations` authority, as the demo and the end-to-end tests do.
+    pub fn simulated(sim: &tenant_sim::TenantSim) -> Self {
+        Self {
+            app: App {
+                client_id: sim.client_id().to_owned(),
+                client_secret: Some(sim.client_secret().clone()),
+            },
+            cloud: connection_store::Cloud::Custom {
+                login: sim.login_base().to_owned(),
+                graph: sim.graph_base().to_owned(),
+            },
+            authority: "organizations".to_owned(),
+        }
+    }
+}
+
 /// Plays the browser against a simulator that consents by itself (tenant-sim's
 /// `AutoConsent`): follows the authorization URL and its redirect to the loopback server.
 /// For the demo and tests; a person uses [`open_in_browser`].
