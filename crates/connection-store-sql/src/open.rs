@@ -215,11 +215,25 @@ async fn open_sqlite(
         .synchronous(SqliteSynchronous::Full)
         .busy_timeout(busy_timeout)
         .foreign_keys(true);
-    let pool = SqlitePoolOptions::new()
-        .max_connections(max_connections)
-        .connect_with(options)
-        .await
-        .map_err(connect_error)?;
+    // Switching a brand-new file to WAL needs an exclusive lock, and SQLite may answer
+    // SQLITE_BUSY for it at once, without waiting through the busy timeout, while another
+    // process opens the same new file. Such a failure is retried a few times; any other
+    // error, or a file that stays busy, is returned.
+    let mut attempt: u32 = 0;
+    let pool = loop {
+        match SqlitePoolOptions::new()
+            .max_connections(max_connections)
+            .connect_with(options.clone())
+            .await
+        {
+            Ok(pool) => break pool,
+            Err(err) if attempt < 10 && is_sqlite_busy(&err) => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt))).await;
+            }
+            Err(err) => return Err(connect_error(err)),
+        }
+    };
     let found: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM schema_version")
         .fetch_one(&pool)
         .await
@@ -241,6 +255,17 @@ async fn open_sqlite(
         }
     }
     Ok(Pool::Sqlite(pool))
+}
+
+/// `SQLITE_BUSY` (5) or `SQLITE_LOCKED` (6), with or without an extended code.
+fn is_sqlite_busy(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Database(db) => db
+            .code()
+            .and_then(|code| code.parse::<i32>().ok())
+            .is_some_and(|code| matches!(code & 0xff, 5 | 6)),
+        _ => false,
+    }
 }
 
 fn valid_schema(schema: &str) -> bool {
