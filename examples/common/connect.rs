@@ -264,19 +264,36 @@ pub async fn create_connection(
     grant: &Grant,
 ) -> anyhow::Result<Connection> {
     store
-        .create(
-            owner,
-            NewConnection {
-                name: name.to_owned(),
-                tenant: TenantId::new(grant.tenant_id().as_str()),
-                cloud,
-                admin: admin_of(grant),
-                scopes: grant.scopes().to_vec(),
-                refresh_token: grant.refresh_token().clone(),
-            },
-        )
+        .create(owner, new_connection(name, cloud, grant))
         .await
         .map_err(describe_store_error)
+}
+
+/// The new connection a fresh grant makes: its tenant, admin, scopes and refresh token.
+pub fn new_connection(name: &str, cloud: connection_store::Cloud, grant: &Grant) -> NewConnection {
+    NewConnection {
+        name: name.to_owned(),
+        tenant: TenantId::new(grant.tenant_id().as_str()),
+        cloud,
+        admin: admin_of(grant),
+        scopes: grant.scopes().to_vec(),
+        refresh_token: grant.refresh_token().clone(),
+    }
+}
+
+/// Whether `grant` signed in to `connection`'s tenant (a reconnect must).
+pub fn same_tenant(connection: &Connection, grant: &Grant) -> bool {
+    connection.tenant.as_str() == TenantId::new(grant.tenant_id().as_str()).as_str()
+}
+
+/// The reconnect a new grant makes for `connection` (check [`same_tenant`] first).
+pub fn reconnect_of(connection: &Connection, grant: &Grant) -> Reconnect {
+    Reconnect {
+        tenant: connection.tenant.clone(),
+        admin: admin_of(grant),
+        scopes: grant.scopes().to_vec(),
+        refresh_token: grant.refresh_token().clone(),
+    }
 }
 
 /// Saves a new grant for an existing connection (status back to active).
@@ -290,7 +307,7 @@ pub async fn reconnect_connection(
     grant: &Grant,
 ) -> anyhow::Result<Connection> {
     let connection = store.get(owner, id).await.map_err(describe_store_error)?;
-    if connection.tenant.as_str() != TenantId::new(grant.tenant_id().as_str()).as_str() {
+    if !same_tenant(&connection, grant) {
         bail!(
             "you signed in to tenant {}, but connection {:?} is for tenant {}\nnext step: sign \
              in with an admin account of tenant {} (use --tenant {})",
@@ -302,16 +319,7 @@ pub async fn reconnect_connection(
         );
     }
     let (connection, _version) = store
-        .reconnect(
-            owner,
-            id,
-            Reconnect {
-                tenant: connection.tenant.clone(),
-                admin: admin_of(grant),
-                scopes: grant.scopes().to_vec(),
-                refresh_token: grant.refresh_token().clone(),
-            },
-        )
+        .reconnect(owner, id, reconnect_of(&connection, grant))
         .await
         .map_err(describe_store_error)?;
     Ok(connection)

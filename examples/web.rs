@@ -1,0 +1,220 @@
+//! The product flow in a browser: a small web app where a customer links Microsoft 365
+//! tenants ("Integrations" → "Microsoft 365 – User Sync" → "Create a new connection"),
+//! manages them, and sees the imported employees.
+//!
+//! ```text
+//! cargo run --example web                      # against a simulated tenant, in process
+//! cargo run --example web -- --client-id <id>  # against Microsoft Entra (see the README)
+//! cargo run --example web -- --help
+//! ```
+
+mod common;
+mod webapp;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum_extra::extract::cookie::Key;
+use base64::Engine as _;
+use clap::{Parser, ValueEnum};
+use common::connect::SignIn;
+use common::glue::App;
+use secrecy::SecretString;
+use webapp::accounts::{Customer, DEMO_CUSTOMERS};
+
+/// A web app showing the whole flow: sign in as a customer of the service, link a
+/// Microsoft 365 tenant (sign in as its admin and consent), manage the connection,
+/// sync its users and see the imported employees.
+///
+/// Without --client-id it runs against a simulated tenant started in process (with
+/// Microsoft-like sign-in and consent pages), with a fresh temporary store.
+#[derive(Parser, Debug)]
+#[command(version)]
+#[allow(
+    clippy::doc_markdown,
+    reason = "doc comments are the --help text, shown verbatim"
+)]
+struct Args {
+    /// The port to serve on (localhost).
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+
+    /// The application (client) id of your Entra app registration; without it, a
+    /// simulated tenant is used. Register the redirect URI
+    /// http://localhost/integrations/microsoft-365/callback (Web platform).
+    #[arg(long, env = "ENTRA_CLIENT_ID")]
+    client_id: Option<String>,
+
+    /// The client secret of the app registration.
+    #[arg(long, env = "ENTRA_CLIENT_SECRET", hide_env_values = true)]
+    client_secret: Option<String>,
+
+    /// Who may sign in to connect a tenant: `organizations` (any work account), a
+    /// tenant id or a domain.
+    #[arg(long, default_value = "organizations")]
+    tenant: String,
+
+    /// The Microsoft cloud.
+    #[arg(long, value_enum, default_value_t = CloudArg::Global)]
+    cloud: CloudArg,
+
+    /// Where connections are stored: a SQLite file or a postgres:// URL (key from
+    /// M365_LINK_STORE_KEY). Default: m365-link.sqlite, or a temporary file with the
+    /// simulated tenant.
+    #[arg(long)]
+    store: Option<String>,
+
+    /// Where each connection's imported employees and sync scope are kept. Default:
+    /// m365-link-web/, or a temporary folder with the simulated tenant.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+
+    /// A customer account that may sign in, as email:password (repeat for more).
+    /// Default: the two demo customers printed at start.
+    #[arg(long = "customer", value_name = "EMAIL:PASSWORD", value_parser = Customer::parse)]
+    customers: Vec<Customer>,
+
+    /// Sync every connection this often, in minutes (0 turns the scheduled sync off).
+    #[arg(long, default_value_t = 60)]
+    sync_every_minutes: u64,
+
+    /// The key signing session cookies: base64 of at least 64 bytes. Default: a random
+    /// key (everyone is signed out when the app restarts).
+    #[arg(long, env = "M365_LINK_COOKIE_KEY", hide_env_values = true)]
+    cookie_key: Option<String>,
+
+    /// The URL browsers use to reach the app, when it runs behind a proxy (https://...
+    /// marks cookies Secure). Default: http://localhost:<port>.
+    #[arg(long)]
+    public_url: Option<String>,
+
+    /// Users in the simulated tenant.
+    #[arg(long, default_value_t = 60)]
+    sim_users: usize,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum CloudArg {
+    Global,
+    UsGovernment,
+    UsGovernmentDod,
+    China,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Args::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn cookie_key(encoded: Option<&str>) -> anyhow::Result<Key> {
+    let Some(encoded) = encoded else {
+        return Ok(Key::generate());
+    };
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .context("M365_LINK_COOKIE_KEY is not base64")?;
+    Key::try_from(bytes.as_slice())
+        .map_err(|_| anyhow::anyhow!("M365_LINK_COOKIE_KEY must be at least 64 bytes"))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
+        .await
+        .with_context(|| format!("could not listen on port {} (try --port)", args.port))?;
+
+    // The tenant: Microsoft Entra, or a simulated one kept alive while the app runs.
+    let (sign_in, sim, default_store, default_data) = if let Some(client_id) = &args.client_id {
+        let cloud = match args.cloud {
+            CloudArg::Global => connection_store::Cloud::Global,
+            CloudArg::UsGovernment => connection_store::Cloud::UsGovernment,
+            CloudArg::UsGovernmentDod => connection_store::Cloud::UsGovernmentDod,
+            CloudArg::China => connection_store::Cloud::China,
+        };
+        let sign_in = SignIn {
+            app: App {
+                client_id: client_id.clone(),
+                client_secret: args.client_secret.clone().map(SecretString::from),
+            },
+            cloud,
+            authority: args.tenant.clone(),
+        };
+        let store = common::store::DEFAULT_STORE.to_owned();
+        (sign_in, None, store, PathBuf::from("m365-link-web"))
+    } else {
+        let sim = tenant_sim::TenantSim::builder()
+            .users(args.sim_users)
+            .groups(8)
+            .consent_mode(tenant_sim::ConsentMode::Interactive)
+            .start()
+            .await
+            .context("could not start the simulated tenant")?;
+        let scratch = std::env::temp_dir().join(format!("m365-link-web-{}", std::process::id()));
+        std::fs::create_dir_all(&scratch)
+            .with_context(|| format!("could not create {}", scratch.display()))?;
+        let store = scratch.join("store.sqlite").display().to_string();
+        (
+            SignIn::simulated(&sim),
+            Some(sim),
+            store,
+            scratch.join("data"),
+        )
+    };
+
+    let store_location = args.store.clone().unwrap_or(default_store);
+    let opened = common::store::open(&store_location).await?;
+    let mut config = webapp::Config::new(sign_in, args.data_dir.clone().unwrap_or(default_data));
+    if !args.customers.is_empty() {
+        config.customers.clone_from(&args.customers);
+    }
+    config.sync_interval =
+        (args.sync_every_minutes > 0).then(|| Duration::from_secs(args.sync_every_minutes * 60));
+    config.cookie_key = cookie_key(args.cookie_key.as_deref())?;
+    config.secure_cookies = args
+        .public_url
+        .as_deref()
+        .is_some_and(|url| url.starts_with("https://"));
+    config.public_url.clone_from(&args.public_url);
+    let data_dir = config.data_dir.clone();
+
+    let running = webapp::serve(config, Arc::clone(&opened.store), listener).await?;
+
+    println!("m365-link web example");
+    match &sim {
+        Some(sim) => println!(
+            "  tenant:     simulated ({}, admin {}), in process",
+            sim.tenant_domain(),
+            sim.admin_upn()
+        ),
+        None => println!("  tenant:     Microsoft Entra ({})", args.tenant),
+    }
+    println!("  store:      {}", opened.description);
+    println!("  data:       {}", data_dir.display());
+    if args.customers.is_empty() {
+        for (email, password) in DEMO_CUSTOMERS {
+            println!("  customer:   {email} / {password}");
+        }
+    }
+    println!("\nOpen {}/ in your browser. Ctrl-C stops.", running.url());
+
+    tokio::select! {
+        () = running.wait() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    Ok(())
+}

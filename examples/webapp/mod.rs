@@ -1,0 +1,303 @@
+//! The web example's application: the product flow of the help article ("Integrations" →
+//! "Microsoft 365 – User Sync" → "Create a new connection" → sign in and consent →
+//! "Linked Microsoft 365 accounts" → "Manage"), server-rendered with axum and maud.
+//!
+//! It composes the crates only through their public APIs and the glue in
+//! `examples/common/`; the tests include this folder with `#[path]`.
+//!
+//! - [`accounts`]: the service's own customers (the store's owners).
+//! - [`session`]: signed session cookies, server-side sessions, CSRF.
+//! - [`routes`] and [`pages`]: the handlers and their templates.
+//! - [`jobs`] and [`scheduler`]: "Sync now" in the background, and the interval sync.
+//! - [`scope`] and [`employees`]: which users are imported, and the employees table.
+
+// The example uses all of this; the tests that include the folder use parts of it.
+#![allow(dead_code)]
+
+pub mod accounts;
+pub mod employees;
+pub mod jobs;
+pub mod pages;
+pub mod routes;
+pub mod scheduler;
+pub mod scope;
+pub mod session;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::extract::FromRef;
+use axum_extra::extract::cookie::Key;
+use connection_store::{ConnectionId, ConnectionStore, OwnerId};
+use entra_auth::EntraClient;
+
+use crate::common::connect::SignIn;
+use crate::common::glue::Linked;
+
+/// The path Entra redirects back to after the sign-in (register
+/// `http://localhost/integrations/microsoft-365/callback` for local runs: Entra ignores
+/// the port of loopback redirect URIs).
+pub const CALLBACK_PATH: &str = "/integrations/microsoft-365/callback";
+
+/// The default interval of the scheduled sync.
+pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(60 * 60);
+
+/// How the app runs.
+#[derive(Clone)]
+pub struct Config {
+    /// The app registration, cloud and sign-in authority.
+    pub sign_in: SignIn,
+    /// Where each connection's export and scope are kept.
+    pub data_dir: PathBuf,
+    /// The customer accounts that may sign in.
+    pub customers: Vec<accounts::Customer>,
+    /// Sync every connection this often; `None` turns the scheduler off.
+    pub sync_interval: Option<Duration>,
+    /// Signs the session cookie.
+    pub cookie_key: Key,
+    /// Mark cookies `Secure` (when served over HTTPS).
+    pub secure_cookies: bool,
+    /// The URL the browser uses to reach the app, without a trailing slash; `None` =
+    /// `http://localhost:<port>`.
+    pub public_url: Option<String>,
+}
+
+impl Config {
+    /// The demo customers, a random cookie key, no scheduler, plain HTTP on localhost.
+    pub fn new(sign_in: SignIn, data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            sign_in,
+            data_dir: data_dir.into(),
+            customers: accounts::Customer::demo(),
+            sync_interval: None,
+            cookie_key: Key::generate(),
+            secure_cookies: false,
+            public_url: None,
+        }
+    }
+}
+
+/// Where connection `id`'s export and scope live.
+pub fn connection_dir(data_dir: &Path, id: ConnectionId) -> PathBuf {
+    data_dir.join("connections").join(id.to_string())
+}
+
+struct Inner {
+    config: Config,
+    store: Arc<dyn ConnectionStore>,
+    entra: EntraClient,
+    base_url: String,
+    sessions: session::Sessions,
+    jobs: jobs::Jobs,
+    employees: employees::EmployeeCache,
+    linked: std::sync::Mutex<std::collections::HashMap<ConnectionId, Linked>>,
+}
+
+/// Everything a handler needs; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+impl AppState {
+    /// The state for an app reachable at `base_url` (no trailing slash).
+    ///
+    /// # Errors
+    /// When the app registration or cloud settings are invalid.
+    pub fn new(
+        config: Config,
+        store: Arc<dyn ConnectionStore>,
+        base_url: &str,
+    ) -> anyhow::Result<Self> {
+        let base_url = base_url.trim_end_matches('/').to_owned();
+        let redirect_uri = format!("{base_url}{CALLBACK_PATH}");
+        let entra = config
+            .sign_in
+            .app
+            .entra_client(&config.sign_in.cloud, Some(&redirect_uri))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                store,
+                entra,
+                base_url,
+                sessions: session::Sessions::default(),
+                jobs: jobs::Jobs::default(),
+                employees: employees::EmployeeCache::default(),
+                linked: std::sync::Mutex::default(),
+            }),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The connection store.
+    pub fn store(&self) -> Arc<dyn ConnectionStore> {
+        self.inner.store.clone()
+    }
+
+    /// The Entra client redirecting to this app's callback.
+    pub fn entra(&self) -> &EntraClient {
+        &self.inner.entra
+    }
+
+    /// The app's base URL.
+    pub fn base_url(&self) -> &str {
+        &self.inner.base_url
+    }
+
+    /// The browser sessions.
+    pub fn sessions(&self) -> &session::Sessions {
+        &self.inner.sessions
+    }
+
+    /// The sync jobs of this process.
+    pub fn jobs(&self) -> &jobs::Jobs {
+        &self.inner.jobs
+    }
+
+    /// The employees cache.
+    pub fn employees(&self) -> &employees::EmployeeCache {
+        &self.inner.employees
+    }
+
+    /// Connection `id` of `owner` opened for Graph calls, kept between requests so that
+    /// its token session (and its cached access token) serves every sync and photo
+    /// instead of redeeming the refresh token each time.
+    ///
+    /// # Errors
+    /// When the connection is not `owner`'s, or the app settings are invalid.
+    pub async fn linked(&self, owner: &OwnerId, id: ConnectionId) -> anyhow::Result<Linked> {
+        let cached = self.linked_map().get(&id).cloned();
+        if let Some(linked) = cached
+            && &linked.connection.owner == owner
+        {
+            return Ok(linked);
+        }
+        let linked = Linked::open(self.store(), owner, id, &self.config().sign_in.app).await?;
+        self.linked_map().insert(id, linked.clone());
+        Ok(linked)
+    }
+
+    /// Drops connection `id`'s open session (after a reconnect or removal).
+    pub fn forget_linked(&self, id: ConnectionId) {
+        self.linked_map().remove(&id);
+    }
+
+    fn linked_map(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<ConnectionId, Linked>> {
+        self.inner
+            .linked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl FromRef<AppState> for Key {
+    fn from_ref(state: &AppState) -> Self {
+        state.inner.config.cookie_key.clone()
+    }
+}
+
+/// A running app.
+pub struct Running {
+    url: String,
+    state: AppState,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: tokio::task::JoinHandle<()>,
+    scheduler: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// The URL to open, e.g. `http://localhost:8080`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The app's state (tests look at jobs and sessions through it).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Stops serving and the scheduler.
+    pub async fn shutdown(mut self) {
+        if let Some(scheduler) = self.scheduler.take() {
+            scheduler.abort();
+        }
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        let _ = (&mut self.server).await;
+    }
+
+    /// Serves until the server stops (Ctrl-C in the example).
+    pub async fn wait(mut self) {
+        let _ = (&mut self.server).await;
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(scheduler) = self.scheduler.take() {
+            scheduler.abort();
+        }
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+/// Serves the app on `listener` (and starts the scheduler when configured).
+///
+/// # Errors
+/// When the listener has no address or the app settings are invalid.
+#[allow(
+    clippy::unused_async,
+    reason = "async so that a caller's start-up can grow async steps without an API change"
+)]
+pub async fn serve(
+    config: Config,
+    store: Arc<dyn ConnectionStore>,
+    listener: tokio::net::TcpListener,
+) -> anyhow::Result<Running> {
+    let port = listener
+        .local_addr()
+        .context("the listener has no address")?
+        .port();
+    let url = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://localhost:{port}"));
+    let interval = config.sync_interval;
+    let state = AppState::new(config, store, &url)?;
+    std::fs::create_dir_all(state.config().data_dir.join("connections")).with_context(|| {
+        format!(
+            "could not create the data folder {}",
+            state.config().data_dir.display()
+        )
+    })?;
+    let app = routes::router(state.clone());
+    let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let _ = stop.await;
+        });
+        if let Err(error) = serve.await {
+            tracing::warn!(%error, "the web server stopped");
+        }
+    });
+    let scheduler = interval.map(|every| scheduler::spawn(state.clone(), every));
+    Ok(Running {
+        url: url.trim_end_matches('/').to_owned(),
+        state,
+        shutdown: Some(shutdown),
+        server,
+        scheduler,
+    })
+}
