@@ -558,64 +558,91 @@ async fn callback(
             ));
         }
     };
-    let store = state.store();
-    let owner = pending.owner;
     match pending.intent {
-        Intent::Create { name } => {
-            let new = new_connection(&name, state.config().sign_in.cloud.clone(), &grant);
-            match store.create(&owner, new).await {
-                Ok(connection) => {
-                    Ok(Redirect::to(&format!("{BASE}?created={}", connection.id)).into_response())
-                }
-                Err(StoreError::NameTaken { .. }) => Ok(failed_page(
-                    &ctx,
-                    StatusCode::CONFLICT,
-                    "The name is taken",
-                    "Another connection got this name meanwhile. Create the connection again with another name.",
-                    None,
-                )),
-                Err(StoreError::TenantAlreadyConnected { .. }) => {
-                    let existing =
-                        store.list(&owner).await?.into_iter().find(|c| {
-                            c.tenant.as_str() == grant.tenant_id().as_str().to_lowercase()
-                        });
-                    let detail = existing.map_or_else(
-                        || "This Microsoft 365 tenant is already linked to your account.".to_owned(),
-                        |c| format!("This Microsoft 365 tenant is already linked as “{}”. Open it with Manage; if it needs a reconnect, use Reconnect there.", c.name.as_str()),
-                    );
-                    Ok(failed_page(
-                        &ctx,
-                        StatusCode::CONFLICT,
-                        "Already linked",
-                        &detail,
-                        None,
-                    ))
-                }
-                Err(error) => Err(error.into()),
-            }
-        }
+        Intent::Create { name } => finish_create(&state, &ctx, &pending.owner, &name, &grant).await,
         Intent::Reconnect { id } => {
-            let connection = store.get(&owner, id).await?;
-            if !same_tenant(&connection, &grant) {
-                return Ok(failed_page(
-                    &ctx,
-                    StatusCode::CONFLICT,
-                    "Another tenant",
-                    &format!(
-                        "You signed in to another Microsoft 365 tenant than the one “{}” imports ({}). Reconnect with an administrator account of that tenant.",
-                        connection.name.as_str(),
-                        connection.tenant.as_str()
-                    ),
-                    None,
-                ));
-            }
-            store
-                .reconnect(&owner, id, reconnect_of(&connection, &grant))
-                .await?;
-            state.forget_linked(id);
-            Ok(Redirect::to(&format!("{BASE}/connections/{id}?flash=reconnected")).into_response())
+            finish_reconnect(&state, &ctx, &pending.owner, id, &grant).await
         }
     }
+}
+
+/// Saves a new connection from a completed sign-in.
+async fn finish_create(
+    state: &AppState,
+    ctx: &Ctx,
+    owner: &OwnerId,
+    name: &str,
+    grant: &entra_auth::Grant,
+) -> Result<Response> {
+    let store = state.store();
+    let new = new_connection(name, state.config().sign_in.cloud.clone(), grant);
+    match store.create(owner, new).await {
+        Ok(connection) => {
+            Ok(Redirect::to(&format!("{BASE}?created={}", connection.id)).into_response())
+        }
+        Err(StoreError::NameTaken { .. }) => Ok(failed_page(
+            ctx,
+            StatusCode::CONFLICT,
+            "The name is taken",
+            "Another connection got this name meanwhile. Create the connection again with another name.",
+            None,
+        )),
+        Err(StoreError::TenantAlreadyConnected { .. }) => {
+            let tenant = connection_store::TenantId::new(grant.tenant_id().as_str());
+            let existing = store
+                .list(owner)
+                .await?
+                .into_iter()
+                .find(|c| c.tenant == tenant);
+            let detail = existing.map_or_else(
+                || "This Microsoft 365 tenant is already linked to your account.".to_owned(),
+                |c| {
+                    format!(
+                        "This Microsoft 365 tenant is already linked as “{}”. Open it with Manage; if it needs a reconnect, use Reconnect there.",
+                        c.name.as_str()
+                    )
+                },
+            );
+            Ok(failed_page(
+                ctx,
+                StatusCode::CONFLICT,
+                "Already linked",
+                &detail,
+                None,
+            ))
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Saves a new grant for an existing connection (status back to active).
+async fn finish_reconnect(
+    state: &AppState,
+    ctx: &Ctx,
+    owner: &OwnerId,
+    id: ConnectionId,
+    grant: &entra_auth::Grant,
+) -> Result<Response> {
+    let store = state.store();
+    let connection = store.get(owner, id).await?;
+    if !same_tenant(&connection, grant) {
+        return Ok(failed_page(
+            ctx,
+            StatusCode::CONFLICT,
+            "Another tenant",
+            &format!(
+                "You signed in to another Microsoft 365 tenant than the one “{}” imports ({}). Reconnect with an administrator account of that tenant.",
+                connection.name.as_str(),
+                connection.tenant.as_str()
+            ),
+            None,
+        ));
+    }
+    store
+        .reconnect(owner, id, reconnect_of(&connection, grant))
+        .await?;
+    state.forget_linked(id);
+    Ok(Redirect::to(&format!("{BASE}/connections/{id}?flash=reconnected")).into_response())
 }
 
 // ---------------------------------------------------------------------------------------
