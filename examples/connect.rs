@@ -11,10 +11,10 @@ mod common;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use common::connect::{
-    DEFAULT_SIGN_IN_TIMEOUT, SignIn, create_connection, explain, find_connection, open_in_browser,
-    reconnect_connection, status_text,
+    CloudArg, DEFAULT_SIGN_IN_TIMEOUT, SignIn, create_connection, explain, find_connection,
+    open_in_browser, reconnect_connection, status_text,
 };
 use common::glue::App;
 use connection_store::OwnerId;
@@ -90,14 +90,6 @@ struct Args {
     timeout: u64,
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum CloudArg {
-    Global,
-    UsGovernment,
-    UsGovernmentDod,
-    China,
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -125,12 +117,7 @@ async fn run(args: Args) -> Result<(), String> {
             login: login.clone(),
             graph: graph.clone(),
         },
-        _ => match args.cloud {
-            CloudArg::Global => connection_store::Cloud::Global,
-            CloudArg::UsGovernment => connection_store::Cloud::UsGovernment,
-            CloudArg::UsGovernmentDod => connection_store::Cloud::UsGovernmentDod,
-            CloudArg::China => connection_store::Cloud::China,
-        },
+        _ => args.cloud.cloud(),
     };
     // A reconnect signs in to the connection's own tenant and cloud.
     let existing = match &args.reconnect {

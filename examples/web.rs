@@ -19,8 +19,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use axum_extra::extract::cookie::Key;
 use base64::Engine as _;
-use clap::{Parser, ValueEnum};
-use common::connect::SignIn;
+use clap::Parser;
+use common::connect::{CloudArg, SignIn};
 use common::glue::App;
 use secrecy::SecretString;
 use webapp::accounts::{Customer, DEMO_CUSTOMERS};
@@ -96,14 +96,6 @@ struct Args {
     sim_users: usize,
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum CloudArg {
-    Global,
-    UsGovernment,
-    UsGovernmentDod,
-    China,
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -140,12 +132,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     // The tenant: Microsoft Entra, or a simulated one kept alive while the app runs.
     let (sign_in, sim, default_store, default_data) = if let Some(client_id) = &args.client_id {
-        let cloud = match args.cloud {
-            CloudArg::Global => connection_store::Cloud::Global,
-            CloudArg::UsGovernment => connection_store::Cloud::UsGovernment,
-            CloudArg::UsGovernmentDod => connection_store::Cloud::UsGovernmentDod,
-            CloudArg::China => connection_store::Cloud::China,
-        };
+        let cloud = args.cloud.cloud();
         let sign_in = SignIn {
             app: App {
                 client_id: client_id.clone(),

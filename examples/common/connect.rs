@@ -25,6 +25,31 @@ const DONE_PAGE: &str = "<!doctype html><html><head><meta charset=\"utf-8\"><tit
     </head><body style=\"font-family:sans-serif;margin:3em\"><h1>Sign-in received</h1>\
     <p>You can close this tab and return to the terminal.</p></body></html>";
 
+/// The `--cloud` option of the examples.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum CloudArg {
+    /// Global (including GCC Moderate).
+    Global,
+    /// US Government L4 (GCC High).
+    UsGovernment,
+    /// US Government L5 (Department of Defense).
+    UsGovernmentDod,
+    /// China (21Vianet).
+    China,
+}
+
+impl CloudArg {
+    /// The stored cloud.
+    pub fn cloud(self) -> connection_store::Cloud {
+        match self {
+            Self::Global => connection_store::Cloud::Global,
+            Self::UsGovernment => connection_store::Cloud::UsGovernment,
+            Self::UsGovernmentDod => connection_store::Cloud::UsGovernmentDod,
+            Self::China => connection_store::Cloud::China,
+        }
+    }
+}
+
 /// A one-shot HTTP server on `127.0.0.1` (a free port) receiving Entra's redirect.
 ///
 /// The redirect URI is `http://localhost:{port}/`: Entra matches loopback redirect URIs

@@ -395,20 +395,40 @@ async fn create(
         let page = pages::new_connection(&me.ctx(), &name, Some(&problem));
         return Ok((StatusCode::UNPROCESSABLE_ENTITY, html(&page)).into_response());
     }
-    let (url, pending) = state
+    to_microsoft(
+        &state,
+        &me,
+        authority(&state)?,
+        None,
+        Intent::Create { name },
+    )
+}
+
+/// Starts a Microsoft sign-in for `intent`: keeps the pending authorization in this
+/// browser session and redirects to Entra.
+fn to_microsoft(
+    state: &AppState,
+    me: &Me,
+    authority: Authority,
+    login_hint: Option<&str>,
+    intent: Intent,
+) -> Result<Response> {
+    let mut request = state
         .entra()
         .authorization_request()
-        .authority(authority(&state)?)
-        .prompt(Prompt::SelectAccount)
+        .authority(authority)
+        .prompt(Prompt::SelectAccount);
+    if let Some(hint) = login_hint {
+        request = request.login_hint(hint);
+    }
+    let (url, pending) = request
         .build()
         .map_err(|e| AppError::Internal(e.into()))?
         .into_parts();
-    if !state.sessions().add_pending(
-        &me.session.id,
-        me.owner.clone(),
-        Intent::Create { name },
-        pending,
-    ) {
+    if !state
+        .sessions()
+        .add_pending(&me.session.id, me.owner.clone(), intent, pending)
+    {
         return Err(AppError::SignInRequired);
     }
     Ok(Redirect::to(url.as_str()).into_response())
@@ -819,24 +839,13 @@ async fn reconnect(
     let tenant = Authority::parse(connection.tenant.as_str()).map_err(|e| {
         AppError::Internal(anyhow::Error::new(e).context("the stored tenant id is invalid"))
     })?;
-    let (url, pending) = state
-        .entra()
-        .authorization_request()
-        .authority(tenant)
-        .prompt(Prompt::SelectAccount)
-        .login_hint(connection.admin.username.clone())
-        .build()
-        .map_err(|e| AppError::Internal(e.into()))?
-        .into_parts();
-    if !state.sessions().add_pending(
-        &me.session.id,
-        me.owner.clone(),
+    to_microsoft(
+        &state,
+        &me,
+        tenant,
+        Some(&connection.admin.username),
         Intent::Reconnect { id },
-        pending,
-    ) {
-        return Err(AppError::SignInRequired);
-    }
-    Ok(Redirect::to(url.as_str()).into_response())
+    )
 }
 
 async fn remove_page(
