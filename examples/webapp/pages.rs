@@ -23,7 +23,7 @@ const STYLE: &str = "
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:0;color:#1b1b1b;background:#f5f6f8}
 header{background:#24304a;color:#fff;padding:.7em 1.5em;display:flex;align-items:center;gap:1em}
 header .brand{font-weight:600;flex:1}header form{margin:0}
-main{max-width:1060px;margin:1.5em auto;background:#fff;padding:1.5em 2em;border-radius:6px;box-shadow:0 1px 3px #0002}
+main{max-width:1240px;margin:1.5em auto;background:#fff;padding:1.5em 2em;border-radius:6px;box-shadow:0 1px 3px #0002}
 a{color:#0b5cad}h1{font-size:1.5em;margin-top:0}h2{font-size:1.15em;margin-top:1.6em}
 table{border-collapse:collapse;width:100%;font-size:.92em}th,td{text-align:left;padding:.45em .5em;border-bottom:1px solid #e3e5e8;vertical-align:top}
 th{background:#f0f2f5}.card{border:1px solid #dde;border-radius:6px;padding:1em 1.2em;max-width:420px}
@@ -34,7 +34,7 @@ input[type=text],input[type=email],input[type=password],input[type=search]{paddi
 .field-error,.form-error{color:#b3261e;margin:.3em 0}.flash{background:#e7f4e8;border:1px solid #9ccc9f;padding:.6em 1em;border-radius:4px}
 .status-active{color:#1e7b34;font-weight:600}.status-needs_reconnect{color:#b3261e;font-weight:600}.status-disabled{color:#666}
 .progress{padding:.6em 1em;border-radius:4px;background:#f0f2f5}.muted{color:#666}
-.photo img{width:32px;height:32px;border-radius:50%}.photo .none{display:inline-block;width:32px;height:32px;border-radius:50%;background:#dde}
+.photo img{width:32px;height:32px;border-radius:50%}td.phones{white-space:nowrap}
 fieldset{border:1px solid #dde;border-radius:6px}.groups{max-height:12em;overflow:auto}
 ";
 
@@ -239,10 +239,14 @@ fn progress(job: &JobState) -> Markup {
             text.push('…');
             text
         }
-        JobState::Done { kind, users, groups, changed, finished_at } => format!(
-            "Done: {kind} sync at {} — {users} users and {groups} groups in Microsoft 365, {changed} users added, changed or removed.",
-            super::routes::format_time(*finished_at)
-        ),
+        JobState::Done { kind, users, groups, changed, finished_at } => {
+            let at = super::routes::format_time(*finished_at);
+            if kind == "delta" {
+                format!("Done: delta sync at {at} — {changed} users added, changed or removed; {users} users and {groups} groups in Microsoft 365.")
+            } else {
+                format!("Done: full import at {at} — {users} users and {groups} groups in Microsoft 365.")
+            }
+        }
         JobState::NeedsReconnect { message } => format!("Reconnect needed: {message}"),
         JobState::Failed { message } => format!("Failed: {message}"),
     };
@@ -257,7 +261,7 @@ fn employee_row(base: &str, e: &Employee) -> Markup {
             td.job-title { (e.job_title.as_deref().unwrap_or("")) }
             td.department { (e.department.as_deref().unwrap_or("")) }
             td.company { (e.company_name.as_deref().unwrap_or("")) }
-            td.phones { (e.phones().join(", ")) }
+            td.phones { @for (n, phone) in e.phones().iter().enumerate() { @if n > 0 { br; } (phone) } }
             td.mail { (e.mail.as_deref().unwrap_or("")) }
             td.office { (e.office_location.as_deref().unwrap_or("")) }
             td.address { (e.address_line()) }
@@ -387,4 +391,21 @@ pub fn error(ctx: &Ctx, title: &str, detail: &str) -> Markup {
         p { a href="/" { "Home" } }
     };
     layout(ctx, title, false, &body)
+}
+
+/// A round thumbnail with a person's initials, for employees without a photo.
+pub fn initials_svg(name: &str) -> Markup {
+    let initials: String = name
+        .split_whitespace()
+        .filter_map(|word| word.chars().next())
+        .filter(|c| c.is_alphanumeric())
+        .take(2)
+        .flat_map(char::to_uppercase)
+        .collect();
+    html! {
+        svg xmlns="http://www.w3.org/2000/svg" width="48" height="48" viewBox="0 0 48 48" {
+            circle cx="24" cy="24" r="24" fill="#c9d3e3" {}
+            text x="24" y="30" font-family="sans-serif" font-size="18" text-anchor="middle" fill="#24304a" { (initials) }
+        }
+    }
 }

@@ -64,7 +64,34 @@ pub fn router(state: AppState) -> Router {
             get(photo),
         )
         .fallback(not_found)
+        .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
+}
+
+/// Headers on every response: no framing (clickjacking), no MIME sniffing, and a
+/// content security policy that allows only this app's own pages, images and inline
+/// styles (the pages have no scripts).
+async fn security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static(
+            "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::X_FRAME_OPTIONS,
+        header::HeaderValue::from_static("DENY"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        header::HeaderValue::from_static("same-origin"),
+    );
+    response
 }
 
 // ---------------------------------------------------------------------------------------
@@ -413,14 +440,13 @@ fn to_microsoft(
     login_hint: Option<&str>,
     intent: Intent,
 ) -> Result<Response> {
-    let mut request = state
-        .entra()
-        .authorization_request()
-        .authority(authority)
-        .prompt(Prompt::SelectAccount);
-    if let Some(hint) = login_hint {
-        request = request.login_hint(hint);
-    }
+    let request = state.entra().authorization_request().authority(authority);
+    // Suggest the admin who connected it (a reconnect), or let the person pick an
+    // account (Entra refuses both at once).
+    let request = match login_hint {
+        Some(hint) => request.login_hint(hint),
+        None => request.prompt(Prompt::SelectAccount),
+    };
     let (url, pending) = request
         .build()
         .map_err(|e| AppError::Internal(e.into()))?
@@ -895,9 +921,21 @@ async fn photo(
     let dir = connection_dir(&state.config().data_dir, id);
     let scope = SyncScope::load(&dir)?;
     let known = state.employees().employees(&dir, id, &scope)?;
-    if !known.iter().any(|e| e.id == user) || !matches!(connection.status, ConnectionStatus::Active)
-    {
+    let Some(employee) = known.iter().find(|e| e.id == user) else {
         return Err(AppError::NotFound);
+    };
+    let placeholder = || {
+        (
+            [
+                (header::CONTENT_TYPE, "image/svg+xml".to_owned()),
+                (header::CACHE_CONTROL, "private, max-age=600".to_owned()),
+            ],
+            pages::initials_svg(&employee.name()).into_string(),
+        )
+            .into_response()
+    };
+    if !matches!(connection.status, ConnectionStatus::Active) {
+        return Ok(placeholder());
     }
     let linked = state.linked(&me.owner, id).await?;
     match linked
@@ -916,10 +954,10 @@ async fn photo(
             photo.bytes,
         )
             .into_response()),
-        Ok(_) => Err(AppError::NotFound),
+        Ok(_) => Ok(placeholder()),
         Err(error) => {
-            tracing::debug!(%error, "no photo");
-            Err(AppError::NotFound)
+            tracing::debug!(%error, "photo not available");
+            Ok(placeholder())
         }
     }
 }
