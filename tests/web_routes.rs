@@ -1,0 +1,1313 @@
+//! The web example over HTTP: every route's status, redirect target, CSRF refusal and
+//! owner check, with the real app on a loopback listener against an in-process
+//! tenant-sim. A `reqwest` client that follows no redirects plays the browser: it keeps
+//! the session cookie itself (from `set-cookie`) and fills each form's CSRF token from
+//! the last page it read; Entra's side is tenant-sim's `AutoConsent` (the authorize URL
+//! redirects straight back to the callback) and its error modes.
+
+#[path = "../examples/common/mod.rs"]
+mod common;
+#[path = "../examples/webapp/mod.rs"]
+mod webapp;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use connection_store::{
+    Connection, ConnectionStatus, ConnectionStore, MAX_NAME_CHARS, MemoryStore, OwnerId,
+};
+use reqwest::StatusCode;
+use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use tenant_sim::{ConsentMode, TenantSim, UserType};
+use url::Url;
+
+use webapp::session::COOKIE as SESSION_COOKIE;
+
+const BASE: &str = "/integrations/microsoft-365";
+const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
+const ALICE: (&str, &str) = ("alice@example.com", "alice-demo");
+const BOB: (&str, &str) = ("bob@example.com", "bob-demo");
+
+// ---------------------------------------------------------------------------------------
+// The app, the simulator, the browser
+// ---------------------------------------------------------------------------------------
+
+async fn sim() -> TenantSim {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    TenantSim::builder()
+        .users(12)
+        .groups(3)
+        .seed(7)
+        .consent_mode(ConsentMode::AutoConsent)
+        .start()
+        .await
+        .expect("tenant-sim starts")
+}
+
+/// The app running on a loopback port, its store and its data folder (removed on drop).
+struct App {
+    running: Option<webapp::Running>,
+    store: Arc<dyn ConnectionStore>,
+    data_dir: PathBuf,
+    url: String,
+}
+
+impl App {
+    async fn start(sim: &TenantSim) -> Self {
+        Self::start_with(sim, Arc::new(MemoryStore::new())).await
+    }
+
+    async fn start_with(sim: &TenantSim, store: Arc<dyn ConnectionStore>) -> Self {
+        let data_dir =
+            std::env::temp_dir().join(format!("m365-link-web-routes-{}", uuid::Uuid::new_v4()));
+        let config = webapp::Config::new(common::connect::SignIn::simulated(sim), &data_dir);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let running = webapp::serve(config, store.clone(), listener)
+            .await
+            .expect("the app starts");
+        let url = running.url().to_owned();
+        Self {
+            running: Some(running),
+            store,
+            data_dir,
+            url,
+        }
+    }
+
+    fn browser(&self) -> Browser {
+        Browser::new(&self.url)
+    }
+
+    async fn list(&self, owner: &str) -> Vec<Connection> {
+        self.store.list(&OwnerId::new(owner)).await.unwrap()
+    }
+
+    async fn get(&self, owner: &str, id: &str) -> Connection {
+        self.store
+            .get(&OwnerId::new(owner), id.parse().unwrap())
+            .await
+            .unwrap()
+    }
+
+    fn connection_dir(&self, id: &str) -> PathBuf {
+        webapp::connection_dir(&self.data_dir, id.parse().unwrap())
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        drop(self.running.take());
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+/// One response as the browser saw it.
+#[derive(Debug)]
+struct Page {
+    status: StatusCode,
+    location: Option<String>,
+    set_cookie: Vec<String>,
+    content_type: String,
+    body: String,
+    bytes: Vec<u8>,
+}
+
+impl Page {
+    fn assert_redirect(&self, to: &str) {
+        assert_eq!(self.status, StatusCode::SEE_OTHER, "{}", self.body);
+        assert_eq!(self.location.as_deref(), Some(to));
+    }
+
+    fn location(&self) -> &str {
+        self.location.as_deref().expect("a location header")
+    }
+
+    fn has_id(&self, id: &str) -> bool {
+        self.body.contains(&format!("id=\"{id}\""))
+    }
+
+    /// `tr.<class>` rows' `data-…` attribute values, in order.
+    fn rows(&self, class: &str, attribute: &str) -> Vec<String> {
+        let marker = format!("<tr class=\"{class}\" {attribute}=\"");
+        self.body
+            .split(&marker)
+            .skip(1)
+            .map(|rest| rest.split('"').next().unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    /// The text of the element with this id: its markup with the tags removed.
+    fn text_of(&self, id: &str) -> String {
+        const VOID: [&str; 4] = ["br", "input", "img", "meta"];
+        let start = self
+            .body
+            .find(&format!("id=\"{id}\""))
+            .unwrap_or_else(|| panic!("no #{id} in {}", self.body));
+        let rest = &self.body[start..];
+        let mut rest = &rest[rest.find('>').unwrap() + 1..];
+        let mut text = String::new();
+        let mut depth = 0_usize;
+        while let Some(open) = rest.find('<') {
+            text.push_str(&rest[..open]);
+            let close = rest[open..].find('>').unwrap() + open;
+            let tag = &rest[open + 1..close];
+            rest = &rest[close + 1..];
+            if tag.starts_with('/') {
+                if depth == 0 {
+                    break;
+                }
+                depth -= 1;
+            } else if !VOID.iter().any(|v| tag.split(' ').next() == Some(*v)) {
+                depth += 1;
+            }
+        }
+        text.replace("&amp;", "&").trim().to_owned()
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|_| panic!("not JSON: {}", self.body))
+    }
+}
+
+/// A browser without redirects: its session cookie and the CSRF token of the last page.
+struct Browser {
+    client: reqwest::Client,
+    app: String,
+    cookie: Option<String>,
+    csrf: Option<String>,
+}
+
+impl Browser {
+    fn new(app: &str) -> Self {
+        Self {
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            app: app.to_owned(),
+            cookie: None,
+            csrf: None,
+        }
+    }
+
+    fn url(&self, path_or_url: &str) -> String {
+        if path_or_url.starts_with("http") {
+            path_or_url.to_owned()
+        } else {
+            format!("{}{path_or_url}", self.app)
+        }
+    }
+
+    async fn send(&mut self, request: reqwest::RequestBuilder, to_app: bool) -> Page {
+        let request = match (&self.cookie, to_app) {
+            (Some(cookie), true) => request.header(COOKIE, format!("{SESSION_COOKIE}={cookie}")),
+            _ => request,
+        };
+        let response = request.send().await.expect("the request is answered");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let set_cookie: Vec<String> = headers
+            .get_all(SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect();
+        for line in &set_cookie {
+            if let Some(rest) = line.strip_prefix(&format!("{SESSION_COOKIE}=")) {
+                let value = rest.split(';').next().unwrap_or_default();
+                self.cookie = (!value.is_empty()).then(|| value.to_owned());
+            }
+        }
+        let bytes = response.bytes().await.unwrap().to_vec();
+        let body = String::from_utf8_lossy(&bytes).into_owned();
+        if let Some(csrf) = csrf_of(&body) {
+            self.csrf = Some(csrf);
+        }
+        Page {
+            status,
+            location: headers
+                .get(LOCATION)
+                .map(|v| v.to_str().unwrap().to_owned()),
+            set_cookie,
+            content_type: headers
+                .get(reqwest::header::CONTENT_TYPE)
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default(),
+            body,
+            bytes,
+        }
+    }
+
+    async fn get(&mut self, path_or_url: &str) -> Page {
+        let url = self.url(path_or_url);
+        let to_app = url.starts_with(&self.app);
+        let request = self.client.get(url);
+        self.send(request, to_app).await
+    }
+
+    /// POSTs exactly these fields (no CSRF token added).
+    async fn post_raw(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let request = self.client.post(self.url(path)).form(fields);
+        self.send(request, true).await
+    }
+
+    /// POSTs these fields and the CSRF token of the last page read.
+    async fn post_form(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let csrf = self
+            .csrf
+            .clone()
+            .expect("a page with a form was read first");
+        let mut all = fields.to_vec();
+        all.push(("csrf", &csrf));
+        self.post_raw(path, &all).await
+    }
+
+    async fn sign_in(&mut self, (email, password): (&str, &str)) {
+        let page = self.get("/sign-in").await;
+        assert_eq!(page.status, StatusCode::OK);
+        self.post_form("/sign-in", &[("email", email), ("password", password)])
+            .await
+            .assert_redirect("/integrations");
+        self.get("/integrations").await;
+    }
+
+    /// "Create a new connection" named `name`, consent (the simulator's current mode)
+    /// and the callback; returns the callback's answer.
+    async fn create(&mut self, name: &str) -> Page {
+        let page = self.get(&format!("{BASE}/new")).await;
+        assert_eq!(page.status, StatusCode::OK);
+        let to_entra = self
+            .post_form(&format!("{BASE}/new"), &[("name", name)])
+            .await;
+        assert_eq!(to_entra.status, StatusCode::SEE_OTHER, "{}", to_entra.body);
+        let callback = self.entra(to_entra.location()).await;
+        self.get(&callback).await
+    }
+
+    /// Plays Entra: the authorize URL answers with a redirect back to the app.
+    async fn entra(&mut self, authorize: &str) -> String {
+        let answer = self.get(authorize).await;
+        assert!(
+            answer.status.is_redirection(),
+            "the simulator redirects back: {} {}",
+            answer.status,
+            answer.body
+        );
+        let back = answer.location().to_owned();
+        assert!(back.starts_with(&self.app), "{back}");
+        back
+    }
+
+    /// Creates a connection with the simulator consenting; returns its id.
+    async fn connect(&mut self, name: &str) -> String {
+        let page = self.create(name).await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+        let id = page
+            .location()
+            .strip_prefix(&format!("{BASE}?created="))
+            .unwrap_or_else(|| panic!("unexpected redirect {}", page.location()))
+            .to_owned();
+        self.get(page.location()).await;
+        id
+    }
+}
+
+fn csrf_of(body: &str) -> Option<String> {
+    let marker = "name=\"csrf\" value=\"";
+    let start = body.find(marker)? + marker.len();
+    Some(body[start..].split('"').next()?.to_owned())
+}
+
+fn manage(id: &str) -> String {
+    format!("{BASE}/connections/{id}")
+}
+
+/// Waits for a sync started with "Sync now" to leave `running`; returns its status JSON.
+async fn sync_settles(browser: &mut Browser, id: &str) -> serde_json::Value {
+    let deadline = Instant::now() + SYNC_TIMEOUT;
+    loop {
+        let page = browser.get(&format!("{}/sync/status", manage(id))).await;
+        assert_eq!(page.status, StatusCode::OK);
+        let status = page.json();
+        if status["state"] != "running" && status["state"] != "idle" {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the sync did not finish: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Presses "Sync now" on the Manage page and waits for the sync.
+async fn sync_now(browser: &mut Browser, id: &str) -> serde_json::Value {
+    browser.get(&manage(id)).await;
+    browser
+        .post_form(&format!("{}/sync", manage(id)), &[])
+        .await
+        .assert_redirect(&manage(id));
+    sync_settles(browser, id).await
+}
+
+/// What a POST could change: each connection's name, status and last sync.
+async fn snapshot(app: &App, owner: &str) -> Vec<String> {
+    app.list(owner)
+        .await
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {} {} {:?}",
+                c.id,
+                c.name.as_str(),
+                c.status.kind(),
+                c.last_synced_at
+            )
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// Sign-in to the service and the session cookie
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn home_and_every_page_send_anonymous_visitors_to_sign_in() {
+    let sim = sim().await;
+    let app = App::start(&sim).await;
+    let mut browser = app.browser();
+    let id = uuid::Uuid::new_v4();
+    browser.get("/").await.assert_redirect("/sign-in");
+    for path in [
+        "/integrations".to_owned(),
+        BASE.to_owned(),
+        format!("{BASE}/new"),
+        manage(&id.to_string()),
+        format!("{}/sync/status", manage(&id.to_string())),
+        format!("{}/remove", manage(&id.to_string())),
+        format!("{}/employees/u1/photo", manage(&id.to_string())),
+    ] {
+        browser.get(&path).await.assert_redirect("/sign-in");
+    }
+    // Without a session cookie the sign-in form is refused as a forged POST.
+    let page = browser
+        .post_raw("/sign-in", &[("email", ALICE.0), ("password", ALICE.1)])
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+
+    browser.sign_in(ALICE).await;
+    browser.get("/").await.assert_redirect("/integrations");
+    let page = browser.get("/integrations").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.has_id("integrate-m365"));
+    assert!(page.body.contains(ALICE.0));
+    // Signed in, the sign-in page goes on to the integrations.
+    browser
+        .get("/sign-in")
+        .await
+        .assert_redirect("/integrations");
+    let page = browser.get(BASE).await;
+    assert!(page.has_id("no-connections") && page.has_id("create-connection"));
+    assert_eq!(browser.get("/nowhere").await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_session_cookie_is_http_only_lax_and_a_tampered_one_is_refused() {
+    let sim = sim().await;
+    let app = App::start(&sim).await;
+    let mut browser = app.browser();
+    let page = browser.get("/sign-in").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.has_id("sign-in-form") && page.has_id("email") && page.has_id("password"));
+    let cookie = page
+        .set_cookie
+        .iter()
+        .find(|c| c.starts_with(SESSION_COOKIE))
+        .expect("a session cookie");
+    let attributes: Vec<&str> = cookie.split(';').map(str::trim).collect();
+    assert!(attributes.contains(&"HttpOnly"), "{cookie}");
+    assert!(attributes.contains(&"SameSite=Lax"), "{cookie}");
+    assert!(attributes.contains(&"Path=/"), "{cookie}");
+    assert!(!attributes.contains(&"Secure"), "plain HTTP: {cookie}");
+
+    browser.sign_in(ALICE).await;
+    let good = browser.cookie.clone().unwrap();
+    assert_eq!(browser.get("/integrations").await.status, StatusCode::OK);
+
+    // Each character changed in turn (signature and id alike) is refused.
+    for at in [0, good.len() / 2, good.len() - 1] {
+        let mut tampered: Vec<char> = good.chars().collect();
+        tampered[at] = if tampered[at] == 'A' { 'B' } else { 'A' };
+        browser.cookie = Some(tampered.into_iter().collect());
+        browser
+            .get("/integrations")
+            .await
+            .assert_redirect("/sign-in");
+    }
+    // The bare session id without its signature is not a session either.
+    browser.cookie = Some(bare_session_id(&app).await);
+    browser
+        .get("/integrations")
+        .await
+        .assert_redirect("/sign-in");
+    browser.cookie = Some(good);
+    assert_eq!(browser.get("/integrations").await.status, StatusCode::OK);
+}
+
+/// A signed-in session's bare id: the cookie value is the signature (44 base64
+/// characters) followed by the id.
+async fn bare_session_id(app: &App) -> String {
+    let mut browser = app.browser();
+    browser.sign_in(BOB).await;
+    browser.cookie.clone().unwrap()[44..].to_owned()
+}
+
+/// The users in group `id` and in the groups nested in it.
+fn transitive_members(sim: &TenantSim, id: &str) -> Vec<String> {
+    let groups: Vec<String> = sim.control().groups().into_iter().map(|g| g.id).collect();
+    let mut users = Vec::new();
+    let mut todo = vec![id.to_owned()];
+    let mut seen = vec![id.to_owned()];
+    while let Some(group) = todo.pop() {
+        for member in sim.control().group_member_ids(&group).unwrap() {
+            if groups.contains(&member) {
+                if !seen.contains(&member) {
+                    seen.push(member.clone());
+                    todo.push(member);
+                }
+            } else if !users.contains(&member) {
+                users.push(member);
+            }
+        }
+    }
+    users
+}
+
+#[tokio::test]
+async fn sign_in_needs_the_right_password_and_csrf_and_replaces_the_session() {
+    let sim = sim().await;
+    let app = App::start(&sim).await;
+    let mut browser = app.browser();
+    browser.get("/sign-in").await;
+    let anonymous = browser.cookie.clone().expect("an anonymous session");
+
+    let page = browser
+        .post_form("/sign-in", &[("email", ALICE.0), ("password", "bob-demo")])
+        .await;
+    assert_eq!(page.status, StatusCode::UNAUTHORIZED);
+    assert!(page.body.contains("class=\"form-error\""), "{}", page.body);
+    assert_eq!(browser.cookie.as_deref(), Some(anonymous.as_str()));
+    browser
+        .get("/integrations")
+        .await
+        .assert_redirect("/sign-in");
+
+    for csrf in [None, Some("wrong"), Some("")] {
+        let mut fields = vec![("email", ALICE.0), ("password", ALICE.1)];
+        if let Some(csrf) = csrf {
+            fields.push(("csrf", csrf));
+        }
+        let page = browser.post_raw("/sign-in", &fields).await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN, "csrf {csrf:?}");
+        browser
+            .get("/integrations")
+            .await
+            .assert_redirect("/sign-in");
+    }
+
+    browser.get("/sign-in").await;
+    browser
+        .post_form("/sign-in", &[("email", ALICE.0), ("password", ALICE.1)])
+        .await
+        .assert_redirect("/integrations");
+    let signed_in = browser.cookie.clone().unwrap();
+    assert_ne!(signed_in[44..], anonymous[44..], "a new session id");
+    assert_eq!(browser.get("/integrations").await.status, StatusCode::OK);
+
+    // The anonymous session is gone: its cookie does not sign anyone in.
+    let mut old = app.browser();
+    old.cookie = Some(anonymous);
+    old.get("/integrations").await.assert_redirect("/sign-in");
+
+    // Signing out ends the session.
+    browser
+        .post_form("/sign-out", &[])
+        .await
+        .assert_redirect("/sign-in");
+    assert!(browser.cookie.is_none(), "the cookie is removed");
+    let mut replay = app.browser();
+    replay.cookie = Some(signed_in);
+    replay
+        .get("/integrations")
+        .await
+        .assert_redirect("/sign-in");
+}
+
+// ---------------------------------------------------------------------------------------
+// CSRF
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn every_post_route_refuses_a_missing_or_wrong_csrf_token() {
+    let sim = sim().await;
+    let app = App::start(&sim).await;
+    let mut browser = app.browser();
+    browser.sign_in(ALICE).await;
+    let id = browser.connect("Germany").await;
+    let before = snapshot(&app, ALICE.0).await;
+    let dir = app.connection_dir(&id);
+
+    let m = manage(&id);
+    let posts: Vec<(String, Vec<(&str, &str)>)> = vec![
+        ("/sign-out".to_owned(), vec![]),
+        (format!("{BASE}/new"), vec![("name", "France")]),
+        (format!("{m}/rename"), vec![("name", "Renamed")]),
+        (format!("{m}/sync"), vec![]),
+        (format!("{m}/scope"), vec![("mode", "all")]),
+        (format!("{m}/reconnect"), vec![]),
+        (format!("{m}/remove"), vec![]),
+    ];
+    let other = app.browser().get("/sign-in").await;
+    let someone_elses = csrf_of(&other.body).unwrap();
+    for (path, fields) in &posts {
+        for csrf in [None, Some("wrong"), Some(""), Some(someone_elses.as_str())] {
+            let mut fields = fields.clone();
+            if let Some(csrf) = csrf {
+                fields.push(("csrf", csrf));
+            }
+            let page = browser.post_raw(path, &fields).await;
+            assert_eq!(
+                page.status,
+                StatusCode::FORBIDDEN,
+                "{path} with csrf {csrf:?}"
+            );
+            assert!(page.location.is_none());
+        }
+    }
+    assert_eq!(snapshot(&app, ALICE.0).await, before, "nothing changed");
+    assert_eq!(app.state_job(&id), "idle", "no sync started");
+    assert!(!dir.join("scope.json").exists(), "no scope saved");
+    // Still signed in (sign-out was refused), and the same token works.
+    assert_eq!(browser.get("/integrations").await.status, StatusCode::OK);
+}
+
+impl App {
+    fn state_job(&self, id: &str) -> &'static str {
+        self.running
+            .as_ref()
+            .unwrap()
+            .state()
+            .jobs()
+            .state(id.parse().unwrap())
+            .name()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Create a new connection and the callback
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn create_refuses_invalid_and_taken_names() {
+    let sim = sim().await;
+    let app = App::start(&sim).await;
+    let mut browser = app.browser();
+    browser.sign_in(ALICE).await;
+    let page = browser.get(&format!("{BASE}/new")).await;
+    assert!(page.has_id("new-connection") && page.has_id("name") && page.has_id("connect"));
+    assert!(!page.has_id("name-error"));
+
+    let long = "x".repeat(MAX_NAME_CHARS + 1);
+    let very_long = "x".repeat(201);
+    for name in ["", "   ", &long, &very_long, "bad\u{7}name", "tab\tname"] {
+        let page = browser
+            .post_form(&format!("{BASE}/new"), &[("name", name)])
+            .await;
+        assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY, "{name:?}");
+        assert!(page.has_id("name-error"), "{name:?}");
+        let limit = format!("1 to {MAX_NAME_CHARS}");
+        assert!(page.text_of("name-error").contains(&limit), "{name:?}");
+    }
+    assert!(app.list(ALICE.0).await.is_empty());
+    // The longest name is fine (on to Microsoft).
+    let longest = "x".repeat(MAX_NAME_CHARS);
+    let page = browser
+        .post_form(&format!("{BASE}/new"), &[("name", &longest)])
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+
+    browser.connect("Germany").await;
+    for taken in ["Germany", "GERMANY", " germany "] {
+        let page = browser
+            .post_form(&format!("{BASE}/new"), &[("name", taken)])
+            .await;
+        assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY, "{taken:?}");
+        assert!(
+            page.text_of("name-error").contains("already have"),
+            "{taken:?}"
+        );
+    }
+    // Bob may use the name: names are per customer.
+    let mut bob = app.browser();
+    bob.sign_in(BOB).await;
+    bob.get(&format!("{BASE}/new")).await;
+    let page = bob
+        .post_form(&format!("{BASE}/new"), &[("name", "Germany")])
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(app.list(ALICE.0).await.len(), 1);
+}
+
+#[tokio::test]
+#[ignore = "app bug: the name inputs say maxlength=200, the store allows MAX_NAME_CHARS (120)"]
+async fn the_name_inputs_allow_what_the_store_allows() {
+    let sim = sim().await;
+    let app = App::start(&sim).await;
+    let mut browser = app.browser();
+    browser.sign_in(ALICE).await;
+    let id = browser.connect("Germany").await;
+    let maxlength = format!("maxlength=\"{MAX_NAME_CHARS}\"");
+    let page = browser.get(&format!("{BASE}/new")).await;
+    assert!(page.body.contains(&maxlength), "the new connection's name");
+    let page = browser.get(&manage(&id)).await;
+    assert!(page.body.contains(&maxlength), "the rename field");
+}
+
+#[tokio::test]
+async fn create_signs_in_with_entra_and_the_callback_stores_the_connection() {
+    let sim = sim().await;
+    let app = App::start(&sim).await;
+    let mut browser = app.browser();
+    browser.sign_in(ALICE).await;
+    browser.get(&format!("{BASE}/new")).await;
+    let to_entra = browser
+        .post_form(&format!("{BASE}/new"), &[("name", "Germany")])
+        .await;
+    assert_eq!(to_entra.status, StatusCode::SEE_OTHER);
+    let authorize = Url::parse(to_entra.location()).unwrap();
+    let login = Url::parse(sim.login_base()).unwrap();
+    assert_eq!(authorize.host_str(), login.host_str());
+    assert_eq!(authorize.port(), login.port());
+    assert_eq!(authorize.path(), "/organizations/oauth2/v2.0/authorize");
+    let query: std::collections::HashMap<String, String> =
+        authorize.query_pairs().into_owned().collect();
+    assert_eq!(query["client_id"], sim.client_id());
+    assert_eq!(
+        query["redirect_uri"],
+        format!("{}{}", app.url, webapp::CALLBACK_PATH)
+    );
+    assert_eq!(query["response_type"], "code");
+    assert_eq!(query["code_challenge_method"], "S256");
+    assert!(query["code_challenge"].len() >= 43);
+    assert!(query["state"].len() >= 16);
+    assert!(
+        query["scope"].contains("offline_access"),
+        "{}",
+        query["scope"]
+    );
+    assert_eq!(query["prompt"], "select_account");
+    assert!(
+        app.list(ALICE.0).await.is_empty(),
+        "nothing stored before consent"
+    );
+
+    let callback = browser.entra(authorize.as_str()).await;
+    let callback_url = Url::parse(&callback).unwrap();
+    assert_eq!(callback_url.path(), webapp::CALLBACK_PATH);
+    let back = browser.get(&callback).await;
+    assert_eq!(back.status, StatusCode::SEE_OTHER, "{}", back.body);
+    let id = back
+        .location()
+        .strip_prefix(&format!("{BASE}?created="))
+        .expect("back to the list")
+        .to_owned();
+
+    let stored = app.get(ALICE.0, &id).await;
+    assert_eq!(stored.name.as_str(), "Germany");
+    assert_eq!(stored.tenant.as_str(), sim.tenant_id().to_lowercase());
+    assert_eq!(stored.admin.username, sim.admin_upn());
+    assert!(matches!(stored.status, ConnectionStatus::Active));
+    assert!(stored.last_synced_at.is_none());
+    assert!(app.list(BOB.0).await.is_empty());
+
+    let list = browser.get(back.location()).await;
+    assert_eq!(list.status, StatusCode::OK);
+    assert!(list.has_id("flash") && list.text_of("flash").contains("Germany"));
+    assert_eq!(
+        list.rows("connection", "data-connection-id"),
+        vec![id.clone()]
+    );
+    assert!(list.body.contains(&format!(
+        "<td class=\"tenant\"><code>{}</code>",
+        stored.tenant.as_str()
+    )));
+    assert!(
+        list.body
+            .contains(&format!("<td class=\"admin\">{}</td>", sim.admin_upn()))
+    );
+    assert!(
+        list.body
+            .contains("<span class=\"status-active\">active</span>")
+    );
+    assert!(list.body.contains(&format!("href=\"{}\"", manage(&id))));
+
+    let page = browser.get(&manage(&id)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("<h1>Germany</h1>"));
+    assert!(page.has_id("sync-now") && page.has_id("scope") && page.has_id("rename"));
+    assert!(!page.has_id("reconnect"), "active: no reconnect form");
+    assert!(page.body.contains("data-state=\"idle\""));
+}
+
+#[tokio::test]
+async fn a_replayed_callback_or_one_from_another_browser_is_refused() {
+    let sim = sim().await;
+    let app = App::start(&sim).await;
+    let mut browser = app.browser();
+    browser.sign_in(ALICE).await;
+
+    // Replay: the same answer again after it made the connection.
+    browser.get(&format!("{BASE}/new")).await;
+    let to_entra = browser
+        .post_form(&format!("{BASE}/new"), &[("name", "Germany")])
+        .await;
+    let callback = browser.entra(to_entra.location()).await;
+    let first = browser.get(&callback).await;
+    assert_eq!(first.status, StatusCode::SEE_OTHER);
+    let replay = browser.get(&callback).await;
+    assert_eq!(replay.status, StatusCode::BAD_REQUEST);
+    assert!(replay.body.contains("does not match"), "{}", replay.body);
+    assert!(replay.has_id("sign-in-error"));
+    assert_eq!(app.list(ALICE.0).await.len(), 1);
+
+    // Another browser session (bob's, and alice's own second browser) brings the answer
+    // to a sign-in the first browser started.
+    browser.get(&format!("{BASE}/new")).await;
+    let to_entra = browser
+        .post_form(&format!("{BASE}/new"), &[("name", "France")])
+        .await;
+    let callback = browser.entra(to_entra.location()).await;
+    let mut bob = app.browser();
+    bob.sign_in(BOB).await;
+    let mut alice_elsewhere = app.browser();
+    alice_elsewhere.sign_in(ALICE).await;
+    let mut anonymous = app.browser();
+    for other in [&mut bob, &mut alice_elsewhere, &mut anonymous] {
+        let page = other.get(&callback).await;
+        assert_eq!(page.status, StatusCode::BAD_REQUEST);
+        assert!(page.body.contains("does not match"), "{}", page.body);
+    }
+    assert_eq!(app.list(ALICE.0).await.len(), 1, "no connection made");
+    assert!(app.list(BOB.0).await.is_empty());
+    // A forged state in the right browser is refused the same way.
+    let forged = callback.replace("state=", "state=x");
+    assert_eq!(browser.get(&forged).await.status, StatusCode::BAD_REQUEST);
+    // A callback without code or state is not a sign-in answer.
+    let page = browser.get(webapp::CALLBACK_PATH).await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert_eq!(app.list(ALICE.0).await.len(), 1);
+}
+
+#[tokio::test]
+async fn declined_consent_admin_approval_and_a_missing_scope_explain_and_store_nothing() {
+    let sim = sim().await;
+    let app = App::start(&sim).await;
+    let mut browser = app.browser();
+    browser.sign_in(ALICE).await;
+
+    sim.control().set_consent_mode(ConsentMode::UserDeclines);
+    let page = browser.create("Germany").await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert!(page.body.contains("were not accepted"), "{}", page.body);
+    assert!(page.has_id("sign-in-error") && !page.has_id("admin-consent-link"));
+
+    sim.control()
+        .set_consent_mode(ConsentMode::AdminApprovalRequired);
+    let page = browser.create("Germany").await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert!(
+        page.body.contains("An administrator has to approve"),
+        "{}",
+        page.body
+    );
+    let link_start = page.body.find("id=\"admin-consent-link\" href=\"").unwrap() + 30;
+    let link = page.body[link_start..]
+        .split('"')
+        .next()
+        .unwrap()
+        .replace("&amp;", "&");
+    let link = Url::parse(&link).unwrap();
+    let login = Url::parse(sim.login_base()).unwrap();
+    assert_eq!(link.host_str(), login.host_str());
+    assert_eq!(link.port(), login.port());
+    assert!(link.path().ends_with("/v2.0/adminconsent"), "{link}");
+    assert!(
+        link.query_pairs()
+            .any(|(k, v)| k == "client_id" && v == sim.client_id())
+    );
+
+    sim.control().set_consent_mode(ConsentMode::MissingOneScope);
+    let page = browser.create("Germany").await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert!(
+        page.body.contains("Some permissions were not granted"),
+        "{}",
+        page.body
+    );
+    assert!(page.text_of("sign-in-error").contains("missing:"));
+    assert!(
+        page.has_id("admin-consent-link"),
+        "an admin approves the rest"
+    );
+    assert!(app.list(ALICE.0).await.is_empty(), "no connection stored");
+
+    // Consent works again: the same name is free.
+    sim.control().set_consent_mode(ConsentMode::AutoConsent);
+    browser.connect("Germany").await;
+    assert_eq!(app.list(ALICE.0).await.len(), 1);
+}
+
+#[tokio::test]
+async fn the_same_tenant_twice_is_already_linked_and_an_admin_consent_return_is_thanked() {
+    let sim = sim().await;
+    let app = App::start(&sim).await;
+    let mut browser = app.browser();
+    browser.sign_in(ALICE).await;
+    browser.connect("Germany").await;
+    let page = browser.create("Germany again").await;
+    assert_eq!(page.status, StatusCode::CONFLICT);
+    assert!(page.body.contains("Already linked"), "{}", page.body);
+    assert!(page.text_of("sign-in-error").contains("Germany"));
+    assert_eq!(app.list(ALICE.0).await.len(), 1);
+
+    // An IT admin who approved through a forwarded link comes back without a state,
+    // signed in or not.
+    let tenant = sim.tenant_id();
+    for mut visitor in [app.browser(), browser] {
+        let page = visitor
+            .get(&format!(
+                "{}?admin_consent=True&tenant={tenant}&scope=https%3A%2F%2Fgraph.microsoft.com%2FUser.Read.All",
+                webapp::CALLBACK_PATH
+            ))
+            .await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        assert!(page.body.contains("Permissions approved"), "{}", page.body);
+        assert!(page.has_id("admin-consent-result"));
+        let page = visitor
+            .get(&format!(
+                "{}?admin_consent=True&tenant={tenant}&error=access_denied&error_description=AADSTS65004",
+                webapp::CALLBACK_PATH
+            ))
+            .await;
+        assert!(
+            page.body.contains("Permissions not approved"),
+            "{}",
+            page.body
+        );
+    }
+    assert_eq!(app.list(ALICE.0).await.len(), 1);
+}
+
+// ---------------------------------------------------------------------------------------
+// Manage
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn another_customers_connection_and_malformed_ids_are_not_found_everywhere() {
+    let sim = sim().await;
+    let app = App::start(&sim).await;
+    let mut alice = app.browser();
+    alice.sign_in(ALICE).await;
+    let id = alice.connect("Germany").await;
+    sync_now(&mut alice, &id).await;
+    let user = sim
+        .control()
+        .users()
+        .into_iter()
+        .find(|u| u.has_photo && u.account_enabled && u.user_type == UserType::Member)
+        .unwrap();
+    let photo = format!("{}/employees/{}/photo", manage(&id), user.id);
+    assert_eq!(alice.get(&photo).await.status, StatusCode::OK);
+    let before = snapshot(&app, ALICE.0).await;
+
+    let mut bob = app.browser();
+    bob.sign_in(BOB).await;
+    bob.get(BASE).await;
+    for target in [
+        id.as_str(),
+        "not-a-uuid",
+        "..",
+        &uuid::Uuid::new_v4().to_string(),
+    ] {
+        let m = manage(target);
+        for path in [
+            m.clone(),
+            format!("{m}/sync/status"),
+            format!("{m}/remove"),
+            format!("{m}/employees/{}/photo", user.id),
+        ] {
+            let page = bob.get(&path).await;
+            assert_eq!(page.status, StatusCode::NOT_FOUND, "GET {path}");
+            assert!(!page.body.contains("Germany"), "{path}");
+        }
+        for (path, fields) in [
+            (format!("{m}/rename"), vec![("name", "Mine")]),
+            (format!("{m}/sync"), vec![]),
+            (format!("{m}/scope"), vec![("mode", "all")]),
+            (format!("{m}/reconnect"), vec![]),
+            (format!("{m}/remove"), vec![]),
+        ] {
+            let page = bob.post_form(&path, &fields).await;
+            assert_eq!(page.status, StatusCode::NOT_FOUND, "POST {path}");
+        }
+    }
+    assert_eq!(snapshot(&app, ALICE.0).await, before, "nothing changed");
+    assert!(app.list(BOB.0).await.is_empty());
+    assert!(!app.connection_dir(&id).join("scope.json").exists());
+    // Bob's list does not show it; alice still has it.
+    assert!(bob.get(BASE).await.has_id("no-connections"));
+    assert_eq!(alice.get(&manage(&id)).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn rename_checks_the_name_and_renames() {
+    let sim = sim().await;
+    let app = App::start(&sim).await;
+    let mut browser = app.browser();
+    browser.sign_in(ALICE).await;
+    let id = browser.connect("Germany").await;
+    let mut bob = app.browser();
+    bob.sign_in(BOB).await;
+    // Another owner's connection to the same tenant is allowed (one tenant per owner).
+    bob.connect("France").await;
+
+    browser.get(&manage(&id)).await;
+    let rename = format!("{}/rename", manage(&id));
+    browser
+        .post_form(&rename, &[("name", "  Deutschland ")])
+        .await
+        .assert_redirect(&format!("{}?flash=renamed", manage(&id)));
+    assert_eq!(app.get(ALICE.0, &id).await.name.as_str(), "Deutschland");
+    let page = browser.get(&format!("{}?flash=renamed", manage(&id))).await;
+    assert!(page.body.contains("<h1>Deutschland</h1>") && page.has_id("flash"));
+    // Its own name in another case is fine.
+    browser
+        .post_form(&rename, &[("name", "DEUTSCHLAND")])
+        .await
+        .assert_redirect(&format!("{}?flash=renamed", manage(&id)));
+
+    let page = browser.post_form(&rename, &[("name", "")]).await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.has_id("rename-error"));
+    let long = "y".repeat(MAX_NAME_CHARS + 1);
+    let page = browser.post_form(&rename, &[("name", &long)]).await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    // Bob's name is not taken for alice.
+    browser
+        .post_form(&rename, &[("name", "France")])
+        .await
+        .assert_redirect(&format!("{}?flash=renamed", manage(&id)));
+    assert_eq!(app.get(ALICE.0, &id).await.name.as_str(), "France");
+}
+
+#[tokio::test]
+async fn rename_to_another_connections_name_is_refused() {
+    let sim = sim().await;
+    let second = TenantSim::builder()
+        .users(3)
+        .groups(1)
+        .seed(8)
+        .start()
+        .await
+        .unwrap();
+    let app = App::start(&sim).await;
+    let mut browser = app.browser();
+    browser.sign_in(ALICE).await;
+    let germany = browser.connect("Germany").await;
+    // A second tenant for alice, linked through an app signing in to the second
+    // simulator over the same store.
+    let other = App::start_with(&second, app.store.clone()).await;
+    let mut via_second = other.browser();
+    via_second.sign_in(ALICE).await;
+    let france = via_second.connect("France").await;
+    assert_eq!(app.list(ALICE.0).await.len(), 2);
+
+    browser.get(&manage(&germany)).await;
+    for taken in ["France", "fRANCE"] {
+        let page = browser
+            .post_form(&format!("{}/rename", manage(&germany)), &[("name", taken)])
+            .await;
+        assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY, "{taken}");
+        assert!(page.text_of("rename-error").contains("already have"));
+    }
+    assert_eq!(app.get(ALICE.0, &germany).await.name.as_str(), "Germany");
+    assert_eq!(app.get(ALICE.0, &france).await.name.as_str(), "France");
+}
+
+#[tokio::test]
+async fn sync_now_imports_the_employees_search_scope_and_photos() {
+    let sim = sim().await;
+    let app = App::start(&sim).await;
+    let mut browser = app.browser();
+    browser.sign_in(ALICE).await;
+    let id = browser.connect("Germany").await;
+
+    let status = sync_now(&mut browser, &id).await;
+    assert_eq!(status["state"], "done", "{status}");
+    assert_eq!(status["kind"], "full", "{status}");
+    assert_eq!(app.state_job(&id), "done");
+    assert!(app.get(ALICE.0, &id).await.last_synced_at.is_some());
+
+    // The default scope: enabled members only.
+    let users = sim.control().users();
+    let expected: Vec<&tenant_sim::UserSummary> = users
+        .iter()
+        .filter(|u| u.account_enabled && u.user_type == UserType::Member)
+        .collect();
+    let page = browser.get(&manage(&id)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("data-state=\"done\""));
+    assert_eq!(
+        page.text_of("employees-count"),
+        format!("{} employees", expected.len())
+    );
+    let mut rows = page.rows("employee", "data-user-id");
+    rows.sort();
+    let mut want: Vec<String> = expected.iter().map(|u| u.id.clone()).collect();
+    want.sort();
+    assert_eq!(rows, want);
+    assert_ne!(app.get(ALICE.0, &id).await.last_synced_at, None);
+    let list = browser.get(BASE).await;
+    assert!(
+        list.body
+            .contains(&format!("<td class=\"users\">{}</td>", expected.len()))
+    );
+
+    // Search narrows to the matching employee.
+    let someone = expected[0];
+    let q: String = url::form_urlencoded::byte_serialize(someone.display_name.as_bytes()).collect();
+    let page = browser.get(&format!("{}?q={q}", manage(&id))).await;
+    assert!(page.rows("employee", "data-user-id").contains(&someone.id));
+    assert!(page.rows("employee", "data-user-id").len() < expected.len());
+    assert!(page.text_of("employees-count").contains("matching"));
+    let page = browser
+        .get(&format!("{}?q=zz-nobody-has-this-zz", manage(&id)))
+        .await;
+    assert!(page.rows("employee", "data-user-id").is_empty());
+    assert_eq!(page.text_of("employees-count"), "0 employees matching");
+
+    // Photos: an imported user with one, an imported user without, a user not imported.
+    let with_photo = expected
+        .iter()
+        .find(|u| u.has_photo)
+        .expect("a member with a photo");
+    let photo = |user: &str| format!("{}/employees/{user}/photo", manage(&id));
+    let page = browser.get(&photo(&with_photo.id)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(page.content_type, "image/png");
+    assert!(page.bytes.starts_with(b"\x89PNG"));
+    // One without a photo gets a placeholder with initials.
+    if let Some(without) = expected.iter().find(|u| !u.has_photo) {
+        let page = browser.get(&photo(&without.id)).await;
+        assert_eq!(page.status, StatusCode::OK);
+        assert_eq!(page.content_type, "image/svg+xml");
+        assert!(page.body.starts_with("<svg"), "{}", page.body);
+    }
+    if let Some(outside) = users
+        .iter()
+        .find(|u| !u.account_enabled || u.user_type != UserType::Member)
+    {
+        assert_eq!(
+            browser.get(&photo(&outside.id)).await.status,
+            StatusCode::NOT_FOUND
+        );
+    }
+    assert_eq!(
+        browser.get(&photo("no-such-user")).await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    scope_narrows_the_employees(&sim, &app, &mut browser, &id, &want).await;
+
+    // A second "Sync now" is a delta.
+    let status = sync_now(&mut browser, &id).await;
+    assert_eq!(status["state"], "done");
+    assert_eq!(status["kind"], "delta", "{status}");
+}
+
+#[tokio::test]
+async fn remove_asks_then_deletes_the_connection_and_its_files() {
+    let sim = sim().await;
+    let app = App::start(&sim).await;
+    let mut browser = app.browser();
+    browser.sign_in(ALICE).await;
+    let id = browser.connect("Germany").await;
+    sync_now(&mut browser, &id).await;
+    let dir = app.connection_dir(&id);
+    assert!(dir.is_dir(), "the export is in {}", dir.display());
+
+    let page = browser.get(&manage(&id)).await;
+    assert!(
+        page.body
+            .contains(&format!("href=\"{}/remove\"", manage(&id)))
+    );
+    let page = browser.get(&format!("{}/remove", manage(&id))).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.has_id("confirm-remove") && page.has_id("confirm-remove-submit"));
+    assert!(page.body.contains("Germany"));
+    assert_eq!(app.list(ALICE.0).await.len(), 1, "GET changes nothing");
+
+    browser
+        .post_form(&format!("{}/remove", manage(&id)), &[])
+        .await
+        .assert_redirect(&format!("{BASE}?removed=1"));
+    assert!(app.list(ALICE.0).await.is_empty());
+    assert!(!dir.exists(), "its data folder is gone");
+    let page = browser.get(&format!("{BASE}?removed=1")).await;
+    assert!(page.has_id("flash") && page.has_id("no-connections"));
+    assert_eq!(
+        browser.get(&manage(&id)).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let page = browser
+        .post_form(&format!("{}/remove", manage(&id)), &[])
+        .await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND, "removing twice");
+    // The tenant can be linked again.
+    browser.connect("Germany").await;
+}
+
+#[tokio::test]
+async fn a_revoked_grant_needs_a_reconnect_and_reconnecting_resumes_the_sync() {
+    let sim = sim().await;
+    let app = App::start(&sim).await;
+    let mut browser = app.browser();
+    browser.sign_in(ALICE).await;
+    let id = browser.connect("Germany").await;
+    assert_eq!(sync_now(&mut browser, &id).await["state"], "done");
+
+    assert!(sim.control().revoke_user_grants(sim.admin_upn()).unwrap() > 0);
+    let status = sync_now(&mut browser, &id).await;
+    assert_eq!(status["state"], "needs-reconnect", "{status}");
+    assert!(matches!(
+        app.get(ALICE.0, &id).await.status,
+        ConnectionStatus::NeedsReconnect { .. }
+    ));
+    let page = browser.get(&manage(&id)).await;
+    assert!(page.has_id("reconnect") && page.has_id("reconnect-submit"));
+    assert!(page.text_of("status").contains("reconnect needed"));
+    let list = browser.get(BASE).await;
+    assert!(list.body.contains("reconnect needed"));
+
+    browser.get(&manage(&id)).await;
+    let to_entra = browser
+        .post_form(&format!("{}/reconnect", manage(&id)), &[])
+        .await;
+    assert_eq!(to_entra.status, StatusCode::SEE_OTHER);
+    let authorize = Url::parse(to_entra.location()).unwrap();
+    let tenant = app.get(ALICE.0, &id).await.tenant.as_str().to_owned();
+    assert_eq!(authorize.path(), format!("/{tenant}/oauth2/v2.0/authorize"));
+    let query: std::collections::HashMap<String, String> =
+        authorize.query_pairs().into_owned().collect();
+    assert_eq!(query["login_hint"], sim.admin_upn());
+    assert_eq!(query["code_challenge_method"], "S256");
+
+    let callback = browser.entra(authorize.as_str()).await;
+    browser
+        .get(&callback)
+        .await
+        .assert_redirect(&format!("{}?flash=reconnected", manage(&id)));
+    assert!(matches!(
+        app.get(ALICE.0, &id).await.status,
+        ConnectionStatus::Active
+    ));
+    let page = browser
+        .get(&format!("{}?flash=reconnected", manage(&id)))
+        .await;
+    assert!(!page.has_id("reconnect"));
+    assert!(page.text_of("flash").contains("Reconnected"));
+    assert_eq!(sync_now(&mut browser, &id).await["state"], "done");
+    assert_eq!(
+        app.list(ALICE.0).await.len(),
+        1,
+        "the same connection, not a new one"
+    );
+}
+
+/// Scope: groups mode needs a known group; a real group narrows the employees to its
+/// enabled members (nested too); "all" brings everyone back.
+async fn scope_narrows_the_employees(
+    sim: &TenantSim,
+    app: &App,
+    browser: &mut Browser,
+    id: &str,
+    want: &[String],
+) {
+    let expected = want;
+    // Scope: groups mode needs a group; a real group narrows the employees.
+    browser.get(&manage(id)).await;
+    let scope = format!("{}/scope", manage(id));
+    let page = browser.post_form(&scope, &[("mode", "groups")]).await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.has_id("scope-error"));
+    let page = browser
+        .post_form(&scope, &[("mode", "groups"), ("group", "not-a-group")])
+        .await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.has_id("scope-error"));
+    let group = sim
+        .control()
+        .groups()
+        .into_iter()
+        .max_by_key(|g| g.member_count)
+        .unwrap();
+    browser
+        .post_form(
+            &scope,
+            &[
+                ("mode", "groups"),
+                ("group", &group.id),
+                ("skip_disabled", "on"),
+                ("skip_guests", "on"),
+            ],
+        )
+        .await
+        .assert_redirect(&format!("{}?flash=scope", manage(id)));
+    assert!(app.connection_dir(id).join("scope.json").exists());
+    let page = browser.get(&format!("{}?flash=scope", manage(id))).await;
+    let scoped = page.rows("employee", "data-user-id");
+    assert!(scoped.len() <= expected.len());
+    assert!(
+        page.body
+            .contains(&format!("value=\"{}\" checked", group.id)),
+        "the group is ticked"
+    );
+    let mut members: Vec<String> = transitive_members(sim, &group.id)
+        .into_iter()
+        .filter(|user| want.contains(user))
+        .collect();
+    members.sort();
+    let mut scoped = scoped;
+    scoped.sort();
+    assert_eq!(
+        scoped, members,
+        "the group's enabled members, nested ones too"
+    );
+    // Back to everyone.
+    browser
+        .post_form(
+            &scope,
+            &[
+                ("mode", "all"),
+                ("skip_disabled", "on"),
+                ("skip_guests", "on"),
+            ],
+        )
+        .await
+        .assert_redirect(&format!("{}?flash=scope", manage(id)));
+    let page = browser.get(&manage(id)).await;
+    assert_eq!(page.rows("employee", "data-user-id").len(), expected.len());
+}
