@@ -1,0 +1,590 @@
+//! The web example's scheduled sync: every connection is synced by delta once per
+//! interval, under the store's sync lease, so that two instances of the app sharing
+//! one database never sync the same connection at once. Two `AppState`s (two app
+//! instances, each with its own store handle and data folder) over one `SQLite` file,
+//! and the same over `PostgreSQL` when `TEST_POSTGRES_URL` is set.
+
+#[path = "../examples/common/mod.rs"]
+mod common;
+#[path = "../examples/webapp/mod.rs"]
+mod webapp;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use connection_store::{
+    Connection, ConnectionId, ConnectionStatus, ConnectionStore, CursorKey, Lease, LeaseHolder,
+    NewConnection, OwnerId, Reconnect, SecretString, StoreError, StoredToken, TokenVersion,
+};
+use connection_store_sql::{EncryptionKey, KeyId, KeyRing, SqlStore};
+use entra_auth::{Authority, CallbackParams};
+use futures::future::BoxFuture;
+use secrecy::SecretString as Secret;
+use tenant_sim::{ConsentMode, TenantSim};
+use time::OffsetDateTime;
+use webapp::AppState;
+use webapp::accounts::Customer;
+use webapp::jobs::{JobState, Outcome};
+use webapp::scheduler::{Visit, round};
+
+const HOUR: Duration = webapp::DEFAULT_SYNC_INTERVAL;
+
+async fn sim() -> TenantSim {
+    TenantSim::builder()
+        .users(12)
+        .groups(3)
+        .seed(7)
+        .consent_mode(ConsentMode::AutoConsent)
+        .start()
+        .await
+        .expect("tenant-sim starts")
+}
+
+/// A temporary folder, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("m365-link-web-sched-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `n` customers, unique per run (so runs sharing a database never meet).
+fn customers(n: usize) -> Vec<Customer> {
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    (0..n)
+        .map(|i| {
+            Customer::new(
+                &format!("c{i}-{}@example.com", &run[..8]),
+                &Secret::from("pw"),
+            )
+        })
+        .collect()
+}
+
+/// One app instance: its state over `store`, its own data folder under `dir`.
+fn instance(
+    sim: &TenantSim,
+    store: Arc<dyn ConnectionStore>,
+    customers: &[Customer],
+    dir: &Path,
+    name: &str,
+) -> AppState {
+    let mut config = webapp::Config::new(common::connect::SignIn::simulated(sim), dir.join(name));
+    config.customers = customers.to_vec();
+    config.sync_interval = Some(HOUR);
+    AppState::new(config, store, "http://localhost:1").expect("the app state")
+}
+
+/// Links the simulator's tenant for `owner` as the callback would: the authorize URL
+/// (the simulator consents at once), the code redeemed, the connection stored.
+async fn link(state: &AppState, owner: &OwnerId, name: &str) -> ConnectionId {
+    let authority = Authority::parse(&state.config().sign_in.authority).unwrap();
+    let (url, pending) = state
+        .entra()
+        .authorization_request()
+        .authority(authority)
+        .build()
+        .unwrap()
+        .into_parts();
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let answer = browser.get(url.as_str()).send().await.unwrap();
+    let location = answer.headers()[reqwest::header::LOCATION]
+        .to_str()
+        .unwrap();
+    let query = url::Url::parse(location)
+        .unwrap()
+        .query()
+        .unwrap()
+        .to_owned();
+    let params = CallbackParams::from_query(&query).unwrap();
+    let grant = state
+        .entra()
+        .complete_authorization(&pending, &params)
+        .await
+        .expect("the code is redeemed");
+    let new = common::connect::new_connection(name, state.config().sign_in.cloud.clone(), &grant);
+    state.store().create(owner, new).await.unwrap().id
+}
+
+/// Whether instance `state` wrote connection `id`'s export.
+fn exported(state: &AppState, id: ConnectionId) -> bool {
+    let dir = webapp::connection_dir(&state.config().data_dir, id);
+    std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some())
+}
+
+fn outcome_of(visits: &[Visit], id: ConnectionId) -> Option<Outcome> {
+    visits
+        .iter()
+        .find(|v| v.id == id)
+        .unwrap_or_else(|| panic!("{id} was not visited: {visits:?}"))
+        .outcome
+        .clone()
+}
+
+async fn sqlite(path: &Path, key: &EncryptionKey) -> Arc<dyn ConnectionStore> {
+    let keys = KeyRing::new(
+        KeyId::new("test").unwrap(),
+        EncryptionKey::from_base64(&key.to_base64()).unwrap(),
+    );
+    Arc::new(
+        SqlStore::sqlite(path)
+            .key_ring(keys)
+            .open()
+            .await
+            .expect("the SQLite store opens"),
+    )
+}
+
+/// The `PostgreSQL` tests keep their tables in this schema; every run uses its own
+/// customers and deletes its connections at the end.
+const PG_SCHEMA: &str = "m365_link_web_scheduler";
+
+async fn postgres(key: &EncryptionKey) -> Arc<dyn ConnectionStore> {
+    let url = std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| {
+        panic!("set TEST_POSTGRES_URL (e.g. postgres://postgres@127.0.0.1:5432/test) to run the PostgreSQL tests")
+    });
+    let keys = KeyRing::new(
+        KeyId::new("test").unwrap(),
+        EncryptionKey::from_base64(&key.to_base64()).unwrap(),
+    );
+    Arc::new(
+        SqlStore::postgres(url)
+            .schema(PG_SCHEMA)
+            .key_ring(keys)
+            .max_connections(4)
+            .open()
+            .await
+            .expect("the PostgreSQL store opens"),
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// Two instances, one database
+// ---------------------------------------------------------------------------------------
+
+/// Two instances over two handles on one database run a round at the same moment:
+/// every connection is synced, once in all when `exactly_once` (else at least once:
+/// see the ignored tests), and then is not due for either.
+async fn two_instances_sync_each_connection(
+    first: Arc<dyn ConnectionStore>,
+    second: Arc<dyn ConnectionStore>,
+    exactly_once: bool,
+) {
+    let sim = sim().await;
+    let dir = TempDir::new();
+    let customers = customers(4);
+    let a = instance(&sim, first, &customers, &dir.0, "a");
+    let b = instance(&sim, second, &customers, &dir.0, "b");
+    // One connection per customer (a tenant is linked once per owner), created through
+    // either instance.
+    let mut ids = Vec::new();
+    for (n, customer) in customers.iter().enumerate() {
+        let via = if n % 2 == 0 { &a } else { &b };
+        ids.push((
+            customer.owner(),
+            link(via, &customer.owner(), "Tenant").await,
+        ));
+    }
+
+    let now = OffsetDateTime::now_utc();
+    let (visits_a, visits_b) = tokio::join!(round(&a, HOUR, now), round(&b, HOUR, now));
+    assert_eq!(visits_a.len(), ids.len(), "{visits_a:?}");
+    assert_eq!(visits_b.len(), ids.len(), "{visits_b:?}");
+    for (owner, id) in &ids {
+        let outcomes = [outcome_of(&visits_a, *id), outcome_of(&visits_b, *id)];
+        let synced = outcomes
+            .iter()
+            .filter(|o| **o == Some(Outcome::Synced))
+            .count();
+        if exactly_once {
+            assert_eq!(synced, 1, "{id}: {outcomes:?}");
+        } else {
+            assert!(synced >= 1, "{id}: {outcomes:?}");
+        }
+        for outcome in outcomes.iter().filter(|o| **o != Some(Outcome::Synced)) {
+            assert!(
+                matches!(outcome, None | Some(Outcome::LeaseHeld)),
+                "{id}: the other instance found it held or not due: {outcomes:?}"
+            );
+        }
+        // Only an instance that synced it wrote an export.
+        for (instance, visits) in [(&a, &visits_a), (&b, &visits_b)] {
+            let synced_here = outcome_of(visits, *id) == Some(Outcome::Synced);
+            assert_eq!(exported(instance, *id), synced_here, "{id}");
+        }
+        let connection = a.store().get(owner, *id).await.unwrap();
+        assert!(connection.last_synced_at.is_some_and(|at| at >= now));
+    }
+    // Nothing is due for either instance any more.
+    let (again_a, again_b) = tokio::join!(round(&a, HOUR, now), round(&b, HOUR, now));
+    assert!(again_a.iter().chain(&again_b).all(|v| v.outcome.is_none()));
+
+    for (owner, id) in ids {
+        a.store().delete(&owner, id).await.unwrap();
+    }
+}
+
+async fn shared_sqlite(dir: &TempDir) -> (Arc<dyn ConnectionStore>, Arc<dyn ConnectionStore>) {
+    let key = EncryptionKey::generate();
+    let path = dir.0.join("connections.sqlite");
+    (sqlite(&path, &key).await, sqlite(&path, &key).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_one_sqlite_file_sync_every_connection_under_the_lease() {
+    let dir = TempDir::new();
+    let (first, second) = shared_sqlite(&dir).await;
+    Box::pin(two_instances_sync_each_connection(first, second, false)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "app bug: the scheduler decides 'due' before taking the lease and never re-checks under it (see a_connection_synced_by_another_instance_meanwhile_is_not_synced_again)"]
+async fn two_instances_on_one_sqlite_file_sync_each_connection_exactly_once() {
+    let dir = TempDir::new();
+    let (first, second) = shared_sqlite(&dir).await;
+    Box::pin(two_instances_sync_each_connection(first, second, true)).await;
+}
+
+/// Runs with CI's `-- --include-ignored postgres`: at least once until the scheduler
+/// re-checks "due" under the lease, then exactly once (flip the flag with the fix).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs TEST_POSTGRES_URL (PostgreSQL)"]
+async fn two_instances_on_one_postgres_database_sync_every_connection_under_the_lease() {
+    let key = EncryptionKey::generate();
+    let first = postgres(&key).await;
+    let second = postgres(&key).await;
+    Box::pin(two_instances_sync_each_connection(first, second, false)).await;
+}
+
+// ---------------------------------------------------------------------------------------
+// The lease, and what is due
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_held_lease_skips_the_connection_until_it_is_released() {
+    let sim = sim().await;
+    let dir = TempDir::new();
+    let store = sqlite(
+        &dir.0.join("connections.sqlite"),
+        &EncryptionKey::generate(),
+    )
+    .await;
+    let customers = customers(1);
+    let owner = customers[0].owner();
+    let app = instance(&sim, store.clone(), &customers, &dir.0, "a");
+    let id = link(&app, &owner, "Germany").await;
+
+    let other = LeaseHolder::new("other-instance").unwrap();
+    let lease = store
+        .acquire_lease(&owner, id, &other, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(lease.is_some());
+    let now = OffsetDateTime::now_utc();
+    let visits = round(&app, HOUR, now).await;
+    assert_eq!(outcome_of(&visits, id), Some(Outcome::LeaseHeld));
+    assert!(!exported(&app, id), "no export written");
+    assert!(
+        store
+            .get(&owner, id)
+            .await
+            .unwrap()
+            .last_synced_at
+            .is_none()
+    );
+    assert_eq!(app.jobs().state(id).name(), "failed");
+
+    // Still held at the next round; then released.
+    let visits = round(&app, HOUR, now).await;
+    assert_eq!(outcome_of(&visits, id), Some(Outcome::LeaseHeld));
+    store.release_lease(&owner, id, &other).await.unwrap();
+    let visits = round(&app, HOUR, now).await;
+    assert_eq!(outcome_of(&visits, id), Some(Outcome::Synced));
+    assert!(exported(&app, id));
+    assert!(
+        store
+            .get(&owner, id)
+            .await
+            .unwrap()
+            .last_synced_at
+            .is_some()
+    );
+    // The sync freed the lease again.
+    let free = store
+        .acquire_lease(&owner, id, &other, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(free.is_some(), "the lease was released after the sync");
+}
+
+#[tokio::test]
+async fn a_round_syncs_what_is_due_by_delta_and_skips_what_needs_an_admin() {
+    let sim = sim().await;
+    let dir = TempDir::new();
+    let store = sqlite(
+        &dir.0.join("connections.sqlite"),
+        &EncryptionKey::generate(),
+    )
+    .await;
+    let customers = customers(3);
+    let app = instance(&sim, store.clone(), &customers, &dir.0, "a");
+    let mut ids = Vec::new();
+    for customer in &customers {
+        ids.push(link(&app, &customer.owner(), "Tenant").await);
+    }
+
+    // Never synced: all due, a full import each.
+    let start = OffsetDateTime::now_utc();
+    let visits = round(&app, HOUR, start).await;
+    for id in &ids {
+        assert_eq!(outcome_of(&visits, *id), Some(Outcome::Synced));
+        assert!(matches!(app.jobs().state(*id), JobState::Done { ref kind, .. } if kind == "full"));
+    }
+    let synced_at: HashMap<ConnectionId, OffsetDateTime> = {
+        let mut map = HashMap::new();
+        for (customer, id) in customers.iter().zip(&ids) {
+            let connection = store.get(&customer.owner(), *id).await.unwrap();
+            map.insert(*id, connection.last_synced_at.unwrap());
+        }
+        map
+    };
+
+    // Right after: nothing is due, nothing runs.
+    let visits = round(&app, HOUR, OffsetDateTime::now_utc()).await;
+    assert!(visits.iter().all(|v| v.outcome.is_none()), "{visits:?}");
+    // Just short of the interval: still not due.
+    let earliest = synced_at.values().min().unwrap();
+    let visits = round(&app, HOUR, *earliest + HOUR - Duration::from_secs(1)).await;
+    assert!(visits.iter().all(|v| v.outcome.is_none()), "{visits:?}");
+
+    // One connection needs a reconnect, one is disabled: skipped until an admin acts.
+    let needs = ConnectionStatus::NeedsReconnect {
+        reason: "AADSTS50173".to_owned(),
+        since: OffsetDateTime::now_utc(),
+    };
+    store
+        .set_status(&customers[1].owner(), ids[1], needs)
+        .await
+        .unwrap();
+    store
+        .set_status(&customers[2].owner(), ids[2], ConnectionStatus::Disabled)
+        .await
+        .unwrap();
+
+    // An interval later the active one is synced again, by delta.
+    let later = OffsetDateTime::now_utc() + HOUR;
+    let visits = round(&app, HOUR, later).await;
+    assert_eq!(outcome_of(&visits, ids[0]), Some(Outcome::Synced));
+    assert!(
+        matches!(app.jobs().state(ids[0]), JobState::Done { ref kind, .. } if kind == "delta"),
+        "{:?}",
+        app.jobs().state(ids[0])
+    );
+    assert_eq!(outcome_of(&visits, ids[1]), None);
+    assert_eq!(outcome_of(&visits, ids[2]), None);
+    let first = store.get(&customers[0].owner(), ids[0]).await.unwrap();
+    assert!(first.last_synced_at.unwrap() > synced_at[&ids[0]]);
+    for (customer, id) in customers.iter().zip(&ids).skip(1) {
+        let skipped = store.get(&customer.owner(), *id).await.unwrap();
+        assert_eq!(
+            skipped.last_synced_at,
+            Some(synced_at[id]),
+            "{id} not synced"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// A connection synced by another instance between "due" and the lease
+// ---------------------------------------------------------------------------------------
+
+type Hook = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
+
+/// A store handle that runs `hook` (once) just before its first `acquire_lease`: the
+/// moment another instance may finish a sync of the same connection.
+struct BeforeLease {
+    inner: Arc<dyn ConnectionStore>,
+    hook: Mutex<Option<Hook>>,
+}
+
+#[async_trait]
+impl ConnectionStore for BeforeLease {
+    async fn create(&self, owner: &OwnerId, new: NewConnection) -> Result<Connection, StoreError> {
+        self.inner.create(owner, new).await
+    }
+    async fn get(&self, owner: &OwnerId, id: ConnectionId) -> Result<Connection, StoreError> {
+        self.inner.get(owner, id).await
+    }
+    async fn list(&self, owner: &OwnerId) -> Result<Vec<Connection>, StoreError> {
+        self.inner.list(owner).await
+    }
+    async fn rename(
+        &self,
+        owner: &OwnerId,
+        id: ConnectionId,
+        name: &str,
+    ) -> Result<Connection, StoreError> {
+        self.inner.rename(owner, id, name).await
+    }
+    async fn set_status(
+        &self,
+        owner: &OwnerId,
+        id: ConnectionId,
+        status: ConnectionStatus,
+    ) -> Result<Connection, StoreError> {
+        self.inner.set_status(owner, id, status).await
+    }
+    async fn record_sync(
+        &self,
+        owner: &OwnerId,
+        id: ConnectionId,
+        at: OffsetDateTime,
+    ) -> Result<Connection, StoreError> {
+        self.inner.record_sync(owner, id, at).await
+    }
+    async fn load_token(
+        &self,
+        owner: &OwnerId,
+        id: ConnectionId,
+    ) -> Result<StoredToken, StoreError> {
+        self.inner.load_token(owner, id).await
+    }
+    async fn replace_token(
+        &self,
+        owner: &OwnerId,
+        id: ConnectionId,
+        expected: TokenVersion,
+        token: SecretString,
+    ) -> Result<TokenVersion, StoreError> {
+        self.inner.replace_token(owner, id, expected, token).await
+    }
+    async fn reconnect(
+        &self,
+        owner: &OwnerId,
+        id: ConnectionId,
+        grant: Reconnect,
+    ) -> Result<(Connection, TokenVersion), StoreError> {
+        self.inner.reconnect(owner, id, grant).await
+    }
+    async fn load_cursor(
+        &self,
+        owner: &OwnerId,
+        id: ConnectionId,
+        key: &CursorKey,
+    ) -> Result<Option<SecretString>, StoreError> {
+        self.inner.load_cursor(owner, id, key).await
+    }
+    async fn save_cursor(
+        &self,
+        owner: &OwnerId,
+        id: ConnectionId,
+        key: &CursorKey,
+        cursor: SecretString,
+    ) -> Result<(), StoreError> {
+        self.inner.save_cursor(owner, id, key, cursor).await
+    }
+    async fn clear_cursor(
+        &self,
+        owner: &OwnerId,
+        id: ConnectionId,
+        key: &CursorKey,
+    ) -> Result<(), StoreError> {
+        self.inner.clear_cursor(owner, id, key).await
+    }
+    async fn delete(&self, owner: &OwnerId, id: ConnectionId) -> Result<(), StoreError> {
+        self.inner.delete(owner, id).await
+    }
+    async fn acquire_lease(
+        &self,
+        owner: &OwnerId,
+        id: ConnectionId,
+        holder: &LeaseHolder,
+        ttl: Duration,
+    ) -> Result<Option<Lease>, StoreError> {
+        let hook = self
+            .hook
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(hook) = hook {
+            hook().await;
+        }
+        self.inner.acquire_lease(owner, id, holder, ttl).await
+    }
+    async fn renew_lease(
+        &self,
+        owner: &OwnerId,
+        id: ConnectionId,
+        holder: &LeaseHolder,
+        ttl: Duration,
+    ) -> Result<Lease, StoreError> {
+        self.inner.renew_lease(owner, id, holder, ttl).await
+    }
+    async fn release_lease(
+        &self,
+        owner: &OwnerId,
+        id: ConnectionId,
+        holder: &LeaseHolder,
+    ) -> Result<(), StoreError> {
+        self.inner.release_lease(owner, id, holder).await
+    }
+}
+
+#[tokio::test]
+#[ignore = "app bug: the scheduler decides 'due' before taking the lease and never re-checks under it, so a connection another instance synced meanwhile is synced again"]
+async fn a_connection_synced_by_another_instance_meanwhile_is_not_synced_again() {
+    let sim = sim().await;
+    let dir = TempDir::new();
+    let store = sqlite(
+        &dir.0.join("connections.sqlite"),
+        &EncryptionKey::generate(),
+    )
+    .await;
+    let customers = customers(1);
+    let owner = customers[0].owner();
+    let a = instance(&sim, store.clone(), &customers, &dir.0, "a");
+    let id = link(&a, &owner, "Germany").await;
+
+    // Instance b finds the connection due; before b takes the lease, instance a syncs
+    // it completely (takes the lease, writes, records the sync, frees the lease).
+    let synced_by_a = Arc::new(Mutex::new(None));
+    let hook: Hook = {
+        let (a, owner, synced_by_a) = (a.clone(), owner.clone(), synced_by_a.clone());
+        Box::new(move || {
+            Box::pin(async move {
+                let outcome = webapp::jobs::run(&a, &owner, id).await;
+                *synced_by_a.lock().unwrap() = Some(outcome);
+            })
+        })
+    };
+    let racing = Arc::new(BeforeLease {
+        inner: store.clone(),
+        hook: Mutex::new(Some(hook)),
+    });
+    let b = instance(&sim, racing, &customers, &dir.0, "b");
+    let visits = round(&b, HOUR, OffsetDateTime::now_utc()).await;
+    assert_eq!(*synced_by_a.lock().unwrap(), Some(Outcome::Synced));
+    assert!(exported(&a, id));
+    assert_ne!(
+        outcome_of(&visits, id),
+        Some(Outcome::Synced),
+        "synced twice: b did not notice that a synced it while b waited for the lease"
+    );
+    assert!(!exported(&b, id), "b wrote a second export");
+}
