@@ -662,7 +662,6 @@ async fn create_refuses_invalid_and_taken_names() {
 }
 
 #[tokio::test]
-#[ignore = "app bug: the name inputs say maxlength=200, the store allows MAX_NAME_CHARS (120)"]
 async fn the_name_inputs_allow_what_the_store_allows() {
     let sim = sim().await;
     let app = App::start(&sim).await;

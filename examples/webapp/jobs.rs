@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use connection_store::{ConnectionId, OwnerId};
+use connection_store::{ConnectionId, LeaseHolder, OwnerId};
 use serde::Serialize;
 use time::OffsetDateTime;
 
@@ -144,23 +144,34 @@ pub fn spawn(state: &AppState, owner: OwnerId, id: ConnectionId) -> bool {
     }
     let state = state.clone();
     tokio::spawn(async move {
-        let outcome = run_claimed(&state, &owner, id).await;
+        let outcome = run_claimed(&state, &owner, id, None).await;
         tracing::info!(connection = %id, ?outcome, "sync finished");
     });
     true
 }
 
-/// Runs a sync of `owner`'s connection `id` now and waits for it (the scheduler).
-pub async fn run(state: &AppState, owner: &OwnerId, id: ConnectionId) -> Outcome {
+/// Runs a sync of `owner`'s connection `id` now and waits for it (the scheduler), as
+/// `holder` of the sync lease when given (the scheduler took it already).
+pub async fn run(
+    state: &AppState,
+    owner: &OwnerId,
+    id: ConnectionId,
+    holder: Option<LeaseHolder>,
+) -> Outcome {
     if !state.jobs().claim(id) {
         return Outcome::AlreadyRunning;
     }
-    run_claimed(state, owner, id).await
+    run_claimed(state, owner, id, holder).await
 }
 
-async fn run_claimed(state: &AppState, owner: &OwnerId, id: ConnectionId) -> Outcome {
+async fn run_claimed(
+    state: &AppState,
+    owner: &OwnerId,
+    id: ConnectionId,
+    holder: Option<LeaseHolder>,
+) -> Outcome {
     let jobs = state.jobs().clone();
-    let (outcome, next) = match sync_once(state, owner, id).await {
+    let (outcome, next) = match sync_once(state, owner, id, holder).await {
         Ok(report) => {
             let changed = report.users.added + report.users.updated + report.users.deleted;
             let done = JobState::Done {
@@ -226,6 +237,7 @@ async fn sync_once(
     state: &AppState,
     owner: &OwnerId,
     id: ConnectionId,
+    holder: Option<LeaseHolder>,
 ) -> anyhow::Result<sync::Report> {
     let store = state.store();
     let linked = state.linked(owner, id).await?;
@@ -234,6 +246,9 @@ async fn sync_once(
         .iter()
         .map(|s| (*s).to_owned())
         .collect();
+    if let Some(holder) = holder {
+        options.holder = holder;
+    }
     let target = Target {
         store,
         owner: owner.clone(),

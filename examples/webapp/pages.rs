@@ -34,7 +34,7 @@ input[type=text],input[type=email],input[type=password],input[type=search]{paddi
 .field-error,.form-error{color:#b3261e;margin:.3em 0}.flash{background:#e7f4e8;border:1px solid #9ccc9f;padding:.6em 1em;border-radius:4px}
 .status-active{color:#1e7b34;font-weight:600}.status-needs_reconnect{color:#b3261e;font-weight:600}.status-disabled{color:#666}
 .progress{padding:.6em 1em;border-radius:4px;background:#f0f2f5}.muted{color:#666}
-.photo img{width:32px;height:32px;border-radius:50%}td.phones{white-space:nowrap}
+.photo img{width:32px;height:32px;border-radius:50%}td.phones{white-space:nowrap}td.mail{overflow-wrap:anywhere;min-width:10em}td.address{min-width:11em}#employees{font-size:.85em}
 fieldset{border:1px solid #dde;border-radius:6px}.groups{max-height:12em;overflow:auto}
 ";
 
@@ -165,7 +165,7 @@ pub fn new_connection(ctx: &Ctx, name: &str, error: Option<&str>) -> Markup {
             (csrf_field(ctx))
             p {
                 label for="name" { "Connection name" } br;
-                input #name type="text" name="name" value=(name) maxlength="200" placeholder="Signature Microsoft 365 account Germany" autofocus;
+                input #name type="text" name="name" value=(name) maxlength=(connection_store::MAX_NAME_CHARS) placeholder="Signature Microsoft 365 account Germany" autofocus;
                 @if let Some(error) = error { span #name-error .field-error { " " (error) } }
             }
             button #connect type="submit" { "Connect" }
@@ -247,7 +247,9 @@ fn progress(job: &JobState) -> Markup {
                 format!("Done: full import at {at} — {users} users and {groups} groups in Microsoft 365.")
             }
         }
-        JobState::NeedsReconnect { message } => format!("Reconnect needed: {message}"),
+        JobState::NeedsReconnect { .. } => {
+            "Stopped: Microsoft no longer accepts this connection's sign-in; it needs a reconnect (see Status above).".to_owned()
+        }
         JobState::Failed { message } => format!("Failed: {message}"),
     };
     html! { p #sync-progress .progress data-state=(job.name()) { (text) } }
@@ -340,7 +342,7 @@ pub fn manage(ctx: &Ctx, view: &ManageView<'_>) -> Markup {
         form #rename method="post" action={ (base) "/rename" } {
             (csrf_field(ctx))
             @let (tried, error) = match view.rename_error { Some((tried, error)) => (tried, Some(error)), None => (row.name.as_str(), None) };
-            input #rename-name type="text" name="name" value=(tried) maxlength="200";
+            input #rename-name type="text" name="name" value=(tried) maxlength=(connection_store::MAX_NAME_CHARS);
             " " button #rename-submit type="submit" { "Rename" }
             @if let Some(error) = error { span #rename-error .field-error { " " (error) } }
         }

@@ -5,20 +5,23 @@
 //! - "Due" is read from the store (`last_synced_at` older than the interval, or never),
 //!   so every instance of the app sharing one database agrees on what is due, and a
 //!   connection synced by one instance is not due for the others.
-//! - The sync itself holds the store's sync lease (`common::sync::run`), so two
-//!   instances that find the same connection due at the same moment never sync it at
-//!   once: the second gets "lease held" and skips it.
+//! - A due connection's sync lease is taken first, then the connection is read again
+//!   under it, and the sync runs as that lease's holder (`common::sync::run` extends
+//!   it while it works). So two instances that find the same connection due at the same
+//!   moment never sync it at once, nor one after the other: the second gets "lease
+//!   held", or finds it no longer due.
 //! - Connections that need a reconnect or are disabled are skipped until an admin acts.
 //! - A round checks every minute (or every interval, if shorter); connections are
 //!   synced one after another, to stay gentle with Graph's throttling.
 
 use std::time::Duration;
 
-use connection_store::{ConnectionId, ConnectionStatus};
+use connection_store::{Connection, ConnectionId, ConnectionStatus, OwnerId};
 use time::OffsetDateTime;
 
 use super::AppState;
 use super::jobs::{self, Outcome};
+use crate::common::sync;
 
 /// How often the scheduler looks for due connections, at most.
 pub const CHECK_EVERY: Duration = Duration::from_secs(60);
@@ -68,26 +71,67 @@ pub async fn round(state: &AppState, interval: Duration, now: OffsetDateTime) ->
             }
         };
         for listed in connections {
-            // Read it again just before syncing: another instance may have synced it
-            // while this round worked through earlier connections.
-            let Ok(connection) = store.get(&owner, listed.id).await else {
-                continue;
-            };
-            let due = matches!(connection.status, ConnectionStatus::Active)
-                && connection
-                    .last_synced_at
-                    .is_none_or(|last| now - last >= interval);
-            let outcome = if due {
-                Some(jobs::run(state, &owner, connection.id).await)
-            } else {
-                None
-            };
+            let outcome = visit(state, &owner, listed.id, interval, now).await;
             visits.push(Visit {
-                id: connection.id,
+                id: listed.id,
                 owner: customer.email.clone(),
                 outcome,
             });
         }
     }
     visits
+}
+
+fn is_due(connection: &Connection, interval: Duration, now: OffsetDateTime) -> bool {
+    matches!(connection.status, ConnectionStatus::Active)
+        && connection
+            .last_synced_at
+            .is_none_or(|last| now - last >= interval)
+}
+
+/// Syncs one connection if it is due: takes its sync lease first, then reads it again
+/// under the lease, so a connection another instance synced meanwhile is not synced a
+/// second time.
+async fn visit(
+    state: &AppState,
+    owner: &OwnerId,
+    id: ConnectionId,
+    interval: Duration,
+    now: OffsetDateTime,
+) -> Option<Outcome> {
+    let store = state.store();
+    let connection = store.get(owner, id).await.ok()?;
+    if !is_due(&connection, interval, now) {
+        return None;
+    }
+    let holder = match sync::default_holder() {
+        Ok(holder) => holder,
+        Err(error) => {
+            tracing::warn!(error = %format!("{error:#}"), "no lease holder name");
+            return Some(Outcome::Failed);
+        }
+    };
+    match store
+        .acquire_lease(owner, id, &holder, sync::DEFAULT_LEASE_TTL)
+        .await
+    {
+        Ok(Some(_)) => {}
+        Ok(None) => return Some(Outcome::LeaseHeld),
+        Err(error) => {
+            tracing::warn!(%error, connection = %id, "could not take the sync lease");
+            return Some(Outcome::Failed);
+        }
+    }
+    // Under the lease: another instance may have finished a sync just before.
+    let outcome = match store.get(owner, id).await {
+        Ok(connection) if is_due(&connection, interval, now) => {
+            Some(jobs::run(state, owner, id, Some(holder.clone())).await)
+        }
+        _ => None,
+    };
+    // `common::sync::run` frees the lease when it ran; free it in the other cases too.
+    if let Err(error) = store.release_lease(owner, id, &holder).await {
+        tracing::warn!(%error, connection = %id, "could not free the sync lease");
+    }
+    outcome
 }
