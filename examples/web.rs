@@ -31,7 +31,8 @@ use webapp::accounts::{Customer, DEMO_CUSTOMERS};
 ///
 /// Without --client-id it runs against a simulated tenant started in process (with
 /// Microsoft-like sign-in and consent pages), with a fresh temporary store.
-#[derive(Parser, Debug)]
+// No `Debug`: the arguments hold the client secret and the cookie key.
+#[derive(Parser)]
 #[command(version)]
 #[allow(
     clippy::doc_markdown,
@@ -72,13 +73,14 @@ struct Args {
     #[arg(long)]
     data_dir: Option<PathBuf>,
 
-    /// A customer account that may sign in, as email:password (repeat for more).
+    /// A customer account that may sign in, as email:password (repeat for more; a
+    /// password given here is visible in the process list: this is a demo sign-in).
     /// Default: the two demo customers printed at start.
     #[arg(long = "customer", value_name = "EMAIL:PASSWORD", value_parser = Customer::parse)]
     customers: Vec<Customer>,
 
     /// Sync every connection this often, in minutes (0 turns the scheduled sync off).
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=525_600))]
     sync_every_minutes: u64,
 
     /// The key signing session cookies: base64 of at least 64 bytes. Default: a random
@@ -179,7 +181,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     config.public_url.clone_from(&args.public_url);
     let data_dir = config.data_dir.clone();
 
-    let running = webapp::serve(config, Arc::clone(&opened.store), listener).await?;
+    let mut running = webapp::serve(config, Arc::clone(&opened.store), listener).await?;
 
     println!("m365-link web example");
     match &sim {
@@ -199,9 +201,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     println!("\nOpen {}/ in your browser. Ctrl-C stops.", running.url());
 
-    tokio::select! {
-        () = running.wait() => {}
-        _ = tokio::signal::ctrl_c() => {}
+    let stopped_by_itself = tokio::select! {
+        () = running.wait_stopped() => true,
+        _ = tokio::signal::ctrl_c() => false,
+    };
+    if !stopped_by_itself {
+        eprintln!("stopping…");
+        running.shutdown().await;
+    }
+    if sim.is_some() && args.store.is_none() && args.data_dir.is_none() {
+        // The simulated tenant's store and exports are of no use once it is gone.
+        if let Some(scratch) = data_dir.parent() {
+            let _ = std::fs::remove_dir_all(scratch);
+        }
     }
     Ok(())
 }

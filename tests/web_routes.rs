@@ -349,7 +349,7 @@ async fn sync_now(browser: &mut Browser, id: &str) -> serde_json::Value {
     browser
         .post_form(&format!("{}/sync", manage(id)), &[])
         .await
-        .assert_redirect(&manage(id));
+        .assert_redirect(&format!("{}?flash=sync", manage(id)));
     sync_settles(browser, id).await
 }
 
@@ -821,7 +821,8 @@ async fn declined_consent_admin_approval_and_a_missing_scope_explain_and_store_n
     let page = browser.create("Germany").await;
     assert_eq!(page.status, StatusCode::BAD_REQUEST);
     assert!(page.body.contains("were not accepted"), "{}", page.body);
-    assert!(page.has_id("sign-in-error") && !page.has_id("admin-consent-link"));
+    // The person may not be an admin: the link for the IT admin is offered too.
+    assert!(page.has_id("sign-in-error") && page.has_id("admin-consent-link"));
 
     sim.control()
         .set_consent_mode(ConsentMode::AdminApprovalRequired);
@@ -1228,6 +1229,13 @@ async fn a_revoked_grant_needs_a_reconnect_and_reconnecting_resumes_the_sync() {
         .await;
     assert!(!page.has_id("reconnect"));
     assert!(page.text_of("flash").contains("Reconnected"));
+    // The last sync's "reconnect needed" is gone with the reconnect.
+    assert!(
+        page.body
+            .contains("id=\"sync-progress\" data-state=\"idle\""),
+        "{}",
+        page.body
+    );
     assert_eq!(sync_now(&mut browser, &id).await["state"], "done");
     assert_eq!(
         app.list(ALICE.0).await.len(),

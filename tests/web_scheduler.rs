@@ -574,3 +574,107 @@ async fn a_connection_synced_by_another_instance_meanwhile_is_not_synced_again()
     );
     assert!(!exported(&b, id), "b wrote a second export");
 }
+
+// ---------------------------------------------------------------------------------------
+// The scheduler and this instance's own syncs
+// ---------------------------------------------------------------------------------------
+
+/// A "Sync now" running in this instance: the scheduler leaves the connection alone
+/// (it does not take the lease, which would make that sync report "lease held"), and
+/// syncs it at the next round once it is free.
+#[tokio::test]
+async fn a_sync_running_here_is_left_alone_and_its_lease_untouched() {
+    let sim = sim().await;
+    let dir = TempDir::new();
+    let store = sqlite(
+        &dir.0.join("connections.sqlite"),
+        &EncryptionKey::generate(),
+    )
+    .await;
+    let customers = customers(1);
+    let owner = customers[0].owner();
+    let app = instance(&sim, store.clone(), &customers, &dir.0, "a");
+    let id = link(&app, &owner, "Germany").await;
+
+    // What `jobs::spawn` does first when "Sync now" is pressed.
+    let before = app.jobs().claim(id).expect("nothing runs yet");
+    assert_eq!(before, JobState::Idle);
+    let now = OffsetDateTime::now_utc();
+    let visits = round(&app, HOUR, now).await;
+    assert_eq!(outcome_of(&visits, id), Some(Outcome::AlreadyRunning));
+    // The lease is free for that sync: the scheduler did not take it.
+    let other = LeaseHolder::new("the-sync-now").unwrap();
+    assert!(
+        store
+            .acquire_lease(&owner, id, &other, Duration::from_secs(60))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    store.release_lease(&owner, id, &other).await.unwrap();
+    assert_eq!(app.jobs().state(id).name(), "running");
+
+    app.jobs().unclaim(id, before);
+    let visits = round(&app, HOUR, now).await;
+    assert_eq!(outcome_of(&visits, id), Some(Outcome::Synced));
+    assert!(exported(&app, id));
+}
+
+/// A connection removed while its sync runs leaves no export behind, whatever point the
+/// sync had reached, and no job state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_connection_while_it_syncs_leaves_no_files() {
+    let sim = TenantSim::builder()
+        .users(40)
+        .groups(4)
+        .seed(7)
+        .latency(Duration::from_millis(40))
+        .consent_mode(ConsentMode::AutoConsent)
+        .start()
+        .await
+        .expect("tenant-sim starts");
+    let dir = TempDir::new();
+    let store = sqlite(
+        &dir.0.join("connections.sqlite"),
+        &EncryptionKey::generate(),
+    )
+    .await;
+    let customers = customers(1);
+    let owner = customers[0].owner();
+    let app = instance(&sim, store.clone(), &customers, &dir.0, "a");
+    let id = link(&app, &owner, "Germany").await;
+
+    let sync = tokio::spawn({
+        let (app, owner) = (app.clone(), owner.clone());
+        async move { webapp::jobs::run(&app, &owner, id, None).await }
+    });
+    // Remove it once the sync is under way, as the remove route does.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !matches!(
+        app.jobs().state(id),
+        JobState::Running { phase: Some(_), .. }
+    ) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sync never started"
+        );
+        tokio::task::yield_now().await;
+    }
+    store.delete(&owner, id).await.unwrap();
+    app.jobs().forget(id);
+    app.employees().forget(id);
+    app.forget_linked(id);
+    let _ = std::fs::remove_dir_all(webapp::connection_dir(&app.config().data_dir, id));
+
+    let outcome = sync.await.unwrap();
+    assert_ne!(
+        outcome,
+        Outcome::Synced,
+        "a removed connection is not synced"
+    );
+    assert!(
+        !webapp::connection_dir(&app.config().data_dir, id).exists(),
+        "the removed connection's folder came back"
+    );
+    assert_eq!(app.jobs().state(id), JobState::Idle);
+}

@@ -102,21 +102,27 @@ impl Jobs {
         self.with(|states| states.remove(&id));
     }
 
-    /// Marks `id` running unless it already is; false when it was.
-    fn claim(&self, id: ConnectionId) -> bool {
+    /// Marks `id` running unless it already is: the state before, to put back with
+    /// [`Jobs::unclaim`] when the sync does not run after all; `None` when one runs.
+    pub fn claim(&self, id: ConnectionId) -> Option<JobState> {
         self.with(|states| {
             if matches!(states.get(&id), Some(JobState::Running { .. })) {
-                return false;
+                return None;
             }
-            states.insert(
+            let before = states.insert(
                 id,
                 JobState::Running {
                     phase: None,
                     counts: BTreeMap::new(),
                 },
             );
-            true
+            Some(before.unwrap_or(JobState::Idle))
         })
+    }
+
+    /// Puts back the state from before [`Jobs::claim`] (the sync did not run).
+    pub fn unclaim(&self, id: ConnectionId, before: JobState) {
+        self.set(id, before);
     }
 
     fn set(&self, id: ConnectionId, state: JobState) {
@@ -139,7 +145,7 @@ impl Jobs {
 /// Starts a sync of `owner`'s connection `id` in the background ("Sync now"); false when
 /// one is already running in this process.
 pub fn spawn(state: &AppState, owner: OwnerId, id: ConnectionId) -> bool {
-    if !state.jobs().claim(id) {
+    if state.jobs().claim(id).is_none() {
         return false;
     }
     let state = state.clone();
@@ -158,13 +164,14 @@ pub async fn run(
     id: ConnectionId,
     holder: Option<LeaseHolder>,
 ) -> Outcome {
-    if !state.jobs().claim(id) {
+    if state.jobs().claim(id).is_none() {
         return Outcome::AlreadyRunning;
     }
     run_claimed(state, owner, id, holder).await
 }
 
-async fn run_claimed(
+/// Runs a sync whose job [`Jobs::claim`] marked running.
+pub async fn run_claimed(
     state: &AppState,
     owner: &OwnerId,
     id: ConnectionId,
@@ -218,6 +225,26 @@ async fn run_claimed(
             }
         },
     };
+    // Removed while it ran: the export it may just have written must not outlive the
+    // connection (the remove deleted the folder before the sync wrote it again).
+    if let Err(connection_store::StoreError::NotFound { .. }) = state.store().get(owner, id).await {
+        let dir = super::connection_dir(&state.config().data_dir, id);
+        let removed = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
+        if let Ok(Err(error)) = removed
+            && error.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(%error, connection = %id, "could not delete a removed connection's files");
+        }
+        jobs.forget(id);
+        state.employees().forget(id);
+        state.forget_linked(id);
+        return outcome;
+    }
+    if outcome == Outcome::NeedsReconnect {
+        // Its token session remembers the refused grant: open a fresh one next time, so
+        // a reconnect made on another instance is picked up.
+        state.forget_linked(id);
+    }
     jobs.set(id, next);
     outcome
 }

@@ -236,8 +236,8 @@ impl Running {
         let _ = (&mut self.server).await;
     }
 
-    /// Serves until the server stops (Ctrl-C in the example).
-    pub async fn wait(mut self) {
+    /// Waits until the server stops by itself (it failed); see [`Running::shutdown`].
+    pub async fn wait_stopped(&mut self) {
         let _ = (&mut self.server).await;
     }
 }

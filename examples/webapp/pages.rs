@@ -226,6 +226,8 @@ pub struct ManageView<'a> {
     pub q: &'a str,
     /// A flash message.
     pub flash: Option<&'a str>,
+    /// Why the imported data could not be read (shown instead of failing the page).
+    pub problem: Option<&'a str>,
 }
 
 fn progress(job: &JobState) -> Markup {
@@ -258,7 +260,7 @@ fn progress(job: &JobState) -> Markup {
 fn employee_row(base: &str, e: &Employee) -> Markup {
     html! {
         tr.employee data-user-id=(e.id) {
-            td.photo { img src={ (base) "/employees/" (e.id) "/photo" } alt="" loading="lazy"; }
+            td.photo { img src={ (base) "/employees/" (path_segment(&e.id)) "/photo" } alt="" loading="lazy"; }
             td.name { (e.display_name.as_deref().unwrap_or("")) }
             td.job-title { (e.job_title.as_deref().unwrap_or("")) }
             td.department { (e.department.as_deref().unwrap_or("")) }
@@ -335,6 +337,7 @@ pub fn manage(ctx: &Ctx, view: &ManageView<'_>) -> Markup {
                 label { input type="checkbox" name="skip_disabled" value="on" checked[view.scope.skip_disabled]; " Skip disabled accounts" } br;
                 label { input type="checkbox" name="skip_guests" value="on" checked[view.scope.skip_guests]; " Skip guests" }
             }
+            p.muted { "The sync reads the whole directory, which its delta rounds need; the scope decides who is imported as an employee: the table below, the count in the list, and the signatures." }
             button #scope-submit type="submit" { "Save scope" }
         }
 
@@ -348,6 +351,9 @@ pub fn manage(ctx: &Ctx, view: &ManageView<'_>) -> Markup {
         }
 
         h2 { "Imported employees" }
+        @if let Some(problem) = view.problem {
+            p #data-error .form-error { "The imported data could not be read (" (problem) "). Run “Sync now” to import it again." }
+        }
         form #employee-search method="get" action=(base) {
             input type="search" name="q" value=(view.q) placeholder="Search name, email, title, department…";
             " " button.secondary type="submit" { "Search" }
@@ -393,6 +399,11 @@ pub fn error(ctx: &Ctx, title: &str, detail: &str) -> Markup {
         p { a href="/" { "Home" } }
     };
     layout(ctx, title, false, &body)
+}
+
+/// `text` percent-encoded for a URL path segment.
+fn path_segment(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
 /// A round thumbnail with a person's initials, for employees without a photo.

@@ -3,6 +3,7 @@
 //! every POST checks the session's CSRF token.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Path, Query, RawQuery, State};
@@ -19,7 +20,7 @@ use graph_client::PhotoSize;
 use maud::Markup;
 use time::OffsetDateTime;
 
-use super::employees::{self, EmployeeQuery};
+use super::employees::{self, Employee, EmployeeQuery};
 use super::jobs;
 use super::pages::{self, BASE, ConnectionRow, Ctx, ManageView};
 use super::scope::SyncScope;
@@ -91,6 +92,14 @@ async fn security_headers(mut response: Response) -> Response {
         header::REFERRER_POLICY,
         header::HeaderValue::from_static("same-origin"),
     );
+    // Pages carry employee data and CSRF tokens: not kept by browsers or proxies
+    // (photos set their own, private caching).
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(
+            header::CACHE_CONTROL,
+            header::HeaderValue::from_static("no-store"),
+        );
+    }
     response
 }
 
@@ -242,13 +251,53 @@ fn status_words(status: &ConnectionStatus) -> &'static str {
     }
 }
 
-fn row(state: &AppState, connection: &Connection) -> ConnectionRow {
-    let dir = connection_dir(&state.config().data_dir, connection.id);
-    let users = SyncScope::load(&dir)
-        .and_then(|scope| state.employees().employees(&dir, connection.id, &scope))
-        .ok()
-        .filter(|_| connection.last_synced_at.is_some())
-        .map(|list| list.len());
+/// What the last sync imported for a connection, read off the async workers: its scope,
+/// the employees in scope and the groups. A damaged file gives the defaults and a
+/// `problem` to show, never a failing page.
+struct Imported {
+    scope: SyncScope,
+    employees: Arc<Vec<Employee>>,
+    groups: Arc<Vec<(String, String)>>,
+    problem: Option<String>,
+}
+
+async fn imported(state: &AppState, id: ConnectionId) -> Imported {
+    let cache = state.employees().clone();
+    let dir = connection_dir(&state.config().data_dir, id);
+    let read = tokio::task::spawn_blocking(move || {
+        let mut problems = Vec::new();
+        let scope = SyncScope::load(&dir).unwrap_or_else(|error| {
+            problems.push(format!("{error:#}"));
+            SyncScope::default()
+        });
+        let employees = cache.employees(&dir, id, &scope).unwrap_or_else(|error| {
+            problems.push(format!("{error:#}"));
+            Arc::default()
+        });
+        let groups = cache.groups(&dir, id).unwrap_or_default();
+        Imported {
+            scope,
+            employees,
+            groups,
+            problem: (!problems.is_empty()).then(|| problems.join("; ")),
+        }
+    })
+    .await;
+    read.unwrap_or_else(|error| Imported {
+        scope: SyncScope::default(),
+        employees: Arc::default(),
+        groups: Arc::default(),
+        problem: Some(format!("the imported data could not be read: {error}")),
+    })
+}
+
+async fn row(state: &AppState, connection: &Connection) -> ConnectionRow {
+    let users = if connection.last_synced_at.is_some() {
+        let imported = imported(state, connection.id).await;
+        imported.problem.is_none().then(|| imported.employees.len())
+    } else {
+        None
+    };
     ConnectionRow {
         id: connection.id.to_string(),
         name: connection.name.as_str().to_owned(),
@@ -326,8 +375,12 @@ async fn sign_out(
     jar: SignedCookieJar,
     axum::Form(fields): axum::Form<Fields>,
 ) -> Result<Response> {
-    let me = signed_form(&state, &jar, &fields)?;
-    state.sessions().end(&me.session.id);
+    match signed_form(&state, &jar, &fields) {
+        Ok(me) => state.sessions().end(&me.session.id),
+        // The session is gone already (expired, or the app restarted): signed out anyway.
+        Err(AppError::SignInRequired) => {}
+        Err(error) => return Err(error),
+    }
     let jar = jar.remove(Cookie::build(COOKIE).path("/"));
     Ok((jar, Redirect::to("/sign-in")).into_response())
 }
@@ -348,7 +401,10 @@ async fn linked_accounts(
 ) -> Result<Html<String>> {
     let me = signed_in(&state, &jar)?;
     let connections = state.store().list(&me.owner).await?;
-    let rows: Vec<ConnectionRow> = connections.iter().map(|c| row(&state, c)).collect();
+    let mut rows = Vec::with_capacity(connections.len());
+    for connection in &connections {
+        rows.push(row(&state, connection).await);
+    }
     let flash = if let Some(id) = query.get("created") {
         rows.iter().find(|r| &r.id == id).map(|r| {
             format!(
@@ -471,9 +527,9 @@ fn explain(
     match error {
         AuthError::AuthorizationDeclined(_) => (
             "The permissions were not accepted".to_owned(),
-            "The sign-in was cancelled, or the permissions were declined. To connect, press “Create a new connection” again and accept the permissions (read all users' profiles, read all groups, and keep access)."
+            "The sign-in was cancelled, or the permissions were declined. To connect, press “Create a new connection” again and accept the permissions (read all users' profiles, read all groups, and keep access). If you are not an administrator of your Microsoft 365 tenant, forward the link below to your IT administrator."
                 .to_owned(),
-            None,
+            consent_link(),
         ),
         AuthError::AdminApprovalRequired { .. } => (
             "An administrator has to approve".to_owned(),
@@ -670,7 +726,19 @@ async fn finish_reconnect(
     grant: &entra_auth::Grant,
 ) -> Result<Response> {
     let store = state.store();
-    let connection = store.get(owner, id).await?;
+    let connection = match store.get(owner, id).await {
+        Ok(connection) => connection,
+        Err(StoreError::NotFound { .. }) => {
+            return Ok(failed_page(
+                ctx,
+                StatusCode::NOT_FOUND,
+                "The connection is gone",
+                "This connection was removed while you signed in. Nothing was saved; create a new connection instead.",
+                None,
+            ));
+        }
+        Err(error) => return Err(error.into()),
+    };
     if !same_tenant(&connection, grant) {
         return Ok(failed_page(
             ctx,
@@ -688,6 +756,8 @@ async fn finish_reconnect(
         .reconnect(owner, id, reconnect_of(&connection, grant))
         .await?;
     state.forget_linked(id);
+    // The last sync's "reconnect needed" no longer applies.
+    state.jobs().forget(id);
     Ok(Redirect::to(&format!("{BASE}/connections/{id}?flash=reconnected")).into_response())
 }
 
@@ -701,17 +771,19 @@ struct ManageExtras<'a> {
     rename_error: Option<(&'a str, &'a str)>,
 }
 
-fn manage_page(
+async fn manage_page(
     state: &AppState,
     me: &Me,
     connection: &Connection,
     query: &HashMap<String, String>,
     extras: ManageExtras<'_>,
 ) -> Result<Html<String>> {
-    let dir = connection_dir(&state.config().data_dir, connection.id);
-    let scope = SyncScope::load(&dir)?;
-    let all = state.employees().employees(&dir, connection.id, &scope)?;
-    let groups = state.employees().groups(&dir, connection.id)?;
+    let Imported {
+        scope,
+        employees: all,
+        groups,
+        problem,
+    } = imported(state, connection.id).await;
     let q = query.get("q").map_or("", |q| q.trim());
     let page = query.get("page").and_then(|p| p.parse().ok()).unwrap_or(1);
     let employees = employees::search(
@@ -721,7 +793,7 @@ fn manage_page(
             page,
         },
     );
-    let row = row(state, connection);
+    let row = row(state, connection).await;
     let reconnect_reason = match &connection.status {
         ConnectionStatus::NeedsReconnect { reason, .. } => Some(reason.as_str()),
         _ => None,
@@ -731,6 +803,7 @@ fn manage_page(
         Some("scope") => Some("The sync scope was saved. The employees below follow it."),
         Some("reconnected") => Some("Reconnected: the sync works again."),
         Some("sync") => Some("The sync started."),
+        Some("running") => Some("A sync of this connection is already running."),
         _ => None,
     };
     let job = state.jobs().state(connection.id);
@@ -745,6 +818,7 @@ fn manage_page(
         employees: &employees,
         q,
         flash,
+        problem: problem.as_deref(),
     };
     Ok(html(&pages::manage(&me.ctx(), &view)))
 }
@@ -757,7 +831,7 @@ async fn manage(
 ) -> Result<Html<String>> {
     let me = signed_in(&state, &jar)?;
     let connection = state.store().get(&me.owner, parse_id(&id)?).await?;
-    manage_page(&state, &me, &connection, &query, ManageExtras::default())
+    manage_page(&state, &me, &connection, &query, ManageExtras::default()).await
 }
 
 async fn rename(
@@ -775,7 +849,7 @@ async fn rename(
             rename_error: Some((&name, &problem)),
             ..ManageExtras::default()
         };
-        let page = manage_page(&state, &me, &connection, &HashMap::new(), extras)?;
+        let page = manage_page(&state, &me, &connection, &HashMap::new(), extras).await?;
         return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
     }
     match state.store().rename(&me.owner, id, &name).await {
@@ -788,7 +862,7 @@ async fn rename(
                 rename_error: Some((&name, problem)),
                 ..ManageExtras::default()
             };
-            let page = manage_page(&state, &me, &connection, &HashMap::new(), extras)?;
+            let page = manage_page(&state, &me, &connection, &HashMap::new(), extras).await?;
             Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
         }
         Err(error) => Err(error.into()),
@@ -804,8 +878,14 @@ async fn sync_now(
     let me = signed_form(&state, &jar, &fields)?;
     let id = parse_id(&id)?;
     state.store().get(&me.owner, id).await?;
-    jobs::spawn(&state, me.owner.clone(), id);
-    Ok(Redirect::to(&format!("{BASE}/connections/{id}")))
+    let flash = if jobs::spawn(&state, me.owner.clone(), id) {
+        "sync"
+    } else {
+        "running"
+    };
+    Ok(Redirect::to(&format!(
+        "{BASE}/connections/{id}?flash={flash}"
+    )))
 }
 
 async fn sync_status(
@@ -829,15 +909,12 @@ async fn save_scope(
     let id = parse_id(&id)?;
     let connection = state.store().get(&me.owner, id).await?;
     let dir = connection_dir(&state.config().data_dir, id);
-    let known: Vec<String> = state
-        .employees()
-        .groups(&dir, id)?
-        .iter()
-        .map(|(group, _)| group.clone())
-        .collect();
-    match SyncScope::from_form(&fields, |group| known.iter().any(|k| k == group)) {
+    let known = imported(&state, id).await.groups;
+    match SyncScope::from_form(&fields, |group| known.iter().any(|(k, _)| k == group)) {
         Ok(scope) => {
-            scope.save(&dir)?;
+            tokio::task::spawn_blocking(move || scope.save(&dir))
+                .await
+                .map_err(|e| AppError::Internal(e.into()))??;
             Ok(Redirect::to(&format!("{BASE}/connections/{id}?flash=scope")).into_response())
         }
         Err(error) => {
@@ -846,7 +923,7 @@ async fn save_scope(
                 scope_error: Some(&message),
                 ..ManageExtras::default()
             };
-            let page = manage_page(&state, &me, &connection, &HashMap::new(), extras)?;
+            let page = manage_page(&state, &me, &connection, &HashMap::new(), extras).await?;
             Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
         }
     }
@@ -918,9 +995,7 @@ async fn photo(
     let id = parse_id(&id)?;
     let connection = state.store().get(&me.owner, id).await?;
     // Only the photos of this connection's imported users.
-    let dir = connection_dir(&state.config().data_dir, id);
-    let scope = SyncScope::load(&dir)?;
-    let known = state.employees().employees(&dir, id, &scope)?;
+    let known = imported(&state, id).await.employees;
     let Some(employee) = known.iter().find(|e| e.id == user) else {
         return Err(AppError::NotFound);
     };
@@ -946,7 +1021,8 @@ async fn photo(
         .send()
         .await
     {
-        Ok(Some(photo)) if photo.content_type.starts_with("image/") => Ok((
+        // Raster images only: an SVG or HTML answer is never served from this origin.
+        Ok(Some(photo)) if RASTER_IMAGES.contains(&photo.content_type.as_str()) => Ok((
             [
                 (header::CONTENT_TYPE, photo.content_type),
                 (header::CACHE_CONTROL, "private, max-age=3600".to_owned()),
@@ -956,11 +1032,17 @@ async fn photo(
             .into_response()),
         Ok(_) => Ok(placeholder()),
         Err(error) => {
+            if error.requires_reauthorization() {
+                state.forget_linked(id);
+            }
             tracing::debug!(%error, "photo not available");
             Ok(placeholder())
         }
     }
 }
+
+/// The photo types passed through.
+const RASTER_IMAGES: &[&str] = &["image/jpeg", "image/png", "image/gif"];
 
 async fn not_found() -> AppError {
     AppError::NotFound

@@ -11,6 +11,8 @@
 //!   moment never sync it at once, nor one after the other: the second gets "lease
 //!   held", or finds it no longer due.
 //! - Connections that need a reconnect or are disabled are skipped until an admin acts.
+//! - It visits the connections of the customers this app knows (`Config::customers`);
+//!   a service iterates its own customer table here.
 //! - A round checks every minute (or every interval, if shorter); connections are
 //!   synced one after another, to stay gentle with Graph's throttling.
 
@@ -40,7 +42,9 @@ pub struct Visit {
 /// Starts the scheduler: a round now, then every [`CHECK_EVERY`] (or `interval`).
 pub fn spawn(state: AppState, interval: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(interval.min(CHECK_EVERY));
+        // At least a second between rounds (a zero period would spin).
+        let every = interval.min(CHECK_EVERY).max(Duration::from_secs(1));
+        let mut ticks = tokio::time::interval(every);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
@@ -100,14 +104,25 @@ async fn visit(
     now: OffsetDateTime,
 ) -> Option<Outcome> {
     let store = state.store();
-    let connection = store.get(owner, id).await.ok()?;
+    let connection = match store.get(owner, id).await {
+        Ok(connection) => connection,
+        Err(error) => {
+            tracing::warn!(%error, connection = %id, "scheduled sync could not read the connection");
+            return None;
+        }
+    };
     if !is_due(&connection, interval, now) {
         return None;
     }
+    // This process's own "Sync now" first, then the lease shared with other instances.
+    let Some(before) = state.jobs().claim(id) else {
+        return Some(Outcome::AlreadyRunning);
+    };
     let holder = match sync::default_holder() {
         Ok(holder) => holder,
         Err(error) => {
             tracing::warn!(error = %format!("{error:#}"), "no lease holder name");
+            state.jobs().unclaim(id, before);
             return Some(Outcome::Failed);
         }
     };
@@ -116,18 +131,25 @@ async fn visit(
         .await
     {
         Ok(Some(_)) => {}
-        Ok(None) => return Some(Outcome::LeaseHeld),
+        Ok(None) => {
+            state.jobs().unclaim(id, before);
+            return Some(Outcome::LeaseHeld);
+        }
         Err(error) => {
             tracing::warn!(%error, connection = %id, "could not take the sync lease");
+            state.jobs().unclaim(id, before);
             return Some(Outcome::Failed);
         }
     }
     // Under the lease: another instance may have finished a sync just before.
     let outcome = match store.get(owner, id).await {
         Ok(connection) if is_due(&connection, interval, now) => {
-            Some(jobs::run(state, owner, id, Some(holder.clone())).await)
+            Some(jobs::run_claimed(state, owner, id, Some(holder.clone())).await)
         }
-        _ => None,
+        _ => {
+            state.jobs().unclaim(id, before);
+            None
+        }
     };
     // `common::sync::run` frees the lease when it ran; free it in the other cases too.
     if let Err(error) = store.release_lease(owner, id, &holder).await {

@@ -30,6 +30,13 @@ pub const COOKIE: &str = "m365link_session";
 /// A session unused for this long is gone.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(8 * 60 * 60);
 
+/// A session nobody signed in with is dropped after this long unused (every visit to the
+/// sign-in page makes one, so they must not pile up).
+pub const ANONYMOUS_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// At most this many sessions; beyond it the anonymous ones go first.
+pub const MAX_SESSIONS: usize = 100_000;
+
 /// A Microsoft sign-in left unfinished for this long is forgotten.
 pub const PENDING_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
@@ -64,7 +71,6 @@ pub struct Pending {
 }
 
 /// One browser session.
-#[derive(Debug)]
 pub struct SessionData {
     /// The signed-in customer, if any.
     pub owner: Option<OwnerId>,
@@ -74,8 +80,19 @@ pub struct SessionData {
     last_seen: Instant,
 }
 
+impl SessionData {
+    fn expired(&self, now: Instant) -> bool {
+        let timeout = if self.owner.is_some() {
+            IDLE_TIMEOUT
+        } else {
+            ANONYMOUS_IDLE_TIMEOUT
+        };
+        now.duration_since(self.last_seen) > timeout
+    }
+}
+
 /// A snapshot of a session for a request: who, and the CSRF token for its forms.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Current {
     /// The session id (from the verified cookie).
     pub id: String,
@@ -83,6 +100,24 @@ pub struct Current {
     pub owner: Option<OwnerId>,
     /// The CSRF token to put in forms.
     pub csrf: String,
+}
+
+// The session id and the CSRF token are credentials: never in logs.
+impl std::fmt::Debug for SessionData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionData")
+            .field("owner", &self.owner)
+            .field("pending", &self.pending.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Current {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Current")
+            .field("owner", &self.owner)
+            .finish_non_exhaustive()
+    }
 }
 
 /// All sessions of this process.
@@ -112,7 +147,7 @@ impl Sessions {
         let mut sessions = self.lock();
         let now = Instant::now();
         let data = sessions.get_mut(&id)?;
-        if now.duration_since(data.last_seen) > IDLE_TIMEOUT {
+        if data.expired(now) {
             sessions.remove(&id);
             return None;
         }
@@ -149,7 +184,10 @@ impl Sessions {
             sessions.remove(old);
         }
         let now = Instant::now();
-        sessions.retain(|_, s| now.duration_since(s.last_seen) <= IDLE_TIMEOUT);
+        sessions.retain(|_, s| !s.expired(now));
+        if sessions.len() >= MAX_SESSIONS {
+            sessions.retain(|_, s| s.owner.is_some());
+        }
         sessions.insert(id.clone(), data);
         (current, session_cookie(id, secure))
     }
