@@ -1318,3 +1318,55 @@ async fn scope_narrows_the_employees(
     let page = browser.get(&manage(id)).await;
     assert_eq!(page.rows("employee", "data-user-id").len(), expected.len());
 }
+
+// ---------------------------------------------------------------------------------------
+// Response headers
+// ---------------------------------------------------------------------------------------
+
+/// Every page forbids scripts, framing, sniffing and caching; behind https (a
+/// `public_url` starting with https) the cookie is `Secure` and HSTS is sent.
+#[tokio::test]
+async fn pages_carry_the_security_headers_and_https_adds_secure_and_hsts() {
+    let sim = sim().await;
+    let plain = App::start(&sim).await;
+    let page = reqwest::get(format!("{}/sign-in", plain.url))
+        .await
+        .unwrap();
+    let headers = page.headers();
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("default-src 'none'") && !csp.contains("script-src"),
+        "{csp}"
+    );
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["x-frame-options"], "DENY");
+    assert_eq!(headers["cache-control"], "no-store");
+    assert!(headers.get("strict-transport-security").is_none());
+    let cookie = headers["set-cookie"].to_str().unwrap();
+    assert!(!cookie.contains("Secure"), "{cookie}");
+
+    let data_dir =
+        std::env::temp_dir().join(format!("m365-link-web-https-{}", uuid::Uuid::new_v4()));
+    let mut config = webapp::Config::new(common::connect::SignIn::simulated(&sim), &data_dir);
+    config.secure_cookies = true;
+    config.public_url = Some("https://signatures.example".to_owned());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let running = webapp::serve(config, Arc::new(MemoryStore::new()), listener)
+        .await
+        .expect("the app starts");
+    assert_eq!(running.url(), "https://signatures.example");
+    let page = reqwest::get(format!("http://127.0.0.1:{port}/sign-in"))
+        .await
+        .unwrap();
+    let headers = page.headers();
+    assert_eq!(headers["strict-transport-security"], "max-age=31536000");
+    let cookie = headers["set-cookie"].to_str().unwrap();
+    assert!(
+        cookie.contains("Secure") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
+    running.shutdown().await;
+    let _ = std::fs::remove_dir_all(data_dir);
+}

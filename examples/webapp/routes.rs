@@ -65,15 +65,24 @@ pub fn router(state: AppState) -> Router {
             get(photo),
         )
         .fallback(not_found)
-        .layer(axum::middleware::map_response(security_headers))
+        .layer(axum::middleware::map_response_with_state(
+            state.clone(),
+            security_headers,
+        ))
         .with_state(state)
 }
 
 /// Headers on every response: no framing (clickjacking), no MIME sniffing, and a
 /// content security policy that allows only this app's own pages, images and inline
-/// styles (the pages have no scripts).
-async fn security_headers(mut response: Response) -> Response {
+/// styles (the pages have no scripts); behind https, HSTS.
+async fn security_headers(State(state): State<AppState>, mut response: Response) -> Response {
     let headers = response.headers_mut();
+    if state.config().secure_cookies {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            header::HeaderValue::from_static("max-age=31536000"),
+        );
+    }
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
         header::HeaderValue::from_static(
