@@ -332,6 +332,7 @@ async fn sync_settles(browser: &mut Browser, id: &str) -> serde_json::Value {
         let page = browser.get(&format!("{}/sync/status", manage(id))).await;
         assert_eq!(page.status, StatusCode::OK);
         let status = page.json();
+        assert!(status["message"].is_string(), "{status}");
         if status["state"] != "running" && status["state"] != "idle" {
             return status;
         }
@@ -951,6 +952,11 @@ async fn another_customers_connection_and_malformed_ids_are_not_found_everywhere
         ] {
             let page = bob.get(&path).await;
             assert_eq!(page.status, StatusCode::NOT_FOUND, "GET {path}");
+            // Bob is still signed in on the error page: his header, not alice's data.
+            assert!(
+                page.has_id("sign-out") && page.body.contains("bob@example.com"),
+                "GET {path}"
+            );
             assert!(!page.body.contains("Germany"), "{path}");
         }
         for (path, fields) in [

@@ -230,8 +230,9 @@ pub struct ManageView<'a> {
     pub problem: Option<&'a str>,
 }
 
-fn progress(job: &JobState) -> Markup {
-    let text = match job {
+/// The sync's state in words, for the page and the status JSON.
+pub fn progress_text(job: &JobState) -> String {
+    match job {
         JobState::Idle => "No sync has run since the app started. Press “Sync now”, or wait for the scheduled sync.".to_owned(),
         JobState::Running { phase, counts } => {
             let mut text = "Running".to_owned();
@@ -253,8 +254,11 @@ fn progress(job: &JobState) -> Markup {
             "Stopped: Microsoft no longer accepts this connection's sign-in; it needs a reconnect (see Status above).".to_owned()
         }
         JobState::Failed { message } => format!("Failed: {message}"),
-    };
-    html! { p #sync-progress .progress data-state=(job.name()) { (text) } }
+    }
+}
+
+fn progress(job: &JobState) -> Markup {
+    html! { p #sync-progress .progress data-state=(job.name()) { (progress_text(job)) } }
 }
 
 fn employee_row(base: &str, e: &Employee) -> Markup {

@@ -65,11 +65,37 @@ pub fn router(state: AppState) -> Router {
             get(photo),
         )
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            signed_in_error_pages,
+        ))
         .layer(axum::middleware::map_response_with_state(
             state.clone(),
             security_headers,
         ))
         .with_state(state)
+}
+
+/// Error pages of a signed-in customer keep the header (who, and "Sign out").
+async fn signed_in_error_pages(
+    State(state): State<AppState>,
+    jar: SignedCookieJar,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(request).await;
+    let Some(error) = response.extensions().get::<ErrorPage>().cloned() else {
+        return response;
+    };
+    let Ok(me) = signed_in(&state, &jar) else {
+        return response;
+    };
+    let status = response.status();
+    (
+        status,
+        html(&pages::error(&me.ctx(), error.title, error.detail)),
+    )
+        .into_response()
 }
 
 /// Headers on every response: no framing (clickjacking), no MIME sniffing, and a
@@ -151,14 +177,26 @@ fn anonymous() -> Ctx {
     }
 }
 
+/// An error page's words, kept on the response so that [`signed_in_error_pages`] can
+/// render it again with the signed-in customer's header.
+#[derive(Clone, Debug)]
+struct ErrorPage {
+    title: &'static str,
+    detail: &'static str,
+}
+
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        let page = |status: StatusCode, title: &str, detail: &str| {
-            (
+        let page = |status: StatusCode, title: &'static str, detail: &'static str| {
+            let mut response = (
                 status,
                 Html(pages::error(&anonymous(), title, detail).into_string()),
             )
-                .into_response()
+                .into_response();
+            response
+                .extensions_mut()
+                .insert(ErrorPage { title, detail });
+            response
         };
         match self {
             Self::SignInRequired => Redirect::to("/sign-in").into_response(),
@@ -905,7 +943,15 @@ async fn sync_status(
     let me = signed_in(&state, &jar)?;
     let id = parse_id(&id)?;
     state.store().get(&me.owner, id).await?;
-    Ok(axum::Json(state.jobs().state(id)).into_response())
+    let job = state.jobs().state(id);
+    let mut status = serde_json::to_value(&job).map_err(|e| AppError::Internal(e.into()))?;
+    if let Some(fields) = status.as_object_mut() {
+        fields.insert(
+            "message".to_owned(),
+            serde_json::Value::String(pages::progress_text(&job)),
+        );
+    }
+    Ok(axum::Json(status).into_response())
 }
 
 async fn save_scope(
