@@ -1376,3 +1376,50 @@ async fn pages_carry_the_security_headers_and_https_adds_secure_and_hsts() {
     running.shutdown().await;
     let _ = std::fs::remove_dir_all(data_dir);
 }
+
+/// Stopping the app lets a "Sync now" under way finish (its export and cursors are
+/// written, its lease freed) instead of dropping it half-way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_a_running_sync_finish() {
+    let sim = TenantSim::builder()
+        .users(30)
+        .groups(3)
+        .seed(7)
+        .latency(Duration::from_millis(30))
+        .consent_mode(ConsentMode::AutoConsent)
+        .start()
+        .await
+        .expect("tenant-sim starts");
+    let mut app = App::start(&sim).await;
+    let mut browser = app.browser();
+    browser.sign_in(ALICE).await;
+    let id = browser.connect("Germany").await;
+    browser.get(&manage(&id)).await;
+    browser
+        .post_form(&format!("{}/sync", manage(&id)), &[])
+        .await
+        .assert_redirect(&format!("{}?flash=sync", manage(&id)));
+    assert_eq!(app.state_job(&id), "running");
+
+    let running = app.running.take().expect("the app runs");
+    let state = running.state().clone();
+    running.shutdown().await;
+    let connection_id = id.parse().unwrap();
+    assert_eq!(state.jobs().state(connection_id).name(), "done");
+    let connection = app.get(ALICE.0, &id).await;
+    assert!(connection.last_synced_at.is_some());
+    let holder = connection_store::LeaseHolder::new("after-shutdown").unwrap();
+    assert!(
+        app.store
+            .acquire_lease(
+                &OwnerId::new(ALICE.0),
+                connection_id,
+                &holder,
+                Duration::from_secs(5)
+            )
+            .await
+            .unwrap()
+            .is_some(),
+        "the sync freed its lease"
+    );
+}

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use connection_store::{ConnectionId, LeaseHolder, OwnerId};
 use serde::Serialize;
@@ -85,11 +86,25 @@ pub enum Outcome {
 #[derive(Clone, Default)]
 pub struct Jobs {
     states: Arc<Mutex<HashMap<ConnectionId, JobState>>>,
+    /// The background ("Sync now") tasks, so a shutdown can let them finish.
+    tasks: Arc<Mutex<tokio::task::JoinSet<()>>>,
 }
 
 impl Jobs {
     fn with<R>(&self, f: impl FnOnce(&mut HashMap<ConnectionId, JobState>) -> R) -> R {
         f(&mut self.states.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Waits up to `within` for the background syncs to finish (a shutdown), then stops
+    /// the rest; a stopped sync leaves its export and cursors as they were, and its lease
+    /// expires by itself.
+    pub async fn drain(&self, within: Duration) {
+        let mut tasks =
+            std::mem::take(&mut *self.tasks.lock().unwrap_or_else(PoisonError::into_inner));
+        let all = async { while tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(within, all).await.is_err() {
+            tracing::warn!("stopping syncs still running at shutdown");
+        }
     }
 
     /// The state of connection `id`'s sync.
@@ -148,8 +163,12 @@ pub fn spawn(state: &AppState, owner: OwnerId, id: ConnectionId) -> bool {
     if state.jobs().claim(id).is_none() {
         return false;
     }
+    let jobs = state.jobs().clone();
     let state = state.clone();
-    tokio::spawn(async move {
+    let mut tasks = jobs.tasks.lock().unwrap_or_else(PoisonError::into_inner);
+    // Forget the finished ones.
+    while tasks.try_join_next().is_some() {}
+    tasks.spawn(async move {
         let outcome = run_claimed(&state, &owner, id, None).await;
         tracing::info!(connection = %id, ?outcome, "sync finished");
     });

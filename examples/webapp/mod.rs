@@ -212,7 +212,11 @@ pub struct Running {
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: tokio::task::JoinHandle<()>,
     scheduler: Option<tokio::task::JoinHandle<()>>,
+    stop_scheduler: tokio::sync::watch::Sender<bool>,
 }
+
+/// How long a shutdown waits for running syncs.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 impl Running {
     /// The URL to open, e.g. `http://localhost:8080`.
@@ -225,15 +229,22 @@ impl Running {
         &self.state
     }
 
-    /// Stops serving and the scheduler.
+    /// Stops serving (requests under way finish), stops the scheduler after its round,
+    /// and waits up to [`SHUTDOWN_GRACE`] for running syncs.
     pub async fn shutdown(mut self) {
-        if let Some(scheduler) = self.scheduler.take() {
-            scheduler.abort();
-        }
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
+        let _ = self.stop_scheduler.send(true);
         let _ = (&mut self.server).await;
+        if let Some(mut scheduler) = self.scheduler.take()
+            && tokio::time::timeout(SHUTDOWN_GRACE, &mut scheduler)
+                .await
+                .is_err()
+        {
+            scheduler.abort();
+        }
+        self.state.jobs().drain(SHUTDOWN_GRACE).await;
     }
 
     /// Waits until the server stops by itself (it failed); see [`Running::shutdown`].
@@ -292,12 +303,14 @@ pub async fn serve(
             tracing::warn!(%error, "the web server stopped");
         }
     });
-    let scheduler = interval.map(|every| scheduler::spawn(state.clone(), every));
+    let (stop_scheduler, stop) = tokio::sync::watch::channel(false);
+    let scheduler = interval.map(|every| scheduler::spawn(state.clone(), every, stop));
     Ok(Running {
         url: url.trim_end_matches('/').to_owned(),
         state,
         shutdown: Some(shutdown),
         server,
         scheduler,
+        stop_scheduler,
     })
 }

@@ -39,15 +39,23 @@ pub struct Visit {
     pub outcome: Option<Outcome>,
 }
 
-/// Starts the scheduler: a round now, then every [`CHECK_EVERY`] (or `interval`).
-pub fn spawn(state: AppState, interval: Duration) -> tokio::task::JoinHandle<()> {
+/// Starts the scheduler: a round now, then every [`CHECK_EVERY`] (or `interval`), until
+/// `stop` turns true (a round under way finishes first, so its syncs free their leases).
+pub fn spawn(
+    state: AppState,
+    interval: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         // At least a second between rounds (a zero period would spin).
         let every = interval.min(CHECK_EVERY).max(Duration::from_secs(1));
         let mut ticks = tokio::time::interval(every);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            ticks.tick().await;
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = stop.wait_for(|stopped| *stopped) => break,
+            }
             let visits = round(&state, interval, OffsetDateTime::now_utc()).await;
             let synced = visits
                 .iter()
