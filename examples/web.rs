@@ -80,7 +80,11 @@ struct Args {
     customers: Vec<Customer>,
 
     /// Sync every connection this often, in minutes (0 turns the scheduled sync off).
-    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=525_600))]
+    #[arg(
+        long,
+        default_value_t = webapp::DEFAULT_SYNC_INTERVAL.as_secs() / 60,
+        value_parser = clap::value_parser!(u64).range(0..=525_600)
+    )]
     sync_every_minutes: u64,
 
     /// The key signing session cookies: base64 of at least 64 bytes. Default: a random

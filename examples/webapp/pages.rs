@@ -370,9 +370,9 @@ pub fn manage(ctx: &Ctx, view: &ManageView<'_>) -> Markup {
             }
         }
         p #employees-pager {
-            @if page.page > 1 { a.prev href=(page_link(page.page - 1)) { "‹ Previous" } " " }
+            @if page.has_prev() { a.prev href=(page_link(page.page - 1)) { "‹ Previous" } " " }
             "Page " (page.page) " of " (page.pages)
-            @if page.page < page.pages { " " a.next href=(page_link(page.page + 1)) { "Next ›" } }
+            @if page.has_next() { " " a.next href=(page_link(page.page + 1)) { "Next ›" } }
         }
 
         h2 { "Remove" }

@@ -281,6 +281,12 @@ fn parse_id(id: &str) -> Result<ConnectionId> {
     id.parse().map_err(|_| AppError::NotFound)
 }
 
+/// The signed-in customer's connection `id`: 404 for a malformed id, an unknown one, or
+/// another customer's.
+async fn own_connection(state: &AppState, me: &Me, id: &str) -> Result<Connection> {
+    Ok(state.store().get(&me.owner, parse_id(id)?).await?)
+}
+
 /// `2026-11-25 08:15 UTC`.
 pub fn format_time(at: OffsetDateTime) -> String {
     let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
@@ -345,6 +351,11 @@ async fn row(state: &AppState, connection: &Connection) -> ConnectionRow {
     } else {
         None
     };
+    row_with(connection, users)
+}
+
+/// A connection's row, with the number of employees imported when known.
+fn row_with(connection: &Connection, users: Option<usize>) -> ConnectionRow {
     ConnectionRow {
         id: connection.id.to_string(),
         name: connection.name.as_str().to_owned(),
@@ -840,7 +851,9 @@ async fn manage_page(
             page,
         },
     );
-    let row = row(state, connection).await;
+    // The count the list shows, from what was just read (not read a second time).
+    let users = (connection.last_synced_at.is_some() && problem.is_none()).then(|| all.len());
+    let row = row_with(connection, users);
     let reconnect_reason = match &connection.status {
         ConnectionStatus::NeedsReconnect { reason, .. } => Some(reason.as_str()),
         _ => None,
@@ -877,7 +890,7 @@ async fn manage(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Html<String>> {
     let me = signed_in(&state, &jar)?;
-    let connection = state.store().get(&me.owner, parse_id(&id)?).await?;
+    let connection = own_connection(&state, &me, &id).await?;
     manage_page(&state, &me, &connection, &query, ManageExtras::default()).await
 }
 
@@ -888,8 +901,8 @@ async fn rename(
     axum::Form(fields): axum::Form<Fields>,
 ) -> Result<Response> {
     let me = signed_form(&state, &jar, &fields)?;
-    let id = parse_id(&id)?;
-    let connection = state.store().get(&me.owner, id).await?;
+    let connection = own_connection(&state, &me, &id).await?;
+    let id = connection.id;
     let name = field(&fields, "name").unwrap_or_default().trim().to_owned();
     if let Some(problem) = name_problem(&state, &me.owner, &name, Some(id)).await? {
         let extras = ManageExtras {
@@ -923,8 +936,7 @@ async fn sync_now(
     axum::Form(fields): axum::Form<Fields>,
 ) -> Result<Redirect> {
     let me = signed_form(&state, &jar, &fields)?;
-    let id = parse_id(&id)?;
-    state.store().get(&me.owner, id).await?;
+    let id = own_connection(&state, &me, &id).await?.id;
     let flash = if jobs::spawn(&state, me.owner.clone(), id) {
         "sync"
     } else {
@@ -941,8 +953,7 @@ async fn sync_status(
     Path(id): Path<String>,
 ) -> Result<Response> {
     let me = signed_in(&state, &jar)?;
-    let id = parse_id(&id)?;
-    state.store().get(&me.owner, id).await?;
+    let id = own_connection(&state, &me, &id).await?.id;
     let job = state.jobs().state(id);
     let mut status = serde_json::to_value(&job).map_err(|e| AppError::Internal(e.into()))?;
     if let Some(fields) = status.as_object_mut() {
@@ -961,8 +972,8 @@ async fn save_scope(
     axum::Form(fields): axum::Form<Fields>,
 ) -> Result<Response> {
     let me = signed_form(&state, &jar, &fields)?;
-    let id = parse_id(&id)?;
-    let connection = state.store().get(&me.owner, id).await?;
+    let connection = own_connection(&state, &me, &id).await?;
+    let id = connection.id;
     let dir = connection_dir(&state.config().data_dir, id);
     let known = imported(&state, id).await.groups;
     match SyncScope::from_form(&fields, |group| known.iter().any(|(k, _)| k == group)) {
@@ -991,8 +1002,8 @@ async fn reconnect(
     axum::Form(fields): axum::Form<Fields>,
 ) -> Result<Response> {
     let me = signed_form(&state, &jar, &fields)?;
-    let id = parse_id(&id)?;
-    let connection = state.store().get(&me.owner, id).await?;
+    let connection = own_connection(&state, &me, &id).await?;
+    let id = connection.id;
     // Sign in to the connection's own tenant, suggesting the admin who connected it.
     let tenant = Authority::parse(connection.tenant.as_str()).map_err(|e| {
         AppError::Internal(anyhow::Error::new(e).context("the stored tenant id is invalid"))
@@ -1012,7 +1023,7 @@ async fn remove_page(
     Path(id): Path<String>,
 ) -> Result<Html<String>> {
     let me = signed_in(&state, &jar)?;
-    let connection = state.store().get(&me.owner, parse_id(&id)?).await?;
+    let connection = own_connection(&state, &me, &id).await?;
     Ok(html(&pages::confirm_remove(
         &me.ctx(),
         &connection.id.to_string(),
@@ -1047,8 +1058,8 @@ async fn photo(
     Path((id, user)): Path<(String, String)>,
 ) -> Result<Response> {
     let me = signed_in(&state, &jar)?;
-    let id = parse_id(&id)?;
-    let connection = state.store().get(&me.owner, id).await?;
+    let connection = own_connection(&state, &me, &id).await?;
+    let id = connection.id;
     // Only the photos of this connection's imported users.
     let known = imported(&state, id).await.employees;
     let Some(employee) = known.iter().find(|e| e.id == user) else {

@@ -83,7 +83,7 @@ pub async fn round(state: &AppState, interval: Duration, now: OffsetDateTime) ->
             }
         };
         for listed in connections {
-            let outcome = visit(state, &owner, listed.id, interval, now).await;
+            let outcome = visit(state, &owner, &listed, interval, now).await;
             visits.push(Visit {
                 id: listed.id,
                 owner: customer.email.clone(),
@@ -102,26 +102,20 @@ fn is_due(connection: &Connection, interval: Duration, now: OffsetDateTime) -> b
 }
 
 /// Syncs one connection if it is due: takes its sync lease first, then reads it again
-/// under the lease, so a connection another instance synced meanwhile is not synced a
-/// second time.
+/// under the lease (the listed copy may be old by now), so a connection another
+/// instance synced meanwhile is not synced a second time.
 async fn visit(
     state: &AppState,
     owner: &OwnerId,
-    id: ConnectionId,
+    listed: &Connection,
     interval: Duration,
     now: OffsetDateTime,
 ) -> Option<Outcome> {
-    let store = state.store();
-    let connection = match store.get(owner, id).await {
-        Ok(connection) => connection,
-        Err(error) => {
-            tracing::warn!(%error, connection = %id, "scheduled sync could not read the connection");
-            return None;
-        }
-    };
-    if !is_due(&connection, interval, now) {
+    if !is_due(listed, interval, now) {
         return None;
     }
+    let store = state.store();
+    let id = listed.id;
     // This process's own "Sync now" first, then the lease shared with other instances.
     let Some(before) = state.jobs().claim(id) else {
         return Some(Outcome::AlreadyRunning);
