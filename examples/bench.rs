@@ -25,8 +25,6 @@
 // Figures are shown with a few digits: u64 → f64 loses nothing that is printed.
 #![allow(clippy::cast_precision_loss, reason = "figures for display")]
 
-mod common;
-
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,12 +32,12 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
-use common::connect::{SignIn, create_connection, simulated_browser};
-use common::glue::{App, Linked};
-use common::sync::{self, NoProgress};
 use connection_store::{ConnectionStore, MemoryStore, OwnerId};
 use futures::TryStreamExt as _;
 use graph_client::{DeltaEvent, GraphClient, User};
+use m365_link_app::connect::{SignIn, create_connection, simulated_browser};
+use m365_link_app::glue::{App, Linked};
+use m365_link_app::sync::{self, NoProgress};
 use secrecy::ExposeSecret as _;
 use tenant_sim::{FaultSettings, TenantSim, ThrottleSettings, UserFields};
 

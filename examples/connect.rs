@@ -6,18 +6,16 @@
 //! cargo run --example connect -- --help
 //! ```
 
-mod common;
-
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use common::connect::{
+use connection_store::OwnerId;
+use m365_link_app::connect::{
     CloudArg, DEFAULT_SIGN_IN_TIMEOUT, SignIn, create_connection, explain, find_connection,
     open_in_browser, reconnect_connection, status_text,
 };
-use common::glue::App;
-use connection_store::OwnerId;
+use m365_link_app::glue::App;
 use secrecy::SecretString;
 
 /// Link a Microsoft 365 tenant: sign in as its admin in the browser (or with a device
@@ -66,7 +64,7 @@ struct Args {
 
     /// Where connections are stored: a SQLite file, or a postgres:// URL. The key comes
     /// from M365_LINK_STORE_KEY (for a local SQLite file a key file is made if unset).
-    #[arg(long, default_value = common::store::DEFAULT_STORE)]
+    #[arg(long, default_value = m365_link_app::store::DEFAULT_STORE)]
     store: String,
 
     /// The customer account the connection belongs to.
@@ -107,7 +105,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), String> {
-    let opened = common::store::open(&args.store)
+    let opened = m365_link_app::store::open(&args.store)
         .await
         .map_err(|e| format!("{e:#}"))?;
     let store = opened.store;

@@ -7,16 +7,14 @@
 //! cargo run --example connections -- remove "Contoso DE"
 //! ```
 
-mod common;
-
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use common::connect::{find_connection, status_text};
-use common::glue::describe_store_error;
-use common::present::{connections_table, when};
 use connection_store::{Connection, OwnerId};
+use m365_link_app::connect::{find_connection, status_text};
+use m365_link_app::glue::describe_store_error;
+use m365_link_app::present::{connections_table, when};
 
 /// Manage the linked Microsoft 365 accounts (connections) in the store.
 #[derive(Parser, Debug)]
@@ -28,7 +26,7 @@ use connection_store::{Connection, OwnerId};
 struct Args {
     /// Where connections are stored: a SQLite file, or a postgres:// URL (key from
     /// M365_LINK_STORE_KEY).
-    #[arg(long, global = true, default_value = common::store::DEFAULT_STORE)]
+    #[arg(long, global = true, default_value = m365_link_app::store::DEFAULT_STORE)]
     store: String,
 
     /// The customer account whose connections to manage.
@@ -79,7 +77,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let opened = common::store::open(&args.store).await?;
+    let opened = m365_link_app::store::open(&args.store).await?;
     let store = opened.store.as_ref();
     let owner = OwnerId::new(args.owner);
     match args.command {

@@ -7,8 +7,6 @@
 //! cargo run --example demo
 //! ```
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -17,11 +15,11 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Parser;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
-use common::connect::{SignIn, create_connection, simulated_browser};
-use common::glue::Linked;
-use common::present::connections_table;
-use common::sync;
 use connection_store::{ConnectionId, ConnectionStore, MemoryStore, OwnerId};
+use m365_link_app::connect::{SignIn, create_connection, simulated_browser};
+use m365_link_app::glue::Linked;
+use m365_link_app::present::connections_table;
+use m365_link_app::sync;
 use tenant_sim::{Deletion, GroupFields, TenantSim, UserFields};
 
 /// Run the m365-link flow against a simulated tenant: connect, list, full sync, change

@@ -6,18 +6,16 @@
 //! cargo run --example sync -- --help
 //! ```
 
-mod common;
-
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
-use common::connect::find_connection;
-use common::glue::{App, Linked};
-use common::sync::{self, Format, Kind, Phase, Progress, SyncStop};
 use connection_store::OwnerId;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use m365_link_app::connect::find_connection;
+use m365_link_app::glue::{App, Linked};
+use m365_link_app::sync::{self, Format, Kind, Phase, Progress, SyncStop};
 use secrecy::SecretString;
 
 /// Import a linked Microsoft 365 tenant's users, groups and group memberships into
@@ -55,7 +53,7 @@ struct Args {
     out: std::path::PathBuf,
 
     /// Where connections are stored: a SQLite file, or a postgres:// URL.
-    #[arg(long, default_value = common::store::DEFAULT_STORE)]
+    #[arg(long, default_value = m365_link_app::store::DEFAULT_STORE)]
     store: String,
 
     /// The customer account the connection belongs to.
@@ -113,7 +111,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let opened = common::store::open(&args.store).await?;
+    let opened = m365_link_app::store::open(&args.store).await?;
     let owner = OwnerId::new(args.owner.clone());
     let connection = find_connection(opened.store.as_ref(), &owner, &args.connection).await?;
     let app = App {

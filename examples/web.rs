@@ -8,9 +8,6 @@
 //! cargo run --example web -- --help
 //! ```
 
-mod common;
-mod webapp;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -20,10 +17,11 @@ use anyhow::Context as _;
 use axum_extra::extract::cookie::Key;
 use base64::Engine as _;
 use clap::Parser;
-use common::connect::{CloudArg, SignIn};
-use common::glue::App;
+use m365_link_app::connect::{CloudArg, SignIn};
+use m365_link_app::glue::App;
+use m365_link_app::web;
+use m365_link_app::web::accounts::{Customer, DEMO_CUSTOMERS};
 use secrecy::SecretString;
-use webapp::accounts::{Customer, DEMO_CUSTOMERS};
 
 /// A web app showing the whole flow: sign in as a customer of the service, link a
 /// Microsoft 365 tenant (sign in as its admin and consent), manage the connection,
@@ -82,7 +80,7 @@ struct Args {
     /// Sync every connection this often, in minutes (0 turns the scheduled sync off).
     #[arg(
         long,
-        default_value_t = webapp::DEFAULT_SYNC_INTERVAL.as_secs() / 60,
+        default_value_t = web::DEFAULT_SYNC_INTERVAL.as_secs() / 60,
         value_parser = clap::value_parser!(u64).range(0..=525_600)
     )]
     sync_every_minutes: u64,
@@ -147,7 +145,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             cloud,
             authority: args.tenant.clone(),
         };
-        let store = common::store::DEFAULT_STORE.to_owned();
+        let store = m365_link_app::store::DEFAULT_STORE.to_owned();
         (sign_in, None, store, PathBuf::from("m365-link-web"))
     } else {
         let sim = tenant_sim::TenantSim::builder()
@@ -170,8 +168,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
 
     let store_location = args.store.clone().unwrap_or(default_store);
-    let opened = common::store::open(&store_location).await?;
-    let mut config = webapp::Config::new(sign_in, args.data_dir.clone().unwrap_or(default_data));
+    let opened = m365_link_app::store::open(&store_location).await?;
+    let mut config = web::Config::new(sign_in, args.data_dir.clone().unwrap_or(default_data));
     if !args.customers.is_empty() {
         config.customers.clone_from(&args.customers);
     }
@@ -185,7 +183,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     config.public_url.clone_from(&args.public_url);
     let data_dir = config.data_dir.clone();
 
-    let mut running = webapp::serve(config, Arc::clone(&opened.store), listener).await?;
+    let mut running = web::serve(config, Arc::clone(&opened.store), listener).await?;
 
     println!("m365-link web example");
     match &sim {

@@ -3,16 +3,9 @@
 //! redirect, store the connection, refresh and rotate, lose the grant, reconnect, and
 //! keep owners apart. Both `MemoryStore` and `SqlStore` on a temporary `SQLite` file.
 
-#[path = "../examples/common/mod.rs"]
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::connect::{
-    LoopbackRedirect, SignIn, create_connection, explain, find_connection, reconnect_connection,
-};
-use common::glue::{ConnectionTokens, Linked, SessionTokens, plain_reason};
 use connection_store::{
     Connection, ConnectionStatus, ConnectionStore, ExposeSecret, MemoryStore, OwnerId,
     SecretString, TokenVersion,
@@ -20,6 +13,10 @@ use connection_store::{
 use connection_store_sql::{EncryptionKey, KeyId, KeyRing, SqlStore};
 use entra_auth::{AuthError, RefreshTokenStore, SaveOutcome, TokenSession};
 use graph_client::TokenProvider;
+use m365_link_app::connect::{
+    LoopbackRedirect, SignIn, create_connection, explain, find_connection, reconnect_connection,
+};
+use m365_link_app::glue::{ConnectionTokens, Linked, SessionTokens, plain_reason};
 use tenant_sim::{ConsentMode, TenantSim};
 use tokio::sync::oneshot;
 
@@ -648,8 +645,8 @@ fn needs_reconnect_reason_is_entras_first_line_without_ids() {
 
 #[tokio::test]
 async fn a_dev_sqlite_store_gets_a_private_key_file_once_and_reopens_with_it() {
-    if std::env::var_os(common::store::KEY_VARIABLE).is_some() {
-        eprintln!("skipped: {} is set", common::store::KEY_VARIABLE);
+    if std::env::var_os(m365_link_app::store::KEY_VARIABLE).is_some() {
+        eprintln!("skipped: {} is set", m365_link_app::store::KEY_VARIABLE);
         return;
     }
     let dir = std::env::temp_dir().join(format!("m365-link-store-{}", uuid::Uuid::new_v4()));
@@ -657,8 +654,10 @@ async fn a_dev_sqlite_store_gets_a_private_key_file_once_and_reopens_with_it() {
     let db = dir.join("links.sqlite");
     let owner = OwnerId::new("o");
 
-    let first = common::store::open(db.to_str().unwrap()).await.unwrap();
-    let key_file = common::store::key_file_for(&db);
+    let first = m365_link_app::store::open(db.to_str().unwrap())
+        .await
+        .unwrap();
+    let key_file = m365_link_app::store::key_file_for(&db);
     assert_eq!(key_file, dir.join("links.sqlite.key"));
     #[cfg(unix)]
     {
@@ -676,19 +675,21 @@ async fn a_dev_sqlite_store_gets_a_private_key_file_once_and_reopens_with_it() {
         .unwrap();
     drop(first);
 
-    let reopened = common::store::open(db.to_str().unwrap()).await.unwrap();
+    let reopened = m365_link_app::store::open(db.to_str().unwrap())
+        .await
+        .unwrap();
     let token = reopened.store.load_token(&owner, created.id).await.unwrap();
     assert_eq!(token.token.expose_secret(), "rt-1");
     drop(reopened);
 
     // Without its key file the store is refused with the next step, not re-keyed.
     std::fs::remove_file(&key_file).unwrap();
-    let refused = common::store::open(db.to_str().unwrap())
+    let refused = m365_link_app::store::open(db.to_str().unwrap())
         .await
         .err()
         .unwrap();
     assert!(
-        format!("{refused:#}").contains(common::store::KEY_VARIABLE),
+        format!("{refused:#}").contains(m365_link_app::store::KEY_VARIABLE),
         "{refused:#}"
     );
     assert!(!key_file.exists());

@@ -2,21 +2,18 @@
 //! way `examples/sync.rs` composes the crates: a real sign-in stored as a connection,
 //! the glue's Graph client, and `examples/common/sync` writing the export.
 
-#[path = "../examples/common/mod.rs"]
-mod common;
-
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::connect::{SignIn, create_connection, simulated_browser};
-use common::glue::{Linked, SessionTokens};
-use common::sync::{self, Format, Kind, NoProgress, SyncStop, Target};
 use connection_store::{
     ConnectionStatus, ConnectionStore, CursorKey, LeaseHolder, MemoryStore, OwnerId,
 };
 use graph_client::{GraphClient, RetryPolicy};
+use m365_link_app::connect::{SignIn, create_connection, simulated_browser};
+use m365_link_app::glue::{Linked, SessionTokens};
+use m365_link_app::sync::{self, Format, Kind, NoProgress, SyncStop, Target};
 use serde_json::Value;
 use tenant_sim::{
     Deletion, FaultKind, FaultSettings, GroupFields, TenantSim, ThrottleSettings, UserFields,

@@ -12,11 +12,6 @@
 //! Binaries: `CHROMEDRIVER` (else `/usr/bin/chromedriver`, else `chromedriver` on `PATH`)
 //! and `CHROME` (else `/usr/bin/chromium`, else `chromium` on `PATH`).
 
-#[path = "../examples/common/mod.rs"]
-mod common;
-#[path = "../examples/webapp/mod.rs"]
-mod webapp;
-
 use std::io::Write as _;
 use std::net::{Ipv4Addr, TcpListener as StdTcpListener};
 use std::path::{Path, PathBuf};
@@ -27,6 +22,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, anyhow, bail, ensure};
 use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
+use m365_link_app::connect::SignIn;
+use m365_link_app::web;
 use tenant_sim::{ConsentMode, TenantSim, UserSummary, UserType};
 
 /// How long a page may take to show an element after a click or a navigation.
@@ -471,7 +468,7 @@ async fn wait_for_status(driver: &mut Driver, webdriver: &str) -> anyhow::Result
 /// The app, the simulated tenant and the browser of one run.
 struct Run {
     browser: Browser,
-    app: webapp::Running,
+    app: web::Running,
     sim: TenantSim,
     data_dir: TempDir,
 }
@@ -969,13 +966,13 @@ async fn browser_signs_in_connects_syncs_loses_the_grant_and_reconnects() {
         .await
         .expect("tenant-sim starts");
     let data_dir = TempDir::new("web-browser-data").expect("a data folder");
-    let config = webapp::Config::new(common::connect::SignIn::simulated(&sim), &data_dir.0);
+    let config = web::Config::new(SignIn::simulated(&sim), &data_dir.0);
     let store: Arc<dyn connection_store::ConnectionStore> =
         Arc::new(connection_store::MemoryStore::new());
     let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .await
         .expect("a loopback port");
-    let app = webapp::serve(config, store, listener)
+    let app = web::serve(config, store, listener)
         .await
         .expect("the app starts");
     let browser = Browser::start(&binaries).await.expect("the browser starts");

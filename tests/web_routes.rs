@@ -5,11 +5,6 @@
 //! the last page it read; Entra's side is tenant-sim's `AutoConsent` (the authorize URL
 //! redirects straight back to the callback) and its error modes.
 
-#[path = "../examples/common/mod.rs"]
-mod common;
-#[path = "../examples/webapp/mod.rs"]
-mod webapp;
-
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,12 +12,14 @@ use std::time::{Duration, Instant};
 use connection_store::{
     Connection, ConnectionStatus, ConnectionStore, MAX_NAME_CHARS, MemoryStore, OwnerId,
 };
+use m365_link_app::connect::SignIn;
+use m365_link_app::web;
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use tenant_sim::{ConsentMode, TenantSim, UserType};
 use url::Url;
 
-use webapp::session::COOKIE as SESSION_COOKIE;
+use m365_link_app::web::session::COOKIE as SESSION_COOKIE;
 
 const BASE: &str = "/integrations/microsoft-365";
 const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
@@ -50,7 +47,7 @@ async fn sim() -> TenantSim {
 
 /// The app running on a loopback port, its store and its data folder (removed on drop).
 struct App {
-    running: Option<webapp::Running>,
+    running: Option<web::Running>,
     store: Arc<dyn ConnectionStore>,
     data_dir: PathBuf,
     url: String,
@@ -64,9 +61,9 @@ impl App {
     async fn start_with(sim: &TenantSim, store: Arc<dyn ConnectionStore>) -> Self {
         let data_dir =
             std::env::temp_dir().join(format!("m365-link-web-routes-{}", uuid::Uuid::new_v4()));
-        let config = webapp::Config::new(common::connect::SignIn::simulated(sim), &data_dir);
+        let config = web::Config::new(SignIn::simulated(sim), &data_dir);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let running = webapp::serve(config, store.clone(), listener)
+        let running = web::serve(config, store.clone(), listener)
             .await
             .expect("the app starts");
         let url = running.url().to_owned();
@@ -94,7 +91,7 @@ impl App {
     }
 
     fn connection_dir(&self, id: &str) -> PathBuf {
-        webapp::connection_dir(&self.data_dir, id.parse().unwrap())
+        web::connection_dir(&self.data_dir, id.parse().unwrap())
     }
 }
 
@@ -697,7 +694,7 @@ async fn create_signs_in_with_entra_and_the_callback_stores_the_connection() {
     assert_eq!(query["client_id"], sim.client_id());
     assert_eq!(
         query["redirect_uri"],
-        format!("{}{}", app.url, webapp::CALLBACK_PATH)
+        format!("{}{}", app.url, web::CALLBACK_PATH)
     );
     assert_eq!(query["response_type"], "code");
     assert_eq!(query["code_challenge_method"], "S256");
@@ -716,7 +713,7 @@ async fn create_signs_in_with_entra_and_the_callback_stores_the_connection() {
 
     let callback = browser.entra(authorize.as_str()).await;
     let callback_url = Url::parse(&callback).unwrap();
-    assert_eq!(callback_url.path(), webapp::CALLBACK_PATH);
+    assert_eq!(callback_url.path(), web::CALLBACK_PATH);
     let back = browser.get(&callback).await;
     assert_eq!(back.status, StatusCode::SEE_OTHER, "{}", back.body);
     let id = back
@@ -806,7 +803,7 @@ async fn a_replayed_callback_or_one_from_another_browser_is_refused() {
     let forged = callback.replace("state=", "state=x");
     assert_eq!(browser.get(&forged).await.status, StatusCode::BAD_REQUEST);
     // A callback without code or state is not a sign-in answer.
-    let page = browser.get(webapp::CALLBACK_PATH).await;
+    let page = browser.get(web::CALLBACK_PATH).await;
     assert_eq!(page.status, StatusCode::BAD_REQUEST);
     assert_eq!(app.list(ALICE.0).await.len(), 1);
 }
@@ -891,7 +888,7 @@ async fn the_same_tenant_twice_is_already_linked_and_an_admin_consent_return_is_
         let page = visitor
             .get(&format!(
                 "{}?admin_consent=True&tenant={tenant}&scope=https%3A%2F%2Fgraph.microsoft.com%2FUser.Read.All",
-                webapp::CALLBACK_PATH
+                web::CALLBACK_PATH
             ))
             .await;
         assert_eq!(page.status, StatusCode::OK, "{}", page.body);
@@ -900,7 +897,7 @@ async fn the_same_tenant_twice_is_already_linked_and_an_admin_consent_return_is_
         let page = visitor
             .get(&format!(
                 "{}?admin_consent=True&tenant={tenant}&error=access_denied&error_description=AADSTS65004",
-                webapp::CALLBACK_PATH
+                web::CALLBACK_PATH
             ))
             .await;
         assert!(
@@ -1354,12 +1351,12 @@ async fn pages_carry_the_security_headers_and_https_adds_secure_and_hsts() {
 
     let data_dir =
         std::env::temp_dir().join(format!("m365-link-web-https-{}", uuid::Uuid::new_v4()));
-    let mut config = webapp::Config::new(common::connect::SignIn::simulated(&sim), &data_dir);
+    let mut config = web::Config::new(SignIn::simulated(&sim), &data_dir);
     config.secure_cookies = true;
     config.public_url = Some("https://signatures.example".to_owned());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let running = webapp::serve(config, Arc::new(MemoryStore::new()), listener)
+    let running = web::serve(config, Arc::new(MemoryStore::new()), listener)
         .await
         .expect("the app starts");
     assert_eq!(running.url(), "https://signatures.example");

@@ -4,11 +4,6 @@
 //! instances, each with its own store handle and data folder) over one `SQLite` file,
 //! and the same over `PostgreSQL` when `TEST_POSTGRES_URL` is set.
 
-#[path = "../examples/common/mod.rs"]
-mod common;
-#[path = "../examples/webapp/mod.rs"]
-mod webapp;
-
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -22,15 +17,17 @@ use connection_store::{
 use connection_store_sql::{EncryptionKey, KeyId, KeyRing, SqlStore};
 use entra_auth::{Authority, CallbackParams};
 use futures::future::BoxFuture;
+use m365_link_app::connect::{SignIn, new_connection};
+use m365_link_app::web;
+use m365_link_app::web::AppState;
+use m365_link_app::web::accounts::Customer;
+use m365_link_app::web::jobs::{JobState, Outcome};
+use m365_link_app::web::scheduler::{Visit, round};
 use secrecy::SecretString as Secret;
 use tenant_sim::{ConsentMode, TenantSim};
 use time::OffsetDateTime;
-use webapp::AppState;
-use webapp::accounts::Customer;
-use webapp::jobs::{JobState, Outcome};
-use webapp::scheduler::{Visit, round};
 
-const HOUR: Duration = webapp::DEFAULT_SYNC_INTERVAL;
+const HOUR: Duration = web::DEFAULT_SYNC_INTERVAL;
 
 async fn sim() -> TenantSim {
     TenantSim::builder()
@@ -82,7 +79,7 @@ fn instance(
     dir: &Path,
     name: &str,
 ) -> AppState {
-    let mut config = webapp::Config::new(common::connect::SignIn::simulated(sim), dir.join(name));
+    let mut config = web::Config::new(SignIn::simulated(sim), dir.join(name));
     config.customers = customers.to_vec();
     config.sync_interval = Some(HOUR);
     AppState::new(config, store, "http://localhost:1").expect("the app state")
@@ -118,13 +115,13 @@ async fn link(state: &AppState, owner: &OwnerId, name: &str) -> ConnectionId {
         .complete_authorization(&pending, &params)
         .await
         .expect("the code is redeemed");
-    let new = common::connect::new_connection(name, state.config().sign_in.cloud.clone(), &grant);
+    let new = new_connection(name, state.config().sign_in.cloud.clone(), &grant);
     state.store().create(owner, new).await.unwrap().id
 }
 
 /// Whether instance `state` wrote connection `id`'s export.
 fn exported(state: &AppState, id: ConnectionId) -> bool {
-    let dir = webapp::connection_dir(&state.config().data_dir, id);
+    let dir = web::connection_dir(&state.config().data_dir, id);
     std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some())
 }
 
@@ -554,7 +551,7 @@ async fn a_connection_synced_by_another_instance_meanwhile_is_not_synced_again()
         let (a, owner, synced_by_a) = (a.clone(), owner.clone(), synced_by_a.clone());
         Box::new(move || {
             Box::pin(async move {
-                let outcome = webapp::jobs::run(&a, &owner, id, None).await;
+                let outcome = web::jobs::run(&a, &owner, id, None).await;
                 *synced_by_a.lock().unwrap() = Some(outcome);
             })
         })
@@ -646,7 +643,7 @@ async fn removing_a_connection_while_it_syncs_leaves_no_files() {
 
     let sync = tokio::spawn({
         let (app, owner) = (app.clone(), owner.clone());
-        async move { webapp::jobs::run(&app, &owner, id, None).await }
+        async move { web::jobs::run(&app, &owner, id, None).await }
     });
     // Remove it once the sync is under way, as the remove route does.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -664,7 +661,7 @@ async fn removing_a_connection_while_it_syncs_leaves_no_files() {
     app.jobs().forget(id);
     app.employees().forget(id);
     app.forget_linked(id);
-    let _ = std::fs::remove_dir_all(webapp::connection_dir(&app.config().data_dir, id));
+    let _ = std::fs::remove_dir_all(web::connection_dir(&app.config().data_dir, id));
 
     let outcome = sync.await.unwrap();
     assert_ne!(
@@ -673,7 +670,7 @@ async fn removing_a_connection_while_it_syncs_leaves_no_files() {
         "a removed connection is not synced"
     );
     assert!(
-        !webapp::connection_dir(&app.config().data_dir, id).exists(),
+        !web::connection_dir(&app.config().data_dir, id).exists(),
         "the removed connection's folder came back"
     );
     assert_eq!(app.jobs().state(id), JobState::Idle);

@@ -16,7 +16,7 @@ use connection_store::{
 use entra_auth::{AuthError, Authority, CallbackParams, EntraClient, Grant, Prompt};
 use tokio::sync::mpsc;
 
-use super::glue::{App, describe_store_error};
+use crate::glue::{App, describe_store_error};
 
 /// How long the browser sign-in may take before `connect` gives up.
 pub const DEFAULT_SIGN_IN_TIMEOUT: Duration = Duration::from_secs(300);

@@ -2,8 +2,9 @@
 //! "Microsoft 365 – User Sync" → "Create a new connection" → sign in and consent →
 //! "Linked Microsoft 365 accounts" → "Manage"), server-rendered with axum and maud.
 //!
-//! It composes the crates only through their public APIs and the glue in
-//! `examples/common/`; the tests include this folder with `#[path]`.
+//! It composes the crates only through their public APIs and the glue in [`crate::glue`];
+//! `examples/web.rs` runs it, and the tests in `tests/web_*.rs` drive it through
+//! [`serve`].
 //!
 //! - [`accounts`]: the service's own customers (the store's owners).
 //! - [`session`]: signed session cookies, server-side sessions, CSRF.
@@ -33,8 +34,8 @@ use axum_extra::extract::cookie::Key;
 use connection_store::{ConnectionId, ConnectionStore, OwnerId};
 use entra_auth::EntraClient;
 
-use crate::common::connect::SignIn;
-use crate::common::glue::Linked;
+use crate::connect::SignIn;
+use crate::glue::Linked;
 
 /// The path Entra redirects back to after the sign-in (register
 /// `http://localhost/integrations/microsoft-365/callback` for local runs: Entra ignores

@@ -26,7 +26,7 @@ use super::pages::{self, BASE, ConnectionRow, Ctx, ManageView};
 use super::scope::SyncScope;
 use super::session::{self, COOKIE, Current, Intent};
 use super::{AppState, CALLBACK_PATH, connection_dir};
-use crate::common::connect::{new_connection, reconnect_of, same_tenant};
+use crate::connect::{new_connection, reconnect_of, same_tenant};
 
 /// Form fields as sent (`application/x-www-form-urlencoded`), repeated keys kept.
 type Fields = Vec<(String, String)>;

@@ -6,7 +6,7 @@
 //!   so every instance of the app sharing one database agrees on what is due, and a
 //!   connection synced by one instance is not due for the others.
 //! - A due connection's sync lease is taken first, then the connection is read again
-//!   under it, and the sync runs as that lease's holder (`common::sync::run` extends
+//!   under it, and the sync runs as that lease's holder ([`crate::sync::run`] extends
 //!   it while it works). So two instances that find the same connection due at the same
 //!   moment never sync it at once, nor one after the other: the second gets "lease
 //!   held", or finds it no longer due.
@@ -23,7 +23,7 @@ use time::OffsetDateTime;
 
 use super::AppState;
 use super::jobs::{self, Outcome};
-use crate::common::sync;
+use crate::sync;
 
 /// How often the scheduler looks for due connections, at most.
 pub const CHECK_EVERY: Duration = Duration::from_secs(60);

@@ -5,7 +5,7 @@ use connection_store::Connection;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::connect::status_text;
+use crate::connect::status_text;
 
 /// The "Linked Microsoft 365 accounts" table: name, tenant, admin, status, last sync.
 pub fn connections_table(connections: &[Connection]) -> Table {

@@ -351,7 +351,7 @@ pub async fn run(
     let connection = store
         .get(&target.owner, target.id)
         .await
-        .map_err(super::glue::describe_store_error)?;
+        .map_err(crate::glue::describe_store_error)?;
     match connection.status {
         ConnectionStatus::NeedsReconnect { reason, .. } => {
             return Err(SyncStop::NeedsReconnect { reason }.into());

@@ -1,6 +1,6 @@
 //! Background syncs, one at a time per connection in this process, with their progress
 //! for the Manage page. Across processes the store's sync lease (taken by
-//! `common::sync::run`) keeps two instances from syncing one connection at once.
+//! [`crate::sync::run`]) keeps two instances from syncing one connection at once.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -11,7 +11,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use super::AppState;
-use crate::common::sync::{self, Phase, Progress, SyncStop, Target};
+use crate::sync::{self, Phase, Progress, SyncStop, Target};
 
 /// What the Manage page shows about a connection's sync.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

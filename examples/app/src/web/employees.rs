@@ -1,7 +1,7 @@
 //! The imported employees of a connection, for the Manage page: read from the sync
 //! export, narrowed to the connection's [`SyncScope`], searched and paged.
 //!
-//! The export (`crate::common::sync`, JSON Lines) is read through
+//! The export ([`crate::sync`], JSON Lines) is read through
 //! [`EmployeeCache`], which re-reads it only when `sync-manifest.json` changes: the sync
 //! removes the manifest first and writes it last, so a new manifest means a new export.
 
@@ -15,7 +15,7 @@ use connection_store::ConnectionId;
 use serde_json::Value;
 
 use super::scope::SyncScope;
-use crate::common::sync::{Format, Record, Snapshot, load_previous};
+use crate::sync::{Format, Record, Snapshot, load_previous};
 
 /// The user properties the web sync exports (its `$select`): what an e-mail signature
 /// shows, plus `accountEnabled` and `userType` for the scope. All are Graph v1.0 `user`
@@ -610,7 +610,7 @@ mod tests {
 
     #[test]
     fn user_select_is_a_superset_of_the_sync_default_and_has_the_scope_fields() {
-        for name in crate::common::sync::DEFAULT_USER_SELECT {
+        for name in crate::sync::DEFAULT_USER_SELECT {
             assert!(USER_SELECT.contains(name), "{name} missing");
         }
         for name in [

@@ -1,0 +1,24 @@
+//! The application code the examples in `examples/` and the end-to-end tests in `tests/`
+//! share: the glue between the workspace's crates, the connect and sync flows, and the
+//! web app.
+//!
+//! This is the model for composing the crates in your own service: the library crates
+//! never depend on each other, so each one defines a small trait and [`glue`] implements
+//! it in a few lines.
+//!
+//! - [`connect`]: sign in as a tenant's admin, consent, and save the connection.
+//! - [`glue`]: the store's refresh token as entra-auth's token source, Graph clients.
+//! - [`present`]: connections as a table.
+//! - [`store`]: the connection store the examples open (`SQLite` or `PostgreSQL`).
+//! - [`sync`]: users, groups and memberships into JSON Lines or CSV, full or delta.
+//! - [`web`]: the web app of the product flow (axum, maud).
+
+// Each example uses a part of this folder; what one leaves unused another uses.
+#![allow(dead_code, unused_imports)]
+
+pub mod connect;
+pub mod glue;
+pub mod present;
+pub mod store;
+pub mod sync;
+pub mod web;
