@@ -1,7 +1,7 @@
 //! JSON `$batch` of GET requests (spec 12): split into batches of at most 20, answers
 //! matched by id, throttled items retried in a later batch through the throttle gate.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,8 +12,8 @@ use serde_json::Value;
 
 use crate::client::{Call, GraphClient, decode, decode_error};
 use crate::error::{GraphError, ResponseMeta, classify};
-use crate::paging::with_next_link_eventual;
-use crate::retry::parse_retry_after;
+use crate::paging::Page;
+use crate::retry::{RetryBudget, parse_retry_after};
 
 /// Graph's limit of requests per batch (spec 12).
 pub const MAX_BATCH_SIZE: usize = 20;
@@ -102,11 +102,6 @@ impl WireResponse {
     }
 }
 
-struct ItemState {
-    retries: u32,
-    waited: Duration,
-}
-
 impl GraphClient {
     /// Sends any number of GET requests as JSON batches of at most 20, and returns one
     /// result per item in the order given: the decoded body, or the item's error.
@@ -114,10 +109,9 @@ impl GraphClient {
     /// Answers are matched by id whatever their order. An item answered 429, 503 or 504 is
     /// retried in a later batch after its own `Retry-After` (through the client's throttle
     /// gate, so sibling requests pause too), within the client's retry policy; Microsoft's
-    /// SDKs leave that to the caller (spec 12). Use `T = Page<DirectoryObject>` to expand
-    /// the first member pages of many groups in one round trip per 20 groups; the next
-    /// link of a page answering an item sent with `ConsistencyLevel: eventual` asks for it
-    /// again ([`NextLink::consistency_eventual`](crate::NextLink::consistency_eventual)).
+    /// SDKs leave that to the caller (spec 12). Every batch sent carries each item once:
+    /// a second answer for the same id is ignored. For pages, use
+    /// [`batch_pages`](Self::batch_pages), which keeps `ConsistencyLevel` on next links.
     ///
     /// # Errors
     ///
@@ -127,66 +121,88 @@ impl GraphClient {
         &self,
         items: Vec<BatchItem>,
     ) -> Result<Vec<Result<T, GraphError>>, GraphError> {
-        let policy = self.inner.retry.clone();
+        self.batch_with(&items, |_, body, path| decode_item(body, path))
+            .await
+    }
+
+    /// [`batch`](Self::batch) for list requests: each answer is a [`Page`], and the next
+    /// link of a page answering an item sent with `ConsistencyLevel: eventual` asks for it
+    /// again ([`NextLink::consistency_eventual`](crate::NextLink::consistency_eventual)).
+    /// Use it to expand the first member pages of many groups in one round trip per 20
+    /// groups (or [`GroupsApi::members_of_many`](crate::GroupsApi::members_of_many), which
+    /// also follows the next links).
+    ///
+    /// # Errors
+    ///
+    /// As [`batch`](Self::batch).
+    pub async fn batch_pages<T: DeserializeOwned>(
+        &self,
+        items: Vec<BatchItem>,
+    ) -> Result<Vec<Result<Page<T>, GraphError>>, GraphError> {
+        self.batch_with(&items, |item, body, path| {
+            let mut page: Page<T> = decode_item(body, path)?;
+            page.set_eventual(item.eventual);
+            Ok(page)
+        })
+        .await
+    }
+
+    async fn batch_with<T>(
+        &self,
+        items: &[BatchItem],
+        decode_body: impl Fn(&BatchItem, Value, &str) -> Result<T, GraphError>,
+    ) -> Result<Vec<Result<T, GraphError>>, GraphError> {
+        let policy = &self.inner.retry;
         let base_path = self.inner.base.path().to_owned();
         let batch_url = format!("{}/$batch", self.inner.base.as_str());
+        let item_path = |index: usize| format!("{base_path}{}", items[index].path());
         let mut results: Vec<Option<Result<T, GraphError>>> = items.iter().map(|_| None).collect();
-        let mut states: Vec<ItemState> = items
-            .iter()
-            .map(|_| ItemState {
-                retries: 0,
-                waited: Duration::ZERO,
-            })
-            .collect();
+        let mut budgets = vec![RetryBudget::default(); items.len()];
         let mut pending: Vec<usize> = (0..items.len()).collect();
         while !pending.is_empty() {
             let mut retry_next: Vec<usize> = Vec::new();
             let mut backoff = Duration::ZERO;
             for chunk in pending.chunks(MAX_BATCH_SIZE) {
-                let answers = self.send_chunk(&items, chunk, &batch_url).await?;
+                let answers = self.send_chunk(items, chunk, &batch_url).await?;
+                // Each id of this chunk is taken once: a repeated answer would otherwise
+                // queue its item twice, and Graph refuses a batch with duplicate ids (spec 12).
+                let mut answered: HashSet<usize> = HashSet::with_capacity(chunk.len());
                 for answer in answers.responses {
                     let Some(index) = answer
                         .id
                         .parse::<usize>()
                         .ok()
-                        .filter(|i| chunk.contains(i))
+                        .filter(|i| chunk.contains(i) && answered.insert(*i))
                     else {
                         continue;
                     };
-                    let item_path = format!("{base_path}{}", items[index].path());
+                    let path = item_path(index);
                     let retry_after = answer
                         .header("retry-after")
                         .and_then(|v| parse_retry_after(&v, (self.inner.clock)()));
-                    let state = &mut states[index];
                     if matches!(answer.status, 429 | 503 | 504) {
-                        let wait = retry_after.unwrap_or_else(|| policy.backoff(state.retries));
-                        if state.retries < policy.max_retries
-                            && state.waited + wait <= policy.max_total_wait
-                        {
-                            state.retries += 1;
-                            state.waited += wait;
+                        let budget = &mut budgets[index];
+                        let wait = budget.wait(policy, retry_after);
+                        if budget.spend(policy, wait) {
                             if answer.status == 429 || retry_after.is_some() {
-                                self.inner
-                                    .gate
-                                    .pause_until(tokio::time::Instant::now() + wait);
+                                self.inner.gate.pause_for(wait);
                             } else {
                                 backoff = backoff.max(wait);
                             }
-                            tracing::debug!(path = %item_path, status = answer.status, wait_ms = wait.as_millis(), "batch item throttled, retrying in a later batch");
+                            tracing::debug!(path = %path, status = answer.status, wait_ms = wait.as_millis(), "batch item throttled, retrying in a later batch");
                             retry_next.push(index);
-                            results[index] = None;
                             continue;
                         }
                     }
-                    // A page answering an eventual item keeps the header for its next link.
-                    results[index] = Some(with_next_link_eventual(items[index].eventual, || {
-                        item_result(answer, retry_after, &item_path)
-                    }));
+                    results[index] = Some(
+                        item_result(answer, retry_after, &path)
+                            .and_then(|body| decode_body(&items[index], body, &path)),
+                    );
                 }
                 for &index in chunk {
-                    if results[index].is_none() && !retry_next.contains(&index) {
+                    if !answered.contains(&index) {
                         results[index] = Some(Err(GraphError::InvalidResponse {
-                            path: format!("{base_path}{}", items[index].path()),
+                            path: item_path(index),
                             reason: "the batch answer has no response for this item",
                         }));
                     }
@@ -195,15 +211,15 @@ impl GraphClient {
             if !backoff.is_zero() {
                 tokio::time::sleep(backoff).await;
             }
-            retry_next.sort_unstable();
             pending = retry_next;
         }
         Ok(results
             .into_iter()
-            .map(|r| {
-                r.unwrap_or_else(|| {
+            .enumerate()
+            .map(|(index, result)| {
+                result.unwrap_or_else(|| {
                     Err(GraphError::InvalidResponse {
-                        path: String::new(),
+                        path: item_path(index),
                         reason: "batch item without result",
                     })
                 })
@@ -247,14 +263,14 @@ impl GraphClient {
     }
 }
 
-fn item_result<T: DeserializeOwned>(
+/// The body of a successful item, or the item's classified error.
+fn item_result(
     answer: WireResponse,
     retry_after: Option<Duration>,
     path: &str,
-) -> Result<T, GraphError> {
+) -> Result<Value, GraphError> {
     if (200..300).contains(&answer.status) {
-        return serde_path_to_error::deserialize(answer.body)
-            .map_err(|e| decode_error(path, e.path().to_string(), e.inner()));
+        return Ok(answer.body);
     }
     let meta = ResponseMeta {
         request_id: answer.header("request-id"),
@@ -266,6 +282,11 @@ fn item_result<T: DeserializeOwned>(
     };
     let body = serde_json::to_vec(&answer.body).unwrap_or_default();
     Err(classify(answer.status, &body, meta, path))
+}
+
+fn decode_item<T: DeserializeOwned>(body: Value, path: &str) -> Result<T, GraphError> {
+    serde_path_to_error::deserialize(body)
+        .map_err(|e| decode_error(path, e.path().to_string(), e.inner()))
 }
 
 #[cfg(test)]
@@ -289,7 +310,8 @@ mod tests {
         assert!(redirect.header("Location").is_some());
         let no_content = answers.responses.into_iter().find(|r| r.id == "4").unwrap();
         assert_eq!(no_content.body, Value::Null);
-        let result: Result<Option<Value>, _> = item_result(no_content, None, "/v1.0/me");
-        assert_eq!(result.unwrap(), None);
+        let body = item_result(no_content, None, "/v1.0/me").unwrap();
+        let result: Option<Value> = decode_item(body, "/v1.0/me").unwrap();
+        assert_eq!(result, None);
     }
 }

@@ -13,7 +13,7 @@ use tracing::Instrument;
 use url::Url;
 
 use crate::error::{DecodeErrorKind, GraphError, ResponseMeta, classify};
-use crate::retry::{Clock, RetryPolicy, ThrottleGate, parse_retry_after};
+use crate::retry::{Clock, RetryBudget, RetryPolicy, ThrottleGate, parse_retry_after};
 use crate::token::{TokenError, TokenProvider};
 
 /// The Microsoft Graph national clouds (spec 6).
@@ -46,6 +46,9 @@ impl GraphCloud {
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(100);
 /// Default largest response body read: 32 MiB (a page of 999 users with every property is a few MiB).
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
+/// Default cap on the pages of one listing or delta round: 100,000 (100 million objects
+/// at 999 a page, 10 million at Graph's default 100).
+pub const DEFAULT_MAX_PAGES: u64 = 100_000;
 /// Default `User-Agent`.
 pub const DEFAULT_USER_AGENT: &str = concat!("graph-client/", env!("CARGO_PKG_VERSION"));
 
@@ -75,6 +78,7 @@ pub(crate) struct Inner {
     pub(crate) retry: RetryPolicy,
     pub(crate) page_size: Option<u32>,
     max_body: usize,
+    pub(crate) max_pages: u64,
     pub(crate) gate: ThrottleGate,
     pub(crate) clock: Clock,
 }
@@ -89,6 +93,7 @@ pub struct GraphClientBuilder {
     timeout: Option<Duration>,
     pool_idle_timeout: Option<Duration>,
     max_body: usize,
+    max_pages: u64,
     user_agent: String,
     clock: Clock,
 }
@@ -105,16 +110,18 @@ impl std::fmt::Debug for GraphClientBuilder {
 }
 
 impl GraphClient {
-    /// Starts a builder with the global cloud and the defaults.
-    pub fn builder(tokens: Arc<dyn TokenProvider>) -> GraphClientBuilder {
+    /// Starts a builder with the global cloud and the defaults; `tokens` is any
+    /// [`TokenProvider`] (an `Arc<dyn TokenProvider>` included).
+    pub fn builder(tokens: impl TokenProvider + 'static) -> GraphClientBuilder {
         GraphClientBuilder {
-            tokens,
+            tokens: Arc::new(tokens),
             base_url: GraphCloud::Global.base_url().to_owned(),
             retry: RetryPolicy::default(),
             page_size: None,
             timeout: Some(DEFAULT_REQUEST_TIMEOUT),
             pool_idle_timeout: Some(Duration::from_secs(90)),
             max_body: DEFAULT_MAX_RESPONSE_BYTES,
+            max_pages: DEFAULT_MAX_PAGES,
             user_agent: DEFAULT_USER_AGENT.to_owned(),
             clock: Arc::new(SystemTime::now),
         }
@@ -180,6 +187,13 @@ impl GraphClientBuilder {
         self
     }
 
+    /// The most pages one listing or delta round follows (default [`DEFAULT_MAX_PAGES`]);
+    /// the next one is [`GraphError::TooManyPages`].
+    pub fn max_pages(mut self, pages: u64) -> Self {
+        self.max_pages = pages;
+        self
+    }
+
     /// The `User-Agent` header.
     pub fn user_agent(mut self, user_agent: impl Into<String>) -> Self {
         self.user_agent = user_agent.into();
@@ -207,6 +221,9 @@ impl GraphClientBuilder {
             && !(1..=999).contains(&size)
         {
             return Err(config(format!("page size {size} is outside 1..=999")));
+        }
+        if self.max_pages == 0 {
+            return Err(config("max pages must be positive".into()));
         }
         if self.max_body == 0 {
             return Err(config("max response bytes must be positive".into()));
@@ -240,6 +257,7 @@ impl GraphClientBuilder {
                 retry: self.retry,
                 page_size: self.page_size,
                 max_body: self.max_body,
+                max_pages: self.max_pages,
                 gate: ThrottleGate::default(),
                 clock: self.clock,
             }),
@@ -369,8 +387,7 @@ impl GraphClient {
         let path = url.path().to_owned();
         let policy = &self.inner.retry;
         let mut attempt: u32 = 0;
-        let mut retries: u32 = 0;
-        let mut waited = Duration::ZERO;
+        let mut budget = RetryBudget::default();
         let mut refreshed = false;
         loop {
             attempt += 1;
@@ -400,8 +417,8 @@ impl GraphClient {
                 Attempt::Fatal(err) => return Err(err),
                 Attempt::Transport(err) => {
                     // Only idempotent requests are retried: GETs, and $batch POSTs of GETs.
-                    let wait = policy.backoff(retries);
-                    if retries < policy.max_retries && waited + wait <= policy.max_total_wait {
+                    let wait = budget.wait(policy, None);
+                    if budget.spend(policy, wait) {
                         span.in_scope(|| {
                             tracing::debug!(
                                 wait_ms = wait.as_millis(),
@@ -409,8 +426,6 @@ impl GraphClient {
                             );
                         });
                         tokio::time::sleep(wait).await;
-                        waited += wait;
-                        retries += 1;
                         continue;
                     }
                     return Err(err);
@@ -432,7 +447,7 @@ impl GraphClient {
                 || (call.batch && status == StatusCode::FAILED_DEPENDENCY);
             if throttled || matches!(status.as_u16(), 503 | 504) {
                 let server_wait = meta.retry_after;
-                let wait = server_wait.unwrap_or_else(|| policy.backoff(retries));
+                let wait = budget.wait(policy, server_wait);
                 let gated = throttled || server_wait.is_some();
                 if gated {
                     // The gate pauses every request of this client, this one included (spec
@@ -440,7 +455,7 @@ impl GraphClient {
                     // hitting a throttled Graph. Never longer than the total-wait budget.
                     self.inner.gate.pause_for(wait.min(policy.max_total_wait));
                 }
-                if retries < policy.max_retries && waited + wait <= policy.max_total_wait {
+                if budget.spend(policy, wait) {
                     span.in_scope(|| {
                         tracing::debug!(
                             wait_ms = wait.as_millis(),
@@ -450,8 +465,6 @@ impl GraphClient {
                     if !gated {
                         tokio::time::sleep(wait).await;
                     }
-                    waited += wait;
-                    retries += 1;
                     continue;
                 }
             }
@@ -717,6 +730,7 @@ mod tests {
             builder().page_size(0),
             builder().page_size(1000),
             builder().max_response_bytes(0),
+            builder().max_pages(0),
             builder().request_timeout(Some(Duration::ZERO)),
             builder().retry_policy(RetryPolicy::default().max_retries(50)),
             builder().user_agent("bad\nagent"),

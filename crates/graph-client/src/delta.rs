@@ -164,6 +164,27 @@ impl<T: DeltaObject> DeltaRequest<T> {
         self
     }
 
+    /// A delta link "from now" (`$deltatoken=latest`, spec 9): no objects, one request. A
+    /// full import takes these before it lists, so that changes made while it lists come
+    /// in the next round.
+    ///
+    /// # Errors
+    /// Any error of the request; [`GraphError::InvalidResponse`] when Graph answered
+    /// objects or pages instead of a delta link.
+    pub async fn latest_link(self) -> Result<DeltaLink, GraphError> {
+        let path = self.url.path().to_owned();
+        let mut round = std::pin::pin!(self.from_now().stream());
+        while let Some(event) = round.next().await {
+            if let DeltaEvent::Complete(link) = event? {
+                return Ok(link);
+            }
+        }
+        Err(GraphError::InvalidResponse {
+            path,
+            reason: "the delta round ended without a delta link",
+        })
+    }
+
     fn first_link(&self) -> Result<NextLink, GraphError> {
         let mut query = Query {
             select: self.select.clone(),

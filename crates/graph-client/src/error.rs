@@ -153,11 +153,21 @@ pub enum GraphError {
         /// `scheme://host:port` of the refused link.
         origin: String,
     },
-    /// A page's `@odata.nextLink` equals the link that fetched it (spec 14, .NET loop guard).
-    #[error("the next link of {path} repeats the previous one")]
+    /// A page's `@odata.nextLink` is one the listing already followed: a cycle of any
+    /// length (spec 14, .NET loop guard).
+    #[error("the next links of {path} run in a cycle")]
     NextLinkLoop {
         /// URL path of the repeating link.
         path: String,
+    },
+    /// A listing ran past the client's page cap
+    /// ([`GraphClientBuilder::max_pages`](crate::GraphClientBuilder::max_pages)).
+    #[error("the listing of {path} passed the limit of {limit} pages")]
+    TooManyPages {
+        /// URL path of the listing.
+        path: String,
+        /// The configured cap.
+        limit: u64,
     },
     /// A link is not a valid absolute URL.
     #[error("invalid link: {reason}")]
@@ -187,7 +197,67 @@ pub enum GraphError {
     },
 }
 
+/// What a caller does about an error: the one question every error of this crate (and
+/// of [`sync`](crate::sync)) answers through its `action()`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorAction {
+    /// Only a new sign-in helps (the grant was revoked, consent is missing): show
+    /// "reconnect needed" and stop using the connection until an admin reconnects.
+    Reconnect,
+    /// A passing condition (throttling, an outage, a timeout): try again later, after the
+    /// given wait when the server named one.
+    RetryLater(Option<Duration>),
+    /// The delta link expired or was reset: drop it and run a full import (spec 9).
+    Resync,
+    /// The object asked for does not exist (any more): drop it.
+    NotFound,
+    /// The caller's settings are wrong (a base URL, a limit): fix them; retrying will not help.
+    FixConfiguration,
+    /// Stored data could not be read back (a damaged row or link): a person looks.
+    Repair,
+    /// A request this crate or its caller should never have made, or an answer that
+    /// breaks the protocol: report it with the diagnostics the error carries.
+    Bug,
+}
+
 impl GraphError {
+    /// What the caller does about this error. Every variant maps to exactly one action,
+    /// so a caller can `match err.action()` instead of combining predicates.
+    pub fn action(&self) -> ErrorAction {
+        if self.requires_reauthorization() {
+            return ErrorAction::Reconnect;
+        }
+        if self.requires_resync() {
+            return ErrorAction::Resync;
+        }
+        match self {
+            // Missing scope or consent, or the signed-in admin's own rights (spec 11):
+            // an admin signs in again and consents.
+            Self::Service(e)
+                if e.status == 403
+                    && e.code
+                        .as_deref()
+                        .is_some_and(|c| c.eq_ignore_ascii_case("Authorization_RequestDenied")) =>
+            {
+                ErrorAction::Reconnect
+            }
+            Self::Service(e) if e.status == 404 => ErrorAction::NotFound,
+            Self::Service(e) if e.status >= 500 => ErrorAction::RetryLater(e.retry_after),
+            Self::Service(e) if e.status == 429 => ErrorAction::RetryLater(e.retry_after),
+            Self::UnexpectedResponse { status, .. } if *status >= 500 || *status == 429 => {
+                ErrorAction::RetryLater(None)
+            }
+            Self::Timeout { .. } | Self::Connection { .. } | Self::Token(_) => {
+                ErrorAction::RetryLater(None)
+            }
+            Self::Configuration { .. } | Self::BodyTooLarge { .. } | Self::TooManyPages { .. } => {
+                ErrorAction::FixConfiguration
+            }
+            _ => ErrorAction::Bug,
+        }
+    }
+
     /// True when trying the same request again later may succeed: 429/503/504,
     /// timeouts and connection failures.
     pub fn is_retryable(&self) -> bool {

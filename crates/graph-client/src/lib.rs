@@ -6,26 +6,30 @@ mod batch;
 mod client;
 mod delta;
 mod error;
+mod members;
 mod models;
 mod paging;
 mod request;
 mod retry;
 mod token;
 
+pub mod sync;
+
 pub use api::groups::GroupsApi;
 pub use api::users::{ManagerRequest, Photo, PhotoRequest, PhotoSize, ProfilePhoto, UsersApi};
 pub use batch::{BatchItem, MAX_BATCH_SIZE};
 pub use client::{
-    DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_REQUEST_TIMEOUT, DEFAULT_USER_AGENT, GraphClient,
-    GraphClientBuilder, GraphCloud,
+    DEFAULT_MAX_PAGES, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_REQUEST_TIMEOUT, DEFAULT_USER_AGENT,
+    GraphClient, GraphClientBuilder, GraphCloud,
 };
 pub use delta::{DeltaEvent, DeltaObject, DeltaRequest};
-pub use error::{DecodeErrorKind, GraphError, ServiceError};
+pub use error::{DecodeErrorKind, ErrorAction, GraphError, ServiceError};
+pub use members::{DEFAULT_MEMBER_CONCURRENCY, GroupMembers, MemberPages, MembersOfMany};
 pub use models::directory_object::{DirectoryEntry, DirectoryObject};
 pub use models::group::{Group, GroupProperty, MemberChange};
 pub use models::user::{OnPremisesExtensionAttributes, User, UserProperty};
 pub use models::{ObjectId, RemovedReason};
-pub use paging::{DeltaLink, NextLink, Page};
+pub use paging::{DeltaLink, Items, NextLink, Page, Pages};
 pub use request::{GetRequest, ListRequest, odata_string, search_clause};
 pub use retry::RetryPolicy;
 pub use token::{StaticToken, TokenError, TokenProvider};

@@ -1,6 +1,11 @@
 //! Pages, next links and delta links, and the page stream that follows `@odata.nextLink`
 //! verbatim (spec 8a, 14).
 
+use std::collections::HashSet;
+use std::hash::{BuildHasher, RandomState};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use futures::{Stream, TryStreamExt};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -151,36 +156,15 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Page<T> {
             count: Option<u64>,
         }
         let wire = Wire::<T>::deserialize(deserializer)?;
-        let eventual = NEXT_LINK_EVENTUAL.get();
+        // Whether the next link needs `ConsistencyLevel` is known to the request, not the
+        // body: `fetch_page` and `batch_pages` mark it after decoding.
         Ok(Page {
             items: wire.value,
-            next_link: wire
-                .next_link
-                .filter(|l| !l.is_empty())
-                .map(|url| NextLink::new(url).with_consistency_eventual(eventual)),
+            next_link: wire.next_link.filter(|l| !l.is_empty()).map(NextLink::new),
             delta_link: wire.delta_link,
             count: wire.count,
         })
     }
-}
-
-thread_local! {
-    /// Whether pages decoded now answer a `ConsistencyLevel: eventual` request, so that
-    /// their next link asks for it again (spec 8c). Set around the synchronous decode of
-    /// a `$batch` item, whose type is the caller's `T` (often `Page<_>`).
-    static NEXT_LINK_EVENTUAL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Runs `decode` with pages' next links marked as `eventual` (see [`NEXT_LINK_EVENTUAL`]).
-pub(crate) fn with_next_link_eventual<R>(eventual: bool, decode: impl FnOnce() -> R) -> R {
-    struct Restore(bool);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            NEXT_LINK_EVENTUAL.set(self.0);
-        }
-    }
-    let _restore = Restore(NEXT_LINK_EVENTUAL.replace(eventual));
-    decode()
 }
 
 /// Fetches one page at `link`, resending `ConsistencyLevel` when the link needs it.
@@ -194,75 +178,142 @@ pub(crate) async fn fetch_page<T: DeserializeOwned>(
     Ok(page)
 }
 
+/// The loop guard of one listing (spec 14): every next link it followed, by hash, and a
+/// cap on its pages. A link seen before is a cycle however long (A→B→A as well as A→A);
+/// a listing longer than the cap is refused with a typed error instead of running on.
+pub(crate) struct LinkGuard {
+    seen: HashSet<u64>,
+    hasher: RandomState,
+    max_pages: u64,
+}
+
+impl LinkGuard {
+    pub(crate) fn new(max_pages: u64) -> Self {
+        Self {
+            seen: HashSet::new(),
+            hasher: RandomState::new(),
+            max_pages,
+        }
+    }
+
+    /// Admits `link` as the next page to fetch, or says why not.
+    pub(crate) fn admit(&mut self, link: &NextLink) -> Result<(), GraphError> {
+        let path = || {
+            url::Url::parse(&link.url)
+                .map(|u| u.path().to_owned())
+                .unwrap_or_default()
+        };
+        if self.seen.len() as u64 >= self.max_pages {
+            return Err(GraphError::TooManyPages {
+                path: path(),
+                limit: self.max_pages,
+            });
+        }
+        if !self.seen.insert(self.hasher.hash_one(&link.url)) {
+            return Err(GraphError::NextLinkLoop { path: path() });
+        }
+        Ok(())
+    }
+}
+
 struct PageState {
     client: GraphClient,
     next: Option<NextLink>,
+    guard: LinkGuard,
     error: Option<GraphError>,
 }
 
 /// The pages from `first` on, one page in memory at a time (built with `try_unfold`,
-/// STYLE Async). Continues past empty pages; stops with an error on a next link equal to
-/// the one that fetched the page (spec 14 loop guard) or one to another origin (checked
-/// in `execute` before the token is asked for).
-pub(crate) fn page_stream<T>(
-    client: GraphClient,
-    first: Result<NextLink, GraphError>,
-) -> impl Stream<Item = Result<Page<T>, GraphError>> + Send + 'static
+/// STYLE Async). Continues past empty pages; stops with an error on a next link it
+/// followed before (spec 14 loop guard, cycles of any length), after the client's page
+/// cap, or on a link to another origin (checked in `execute` before the token is asked for).
+pub(crate) fn page_stream<T>(client: GraphClient, first: Result<NextLink, GraphError>) -> Pages<T>
 where
     T: DeserializeOwned + Send + 'static,
 {
-    let state = match first {
-        Ok(link) => PageState {
-            client,
-            next: Some(link),
-            error: None,
-        },
-        Err(e) => PageState {
-            client,
-            next: None,
-            error: Some(e),
-        },
+    let guard = LinkGuard::new(client.inner.max_pages);
+    let (next, error) = match first {
+        Ok(link) => (Some(link), None),
+        Err(e) => (None, Some(e)),
     };
-    futures::stream::try_unfold(state, |mut state| async move {
-        if let Some(error) = state.error.take() {
-            return Err(error);
-        }
-        let Some(link) = state.next.take() else {
-            return Ok(None);
-        };
-        let page = fetch_page::<T>(&state.client, &link).await?;
-        if let Some(next) = &page.next_link {
-            if next.url == link.url {
-                let path = url::Url::parse(&link.url)
-                    .map(|u| u.path().to_owned())
-                    .unwrap_or_default();
-                return Err(GraphError::NextLinkLoop { path });
+    let state = PageState {
+        client,
+        next,
+        guard,
+        error,
+    };
+    Pages(Box::pin(futures::stream::try_unfold(
+        state,
+        |mut state| async move {
+            if let Some(error) = state.error.take() {
+                return Err(error);
             }
-            state.next = Some(next.clone());
-        }
-        Ok(Some((page, state)))
-    })
+            let Some(link) = state.next.take() else {
+                return Ok(None);
+            };
+            state.guard.admit(&link)?;
+            let page = fetch_page::<T>(&state.client, &link).await?;
+            state.next.clone_from(&page.next_link);
+            Ok(Some((page, state)))
+        },
+    )))
 }
 
 /// The items of a page stream, one page buffered.
-pub(crate) fn item_stream<T>(
-    pages: impl Stream<Item = Result<Page<T>, GraphError>> + Send + 'static,
-) -> impl Stream<Item = Result<T, GraphError>> + Send + 'static
+pub(crate) fn item_stream<T>(pages: Pages<T>) -> Items<T>
 where
     T: Send + 'static,
 {
-    pages
-        .map_ok(|page| futures::stream::iter(page.items.into_iter().map(Ok)))
-        .try_flatten()
+    Items(Box::pin(
+        pages
+            .map_ok(|page| futures::stream::iter(page.items.into_iter().map(Ok)))
+            .try_flatten(),
+    ))
+}
+
+/// The pages of a listing, one in memory at a time: a named, `Unpin` stream (no `pin!`
+/// needed), from [`ListRequest::pages`](crate::ListRequest::pages) and
+/// [`GraphClient::resume_pages`].
+#[must_use = "streams do nothing unless polled"]
+pub struct Pages<T>(Pin<Box<dyn Stream<Item = Result<Page<T>, GraphError>> + Send>>);
+
+impl<T> Stream for Pages<T> {
+    type Item = Result<Page<T>, GraphError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.0.as_mut().poll_next(cx)
+    }
+}
+
+impl<T> std::fmt::Debug for Pages<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pages")
+    }
+}
+
+/// The items of a listing, one page in memory at a time: a named, `Unpin` stream, from
+/// [`ListRequest::stream`](crate::ListRequest::stream) and [`GraphClient::resume_stream`].
+#[must_use = "streams do nothing unless polled"]
+pub struct Items<T>(Pin<Box<dyn Stream<Item = Result<T, GraphError>> + Send>>);
+
+impl<T> Stream for Items<T> {
+    type Item = Result<T, GraphError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.0.as_mut().poll_next(cx)
+    }
+}
+
+impl<T> std::fmt::Debug for Items<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Items")
+    }
 }
 
 impl GraphClient {
     /// Resumes a listing from a saved [`NextLink`]: the pages from that link on.
     /// The link must point at this client's Graph origin.
-    pub fn resume_pages<T>(
-        &self,
-        link: NextLink,
-    ) -> impl Stream<Item = Result<Page<T>, GraphError>> + Send + 'static
+    pub fn resume_pages<T>(&self, link: NextLink) -> Pages<T>
     where
         T: DeserializeOwned + Send + 'static,
     {
@@ -270,10 +321,7 @@ impl GraphClient {
     }
 
     /// Resumes a listing from a saved [`NextLink`]: the items from that page on.
-    pub fn resume_stream<T>(
-        &self,
-        link: NextLink,
-    ) -> impl Stream<Item = Result<T, GraphError>> + Send + 'static
+    pub fn resume_stream<T>(&self, link: NextLink) -> Items<T>
     where
         T: DeserializeOwned + Send + 'static,
     {

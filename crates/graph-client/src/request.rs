@@ -3,7 +3,6 @@
 
 use std::marker::PhantomData;
 
-use futures::Stream;
 use serde::de::DeserializeOwned;
 use url::Url;
 
@@ -11,7 +10,7 @@ use crate::batch::BatchItem;
 use crate::client::{Call, GraphClient, decode};
 use crate::error::GraphError;
 use crate::models::user::User;
-use crate::paging::{NextLink, Page, fetch_page, item_stream, page_stream};
+use crate::paging::{Items, NextLink, Page, Pages, fetch_page, item_stream, page_stream};
 
 /// `OData` query options of one request.
 #[derive(Debug, Clone, Default)]
@@ -328,13 +327,13 @@ impl<T: DeserializeOwned + Send + 'static> ListRequest<T> {
     }
 
     /// All pages, one in memory at a time, following `@odata.nextLink`.
-    pub fn pages(self) -> impl Stream<Item = Result<Page<T>, GraphError>> + Send + 'static {
+    pub fn pages(self) -> Pages<T> {
         let first = self.first_link();
         page_stream(self.client, first)
     }
 
     /// All items of all pages, one page in memory at a time.
-    pub fn stream(self) -> impl Stream<Item = Result<T, GraphError>> + Send + 'static {
+    pub fn stream(self) -> Items<T> {
         item_stream(self.pages())
     }
 

@@ -103,6 +103,34 @@ impl RetryPolicy {
     }
 }
 
+/// What one request (or one `$batch` item) has spent of its [`RetryPolicy`]: the one
+/// place that decides whether another retry is allowed, for `execute` and `$batch` alike.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct RetryBudget {
+    retries: u32,
+    waited: Duration,
+}
+
+impl RetryBudget {
+    /// The wait before the next retry: the server's `Retry-After` when it sent one, else
+    /// the policy's jittered backoff for this retry number.
+    pub(crate) fn wait(&self, policy: &RetryPolicy, server_wait: Option<Duration>) -> Duration {
+        server_wait.unwrap_or_else(|| policy.backoff(self.retries))
+    }
+
+    /// Spends `wait` on one more retry when the policy allows it (retries left and the
+    /// total wait within its cap); false means give up with the error.
+    pub(crate) fn spend(&mut self, policy: &RetryPolicy, wait: Duration) -> bool {
+        if self.retries < policy.max_retries && self.waited + wait <= policy.max_total_wait {
+            self.retries += 1;
+            self.waited += wait;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 /// The wall clock used to read `Retry-After` HTTP dates; injectable for tests (STYLE, Async).
 pub(crate) type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 
@@ -260,6 +288,24 @@ mod tests {
                 .validate()
                 .is_err()
         );
+    }
+
+    #[test]
+    fn budget_stops_at_the_retry_count_and_at_the_total_wait() {
+        let policy = RetryPolicy::default()
+            .max_retries(3)
+            .max_total_wait(Duration::from_secs(10));
+        let mut budget = RetryBudget::default();
+        let server = Some(Duration::from_secs(4));
+        assert_eq!(budget.wait(&policy, server), Duration::from_secs(4));
+        assert!(budget.spend(&policy, Duration::from_secs(4)));
+        assert!(budget.spend(&policy, Duration::from_secs(4)));
+        // 8 s spent: another 4 s would pass the 10 s cap.
+        assert!(!budget.spend(&policy, Duration::from_secs(4)));
+        assert!(budget.spend(&policy, Duration::from_secs(1)));
+        // Three retries spent.
+        assert!(!budget.spend(&policy, Duration::ZERO));
+        assert!(budget.wait(&policy, None) <= policy.backoff_ceiling(3));
     }
 
     #[tokio::test(start_paused = true)]

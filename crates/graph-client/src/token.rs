@@ -91,6 +91,19 @@ impl std::fmt::Debug for StaticToken {
     }
 }
 
+/// A shared provider is a provider: pass an `Arc<dyn TokenProvider>` (or an `Arc` of
+/// your own type) wherever one is asked for.
+#[async_trait]
+impl<P: TokenProvider + ?Sized> TokenProvider for std::sync::Arc<P> {
+    async fn access_token(&self) -> Result<SecretString, TokenError> {
+        (**self).access_token().await
+    }
+
+    async fn rejected(&self, token: &SecretString) {
+        (**self).rejected(token).await;
+    }
+}
+
 #[async_trait]
 impl TokenProvider for StaticToken {
     async fn access_token(&self) -> Result<SecretString, TokenError> {

@@ -260,7 +260,7 @@ async fn next_links_of_eventual_batch_items_send_consistency_level_again() {
     assert!(eventual.url().contains("$count=true"));
 
     let mut results = client
-        .batch::<Page<DirectoryObject>>(vec![eventual, BatchItem::get("/groups/g2/members")])
+        .batch_pages::<DirectoryObject>(vec![eventual, BatchItem::get("/groups/g2/members")])
         .await
         .unwrap();
     let plain = results.pop().unwrap().unwrap();
@@ -280,5 +280,61 @@ async fn next_links_of_eventual_batch_items_send_consistency_level_again() {
     assert_eq!(
         requests[1].headers.get("consistencylevel").unwrap(),
         "eventual"
+    );
+}
+
+/// Answers the first batch with item "0" twice, both 429; later batches normally.
+struct Repeater {
+    calls: Mutex<u32>,
+}
+
+impl Respond for Repeater {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&request.body).unwrap();
+        let mut calls = self.calls.lock().unwrap();
+        *calls += 1;
+        let ids: Vec<Value> = body["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].clone())
+            .collect();
+        let responses: Vec<Value> = if *calls == 1 {
+            let throttled =
+                json!({"id": "0", "status": 429, "headers": {"Retry-After": "1"}, "body": {}});
+            vec![throttled.clone(), throttled]
+        } else {
+            ids.iter()
+                .map(|id| json!({"id": id, "status": 200, "body": {"value": []}}))
+                .collect()
+        };
+        ResponseTemplate::new(200).set_body_json(json!({ "responses": responses }))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_repeated_answer_never_sends_an_id_twice_in_one_batch() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1.0/$batch"))
+        .respond_with(Repeater {
+            calls: Mutex::new(0),
+        })
+        .mount(&server)
+        .await;
+    let (client, _) = client(&server);
+
+    let results = client
+        .batch_pages::<DirectoryObject>(vec![BatchItem::get("/groups/g1/members")])
+        .await
+        .unwrap();
+
+    assert_eq!(results.len(), 1);
+    assert!(results[0].as_ref().unwrap().items().is_empty());
+    let requests = server.received_requests().await.unwrap();
+    assert_eq!(
+        batch_sizes(&requests),
+        [1, 1],
+        "the retry carries the item once"
     );
 }

@@ -187,10 +187,86 @@ async fn next_link_equal_to_the_previous_one_is_an_error() {
     let results: Vec<Result<graph_client::Page<User>, GraphError>> =
         client.users().list().pages().collect().await;
 
-    assert_eq!(results.len(), 2, "the stream ends after the error");
-    assert!(results[0].is_ok());
-    assert!(matches!(&results[1], Err(GraphError::NextLinkLoop { path }) if path == "/v1.0/users"));
+    // Both pages are given; the repeated link is refused before it is requested again.
+    assert_eq!(results.len(), 3, "the stream ends after the error");
+    assert!(results[0].is_ok() && results[1].is_ok());
+    assert!(matches!(&results[2], Err(GraphError::NextLinkLoop { path }) if path == "/v1.0/users"));
     assert_eq!(server.received_requests().await.unwrap().len(), 2);
+}
+
+/// Serves `/v1.0/users?$skiptoken=<from>` with a next link to `to` (none for "end").
+async fn chain(server: &MockServer, links: &[(&str, &str)]) {
+    let b = base(server);
+    for (from, to) in links {
+        let next = if *to == "end" {
+            json!({"value": [user(from)]})
+        } else {
+            json!({"@odata.nextLink": format!("{b}/users?$skiptoken={to}"), "value": [user(from)]})
+        };
+        let mock = Mock::given(method("GET")).and(path("/v1.0/users"));
+        let mock = if *from == "first" {
+            mock.and(query_param_is_missing("$skiptoken"))
+        } else {
+            mock.and(query_param("$skiptoken", *from))
+        };
+        mock.respond_with(ResponseTemplate::new(200).set_body_json(next))
+            .mount(server)
+            .await;
+    }
+}
+
+#[tokio::test]
+async fn a_cycle_longer_than_one_page_is_an_error() {
+    let server = MockServer::start().await;
+    // first → B → C → B → ...: the .NET guard (next == previous) never sees it.
+    chain(&server, &[("first", "B"), ("B", "C"), ("C", "B")]).await;
+    let (client, _) = client(&server);
+
+    let results: Vec<Result<graph_client::Page<User>, GraphError>> =
+        client.users().list().pages().collect().await;
+
+    assert_eq!(results.len(), 4);
+    assert!(results[..3].iter().all(Result::is_ok));
+    assert!(matches!(&results[3], Err(GraphError::NextLinkLoop { .. })));
+    assert_eq!(server.received_requests().await.unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn a_listing_past_the_page_cap_is_a_typed_error() {
+    let server = MockServer::start().await;
+    chain(
+        &server,
+        &[("first", "2"), ("2", "3"), ("3", "4"), ("4", "end")],
+    )
+    .await;
+    let tokens = std::sync::Arc::new(common::CountingTokens::default());
+    let capped = common::builder(&server, tokens.clone())
+        .max_pages(3)
+        .build()
+        .unwrap();
+
+    let results: Vec<Result<graph_client::Page<User>, GraphError>> =
+        capped.users().list().pages().collect().await;
+
+    assert_eq!(results.len(), 4);
+    assert!(
+        matches!(&results[3], Err(GraphError::TooManyPages { path, limit: 3 }) if path == "/v1.0/users")
+    );
+    assert_eq!(server.received_requests().await.unwrap().len(), 3);
+    assert_eq!(
+        results[3].as_ref().unwrap_err().action(),
+        graph_client::ErrorAction::FixConfiguration
+    );
+
+    let uncapped = common::builder(&server, tokens).build().unwrap();
+    let users: Vec<User> = uncapped
+        .users()
+        .list()
+        .stream()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(users.len(), 4);
 }
 
 #[tokio::test]

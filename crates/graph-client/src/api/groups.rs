@@ -23,6 +23,10 @@ impl GraphClient {
 }
 
 impl GroupsApi {
+    pub(crate) fn client(&self) -> &GraphClient {
+        &self.client
+    }
+
     /// `GET /groups`.
     pub fn list(&self) -> ListRequest<Group> {
         ListRequest::new(self.client.clone(), Ok(self.client.fixed_url(&["groups"])))

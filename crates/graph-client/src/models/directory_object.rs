@@ -92,6 +92,25 @@ impl DirectoryObject {
         }
     }
 
+    /// The short type name: `user`, `group`, `orgContact`, `device`, `servicePrincipal`,
+    /// `directoryRole`, `administrativeUnit`, or for [`Other`](Self::Other) the short form
+    /// of its `@odata.type` (`application`), `directoryObject` when it has none.
+    pub fn type_name(&self) -> &str {
+        match self {
+            Self::User(_) => "user",
+            Self::Group(_) => "group",
+            Self::OrgContact(_) => "orgContact",
+            Self::Device(_) => "device",
+            Self::ServicePrincipal(_) => "servicePrincipal",
+            Self::DirectoryRole(_) => "directoryRole",
+            Self::AdministrativeUnit(_) => "administrativeUnit",
+            Self::Other { odata_type, .. } => match odata_type.as_deref().map(short_type) {
+                Some(name) if !name.is_empty() => name,
+                _ => "directoryObject",
+            },
+        }
+    }
+
     /// The user, when this is one.
     pub fn as_user(&self) -> Option<&User> {
         match self {
@@ -110,7 +129,7 @@ impl DirectoryObject {
 }
 
 /// The short type name of an `@odata.type` (`#microsoft.graph.user` → `user`).
-fn short_type(odata_type: &str) -> &str {
+pub(crate) fn short_type(odata_type: &str) -> &str {
     let t = odata_type.strip_prefix('#').unwrap_or(odata_type);
     t.strip_prefix("microsoft.graph.").unwrap_or(t)
 }
@@ -191,6 +210,15 @@ mod tests {
                 assert_eq!(odata_type.as_deref(), Some("#microsoft.graph.application"));
                 assert_eq!(id.unwrap().as_str(), "app-1");
                 assert_eq!(raw["appId"], "x");
+                assert_eq!(
+                    DirectoryObject::Other {
+                        odata_type: odata_type.clone(),
+                        id: None,
+                        raw: Map::new()
+                    }
+                    .type_name(),
+                    "application"
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -234,6 +262,7 @@ mod tests {
                 format!(r##"{{"@odata.type":"#microsoft.graph.{t}","id":"x","displayName":"n"}}"##);
             let obj: DirectoryObject = serde_json::from_str(&json).unwrap();
             assert!(check(&obj), "{t}: {obj:?}");
+            assert_eq!(obj.type_name(), t);
             assert_eq!(obj.id().unwrap().as_str(), "x");
             assert_eq!(obj.display_name(), Some("n"));
         }
