@@ -157,7 +157,7 @@ impl<T: PartialEq> Upserted<T> for ObjectCounts {
 ///
 /// For tests and small tenants; a service keeps its tenants in its own database with its
 /// own sink.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct MemorySink {
     committed: Directory,
     links: Option<SyncLinks>,
