@@ -19,6 +19,9 @@
 //! # }
 //! ```
 
+/// The `async-trait` macro, to implement [`DirectorySink`] without adding the crate.
+pub use async_trait::async_trait;
+
 mod engine;
 mod memory;
 mod sink;
