@@ -265,7 +265,7 @@ pub fn simulated_browser(url: &url::Url) {
 }
 
 /// The connection fields a grant gives: tenant, admin, scopes.
-pub fn admin_of(grant: &Grant) -> AdminAccount {
+pub(crate) fn admin_of(grant: &Grant) -> AdminAccount {
     let identity = grant.identity();
     AdminAccount {
         object_id: identity.object_id.as_str().to_owned(),
@@ -307,12 +307,12 @@ pub fn new_connection(name: &str, cloud: connection_store::Cloud, grant: &Grant)
 }
 
 /// Whether `grant` signed in to `connection`'s tenant (a reconnect must).
-pub fn same_tenant(connection: &Connection, grant: &Grant) -> bool {
+pub(crate) fn same_tenant(connection: &Connection, grant: &Grant) -> bool {
     connection.tenant.as_str() == TenantId::new(grant.tenant_id().as_str()).as_str()
 }
 
 /// The reconnect a new grant makes for `connection` (check [`same_tenant`] first).
-pub fn reconnect_of(connection: &Connection, grant: &Grant) -> Reconnect {
+pub(crate) fn reconnect_of(connection: &Connection, grant: &Grant) -> Reconnect {
     Reconnect {
         tenant: connection.tenant.clone(),
         admin: admin_of(grant),

@@ -29,7 +29,7 @@ use time::OffsetDateTime;
 
 /// The Graph resource every simulator and the global cloud use in scope names
 /// (`https://graph.microsoft.com/User.Read.All`).
-pub const GLOBAL_GRAPH_RESOURCE: &str = "https://graph.microsoft.com";
+pub(crate) const GLOBAL_GRAPH_RESOURCE: &str = "https://graph.microsoft.com";
 
 // ---------------------------------------------------------------------------------------
 // 1. Refresh tokens live in the connection store.
@@ -209,7 +209,7 @@ impl App {
 ///
 /// # Errors
 /// When a custom login URL is not an absolute http(s) URL.
-pub fn entra_cloud(cloud: &connection_store::Cloud) -> anyhow::Result<entra_auth::Cloud> {
+pub(crate) fn entra_cloud(cloud: &connection_store::Cloud) -> anyhow::Result<entra_auth::Cloud> {
     Ok(match cloud {
         connection_store::Cloud::UsGovernment => entra_auth::Cloud::UsGovernment,
         connection_store::Cloud::UsGovernmentDod => entra_auth::Cloud::UsGovernmentDod,
@@ -223,7 +223,7 @@ pub fn entra_cloud(cloud: &connection_store::Cloud) -> anyhow::Result<entra_auth
 }
 
 /// Graph's v1.0 root for a stored cloud.
-pub fn graph_base(cloud: &connection_store::Cloud) -> String {
+pub(crate) fn graph_base(cloud: &connection_store::Cloud) -> String {
     let national = match cloud {
         connection_store::Cloud::UsGovernment => graph_client::GraphCloud::UsGovernment,
         connection_store::Cloud::UsGovernmentDod => graph_client::GraphCloud::UsGovernmentDod,
@@ -280,7 +280,7 @@ impl Linked {
 ///
 /// # Errors
 /// When the Graph URL is invalid (`http` is accepted only on loopback).
-pub fn graph_client(
+pub(crate) fn graph_client(
     cloud: &connection_store::Cloud,
     session: TokenSession,
 ) -> anyhow::Result<GraphClient> {

@@ -13,9 +13,6 @@
 //! - [`sync`]: users, groups and memberships into JSON Lines or CSV, full or delta.
 //! - [`web`]: the web app of the product flow (axum, maud).
 
-// Each example uses a part of this folder; what one leaves unused another uses.
-#![allow(dead_code, unused_imports)]
-
 pub mod connect;
 pub mod glue;
 pub mod present;

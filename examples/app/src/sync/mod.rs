@@ -52,7 +52,7 @@ pub use output::{Format, load_previous};
 pub type Record = Map<String, Value>;
 
 /// The user attributes exported when `--select` is not given.
-pub const DEFAULT_USER_SELECT: &[&str] = &[
+pub(crate) const DEFAULT_USER_SELECT: &[&str] = &[
     "displayName",
     "userPrincipalName",
     "mail",
@@ -65,7 +65,7 @@ pub const DEFAULT_USER_SELECT: &[&str] = &[
 ];
 
 /// The group properties exported.
-pub const GROUP_SELECT: &[&str] = &[
+pub(crate) const GROUP_SELECT: &[&str] = &[
     "displayName",
     "description",
     "mail",
@@ -78,7 +78,7 @@ pub const GROUP_SELECT: &[&str] = &[
 pub const DEFAULT_CONCURRENCY: usize = 8;
 
 /// The default time-to-live of the sync lease; it is renewed every third of it.
-pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(60);
 
 /// Groups per `$batch` request (Graph's limit, spec 12).
 const BATCH_SIZE: usize = graph_client::MAX_BATCH_SIZE;
@@ -139,7 +139,7 @@ impl Options {
     }
 
     /// `id` followed by the selected attributes, without duplicates.
-    pub fn user_columns(&self) -> Vec<String> {
+    pub(crate) fn user_columns(&self) -> Vec<String> {
         let mut columns = vec!["id".to_owned()];
         for name in &self.select {
             let name = name.trim();
@@ -155,7 +155,7 @@ impl Options {
 ///
 /// # Errors
 /// When the name is rejected by the store's rules (it is short, so never).
-pub fn default_holder() -> anyhow::Result<LeaseHolder> {
+pub(crate) fn default_holder() -> anyhow::Result<LeaseHolder> {
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "host".to_owned());
     let host: String = host.chars().take(60).collect();
     let suffix = uuid::Uuid::new_v4().simple().to_string();
@@ -317,7 +317,7 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// The number of (group, member) pairs.
-    pub fn membership_count(&self) -> usize {
+    pub(crate) fn membership_count(&self) -> usize {
         self.members.values().map(BTreeMap::len).sum()
     }
 
@@ -796,7 +796,7 @@ fn short_type(odata_type: Option<&str>) -> String {
 }
 
 /// The selected columns of a user, nulls dropped; `None` without an id.
-pub fn user_record(user: &User, columns: &[String]) -> Option<(String, Record)> {
+pub(crate) fn user_record(user: &User, columns: &[String]) -> Option<(String, Record)> {
     let id = user.id.as_ref()?.as_str().to_owned();
     let Ok(Value::Object(all)) = serde_json::to_value(user) else {
         return None;
@@ -805,7 +805,7 @@ pub fn user_record(user: &User, columns: &[String]) -> Option<(String, Record)> 
 }
 
 /// The exported properties of a group, nulls dropped; `None` without an id.
-pub fn group_record(group: &Group) -> Option<(String, Record)> {
+pub(crate) fn group_record(group: &Group) -> Option<(String, Record)> {
     let id = group.id.as_ref()?.as_str().to_owned();
     let Ok(Value::Object(all)) = serde_json::to_value(group) else {
         return None;

@@ -166,7 +166,7 @@ fn read_lines(path: &Path) -> anyhow::Result<impl Iterator<Item = serde_json::Re
 }
 
 /// The summary written as `summary.json`.
-pub fn summary_json(report: &Report) -> Value {
+pub(crate) fn summary_json(report: &Report) -> Value {
     json!({
         "kind": report.kind.label(),
         "users": report.users,
@@ -184,7 +184,7 @@ pub fn summary_json(report: &Report) -> Value {
 /// # Errors
 /// Any file error; the files already renamed stay, but the manifest is gone, so the
 /// next sync is a full import.
-pub fn write_all(
+pub(crate) fn write_all(
     out: &Path,
     format: Format,
     id: ConnectionId,

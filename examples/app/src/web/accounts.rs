@@ -56,7 +56,7 @@ impl Customer {
     }
 
     /// The two demo customers, whose passwords the example prints at start.
-    pub fn demo() -> Vec<Self> {
+    pub(crate) fn demo() -> Vec<Self> {
         DEMO_CUSTOMERS
             .iter()
             .map(|(email, password)| Self::new(email, &SecretString::from(*password)))
@@ -76,7 +76,7 @@ fn digest(password: &str) -> [u8; 32] {
 
 /// The customer with this email and password, comparing in constant time; `None` for an
 /// unknown email or a wrong password alike.
-pub fn authenticate<'a>(
+pub(crate) fn authenticate<'a>(
     customers: &'a [Customer],
     email: &str,
     password: &str,

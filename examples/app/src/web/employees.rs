@@ -1,5 +1,5 @@
 //! The imported employees of a connection, for the Manage page: read from the sync
-//! export, narrowed to the connection's [`SyncScope`], searched and paged.
+//! export, narrowed to the connection's `SyncScope`, searched and paged.
 //!
 //! The export ([`crate::sync`], JSON Lines) is read through
 //! [`EmployeeCache`], which re-reads it only when `sync-manifest.json` changes: the sync
@@ -22,7 +22,7 @@ use crate::sync::{Format, Record, Snapshot, load_previous};
 /// properties returned in a list with `$select` (spec 8b) and tracked by `users/delta`.
 /// `faxNumber` is left out: tenant-sim does not know it and answers 400 to a `$select`
 /// that names it.
-pub const USER_SELECT: &[&str] = &[
+pub(crate) const USER_SELECT: &[&str] = &[
     "displayName",
     "givenName",
     "surname",
@@ -44,7 +44,7 @@ pub const USER_SELECT: &[&str] = &[
 ];
 
 /// Employees per page of the Manage page's list.
-pub const PAGE_SIZE: usize = 25;
+pub(crate) const PAGE_SIZE: usize = 25;
 
 /// The manifest the export writes last.
 const MANIFEST: &str = "sync-manifest.json";
@@ -52,7 +52,7 @@ const MANIFEST: &str = "sync-manifest.json";
 /// One imported user. Text fields are `None` when the export has no (or a blank) value.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Employee {
+pub(crate) struct Employee {
     /// The Entra object id.
     pub id: String,
     /// `displayName`.
@@ -95,7 +95,7 @@ pub struct Employee {
 
 impl Employee {
     /// The employee of the exported user `record` (whose id is `id`).
-    pub fn from_record(id: &str, record: &Record) -> Self {
+    pub(crate) fn from_record(id: &str, record: &Record) -> Self {
         let text = |name: &str| match record.get(name) {
             Some(Value::String(value)) if !value.trim().is_empty() => Some(value.trim().to_owned()),
             _ => None,
@@ -139,7 +139,7 @@ impl Employee {
 
     /// The name to show: `displayName`, else given name and surname, else the UPN, the
     /// mail address or the id.
-    pub fn name(&self) -> String {
+    pub(crate) fn name(&self) -> String {
         if let Some(name) = &self.display_name {
             return name.clone();
         }
@@ -159,7 +159,7 @@ impl Employee {
 
     /// The postal address on one line: "street, postal code city, state, country", the
     /// missing parts left out; empty when there is none.
-    pub fn address_line(&self) -> String {
+    pub(crate) fn address_line(&self) -> String {
         let town: Vec<&str> = [&self.postal_code, &self.city]
             .into_iter()
             .filter_map(Option::as_deref)
@@ -178,7 +178,7 @@ impl Employee {
     }
 
     /// The business phones then the mobile phone, without repeats.
-    pub fn phones(&self) -> Vec<&str> {
+    pub(crate) fn phones(&self) -> Vec<&str> {
         let mut phones: Vec<&str> = Vec::new();
         for phone in self
             .business_phones
@@ -194,12 +194,12 @@ impl Employee {
     }
 
     /// True for an account Entra has disabled (`accountEnabled` false).
-    pub fn is_disabled(&self) -> bool {
+    pub(crate) fn is_disabled(&self) -> bool {
         self.account_enabled == Some(false)
     }
 
     /// True for a guest from another organization (`userType` `Guest`).
-    pub fn is_guest(&self) -> bool {
+    pub(crate) fn is_guest(&self) -> bool {
         self.user_type
             .as_deref()
             .is_some_and(|t| t.eq_ignore_ascii_case("Guest"))
@@ -233,7 +233,7 @@ impl Employee {
 /// of the chosen groups directly or through nested groups (a group cycle is followed
 /// once), without disabled accounts and guests when the scope says so. Sorted by name
 /// (case-insensitive), then id.
-pub fn in_scope(snapshot: &Snapshot, scope: &SyncScope) -> Vec<Employee> {
+pub(crate) fn in_scope(snapshot: &Snapshot, scope: &SyncScope) -> Vec<Employee> {
     let keep = |employee: &Employee| {
         !((scope.skip_disabled && employee.is_disabled())
             || (scope.skip_guests && employee.is_guest()))
@@ -277,7 +277,7 @@ pub fn in_scope(snapshot: &Snapshot, scope: &SyncScope) -> Vec<Employee> {
 
 /// The groups of `snapshot` as (id, name) for the scope form, sorted by name
 /// (case-insensitive), then id; a group without a `displayName` shows its id.
-pub fn group_choices(snapshot: &Snapshot) -> Vec<(String, String)> {
+pub(crate) fn group_choices(snapshot: &Snapshot) -> Vec<(String, String)> {
     let mut choices: Vec<(String, String)> = snapshot
         .groups
         .iter()
@@ -298,7 +298,7 @@ pub fn group_choices(snapshot: &Snapshot) -> Vec<(String, String)> {
 /// A search of the employee list: the query string `q` and the 1-based `page`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(default)]
-pub struct EmployeeQuery {
+pub(crate) struct EmployeeQuery {
     /// Whitespace-separated terms; each must occur (case-insensitive) in the name, mail,
     /// UPN, job title, department, company, office or city.
     pub q: String,
@@ -308,7 +308,7 @@ pub struct EmployeeQuery {
 
 /// One page of a search.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EmployeePage {
+pub(crate) struct EmployeePage {
     /// The employees on this page (at most [`PAGE_SIZE`]).
     pub items: Vec<Employee>,
     /// How many employees match the search.
@@ -321,12 +321,12 @@ pub struct EmployeePage {
 
 impl EmployeePage {
     /// Is there a page before this one?
-    pub fn has_prev(&self) -> bool {
+    pub(crate) fn has_prev(&self) -> bool {
         self.page > 1
     }
 
     /// Is there a page after this one?
-    pub fn has_next(&self) -> bool {
+    pub(crate) fn has_next(&self) -> bool {
         self.page < self.pages
     }
 }
@@ -334,7 +334,7 @@ impl EmployeePage {
 /// The page `query.page` of the employees in `all` that match `query.q` (all of them
 /// when it is blank), in the order of `all`. A page past the end is the last page; page
 /// 0 is page 1.
-pub fn search(all: &[Employee], query: &EmployeeQuery) -> EmployeePage {
+pub(crate) fn search(all: &[Employee], query: &EmployeeQuery) -> EmployeePage {
     let terms: Vec<String> = query.q.split_whitespace().map(str::to_lowercase).collect();
     let matching: Vec<&Employee> = all.iter().filter(|e| e.matches(&terms)).collect();
     let total = matching.len();
@@ -405,11 +405,6 @@ pub struct EmployeeCache {
 }
 
 impl EmployeeCache {
-    /// An empty cache.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
     /// The employees of connection `id` under `scope`, from the export in `dir`; empty
     /// while the connection has no export. The same `Arc` comes back until the export or
     /// the scope changes.
@@ -417,7 +412,7 @@ impl EmployeeCache {
     /// # Errors
     /// When the export is unreadable or damaged, or `dir` holds another connection's
     /// export.
-    pub fn employees(
+    pub(crate) fn employees(
         &self,
         dir: &Path,
         id: ConnectionId,
@@ -454,7 +449,7 @@ impl EmployeeCache {
     ///
     /// # Errors
     /// As [`employees`](Self::employees).
-    pub fn groups(
+    pub(crate) fn groups(
         &self,
         dir: &Path,
         id: ConnectionId,
@@ -995,7 +990,7 @@ mod tests {
     #[test]
     fn cache_without_an_export_is_empty() {
         let dir = TempDir::new();
-        let cache = EmployeeCache::new();
+        let cache = EmployeeCache::default();
         let id = ConnectionId::new();
         assert!(
             cache
@@ -1010,7 +1005,7 @@ mod tests {
     fn cache_returns_the_same_arc_until_the_manifest_or_scope_changes() {
         let dir = TempDir::new();
         let id = ConnectionId::new();
-        let cache = EmployeeCache::new();
+        let cache = EmployeeCache::default();
         write_export(&dir.0, id, &fixture());
 
         let default = SyncScope::default();
@@ -1057,7 +1052,7 @@ mod tests {
     fn cache_forget_drops_the_connection() {
         let dir = TempDir::new();
         let id = ConnectionId::new();
-        let cache = EmployeeCache::new();
+        let cache = EmployeeCache::default();
         write_export(&dir.0, id, &fixture());
         let first = cache.employees(&dir.0, id, &SyncScope::default()).unwrap();
         cache.forget(id);
@@ -1071,7 +1066,7 @@ mod tests {
     fn cache_refuses_another_connections_export() {
         let dir = TempDir::new();
         write_export(&dir.0, ConnectionId::new(), &fixture());
-        let error = EmployeeCache::new()
+        let error = EmployeeCache::default()
             .employees(&dir.0, ConnectionId::new(), &SyncScope::default())
             .unwrap_err();
         assert!(

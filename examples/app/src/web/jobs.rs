@@ -98,7 +98,7 @@ impl Jobs {
     /// Waits up to `within` for the background syncs to finish (a shutdown), then stops
     /// the rest; a stopped sync leaves its export and cursors as they were, and its lease
     /// expires by itself.
-    pub async fn drain(&self, within: Duration) {
+    pub(crate) async fn drain(&self, within: Duration) {
         let mut tasks =
             std::mem::take(&mut *self.tasks.lock().unwrap_or_else(PoisonError::into_inner));
         let all = async { while tasks.join_next().await.is_some() {} };
@@ -159,7 +159,7 @@ impl Jobs {
 
 /// Starts a sync of `owner`'s connection `id` in the background ("Sync now"); false when
 /// one is already running in this process.
-pub fn spawn(state: &AppState, owner: OwnerId, id: ConnectionId) -> bool {
+pub(crate) fn spawn(state: &AppState, owner: OwnerId, id: ConnectionId) -> bool {
     if state.jobs().claim(id).is_none() {
         return false;
     }
@@ -190,7 +190,7 @@ pub async fn run(
 }
 
 /// Runs a sync whose job [`Jobs::claim`] marked running.
-pub async fn run_claimed(
+pub(crate) async fn run_claimed(
     state: &AppState,
     owner: &OwnerId,
     id: ConnectionId,

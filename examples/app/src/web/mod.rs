@@ -8,20 +8,17 @@
 //!
 //! - [`accounts`]: the service's own customers (the store's owners).
 //! - [`session`]: signed session cookies, server-side sessions, CSRF.
-//! - [`routes`] and [`pages`]: the handlers and their templates.
+//! - `routes` and `pages`: the handlers and their templates.
 //! - [`jobs`] and [`scheduler`]: "Sync now" in the background, and the interval sync.
-//! - [`scope`] and [`employees`]: which users are imported, and the employees table.
-
-// The example uses all of this; the tests that include the folder use parts of it.
-#![allow(dead_code)]
+//! - `scope` and [`employees`]: which users are imported, and the employees table.
 
 pub mod accounts;
 pub mod employees;
 pub mod jobs;
-pub mod pages;
-pub mod routes;
+mod pages;
+mod routes;
 pub mod scheduler;
-pub mod scope;
+mod scope;
 pub mod session;
 
 use std::path::{Path, PathBuf};
@@ -89,7 +86,6 @@ struct Inner {
     config: Config,
     store: Arc<dyn ConnectionStore>,
     entra: EntraClient,
-    base_url: String,
     sessions: session::Sessions,
     jobs: jobs::Jobs,
     employees: employees::EmployeeCache,
@@ -112,7 +108,7 @@ impl AppState {
         store: Arc<dyn ConnectionStore>,
         base_url: &str,
     ) -> anyhow::Result<Self> {
-        let base_url = base_url.trim_end_matches('/').to_owned();
+        let base_url = base_url.trim_end_matches('/');
         let redirect_uri = format!("{base_url}{CALLBACK_PATH}");
         let entra = config
             .sign_in
@@ -123,7 +119,6 @@ impl AppState {
                 config,
                 store,
                 entra,
-                base_url,
                 sessions: session::Sessions::default(),
                 jobs: jobs::Jobs::default(),
                 employees: employees::EmployeeCache::default(),
@@ -147,13 +142,8 @@ impl AppState {
         &self.inner.entra
     }
 
-    /// The app's base URL.
-    pub fn base_url(&self) -> &str {
-        &self.inner.base_url
-    }
-
     /// The browser sessions.
-    pub fn sessions(&self) -> &session::Sessions {
+    pub(crate) fn sessions(&self) -> &session::Sessions {
         &self.inner.sessions
     }
 
@@ -173,7 +163,7 @@ impl AppState {
     ///
     /// # Errors
     /// When the connection is not `owner`'s, or the app settings are invalid.
-    pub async fn linked(&self, owner: &OwnerId, id: ConnectionId) -> anyhow::Result<Linked> {
+    pub(crate) async fn linked(&self, owner: &OwnerId, id: ConnectionId) -> anyhow::Result<Linked> {
         let cached = self.linked_map().get(&id).cloned();
         if let Some(linked) = cached
             && &linked.connection.owner == owner

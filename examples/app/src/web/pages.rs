@@ -8,11 +8,11 @@ use super::jobs::JobState;
 use super::scope::SyncScope;
 
 /// The base path of the integration's pages.
-pub const BASE: &str = "/integrations/microsoft-365";
+pub(crate) const BASE: &str = "/integrations/microsoft-365";
 
 /// What every page needs: who is signed in, and the CSRF token for its forms.
 #[derive(Debug, Clone)]
-pub struct Ctx {
+pub(crate) struct Ctx {
     /// The signed-in customer's email.
     pub customer: Option<String>,
     /// The session's CSRF token.
@@ -39,7 +39,7 @@ fieldset{border:1px solid #dde;border-radius:6px}.groups{max-height:12em;overflo
 ";
 
 /// The frame around every page.
-pub fn layout(ctx: &Ctx, title: &str, refresh: bool, body: &Markup) -> Markup {
+pub(crate) fn layout(ctx: &Ctx, title: &str, refresh: bool, body: &Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -72,7 +72,7 @@ fn csrf_field(ctx: &Ctx) -> Markup {
 }
 
 /// The customer sign-in page.
-pub fn sign_in(ctx: &Ctx, email: &str, error: Option<&str>) -> Markup {
+pub(crate) fn sign_in(ctx: &Ctx, email: &str, error: Option<&str>) -> Markup {
     let body = html! {
         h1 { "Sign in" }
         p.muted { "Sign in to your Signatures account." }
@@ -88,7 +88,7 @@ pub fn sign_in(ctx: &Ctx, email: &str, error: Option<&str>) -> Markup {
 }
 
 /// "Integrations", with the Microsoft 365 card.
-pub fn integrations(ctx: &Ctx) -> Markup {
+pub(crate) fn integrations(ctx: &Ctx) -> Markup {
     let body = html! {
         h1 { "Integrations" }
         div.card {
@@ -102,7 +102,7 @@ pub fn integrations(ctx: &Ctx) -> Markup {
 
 /// One row of "Linked Microsoft 365 accounts".
 #[derive(Debug, Clone)]
-pub struct ConnectionRow {
+pub(crate) struct ConnectionRow {
     /// The connection id.
     pub id: String,
     /// Its name.
@@ -122,7 +122,7 @@ pub struct ConnectionRow {
 }
 
 /// "Linked Microsoft 365 accounts".
-pub fn linked_accounts(ctx: &Ctx, rows: &[ConnectionRow], flash: Option<&str>) -> Markup {
+pub(crate) fn linked_accounts(ctx: &Ctx, rows: &[ConnectionRow], flash: Option<&str>) -> Markup {
     let body = html! {
         p { a href="/integrations" { "Integrations" } " › Microsoft 365 – User Sync" }
         h1 { "Microsoft 365 – User Sync" }
@@ -154,7 +154,7 @@ pub fn linked_accounts(ctx: &Ctx, rows: &[ConnectionRow], flash: Option<&str>) -
 }
 
 /// "Create a new connection".
-pub fn new_connection(ctx: &Ctx, name: &str, error: Option<&str>) -> Markup {
+pub(crate) fn new_connection(ctx: &Ctx, name: &str, error: Option<&str>) -> Markup {
     let body = html! {
         p { a href=(BASE) { "‹ Linked Microsoft 365 accounts" } }
         h1 { "Create a new connection" }
@@ -175,7 +175,12 @@ pub fn new_connection(ctx: &Ctx, name: &str, error: Option<&str>) -> Markup {
 }
 
 /// A Microsoft sign-in that did not lead to a connection, in plain words.
-pub fn sign_in_failed(ctx: &Ctx, headline: &str, detail: &str, admin_link: Option<&str>) -> Markup {
+pub(crate) fn sign_in_failed(
+    ctx: &Ctx,
+    headline: &str,
+    detail: &str,
+    admin_link: Option<&str>,
+) -> Markup {
     let body = html! {
         h1 { (headline) }
         p #sign-in-error { (detail) }
@@ -189,7 +194,7 @@ pub fn sign_in_failed(ctx: &Ctx, headline: &str, detail: &str, admin_link: Optio
 }
 
 /// The page an IT admin sees after approving through a forwarded link.
-pub fn admin_consent_done(ctx: &Ctx, approved: bool, detail: &str) -> Markup {
+pub(crate) fn admin_consent_done(ctx: &Ctx, approved: bool, detail: &str) -> Markup {
     let title = if approved {
         "Permissions approved"
     } else {
@@ -205,7 +210,7 @@ pub fn admin_consent_done(ctx: &Ctx, approved: bool, detail: &str) -> Markup {
 
 /// Everything the Manage page shows.
 #[derive(Debug)]
-pub struct ManageView<'a> {
+pub(crate) struct ManageView<'a> {
     /// The connection as a row.
     pub row: &'a ConnectionRow,
     /// The reason shown when it needs a reconnect.
@@ -231,7 +236,7 @@ pub struct ManageView<'a> {
 }
 
 /// The sync's state in words, for the page and the status JSON.
-pub fn progress_text(job: &JobState) -> String {
+pub(crate) fn progress_text(job: &JobState) -> String {
     match job {
         JobState::Idle => "No sync has run since the app started. Press “Sync now”, or wait for the scheduled sync.".to_owned(),
         JobState::Running { phase, counts } => {
@@ -278,7 +283,7 @@ fn employee_row(base: &str, e: &Employee) -> Markup {
 }
 
 /// The Manage page of one connection.
-pub fn manage(ctx: &Ctx, view: &ManageView<'_>) -> Markup {
+pub(crate) fn manage(ctx: &Ctx, view: &ManageView<'_>) -> Markup {
     let row = view.row;
     let base = format!("{BASE}/connections/{}", row.id);
     let page = view.employees;
@@ -382,7 +387,7 @@ pub fn manage(ctx: &Ctx, view: &ManageView<'_>) -> Markup {
 }
 
 /// "Remove this connection?"
-pub fn confirm_remove(ctx: &Ctx, id: &str, name: &str) -> Markup {
+pub(crate) fn confirm_remove(ctx: &Ctx, id: &str, name: &str) -> Markup {
     let body = html! {
         h1 { "Remove “" (name) "”?" }
         p { "The connection, its saved sign-in and its imported employees are deleted from Signatures. Nothing changes in Microsoft 365; an administrator can also remove the app's permissions in Microsoft Entra." }
@@ -396,7 +401,7 @@ pub fn confirm_remove(ctx: &Ctx, id: &str, name: &str) -> Markup {
 }
 
 /// An error page (404, 403, 500...).
-pub fn error(ctx: &Ctx, title: &str, detail: &str) -> Markup {
+pub(crate) fn error(ctx: &Ctx, title: &str, detail: &str) -> Markup {
     let body = html! {
         h1 { (title) }
         p #error { (detail) }
@@ -411,7 +416,7 @@ fn path_segment(text: &str) -> String {
 }
 
 /// A round thumbnail with a person's initials, for employees without a photo.
-pub fn initials_svg(name: &str) -> Markup {
+pub(crate) fn initials_svg(name: &str) -> Markup {
     let initials: String = name
         .split_whitespace()
         .filter_map(|word| word.chars().next())

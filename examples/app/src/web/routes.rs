@@ -32,7 +32,7 @@ use crate::connect::{new_connection, reconnect_of, same_tenant};
 type Fields = Vec<(String, String)>;
 
 /// The app's routes.
-pub fn router(state: AppState) -> Router {
+pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(home))
         .route("/sign-in", get(sign_in_page).post(sign_in))
@@ -144,7 +144,7 @@ async fn security_headers(State(state): State<AppState>, mut response: Response)
 
 /// Why a request was refused.
 #[derive(Debug)]
-pub enum AppError {
+pub(crate) enum AppError {
     /// Not signed in: go to the sign-in page.
     SignInRequired,
     /// The form's CSRF token is missing or wrong.
@@ -288,7 +288,7 @@ async fn own_connection(state: &AppState, me: &Me, id: &str) -> Result<Connectio
 }
 
 /// `2026-11-25 08:15 UTC`.
-pub fn format_time(at: OffsetDateTime) -> String {
+pub(crate) fn format_time(at: OffsetDateTime) -> String {
     let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
     at.to_offset(time::UtcOffset::UTC)
         .format(&format)

@@ -26,7 +26,7 @@ use super::jobs::{self, Outcome};
 use crate::sync;
 
 /// How often the scheduler looks for due connections, at most.
-pub const CHECK_EVERY: Duration = Duration::from_secs(60);
+pub(crate) const CHECK_EVERY: Duration = Duration::from_secs(60);
 
 /// What a round did with one connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,7 +41,7 @@ pub struct Visit {
 
 /// Starts the scheduler: a round now, then every [`CHECK_EVERY`] (or `interval`), until
 /// `stop` turns true (a round under way finishes first, so its syncs free their leases).
-pub fn spawn(
+pub(crate) fn spawn(
     state: AppState,
     interval: Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,

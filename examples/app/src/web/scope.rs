@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 
 /// The file name of the scope inside a connection's folder.
-pub const SCOPE_FILE: &str = "scope.json";
+pub(crate) const SCOPE_FILE: &str = "scope.json";
 
 /// The most groups one scope may name (a form larger than this is refused).
-pub const MAX_GROUPS: usize = 500;
+pub(crate) const MAX_GROUPS: usize = 500;
 
 /// Which users of a connection's tenant are its employees.
 ///
@@ -24,7 +24,7 @@ pub const MAX_GROUPS: usize = 500;
 /// guest (`userType` `Guest`) is someone from another organization.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
-pub struct SyncScope {
+pub(crate) struct SyncScope {
     /// Group ids whose members (through nested groups too) are the employees; empty means
     /// all users. Sorted, without duplicates.
     pub groups: Vec<String>,
@@ -46,37 +46,15 @@ impl Default for SyncScope {
 
 impl SyncScope {
     /// The scope file of the connection folder `dir`.
-    pub fn path(dir: &Path) -> PathBuf {
+    pub(crate) fn path(dir: &Path) -> PathBuf {
         dir.join(SCOPE_FILE)
-    }
-
-    /// True when the scope takes every user (no groups chosen).
-    pub fn is_all_users(&self) -> bool {
-        self.groups.is_empty()
-    }
-
-    /// One line for the page, e.g. "Members of 2 groups (nested groups included),
-    /// without disabled accounts and guests".
-    pub fn summary(&self) -> String {
-        let who = match self.groups.len() {
-            0 => "All users".to_owned(),
-            1 => "Members of 1 group (nested groups included)".to_owned(),
-            n => format!("Members of {n} groups (nested groups included)"),
-        };
-        let without = match (self.skip_disabled, self.skip_guests) {
-            (true, true) => ", without disabled accounts and guests",
-            (true, false) => ", without disabled accounts",
-            (false, true) => ", without guests",
-            (false, false) => "",
-        };
-        format!("{who}{without}")
     }
 
     /// Reads `dir/scope.json`; a missing file (or folder) is the [default](Self::default).
     ///
     /// # Errors
     /// When the file cannot be read or is damaged; the message names the file.
-    pub fn load(dir: &Path) -> anyhow::Result<Self> {
+    pub(crate) fn load(dir: &Path) -> anyhow::Result<Self> {
         let path = Self::path(dir);
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
@@ -101,7 +79,7 @@ impl SyncScope {
     ///
     /// # Errors
     /// When the folder or the file cannot be written.
-    pub fn save(&self, dir: &Path) -> anyhow::Result<()> {
+    pub(crate) fn save(&self, dir: &Path) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("could not create {}", dir.display()))?;
         let path = Self::path(dir);
@@ -140,7 +118,7 @@ impl SyncScope {
     /// A [`ScopeError`] naming the field to fix: a missing or unknown `mode`, `groups`
     /// with no group chosen, more than [`MAX_GROUPS`] groups, a group id the export does
     /// not have, or a checkbox with a value other than `on`.
-    pub fn from_form(
+    pub(crate) fn from_form(
         pairs: &[(String, String)],
         is_known_group: impl Fn(&str) -> bool,
     ) -> Result<Self, ScopeError> {
@@ -224,10 +202,10 @@ fn shortened(value: &str) -> String {
 }
 
 /// Why a submitted scope form was refused. [`Display`](std::fmt::Display) is a plain
-/// sentence for the page; [`field`](Self::field) names the form field it belongs to.
+/// sentence for the page.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum ScopeError {
+pub(crate) enum ScopeError {
     /// `mode` was missing (`None`) or neither `all` nor `groups`.
     BadMode {
         /// The value sent, shortened.
@@ -252,20 +230,6 @@ pub enum ScopeError {
         /// The value sent, shortened.
         value: String,
     },
-}
-
-impl ScopeError {
-    /// The form field to show the message next to: `mode`, `group`, `skip_disabled` or
-    /// `skip_guests`.
-    pub fn field(&self) -> &'static str {
-        match self {
-            Self::BadMode { .. } => "mode",
-            Self::NoGroupChosen | Self::TooManyGroups { .. } | Self::UnknownGroups { .. } => {
-                "group"
-            }
-            Self::BadCheckbox { field, .. } => field,
-        }
-    }
 }
 
 impl std::fmt::Display for ScopeError {
@@ -343,13 +307,9 @@ mod tests {
     #[test]
     fn default_scope_is_all_users_without_disabled_and_guests() {
         let scope = SyncScope::default();
-        assert!(scope.is_all_users());
+        assert!(scope.groups.is_empty());
         assert!(scope.skip_disabled);
         assert!(scope.skip_guests);
-        assert_eq!(
-            scope.summary(),
-            "All users, without disabled accounts and guests"
-        );
     }
 
     #[test]
@@ -441,7 +401,6 @@ mod tests {
                 skip_guests: true,
             }
         );
-        assert_eq!(scope.summary(), "All users, without guests");
     }
 
     #[test]
@@ -467,18 +426,13 @@ mod tests {
                 skip_guests: true,
             }
         );
-        assert_eq!(
-            scope.summary(),
-            "Members of 2 groups (nested groups included), without disabled accounts and guests"
-        );
     }
 
     #[test]
-    fn form_groups_mode_without_a_group_is_a_group_field_error() {
+    fn form_groups_mode_without_a_group_is_refused() {
         let error =
             SyncScope::from_form(&form(&[("mode", "groups"), ("group", " ")]), known).unwrap_err();
         assert_eq!(error, ScopeError::NoGroupChosen);
-        assert_eq!(error.field(), "group");
         assert_eq!(
             error.to_string(),
             "Choose at least one group, or choose to sync all users."
@@ -503,7 +457,6 @@ mod tests {
                 ids: vec!["also-gone".into(), "gone".into()]
             }
         );
-        assert_eq!(error.field(), "group");
         assert!(
             error
                 .to_string()
@@ -512,7 +465,7 @@ mod tests {
     }
 
     #[test]
-    fn form_bad_or_missing_mode_is_a_mode_field_error() {
+    fn form_bad_or_missing_mode_is_refused() {
         let error = SyncScope::from_form(&form(&[("mode", "everyone")]), known).unwrap_err();
         assert_eq!(
             error,
@@ -520,7 +473,6 @@ mod tests {
                 value: Some("everyone".into())
             }
         );
-        assert_eq!(error.field(), "mode");
         assert_eq!(
             error.to_string(),
             "\"everyone\" is not a choice here: choose all users or chosen groups."
@@ -555,7 +507,6 @@ mod tests {
                 chosen: MAX_GROUPS + 1
             }
         );
-        assert_eq!(error.field(), "group");
 
         // Exactly the cap is accepted.
         pairs.pop();
@@ -577,6 +528,5 @@ mod tests {
                 value: "yes please".into()
             }
         );
-        assert_eq!(error.field(), "skip_disabled");
     }
 }

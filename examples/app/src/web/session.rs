@@ -28,24 +28,24 @@ use subtle::ConstantTimeEq as _;
 pub const COOKIE: &str = "m365link_session";
 
 /// A session unused for this long is gone.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(8 * 60 * 60);
+pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(8 * 60 * 60);
 
 /// A session nobody signed in with is dropped after this long unused (every visit to the
 /// sign-in page makes one, so they must not pile up).
-pub const ANONYMOUS_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+pub(crate) const ANONYMOUS_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 /// At most this many sessions; beyond it the anonymous ones go first.
-pub const MAX_SESSIONS: usize = 100_000;
+pub(crate) const MAX_SESSIONS: usize = 100_000;
 
 /// A Microsoft sign-in left unfinished for this long is forgotten.
-pub const PENDING_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+pub(crate) const PENDING_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
 /// Pending sign-ins kept per session (several tabs); the oldest goes first.
 const MAX_PENDING: usize = 5;
 
 /// What a pending Microsoft sign-in is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Intent {
+pub(crate) enum Intent {
     /// "Create a new connection" with this name.
     Create {
         /// The name the customer gave.
@@ -60,7 +60,7 @@ pub enum Intent {
 
 /// A Microsoft sign-in started from this browser, waiting for Entra's redirect.
 #[derive(Debug)]
-pub struct Pending {
+pub(crate) struct Pending {
     /// What the sign-in is for.
     pub intent: Intent,
     /// The PKCE verifier, nonce and state (redacted in `Debug`).
@@ -71,7 +71,7 @@ pub struct Pending {
 }
 
 /// One browser session.
-pub struct SessionData {
+pub(crate) struct SessionData {
     /// The signed-in customer, if any.
     pub owner: Option<OwnerId>,
     /// The CSRF token every form of this session carries.
@@ -93,7 +93,7 @@ impl SessionData {
 
 /// A snapshot of a session for a request: who, and the CSRF token for its forms.
 #[derive(Clone)]
-pub struct Current {
+pub(crate) struct Current {
     /// The session id (from the verified cookie).
     pub id: String,
     /// The signed-in customer, if any.
@@ -122,12 +122,12 @@ impl std::fmt::Debug for Current {
 
 /// All sessions of this process.
 #[derive(Clone, Default)]
-pub struct Sessions {
+pub(crate) struct Sessions {
     inner: Arc<Mutex<HashMap<String, SessionData>>>,
 }
 
 /// 32 random bytes, URL-safe base64.
-pub fn random_token() -> String {
+pub(crate) fn random_token() -> String {
     let mut bytes = [0_u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
@@ -142,7 +142,7 @@ impl Sessions {
 
     /// The session named by the jar's verified cookie, touched; `None` when there is no
     /// cookie, its signature is wrong, or the session expired.
-    pub fn current(&self, jar: &SignedCookieJar) -> Option<Current> {
+    pub(crate) fn current(&self, jar: &SignedCookieJar) -> Option<Current> {
         let id = jar.get(COOKIE)?.value().to_owned();
         let mut sessions = self.lock();
         let now = Instant::now();
@@ -161,7 +161,7 @@ impl Sessions {
 
     /// Starts a new session for `owner` (or an anonymous one), dropping `replaces` (the
     /// session id before signing in or out). Returns it and the cookie to set.
-    pub fn start(
+    pub(crate) fn start(
         &self,
         owner: Option<OwnerId>,
         replaces: Option<&str>,
@@ -193,12 +193,12 @@ impl Sessions {
     }
 
     /// Ends session `id`.
-    pub fn end(&self, id: &str) {
+    pub(crate) fn end(&self, id: &str) {
         self.lock().remove(id);
     }
 
     /// Keeps a pending sign-in in session `id` under its `state`.
-    pub fn add_pending(
+    pub(crate) fn add_pending(
         &self,
         id: &str,
         owner: OwnerId,
@@ -238,7 +238,7 @@ impl Sessions {
 
     /// Takes the pending sign-in with this `state` out of session `id` (single use); `None`
     /// when this browser session did not start it, or it is too old.
-    pub fn take_pending(&self, id: &str, state: &str) -> Option<Pending> {
+    pub(crate) fn take_pending(&self, id: &str, state: &str) -> Option<Pending> {
         let mut sessions = self.lock();
         let pending = sessions.get_mut(id)?.pending.remove(state)?;
         (Instant::now().duration_since(pending.started) <= PENDING_TIMEOUT).then_some(pending)
@@ -247,7 +247,7 @@ impl Sessions {
 
 /// The session cookie: `HttpOnly`, `SameSite=Lax` (it must come along on Entra's
 /// top-level redirect back to the callback), `Secure` when served over HTTPS.
-pub fn session_cookie(id: String, secure: bool) -> Cookie<'static> {
+pub(crate) fn session_cookie(id: String, secure: bool) -> Cookie<'static> {
     Cookie::build((COOKIE, id))
         .http_only(true)
         .same_site(SameSite::Lax)
@@ -257,7 +257,7 @@ pub fn session_cookie(id: String, secure: bool) -> Cookie<'static> {
 }
 
 /// Whether `given` is the session's CSRF token (constant time).
-pub fn csrf_matches(current: &Current, given: &str) -> bool {
+pub(crate) fn csrf_matches(current: &Current, given: &str) -> bool {
     let expected = current.csrf.as_bytes();
     expected.len() == given.len() && bool::from(expected.ct_eq(given.as_bytes()))
 }
