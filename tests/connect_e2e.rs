@@ -1,5 +1,5 @@
 //! Connecting a tenant end to end, against tenant-sim in process, composed the way the
-//! examples compose the crates (`examples/common`): sign in through the loopback
+//! examples compose the crates (`m365_link_app`): sign in through the loopback
 //! redirect, store the connection, refresh and rotate, lose the grant, reconnect, and
 //! keep owners apart. Both `MemoryStore` and `SqlStore` on a temporary `SQLite` file.
 

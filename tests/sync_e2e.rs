@@ -1,6 +1,6 @@
 //! Syncing a connected tenant end to end, against tenant-sim in process, composed the
 //! way `examples/sync.rs` composes the crates: a real sign-in stored as a connection,
-//! the glue's Graph client, and `examples/common/sync` writing the export.
+//! the glue's Graph client, and `m365_link_app::sync` writing the export.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -951,7 +951,7 @@ mod tests {
         }
     }
 
-    /// Writes an export as `common::sync` does (JSON Lines state + manifest last).
+    /// Writes an export as `crate::sync` does (JSON Lines state + manifest last).
     fn write_export(dir: &Path, id: ConnectionId, snapshot: &Snapshot) {
         std::fs::create_dir_all(dir).unwrap();
         let lines = |records: &BTreeMap<String, Record>| {

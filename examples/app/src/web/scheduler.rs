@@ -153,7 +153,7 @@ async fn visit(
             None
         }
     };
-    // `common::sync::run` frees the lease when it ran; free it in the other cases too.
+    // `crate::sync::run` frees the lease when it ran; free it in the other cases too.
     if let Err(error) = store.release_lease(owner, id, &holder).await {
         tracing::warn!(%error, connection = %id, "could not free the sync lease");
     }
