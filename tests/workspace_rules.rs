@@ -2,9 +2,10 @@
 
 use std::path::Path;
 
-/// The library crates never depend on each other (DESIGN.md): only `examples/` and
-/// `tests/` compose them. `connection-store-sql` implements `connection-store`'s trait
-/// and is the one allowed edge.
+/// The library crates never depend on each other (DESIGN.md), nor on the app crate:
+/// only the app crate `examples/app` (with the root's `examples/` and `tests/` over it)
+/// composes them. `connection-store-sql` implements `connection-store`'s trait and is the
+/// one allowed edge.
 #[test]
 fn library_crates_do_not_depend_on_each_other() {
     let libraries = [
@@ -25,6 +26,10 @@ fn library_crates_do_not_depend_on_each_other() {
             let other_library = dependency != crate_name
                 && (libraries.contains(&dependency.as_str())
                     || dependency == "connection-store-sql");
+            assert!(
+                dependency != APP_CRATE,
+                "{crate_name} depends on {APP_CRATE}: the app crate composes the libraries, not the other way round"
+            );
             if other_library {
                 assert!(
                     allowed.contains(&(crate_name, dependency.as_str())),
@@ -34,6 +39,21 @@ fn library_crates_do_not_depend_on_each_other() {
         }
     }
 }
+
+/// The app crate depends on every library crate, so it stays out of the registry.
+#[test]
+fn app_crate_is_not_published() {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/app/Cargo.toml");
+    let text = std::fs::read_to_string(&manifest)
+        .unwrap_or_else(|err| panic!("reading {}: {err}", manifest.display()));
+    assert!(
+        text.lines().any(|line| line.trim() == "publish = false"),
+        "{APP_CRATE} must say `publish = false`"
+    );
+}
+
+/// The package name of `examples/app`.
+const APP_CRATE: &str = "m365-link-app";
 
 /// A deliberately small reader for the `[dependencies]`-style tables of our own manifests:
 /// the names at the start of each line inside any table whose header ends in
