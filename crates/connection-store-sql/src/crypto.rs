@@ -281,6 +281,8 @@ pub(crate) struct Aad<'a> {
 pub(crate) enum Purpose<'a> {
     RefreshToken,
     Cursor(&'a str),
+    /// A secret of the store's user, in a table of its own (`SqlStore::seal_secret`).
+    External(&'a str),
 }
 
 impl fmt::Display for Purpose<'_> {
@@ -288,6 +290,7 @@ impl fmt::Display for Purpose<'_> {
         match self {
             Self::RefreshToken => f.write_str("refresh token"),
             Self::Cursor(key) => write!(f, "cursor {key:?}"),
+            Self::External(label) => write!(f, "secret {label:?}"),
         }
     }
 }
@@ -298,6 +301,7 @@ impl Aad<'_> {
         let purpose = match self.purpose {
             Purpose::RefreshToken => "refresh_token".to_owned(),
             Purpose::Cursor(key) => format!("cursor:{key}"),
+            Purpose::External(label) => format!("external:{label}"),
         };
         let connection = self.connection.to_string();
         let mut out = AAD_PREFIX.to_vec();

@@ -4,11 +4,15 @@
 mod crypto;
 mod error;
 mod open;
+mod shared;
 mod store;
 
 pub use connection_store;
+/// The sqlx this crate is built on, for [`SqlPool`] and [`SqlConnection`].
+pub use sqlx;
 
 pub use crate::crypto::{EncryptionKey, KeyId, KeyRing, KeyRingBuilder};
 pub use crate::error::SqlStoreError;
 pub use crate::open::{SCHEMA_VERSION, SqlStoreBuilder};
+pub use crate::shared::{SealedSecret, SqlConnection, SqlPool};
 pub use crate::store::SqlStore;

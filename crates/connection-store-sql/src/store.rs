@@ -73,7 +73,7 @@ const COLUMNS: &str = "id, owner_id, name, tenant_id, cloud, admin_object_id, ad
 #[derive(Clone)]
 pub struct SqlStore {
     pub(crate) pool: Pool,
-    keys: Arc<KeyRing>,
+    pub(crate) keys: Arc<KeyRing>,
     clock: Arc<dyn Clock>,
 }
 
@@ -219,7 +219,7 @@ impl SqlStore {
         on_pool!(self, pool => pool.close().await);
     }
 
-    fn now(&self) -> Result<(OffsetDateTime, i64), StoreError> {
+    pub(crate) fn now(&self) -> Result<(OffsetDateTime, i64), StoreError> {
         let now = self.clock.now();
         let micros = to_micros(now)?;
         Ok((from_micros(None, "now", micros)?, micros))
