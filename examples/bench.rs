@@ -34,7 +34,7 @@ use clap::{Parser, ValueEnum};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use connection_store::{ConnectionStore, MemoryStore, OwnerId};
 use futures::TryStreamExt as _;
-use graph_client::{DeltaEvent, GraphClient, User};
+use graph_client::{DeltaRound, GraphClient, User};
 use m365_link_app::connect::{SignIn, create_connection, simulated_browser};
 use m365_link_app::glue::{App, Linked};
 use m365_link_app::sync::{self, NoProgress};
@@ -604,7 +604,7 @@ async fn delta(
 
     control.reset_counters();
     let started = Instant::now();
-    let (seen, _) = delta_round(graph.users().delta_from(link).stream()).await?;
+    let (seen, _) = delta_round(graph.users().delta_from(&link)).await?;
     let wall = started.elapsed();
     let requests = control.counters().total();
     anyhow::ensure!(
@@ -642,17 +642,16 @@ async fn delta(
 }
 
 async fn delta_round(
-    stream: impl futures::Stream<Item = Result<DeltaEvent<User>, graph_client::GraphError>>,
+    mut round: DeltaRound<User>,
 ) -> anyhow::Result<(u64, graph_client::DeltaLink)> {
-    let mut stream = std::pin::pin!(stream);
     let mut count = 0;
-    while let Some(event) = stream.try_next().await? {
-        match event {
-            DeltaEvent::Complete(link) => return Ok((count, link)),
-            _ => count += 1,
-        }
+    while round.try_next().await?.is_some() {
+        count += 1;
     }
-    anyhow::bail!("the delta round ended without a link")
+    let link = round
+        .into_delta_link()
+        .context("the delta round ended without a link")?;
+    Ok((count, link))
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-//! Delta rounds for users and groups (spec 9): a stream of [`DeltaEvent`]s ending with
+//! Delta rounds for users and groups (spec 9): a stream of [`DeltaChange`]s, then
 //! the delta link to keep.
 //!
 //! Changes may be replayed in later rounds and one object may appear several times in a
@@ -9,6 +9,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::marker::PhantomData;
 use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use futures::{Stream, StreamExt};
 use serde::de::DeserializeOwned;
@@ -19,13 +20,12 @@ use crate::error::GraphError;
 use crate::models::group::Group;
 use crate::models::user::User;
 use crate::models::{ObjectId, RemovedReason};
-use crate::paging::{DeltaLink, NextLink, Page, page_stream};
+use crate::paging::{DeltaLink, NextLink, Page, Pages, page_stream};
 use crate::request::{Query, with_query};
 
-/// One change of a delta round, or its end.
+/// One change of a delta round.
 #[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub enum DeltaEvent<T> {
+pub enum DeltaChange<T> {
     /// The object was created or changed: store it (it carries at least the changed
     /// properties; unselected ones are `None`).
     Upsert(T),
@@ -36,8 +36,6 @@ pub enum DeltaEvent<T> {
         /// Why.
         reason: RemovedReason,
     },
-    /// The round is complete: keep this link for the next round (it replaces the old one).
-    Complete(DeltaLink),
 }
 
 mod sealed {
@@ -98,7 +96,6 @@ impl DeltaObject for Group {
 enum Start {
     Initial,
     Latest,
-    Link(DeltaLink),
 }
 
 /// A delta round for users or groups; `.stream()` runs it.
@@ -130,13 +127,6 @@ impl<T: DeltaObject> DeltaRequest<T> {
             filter: None,
             start: Start::Initial,
             _item: PhantomData,
-        }
-    }
-
-    pub(crate) fn from_link(client: GraphClient, url: Url, link: DeltaLink) -> Self {
-        Self {
-            start: Start::Link(link),
-            ..Self::new(client, url)
         }
     }
 
@@ -173,63 +163,72 @@ impl<T: DeltaObject> DeltaRequest<T> {
     /// objects or pages instead of a delta link.
     pub async fn latest_link(self) -> Result<DeltaLink, GraphError> {
         let path = self.url.path().to_owned();
-        let mut round = std::pin::pin!(self.from_now().stream());
-        while let Some(event) = round.next().await {
-            if let DeltaEvent::Complete(link) = event? {
-                return Ok(link);
-            }
-        }
-        Err(GraphError::InvalidResponse {
+        let mut round = self.from_now().stream();
+        while round.next().await.transpose()?.is_some() {}
+        round.into_delta_link().ok_or(GraphError::InvalidResponse {
             path,
             reason: "the delta round ended without a delta link",
         })
     }
 
-    fn first_link(&self) -> Result<NextLink, GraphError> {
+    fn first_link(&self) -> NextLink {
         let mut query = Query {
             select: self.select.clone(),
             filter: self.filter.clone(),
             ..Query::default()
         };
-        match &self.start {
-            Start::Link(link) => {
-                if !self.select.is_empty() || self.filter.is_some() {
-                    return Err(GraphError::InvalidRequest {
-                        reason: "a delta link carries its own $select and $filter; start a new round to change them".into(),
-                    });
-                }
-                return Ok(NextLink::new(link.expose_secret()));
-            }
-            Start::Latest => query.extra.push(("$deltatoken", "latest".into())),
-            Start::Initial => {}
+        if matches!(self.start, Start::Latest) {
+            query.extra.push(("$deltatoken", "latest".into()));
         }
-        Ok(NextLink::new(with_query(
-            self.url.clone(),
-            &query.to_query_string(None),
-        )))
+        NextLink::new(with_query(self.url.clone(), &query.to_query_string(None)))
     }
 
-    /// The round's changes, ending with [`DeltaEvent::Complete`].
-    ///
-    /// Memory: one page, plus the groups whose `members@delta` is still being merged
-    /// (they are emitted just before `Complete`, since a group can reappear on any later
-    /// page of the round, spec 9).
-    pub fn stream(self) -> impl Stream<Item = Result<DeltaEvent<T>, GraphError>> + Send + 'static {
+    /// Runs the round: its changes as a stream, then its delta link.
+    pub fn stream(self) -> DeltaRound<T> {
         let path = self.url.path().to_owned();
         let first = self.first_link();
-        let pages: Pin<Box<dyn Stream<Item = Result<Page<T>, GraphError>> + Send>> =
-            Box::pin(page_stream(self.client, first));
+        DeltaRound::new(self.client, first, path)
+    }
+}
+
+/// A running delta round: a named, `Unpin` stream of [`DeltaChange`]s, and after its end
+/// the delta link to keep for the next round ([`delta_link`](Self::delta_link)).
+///
+/// Memory: one page, plus the groups whose `members@delta` is still being merged (they
+/// come last, since a group can reappear on any later page of the round, spec 9).
+#[must_use = "streams do nothing unless polled"]
+pub struct DeltaRound<T> {
+    inner: Pin<Box<dyn Stream<Item = Result<Step<T>, GraphError>> + Send>>,
+    link: Option<DeltaLink>,
+}
+
+/// What the inner stream yields: a change, or the end with its link.
+enum Step<T> {
+    Change(DeltaChange<T>),
+    Done(DeltaLink),
+}
+
+impl<T> std::fmt::Debug for DeltaRound<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeltaRound")
+            .field("finished", &self.link.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: DeltaObject> DeltaRound<T> {
+    fn new(client: GraphClient, first: NextLink, path: String) -> Self {
         let state = RoundState {
-            pages,
+            pages: page_stream(client, Ok(first)),
             queue: VecDeque::new(),
             held: HashMap::new(),
             done: false,
             path,
         };
-        futures::stream::try_unfold(state, |mut state| async move {
+        let inner = futures::stream::try_unfold(state, |mut state| async move {
             loop {
-                if let Some(event) = state.queue.pop_front() {
-                    return Ok(Some((event, state)));
+                if let Some(step) = state.queue.pop_front() {
+                    return Ok(Some((step, state)));
                 }
                 if state.done {
                     return Ok(None);
@@ -245,13 +244,54 @@ impl<T: DeltaObject> DeltaRequest<T> {
                     Some(Ok(page)) => state.absorb(page)?,
                 }
             }
-        })
+        });
+        Self {
+            inner: Box::pin(inner),
+            link: None,
+        }
+    }
+
+    /// Resumes from a kept link: the changes since the round that gave it. The link
+    /// carries its first round's `$select` and `$filter` (spec 9), so there is nothing to
+    /// set here.
+    pub(crate) fn resume(client: GraphClient, link: &DeltaLink, path: String) -> Self {
+        Self::new(client, NextLink::new(link.expose_secret()), path)
+    }
+}
+
+impl<T> DeltaRound<T> {
+    /// The link for the next round, once the stream has ended without an error; `None`
+    /// before (a round cut short has no link: keep the old one).
+    pub fn delta_link(&self) -> Option<&DeltaLink> {
+        self.link.as_ref()
+    }
+
+    /// [`delta_link`](Self::delta_link), taken.
+    pub fn into_delta_link(self) -> Option<DeltaLink> {
+        self.link
+    }
+}
+
+impl<T> Stream for DeltaRound<T> {
+    type Item = Result<DeltaChange<T>, GraphError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match self.inner.as_mut().poll_next(cx) {
+            Poll::Ready(Some(Ok(Step::Change(change)))) => Poll::Ready(Some(Ok(change))),
+            Poll::Ready(Some(Ok(Step::Done(link)))) => {
+                self.link = Some(link);
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 
 struct RoundState<T> {
-    pages: Pin<Box<dyn Stream<Item = Result<Page<T>, GraphError>> + Send>>,
-    queue: VecDeque<DeltaEvent<T>>,
+    pages: Pages<T>,
+    queue: VecDeque<Step<T>>,
     held: HashMap<ObjectId, T>,
     done: bool,
     path: String,
@@ -277,7 +317,8 @@ impl<T: DeltaObject> RoundState<T> {
                     });
                 };
                 self.held.remove(&id);
-                self.queue.push_back(DeltaEvent::Removed { id, reason });
+                self.queue
+                    .push_back(Step::Change(DeltaChange::Removed { id, reason }));
                 continue;
             }
             let held_id = item
@@ -291,13 +332,18 @@ impl<T: DeltaObject> RoundState<T> {
                         self.held.insert(id, item);
                     }
                 },
-                None => self.queue.push_back(DeltaEvent::Upsert(item)),
+                None => self
+                    .queue
+                    .push_back(Step::Change(DeltaChange::Upsert(item))),
             }
         }
         if let Some(link) = delta_link {
-            self.queue
-                .extend(self.held.drain().map(|(_, item)| DeltaEvent::Upsert(item)));
-            self.queue.push_back(DeltaEvent::Complete(link));
+            self.queue.extend(
+                self.held
+                    .drain()
+                    .map(|(_, item)| Step::Change(DeltaChange::Upsert(item))),
+            );
+            self.queue.push_back(Step::Done(link));
             self.done = true;
         }
         Ok(())

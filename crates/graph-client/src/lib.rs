@@ -22,7 +22,7 @@ pub use client::{
     DEFAULT_MAX_PAGES, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_REQUEST_TIMEOUT, DEFAULT_USER_AGENT,
     GraphClient, GraphClientBuilder, GraphCloud,
 };
-pub use delta::{DeltaEvent, DeltaObject, DeltaRequest};
+pub use delta::{DeltaChange, DeltaObject, DeltaRequest, DeltaRound};
 pub use error::{DecodeErrorKind, ErrorAction, GraphError, ServiceError};
 pub use members::{DEFAULT_MEMBER_CONCURRENCY, GroupMembers, MemberPages, MembersOfMany};
 pub use models::directory_object::{DirectoryEntry, DirectoryObject};

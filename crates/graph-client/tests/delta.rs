@@ -4,7 +4,7 @@ mod common;
 
 use common::{base, client};
 use futures::TryStreamExt;
-use graph_client::{DeltaEvent, DeltaLink, GraphError, Group, RemovedReason, User};
+use graph_client::{DeltaChange, DeltaLink, DeltaRound, GraphError, Group, RemovedReason, User};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path, query_param, query_param_is_missing};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -39,14 +39,27 @@ async fn mount_page(server: &MockServer, resource: &str, skiptoken: Option<&str>
         .await;
 }
 
-fn upserted_ids<T>(events: &[DeltaEvent<T>], id: impl Fn(&T) -> Option<&str>) -> Vec<String> {
+fn upserted_ids<T>(events: &[DeltaChange<T>], id: impl Fn(&T) -> Option<&str>) -> Vec<String> {
     events
         .iter()
         .filter_map(|e| match e {
-            DeltaEvent::Upsert(t) => id(t).map(str::to_owned),
-            _ => None,
+            DeltaChange::Upsert(t) => id(t).map(str::to_owned),
+            DeltaChange::Removed { .. } => None,
         })
         .collect()
+}
+
+/// Runs a round to its end: its changes, and the link it ended with.
+async fn finish<T>(mut round: DeltaRound<T>) -> (Vec<DeltaChange<T>>, DeltaLink) {
+    let mut changes = Vec::new();
+    while let Some(change) = round.try_next().await.unwrap() {
+        assert!(round.delta_link().is_none(), "no link before the end");
+        changes.push(change);
+    }
+    let link = round
+        .into_delta_link()
+        .expect("a finished round has its link");
+    (changes, link)
 }
 
 #[tokio::test]
@@ -87,31 +100,28 @@ async fn user_round_over_several_pages_yields_upserts_both_removals_and_the_delt
     mount_page(&server, "users", Some("p4"), last).await;
     let (client, _) = client(&server);
 
-    let events: Vec<DeltaEvent<User>> = client
-        .users()
-        .delta()
-        .select(["displayName", "givenName", "surname"])
-        .stream()
-        .try_collect()
-        .await
-        .unwrap();
+    let (events, link) = finish(
+        client
+            .users()
+            .delta()
+            .select(["displayName", "givenName", "surname"])
+            .stream(),
+    )
+    .await;
 
     let ids = upserted_ids(&events, |u: &User| {
         u.id.as_ref().map(graph_client::ObjectId::as_str)
     });
     assert_eq!(ids.len(), 6);
     assert_eq!(ids[0], "ffff7b1a-13b6-477b-8c0c-380905cd99f7");
-    assert!(events.contains(&DeltaEvent::Removed {
+    assert!(events.contains(&DeltaChange::Removed {
         id: "soft".into(),
         reason: RemovedReason::Changed
     }));
-    assert!(events.contains(&DeltaEvent::Removed {
+    assert!(events.contains(&DeltaChange::Removed {
         id: "hard".into(),
         reason: RemovedReason::Deleted
     }));
-    let Some(DeltaEvent::Complete(link)) = events.last() else {
-        panic!("round must end with the delta link")
-    };
     assert!(
         link.expose_secret()
             .starts_with(&format!("{b}/users/delta?$deltatoken=oEcOySpF"))
@@ -155,19 +165,19 @@ async fn group_whose_members_delta_spans_pages_is_merged_into_one_upsert() {
     .await;
     let (client, _) = client(&server);
 
-    let events: Vec<DeltaEvent<Group>> = client
-        .groups()
-        .delta()
-        .select(["displayName", "description", "members"])
-        .stream()
-        .try_collect()
-        .await
-        .unwrap();
+    let (events, _link) = finish(
+        client
+            .groups()
+            .delta()
+            .select(["displayName", "description", "members"])
+            .stream(),
+    )
+    .await;
 
     let large: Vec<&Group> = events
         .iter()
         .filter_map(|e| match e {
-            DeltaEvent::Upsert(g)
+            DeltaChange::Upsert(g)
                 if g.id
                     .as_ref()
                     .is_some_and(|i| i.as_str() == "2e5807ce-58f3-4a94-9b37-ffff2e085957") =>
@@ -200,7 +210,7 @@ async fn group_whose_members_delta_spans_pages_is_merged_into_one_upsert() {
     );
     assert!(members[1].removed.is_none());
     assert_eq!(members.iter().filter(|m| m.is_removed()).count(), 2);
-    assert!(events.contains(&DeltaEvent::Removed {
+    assert!(events.contains(&DeltaChange::Removed {
         id: "old-group".into(),
         reason: RemovedReason::Changed
     }));
@@ -212,7 +222,6 @@ async fn group_whose_members_delta_spans_pages_is_merged_into_one_upsert() {
         .len(),
         3
     );
-    assert!(matches!(events.last(), Some(DeltaEvent::Complete(_))));
 }
 
 #[tokio::test]
@@ -237,40 +246,26 @@ async fn from_now_asks_for_latest_and_the_kept_link_is_followed_verbatim() {
         .await;
     let (client, _) = client(&server);
 
-    let first: Vec<DeltaEvent<User>> = client
-        .users()
-        .delta()
-        .from_now()
-        .stream()
-        .try_collect()
-        .await
-        .unwrap();
-    assert_eq!(first.len(), 1, "from now: no objects, only the link");
-    let DeltaEvent::Complete(link) = first.into_iter().next().unwrap() else {
-        panic!()
-    };
+    let (first, link) = finish(client.users().delta().from_now().stream()).await;
+    assert!(first.is_empty(), "from now: no objects, only the link");
+    let latest = client.users().delta().latest_link().await.unwrap();
+    assert_eq!(latest, link, "latest_link is the same request");
 
     let saved = DeltaLink::new(link.expose_secret());
-    let next: Vec<DeltaEvent<User>> = client
-        .users()
-        .delta_from(saved)
-        .stream()
-        .try_collect()
-        .await
-        .unwrap();
-    assert_eq!(next.len(), 3);
+    let (next, _) = finish(client.users().delta_from(&saved)).await;
+    assert_eq!(next.len(), 2);
     assert!(
-        matches!(&next[0], DeltaEvent::Upsert(u) if u.display_name.as_deref() == Some("Testuser7"))
+        matches!(&next[0], DeltaChange::Upsert(u) if u.display_name.as_deref() == Some("Testuser7"))
     );
     assert_eq!(
         next[1],
-        DeltaEvent::Removed {
+        DeltaChange::Removed {
             id: "8ffff70c-1c63-4860-b963-e34ec660931d".into(),
             reason: RemovedReason::Changed
         }
     );
     let requests = server.received_requests().await.unwrap();
-    let sent = &requests[1].url;
+    let sent = &requests[2].url;
     assert!(
         link.expose_secret()
             .ends_with(&format!("{}?{}", sent.path(), sent.query().unwrap())),
@@ -294,8 +289,7 @@ async fn expired_delta_token_400_sync_state_not_found_requires_resync() {
 
     let err = client
         .users()
-        .delta_from(link)
-        .stream()
+        .delta_from(&link)
         .try_collect::<Vec<_>>()
         .await
         .unwrap_err();
@@ -329,8 +323,7 @@ async fn gone_410_with_location_requires_resync_and_keeps_the_location() {
 
     let err = client
         .groups()
-        .delta_from(link)
-        .stream()
+        .delta_from(&link)
         .try_collect::<Vec<_>>()
         .await
         .unwrap_err();

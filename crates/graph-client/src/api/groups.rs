@@ -1,7 +1,7 @@
 //! `/groups`: list, get, members, transitive members, delta.
 
 use crate::client::GraphClient;
-use crate::delta::DeltaRequest;
+use crate::delta::{DeltaRequest, DeltaRound};
 use crate::models::directory_object::DirectoryObject;
 use crate::models::group::Group;
 use crate::paging::DeltaLink;
@@ -65,12 +65,17 @@ impl GroupsApi {
         )
     }
 
-    /// The next delta round from a kept [`DeltaLink`].
-    pub fn delta_from(&self, link: DeltaLink) -> DeltaRequest<Group> {
-        DeltaRequest::from_link(
+    /// The next delta round from a kept [`DeltaLink`]: it runs at once when streamed,
+    /// with the `$select` and `$filter` of the round that started the chain (spec 9), so
+    /// it has none to set.
+    pub fn delta_from(&self, link: &DeltaLink) -> DeltaRound<Group> {
+        DeltaRound::resume(
             self.client.clone(),
-            self.client.fixed_url(&["groups", "delta"]),
             link,
+            self.client
+                .fixed_url(&["groups", "delta"])
+                .path()
+                .to_owned(),
         )
     }
 }

@@ -4,7 +4,7 @@ use bytes::Bytes;
 use reqwest::Method;
 
 use crate::client::{Call, GraphClient};
-use crate::delta::DeltaRequest;
+use crate::delta::{DeltaRequest, DeltaRound};
 use crate::error::GraphError;
 use crate::models::directory_object::DirectoryObject;
 use crate::models::user::User;
@@ -86,12 +86,20 @@ impl UsersApi {
         )
     }
 
-    /// The next delta round from a kept [`DeltaLink`].
-    pub fn delta_from(&self, link: DeltaLink) -> DeltaRequest<User> {
-        DeltaRequest::from_link(
+    /// The next delta round from a kept [`DeltaLink`]: it runs at once when streamed,
+    /// with the `$select` and `$filter` of the round that started the chain (spec 9), so
+    /// it has none to set:
+    ///
+    /// ```compile_fail
+    /// # fn resume(client: graph_client::GraphClient, link: graph_client::DeltaLink) {
+    /// let round = client.users().delta_from(&link).select(["mail"]); // no such method
+    /// # }
+    /// ```
+    pub fn delta_from(&self, link: &DeltaLink) -> DeltaRound<User> {
+        DeltaRound::resume(
             self.client.clone(),
-            self.client.fixed_url(&["users", "delta"]),
             link,
+            self.client.fixed_url(&["users", "delta"]).path().to_owned(),
         )
     }
 }

@@ -141,7 +141,7 @@ pub struct User {
     /// The manager, when the request used `$expand=manager`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manager: Option<Box<DirectoryObject>>,
-    /// The delta `@removed` marker; delta turns it into [`DeltaEvent::Removed`](crate::DeltaEvent::Removed).
+    /// The delta `@removed` marker; delta turns it into [`DeltaChange::Removed`](crate::DeltaChange::Removed).
     #[serde(rename = "@removed", default, skip_serializing)]
     pub(crate) removed: Option<Removed>,
     /// Every other property in the response (`@odata.*` annotations, schema extensions,

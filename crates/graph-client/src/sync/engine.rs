@@ -7,7 +7,7 @@ use futures::{Stream, StreamExt};
 
 use super::sink::{Change, DirectorySink, MemberType, SinkError, SyncKind, SyncLinks, SyncSummary};
 use crate::client::GraphClient;
-use crate::delta::DeltaEvent;
+use crate::delta::{DeltaChange, DeltaRound};
 use crate::error::{ErrorAction, GraphError};
 use crate::models::ObjectId;
 use crate::paging::{DeltaLink, Page};
@@ -453,7 +453,7 @@ async fn delta(
     sink.begin(SyncKind::Delta).await?;
 
     progress.started(Phase::Users, None);
-    let round = client.users().delta_from(links.users().clone()).stream();
+    let round = client.users().delta_from(links.users());
     let users_link = apply_round(
         sink,
         round,
@@ -462,12 +462,11 @@ async fn delta(
         Phase::Users,
         |event, out| {
             match event {
-                DeltaEvent::Upsert(user) => {
+                DeltaChange::Upsert(user) => {
                     id_of(user.id.as_ref(), "/users/delta")?;
                     out.push(Change::UserUpserted(Box::new(user)));
                 }
-                DeltaEvent::Removed { id, reason } => out.push(Change::UserRemoved { id, reason }),
-                DeltaEvent::Complete(_) => {}
+                DeltaChange::Removed { id, reason } => out.push(Change::UserRemoved { id, reason }),
             }
             Ok(())
         },
@@ -476,7 +475,7 @@ async fn delta(
     progress.finished(Phase::Users);
 
     progress.started(Phase::Groups, None);
-    let round = client.groups().delta_from(links.groups().clone()).stream();
+    let round = client.groups().delta_from(links.groups());
     let groups_link = apply_round(
         sink,
         round,
@@ -485,7 +484,7 @@ async fn delta(
         Phase::Groups,
         |event, out| {
             match event {
-                DeltaEvent::Upsert(mut group) => {
+                DeltaChange::Upsert(mut group) => {
                     let id = id_of(group.id.as_ref(), "/groups/delta")?;
                     let members = std::mem::take(&mut group.members_delta);
                     out.push(Change::GroupUpserted(Box::new(group)));
@@ -506,8 +505,9 @@ async fn delta(
                         });
                     }
                 }
-                DeltaEvent::Removed { id, reason } => out.push(Change::GroupRemoved { id, reason }),
-                DeltaEvent::Complete(_) => {}
+                DeltaChange::Removed { id, reason } => {
+                    out.push(Change::GroupRemoved { id, reason });
+                }
             }
             Ok(())
         },
@@ -525,29 +525,19 @@ async fn delta(
 
 /// Runs one delta round into the sink, in chunks of [`DELTA_CHUNK`] changes; answers
 /// the round's new delta link.
-async fn apply_round<T, S>(
+async fn apply_round<T>(
     sink: &mut dyn DirectorySink,
-    round: S,
+    mut round: DeltaRound<T>,
     step: SyncStep,
     progress: &dyn SyncProgress,
     phase: Phase,
-    mut to_changes: impl FnMut(DeltaEvent<T>, &mut Vec<Change>) -> Result<(), GraphError>,
-) -> Result<DeltaLink, SyncError>
-where
-    S: Stream<Item = Result<DeltaEvent<T>, GraphError>>,
-{
-    let mut round = std::pin::pin!(round);
+    mut to_changes: impl FnMut(DeltaChange<T>, &mut Vec<Change>) -> Result<(), GraphError>,
+) -> Result<DeltaLink, SyncError> {
     let mut chunk: Vec<Change> = Vec::new();
     let mut objects = 0u64;
-    let mut link = None;
-    while let Some(event) = round.next().await {
-        let event = event.map_err(graph(step))?;
-        if let DeltaEvent::Complete(done) = &event {
-            link = Some(done.clone());
-        } else {
-            objects += 1;
-        }
-        to_changes(event, &mut chunk).map_err(graph(step))?;
+    while let Some(change) = round.next().await {
+        to_changes(change.map_err(graph(step))?, &mut chunk).map_err(graph(step))?;
+        objects += 1;
         if chunk.len() >= DELTA_CHUNK {
             sink.apply(&chunk).await?;
             progress.advanced(phase, objects);
@@ -559,7 +549,9 @@ where
         sink.apply(&chunk).await?;
     }
     progress.advanced(phase, objects);
-    link.ok_or_else(|| {
+    // The stream ended without an error, so the round has its link (`DeltaRound`
+    // refuses a round that ends without one).
+    round.into_delta_link().ok_or_else(|| {
         graph(step)(GraphError::InvalidResponse {
             path: String::new(),
             reason: "the delta round ended without a delta link",

@@ -41,7 +41,7 @@ use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{StreamExt as _, TryStreamExt as _};
 use graph_client::{
-    DeltaEvent, DeltaLink, DirectoryObject, GraphClient, GraphError, Group, NextLink, Page, User,
+    DeltaChange, DeltaLink, DirectoryObject, GraphClient, GraphError, Group, NextLink, Page, User,
 };
 use secrecy::ExposeSecret as _;
 use serde_json::{Map, Value};
@@ -642,14 +642,7 @@ async fn full(
 async fn latest_link<T: graph_client::DeltaObject>(
     request: graph_client::DeltaRequest<T>,
 ) -> anyhow::Result<DeltaLink> {
-    let stream = request.stream();
-    let mut stream = std::pin::pin!(stream);
-    while let Some(event) = stream.try_next().await? {
-        if let DeltaEvent::Complete(link) = event {
-            return Ok(link);
-        }
-    }
-    anyhow::bail!("Graph ended a delta round without a delta link")
+    Ok(request.latest_link().await?)
 }
 
 /// The members of every group in `ids`: first pages 20 groups per `$batch`, and the
@@ -724,7 +717,7 @@ async fn first_pages<'a>(graph: &GraphClient, chunk: &'a [String]) -> anyhow::Re
         .map(|id| member_request(graph, id).to_batch_item())
         .collect::<Result<Vec<_>, _>>()?;
     let answers = graph
-        .batch::<Page<DirectoryObject>>(items)
+        .batch_pages::<DirectoryObject>(items)
         .await
         .context("could not expand group members")?;
     Ok(Expanded::FirstPages(chunk, answers))
@@ -843,16 +836,14 @@ async fn delta(
     let mut next = previous.clone();
 
     progress.start(Phase::Users, None);
-    let mut users_link = None;
-    let stream = graph.users().delta_from(links.users).stream();
-    let mut stream = std::pin::pin!(stream);
+    let mut stream = graph.users().delta_from(&links.users);
     while let Some(event) = stream
         .try_next()
         .await
         .context("the users delta round failed")?
     {
         match event {
-            DeltaEvent::Upsert(user) => {
+            DeltaChange::Upsert(user) => {
                 // The round's $select lives in its link and is the previous export's
                 // columns (delta runs only when they match).
                 let Some((id, record)) = user_record(&user, columns) else {
@@ -861,30 +852,27 @@ async fn delta(
                 next.users.insert(id, record);
                 progress.advance(Phase::Users, 1);
             }
-            DeltaEvent::Removed { id, .. } => {
+            DeltaChange::Removed { id, .. } => {
                 // Soft ("changed") and permanent ("deleted") removals both leave the
                 // export: a soft-deleted user cannot sign in (spec 9).
                 next.users.remove(id.as_str());
                 next.remove_member_everywhere(id.as_str());
                 progress.advance(Phase::Users, 1);
             }
-            DeltaEvent::Complete(link) => users_link = Some(link),
-            _ => {}
         }
     }
+    let users_link = stream.into_delta_link();
     progress.finish(Phase::Users);
 
     progress.start(Phase::Groups, None);
-    let mut groups_link = None;
-    let stream = graph.groups().delta_from(links.groups).stream();
-    let mut stream = std::pin::pin!(stream);
+    let mut stream = graph.groups().delta_from(&links.groups);
     while let Some(event) = stream
         .try_next()
         .await
         .context("the groups delta round failed")?
     {
         match event {
-            DeltaEvent::Upsert(group) => {
+            DeltaChange::Upsert(group) => {
                 let Some((id, record)) = group_record(&group) else {
                     continue;
                 };
@@ -902,16 +890,15 @@ async fn delta(
                 next.groups.insert(id, record);
                 progress.advance(Phase::Groups, 1);
             }
-            DeltaEvent::Removed { id, .. } => {
+            DeltaChange::Removed { id, .. } => {
                 next.groups.remove(id.as_str());
                 next.members.remove(id.as_str());
                 next.remove_member_everywhere(id.as_str());
                 progress.advance(Phase::Groups, 1);
             }
-            DeltaEvent::Complete(link) => groups_link = Some(link),
-            _ => {}
         }
     }
+    let groups_link = stream.into_delta_link();
     progress.finish(Phase::Groups);
     // Members of groups the export does not have (a replayed change of a deleted group).
     let known: BTreeSet<String> = next.groups.keys().cloned().collect();
