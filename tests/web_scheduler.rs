@@ -675,3 +675,47 @@ async fn removing_a_connection_while_it_syncs_leaves_no_files() {
     );
     assert_eq!(app.jobs().state(id), JobState::Idle);
 }
+
+// ---------------------------------------------------------------------------------------
+// One token session per connection
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_uses_of_a_connection_redeem_its_refresh_token_once() {
+    let sim = sim().await;
+    let dir = TempDir::new();
+    let store = sqlite(
+        &dir.0.join("connections.sqlite"),
+        &EncryptionKey::generate(),
+    )
+    .await;
+    let customers = customers(1);
+    let owner = customers[0].owner();
+    let app = instance(&sim, store.clone(), &customers, &dir.0, "a");
+    let id = link(&app, &owner, "Germany").await;
+    let version_before = store.load_token(&owner, id).await.unwrap().version;
+
+    // Six photo thumbnails of a page that opens the connection for the first time.
+    let uses = (0..6).map(|_| {
+        let app = app.clone();
+        let owner = owner.clone();
+        tokio::spawn(async move {
+            let linked = app.linked(&owner, id).await.unwrap();
+            linked.graph.users().list().top(1).send().await.unwrap();
+        })
+    });
+    for used in futures::future::join_all(uses).await {
+        used.unwrap();
+    }
+
+    // Each redemption rotates the refresh token, which bumps its stored version.
+    let version_after = store.load_token(&owner, id).await.unwrap().version;
+    assert_eq!(
+        version_after.get(),
+        version_before.get() + 1,
+        "one refresh for six first uses"
+    );
+    // Another customer gets a 404-like error, not the cached session.
+    let stranger = OwnerId::new("someone-else@example.com");
+    assert!(app.linked(&stranger, id).await.is_err());
+}

@@ -89,7 +89,11 @@ struct Inner {
     sessions: session::Sessions,
     jobs: jobs::Jobs,
     employees: employees::EmployeeCache,
-    linked: std::sync::Mutex<std::collections::HashMap<ConnectionId, Linked>>,
+    /// One cell per connection: the first caller opens it, concurrent first callers wait
+    /// for that one (single flight), so one token session serves them all.
+    linked: std::sync::Mutex<
+        std::collections::HashMap<ConnectionId, Arc<tokio::sync::OnceCell<Linked>>>,
+    >,
 }
 
 /// Everything a handler needs; cheap to clone.
@@ -163,16 +167,21 @@ impl AppState {
     ///
     /// # Errors
     /// When the connection is not `owner`'s, or the app settings are invalid.
-    pub(crate) async fn linked(&self, owner: &OwnerId, id: ConnectionId) -> anyhow::Result<Linked> {
-        let cached = self.linked_map().get(&id).cloned();
-        if let Some(linked) = cached
-            && &linked.connection.owner == owner
-        {
-            return Ok(linked);
+    ///
+    /// Single flight per connection: however many requests use a connection for the first
+    /// time at once (a page of photo thumbnails), it is opened once, and they share its
+    /// one token session (STYLE, Async: check, take the lock, check again).
+    pub async fn linked(&self, owner: &OwnerId, id: ConnectionId) -> anyhow::Result<Linked> {
+        let cell = Arc::clone(self.linked_map().entry(id).or_default());
+        let linked = cell
+            .get_or_try_init(|| Linked::open(self.store(), owner, id, &self.config().sign_in.app))
+            .await?;
+        if &linked.connection.owner == owner {
+            Ok(linked.clone())
+        } else {
+            // Opened for its owner: another customer gets the store's NotFound, uncached.
+            Linked::open(self.store(), owner, id, &self.config().sign_in.app).await
         }
-        let linked = Linked::open(self.store(), owner, id, &self.config().sign_in.app).await?;
-        self.linked_map().insert(id, linked.clone());
-        Ok(linked)
     }
 
     /// Drops connection `id`'s open session (after a reconnect or removal).
@@ -182,7 +191,10 @@ impl AppState {
 
     fn linked_map(
         &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<ConnectionId, Linked>> {
+    ) -> std::sync::MutexGuard<
+        '_,
+        std::collections::HashMap<ConnectionId, Arc<tokio::sync::OnceCell<Linked>>>,
+    > {
         self.inner
             .linked
             .lock()
