@@ -8,6 +8,7 @@
 //!
 //! - [`connect`]: sign in as a tenant's admin, consent, and save the connection.
 //! - [`glue`]: the store's refresh token as entra-auth's token source, Graph clients.
+//! - [`mirror`]: the directory mirror, a SQL `DirectorySink` beside the connection store.
 //! - [`present`]: connections as a table.
 //! - [`store`]: the connection store the examples open (`SQLite` or `PostgreSQL`).
 //! - [`sync`]: users, groups and memberships into JSON Lines or CSV, full or delta.
@@ -15,6 +16,7 @@
 
 pub mod connect;
 pub mod glue;
+pub mod mirror;
 pub mod present;
 pub mod store;
 pub mod sync;
