@@ -13,9 +13,10 @@ use clap::Parser;
 use connection_store::OwnerId;
 use m365_link_app::connect::{
     CloudArg, DEFAULT_SIGN_IN_TIMEOUT, SignIn, create_connection, explain, find_connection,
-    open_in_browser, reconnect_connection, status_text,
+    open_in_browser, reconnect_connection,
 };
 use m365_link_app::glue::App;
+use m365_link_app::present::status_text;
 use secrecy::SecretString;
 
 /// Link a Microsoft 365 tenant: sign in as its admin in the browser (or with a device

@@ -12,9 +12,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use connection_store::{Connection, OwnerId};
-use m365_link_app::connect::{find_connection, status_text};
+use m365_link_app::connect::find_connection;
 use m365_link_app::glue::describe_store_error;
-use m365_link_app::present::{connections_table, when};
+use m365_link_app::present::{connections_table, status_text, when};
 
 /// Manage the linked Microsoft 365 accounts (connections) in the store.
 #[derive(Parser, Debug)]

@@ -10,8 +10,8 @@ use anyhow::{Context as _, bail};
 use axum::extract::{RawQuery, State};
 use axum::response::{Html, IntoResponse};
 use connection_store::{
-    AdminAccount, Connection, ConnectionId, ConnectionStatus, ConnectionStore, NewConnection,
-    OwnerId, Reconnect, TenantId,
+    AdminAccount, Connection, ConnectionId, ConnectionStore, NewConnection, OwnerId, Reconnect,
+    TenantId,
 };
 use entra_auth::{AuthError, Authority, CallbackParams, EntraClient, Grant, Prompt};
 use tokio::sync::mpsc;
@@ -433,15 +433,5 @@ pub fn explain(error: &anyhow::Error, sign_in: &SignIn) -> String {
              try again in a minute"
         ),
         _ => format!("Sign-in failed: {auth}"),
-    }
-}
-
-/// "active", "reconnect needed: …" or "disabled".
-pub fn status_text(status: &ConnectionStatus) -> String {
-    match status {
-        ConnectionStatus::Active => "active".to_owned(),
-        ConnectionStatus::NeedsReconnect { reason, .. } => format!("reconnect needed: {reason}"),
-        ConnectionStatus::Disabled => "disabled".to_owned(),
-        _ => status.kind().to_owned(),
     }
 }

@@ -111,14 +111,19 @@ pub(crate) struct ConnectionRow {
     pub tenant: String,
     /// The admin who connected it.
     pub admin: String,
-    /// `active`, `needs_reconnect` or `disabled`.
+    /// The status's stable name, its CSS class (`ConnectionStatus::kind`).
     pub status_kind: String,
-    /// "active", "reconnect needed" or "disabled".
+    /// The status in words: [`crate::present::status_words`].
     pub status: String,
     /// The last sync time, or "never".
     pub last_sync: String,
     /// Employees imported (in scope), when a sync has run.
     pub users: Option<usize>,
+}
+
+/// A connection's status, coloured by its kind (the list and the Manage page).
+fn status(row: &ConnectionRow) -> Markup {
+    html! { span class={ "status-" (row.status_kind) } { (row.status) } }
 }
 
 /// "Linked Microsoft 365 accounts".
@@ -139,7 +144,7 @@ pub(crate) fn linked_accounts(ctx: &Ctx, rows: &[ConnectionRow], flash: Option<&
                             td.name { (row.name) }
                             td.tenant { code { (row.tenant) } }
                             td.admin { (row.admin) }
-                            td.status { span class={ "status-" (row.status_kind) } { (row.status) } }
+                            td.status { (status(row)) }
                             td.last-sync { (row.last_sync) }
                             td.users { @match row.users { Some(n) => (n), None => "–" } }
                             td { a.manage href={ (BASE) "/connections/" (row.id) } { "Manage" } }
@@ -248,7 +253,7 @@ pub(crate) fn progress_text(job: &JobState) -> String {
             text
         }
         JobState::Done { kind, users, groups, changed, finished_at } => {
-            let at = super::routes::format_time(*finished_at);
+            let at = crate::present::page_time(*finished_at);
             if kind == "delta" {
                 format!("Done: delta sync at {at} — {changed} users added, changed or removed; {users} users and {groups} groups in Microsoft 365.")
             } else {
@@ -304,7 +309,7 @@ pub(crate) fn manage(ctx: &Ctx, view: &ManageView<'_>) -> Markup {
         h1 { (row.name) }
         @if let Some(flash) = view.flash { p #flash .flash { (flash) } }
         table {
-            tr { th { "Status" } td #status { span class={ "status-" (row.status_kind) } { (row.status) } @if let Some(reason) = view.reconnect_reason { br; span.muted { (reason) } } } }
+            tr { th { "Status" } td #status { (status(row)) @if let Some(reason) = view.reconnect_reason { br; span.muted { (reason) } } } }
             tr { th { "Tenant" } td #tenant { code { (row.tenant) } } }
             tr { th { "Connected by" } td #admin { (row.admin) } }
             tr { th { "Last sync" } td #last-sync { (row.last_sync) } }

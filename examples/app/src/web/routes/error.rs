@@ -1,0 +1,108 @@
+//! Why a request was refused, as the page the customer sees.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum_extra::extract::SignedCookieJar;
+use connection_store::StoreError;
+
+use super::extract::SignedIn;
+use super::{anonymous, html};
+use crate::web::AppState;
+use crate::web::pages;
+
+/// Why a request was refused.
+#[derive(Debug)]
+pub(super) enum AppError {
+    /// Not signed in: go to the sign-in page.
+    SignInRequired,
+    /// The form's CSRF token is missing or wrong.
+    Csrf,
+    /// No such page or connection (or another customer's).
+    NotFound,
+    /// Something broke; logged, shown without details.
+    Internal(anyhow::Error),
+}
+
+impl From<anyhow::Error> for AppError {
+    fn from(error: anyhow::Error) -> Self {
+        Self::Internal(error)
+    }
+}
+
+impl From<StoreError> for AppError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NotFound { .. } => Self::NotFound,
+            other => Self::Internal(other.into()),
+        }
+    }
+}
+
+/// An error page's words, kept on the response so that [`signed_in_error_pages`] can
+/// render it again with the signed-in customer's header.
+#[derive(Clone, Debug)]
+struct ErrorPage {
+    title: &'static str,
+    detail: &'static str,
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let page = |status: StatusCode, title: &'static str, detail: &'static str| {
+            let mut response = (
+                status,
+                Html(pages::error(&anonymous(), title, detail).into_string()),
+            )
+                .into_response();
+            response
+                .extensions_mut()
+                .insert(ErrorPage { title, detail });
+            response
+        };
+        match self {
+            Self::SignInRequired => Redirect::to("/sign-in").into_response(),
+            Self::Csrf => page(
+                StatusCode::FORBIDDEN,
+                "Form expired",
+                "This form was not sent from the current page (or your session ended). Go back, reload the page and try again.",
+            ),
+            Self::NotFound => page(
+                StatusCode::NOT_FOUND,
+                "Not found",
+                "There is no such page, or it belongs to another account.",
+            ),
+            Self::Internal(error) => {
+                tracing::error!(error = %format!("{error:#}"), "request failed");
+                page(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Something went wrong",
+                    "The request could not be completed. Try again in a moment.",
+                )
+            }
+        }
+    }
+}
+
+/// Error pages of a signed-in customer keep the header (who, and "Sign out").
+pub(super) async fn signed_in_error_pages(
+    State(state): State<AppState>,
+    jar: SignedCookieJar,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(request).await;
+    let Some(error) = response.extensions().get::<ErrorPage>().cloned() else {
+        return response;
+    };
+    // Looked up after the handler ran: a session it ended shows no header.
+    let Some(me) = SignedIn::from_jar(&state, &jar) else {
+        return response;
+    };
+    let status = response.status();
+    (
+        status,
+        html(&pages::error(&me.ctx(), error.title, error.detail)),
+    )
+        .into_response()
+}
