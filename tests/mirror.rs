@@ -803,6 +803,11 @@ async fn a_fenced_commit_with_a_lost_lease_writes_nothing(env: Env) {
         .await
         .expect("acquire")
         .expect("taken over");
+    let error = fenced
+        .apply(&simple_delta()[0])
+        .await
+        .expect_err("a page after the lease is lost");
+    assert_eq!(error.kind(), SinkErrorKind::Fenced, "{error}");
     let error = fenced.commit(links(2)).await.expect_err("fenced");
     assert_eq!(error.kind(), SinkErrorKind::Fenced, "{error}");
     assert!(error.is_retryable());

@@ -267,6 +267,9 @@ impl MirrorSink {
         let count = i64::try_from(staged.len()).unwrap_or(i64::MAX);
         let failed = MirrorError::database("stage changes");
         let mut tx = self.pool.write().await.map_err(&failed)?;
+        // Not needed for safety (the commit checks again), but a writer that lost its
+        // lease stops at its next page instead of staging the rest for nothing.
+        self.check_fence(&mut tx).await?;
         let total: Option<(i64,)> = tx
             .fetch_optional(
                 "UPDATE mirror_state SET staged = staged + $3 \
@@ -308,8 +311,12 @@ impl MirrorSink {
         let failed = MirrorError::database("commit the sync");
         let (connection, sync) = (self.id(), Arg::Int(open.id));
         let mut tx = self.pool.write().await.map_err(&failed)?;
-        // The first statement writes: it takes the row lock (PostgreSQL) and proves the
-        // sync is still the connection's current one.
+        // The fence first: PostgreSQL then locks the connection row before the state
+        // row, in the order a connection's deletion (which cascades to the state) takes
+        // them, so the two cannot deadlock.
+        self.check_fence(&mut tx).await?;
+        // This write locks the state row and proves the sync is still the connection's
+        // current one.
         let state: Option<(i64, i64, i64, i64)> = tx
             .fetch_optional(
                 "UPDATE mirror_state SET staged = staged \
@@ -327,7 +334,6 @@ impl MirrorSink {
                 "the staged changes are not the ones this sink applied",
             ));
         }
-        self.check_fence(&mut tx).await?;
 
         let mut tally = Tally::default();
         if open.kind.is_snapshot() {
