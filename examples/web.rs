@@ -10,7 +10,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -60,14 +59,14 @@ struct Args {
     #[arg(long, value_enum, default_value_t = CloudArg::Global)]
     cloud: CloudArg,
 
-    /// Where connections are stored: a SQLite file or a postgres:// URL (key from
-    /// M365_LINK_STORE_KEY). Default: m365-link.sqlite, or a temporary file with the
-    /// simulated tenant.
+    /// Where connections and their imported directories (the mirror) are stored: a
+    /// SQLite file or a postgres:// URL (key from M365_LINK_STORE_KEY). Default:
+    /// m365-link.sqlite, or a temporary file with the simulated tenant.
     #[arg(long)]
     store: Option<String>,
 
-    /// Where each connection's imported employees and sync scope are kept. Default:
-    /// m365-link-web/, or a temporary folder with the simulated tenant.
+    /// Where each connection's sync scope is kept. Default: m365-link-web/, or a
+    /// temporary folder with the simulated tenant.
     #[arg(long)]
     data_dir: Option<PathBuf>,
 
@@ -183,7 +182,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     config.public_url.clone_from(&args.public_url);
     let data_dir = config.data_dir.clone();
 
-    let mut running = web::serve(config, Arc::clone(&opened.store), listener).await?;
+    let mut running = web::serve(config, &opened, listener).await?;
 
     println!("m365-link web example");
     match &sim {
@@ -195,7 +194,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         None => println!("  tenant:     Microsoft Entra ({})", args.tenant),
     }
     println!("  store:      {}", opened.description);
-    println!("  data:       {}", data_dir.display());
+    println!("  scopes:     {}", data_dir.display());
     if args.customers.is_empty() {
         for (email, password) in DEMO_CUSTOMERS {
             println!("  customer:   {email} / {password}");
@@ -212,7 +211,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         running.shutdown().await;
     }
     if sim.is_some() && args.store.is_none() && args.data_dir.is_none() {
-        // The simulated tenant's store and exports are of no use once it is gone.
+        // The simulated tenant's store, mirror and scopes are of no use once it is gone.
+        opened.mirror.close().await;
         if let Some(scratch) = data_dir.parent() {
             let _ = std::fs::remove_dir_all(scratch);
         }

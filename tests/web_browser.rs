@@ -1,6 +1,7 @@
 //! A real browser walks the web example end to end: headless Chromium driven over
 //! `WebDriver` (`fantoccini` talking to `chromedriver`) against an in-process tenant-sim
-//! with interactive consent.
+//! with interactive consent; the app keeps its connections and their directory mirror in
+//! a `SQLite` file in a temporary folder.
 //!
 //! Without `chromedriver` and Chromium on the machine the test prints `skipped: …` and
 //! passes, unless `M365_LINK_REQUIRE_BROWSER` is set (CI sets it): then a missing browser
@@ -20,9 +21,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail, ensure};
+use connection_store_sql::{EncryptionKey, KeyId, KeyRing, SqlStore};
 use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use m365_link_app::connect::SignIn;
+use m365_link_app::mirror::Mirror;
+use m365_link_app::store::OpenedStore;
 use m365_link_app::web;
 use tenant_sim::{ConsentMode, TenantSim, UserSummary, UserType};
 
@@ -966,13 +970,27 @@ async fn browser_signs_in_connects_syncs_loses_the_grant_and_reconnects() {
         .await
         .expect("tenant-sim starts");
     let data_dir = TempDir::new("web-browser-data").expect("a data folder");
-    let config = web::Config::new(SignIn::simulated(&sim), &data_dir.0);
-    let store: Arc<dyn connection_store::ConnectionStore> =
-        Arc::new(connection_store::MemoryStore::new());
+    let config = web::Config::new(SignIn::simulated(&sim), data_dir.0.join("scopes"));
+    let keys = KeyRing::new(
+        KeyId::new("web-browser").expect("a key id"),
+        EncryptionKey::generate(),
+    );
+    let sql = SqlStore::sqlite(data_dir.0.join("store.sqlite"))
+        .key_ring(keys)
+        .open()
+        .await
+        .expect("the SQLite store opens");
+    let mirror = Mirror::open(&sql).await.expect("the mirror opens");
+    let opened = OpenedStore {
+        store: Arc::new(sql.clone()),
+        sql,
+        mirror,
+        description: "SQLite (test)".to_owned(),
+    };
     let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .await
         .expect("a loopback port");
-    let app = web::serve(config, store, listener)
+    let app = web::serve(config, &opened, listener)
         .await
         .expect("the app starts");
     let browser = Browser::start(&binaries).await.expect("the browser starts");

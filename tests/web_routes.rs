@@ -3,16 +3,18 @@
 //! tenant-sim. A `reqwest` client that follows no redirects plays the browser: it keeps
 //! the session cookie itself (from `set-cookie`) and fills each form's CSRF token from
 //! the last page it read; Entra's side is tenant-sim's `AutoConsent` (the authorize URL
-//! redirects straight back to the callback) and its error modes.
+//! redirects straight back to the callback) and its error modes. The app runs over a
+//! `SQLite` store with its directory mirror, in a temporary folder.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use connection_store::{
-    Connection, ConnectionStatus, ConnectionStore, MAX_NAME_CHARS, MemoryStore, OwnerId,
-};
+use connection_store::{Connection, ConnectionId, ConnectionStatus, MAX_NAME_CHARS, OwnerId};
+use connection_store_sql::{EncryptionKey, KeyId, KeyRing, SqlStore};
 use m365_link_app::connect::SignIn;
+use m365_link_app::mirror::{Mirror, MirrorState, UserQuery};
+use m365_link_app::store::OpenedStore;
 use m365_link_app::web;
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
@@ -45,31 +47,67 @@ async fn sim() -> TenantSim {
         .expect("tenant-sim starts")
 }
 
-/// The app running on a loopback port, its store and its data folder (removed on drop).
+/// A `SQLite` store with its mirror in a temporary folder (removed on drop).
+struct Db {
+    opened: OpenedStore,
+    dir: PathBuf,
+}
+
+impl Db {
+    async fn new() -> Arc<Self> {
+        let dir = std::env::temp_dir().join(format!("m365-link-web-db-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let keys = KeyRing::new(KeyId::new("web-routes").unwrap(), EncryptionKey::generate());
+        let sql = SqlStore::sqlite(dir.join("store.sqlite"))
+            .key_ring(keys)
+            .open()
+            .await
+            .expect("the SQLite store opens");
+        let mirror = Mirror::open(&sql).await.expect("the mirror opens");
+        Arc::new(Self {
+            opened: OpenedStore {
+                store: Arc::new(sql.clone()),
+                sql,
+                mirror,
+                description: "SQLite (test)".to_owned(),
+            },
+            dir,
+        })
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The app running on a loopback port, its database and its data folder (removed on
+/// drop).
 struct App {
     running: Option<web::Running>,
-    store: Arc<dyn ConnectionStore>,
+    db: Arc<Db>,
     data_dir: PathBuf,
     url: String,
 }
 
 impl App {
     async fn start(sim: &TenantSim) -> Self {
-        Self::start_with(sim, Arc::new(MemoryStore::new())).await
+        Self::start_with(sim, Db::new().await).await
     }
 
-    async fn start_with(sim: &TenantSim, store: Arc<dyn ConnectionStore>) -> Self {
+    async fn start_with(sim: &TenantSim, db: Arc<Db>) -> Self {
         let data_dir =
             std::env::temp_dir().join(format!("m365-link-web-routes-{}", uuid::Uuid::new_v4()));
         let config = web::Config::new(SignIn::simulated(sim), &data_dir);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let running = web::serve(config, store.clone(), listener)
+        let running = web::serve(config, &db.opened, listener)
             .await
             .expect("the app starts");
         let url = running.url().to_owned();
         Self {
             running: Some(running),
-            store,
+            db,
             data_dir,
             url,
         }
@@ -80,11 +118,18 @@ impl App {
     }
 
     async fn list(&self, owner: &str) -> Vec<Connection> {
-        self.store.list(&OwnerId::new(owner)).await.unwrap()
+        self.db
+            .opened
+            .store
+            .list(&OwnerId::new(owner))
+            .await
+            .unwrap()
     }
 
     async fn get(&self, owner: &str, id: &str) -> Connection {
-        self.store
+        self.db
+            .opened
+            .store
             .get(&OwnerId::new(owner), id.parse().unwrap())
             .await
             .unwrap()
@@ -92,6 +137,16 @@ impl App {
 
     fn connection_dir(&self, id: &str) -> PathBuf {
         web::connection_dir(&self.data_dir, id.parse().unwrap())
+    }
+
+    /// What the mirror holds of connection `id`: its state, and its users' count.
+    async fn mirrored(&self, id: &str) -> (Option<MirrorState>, u64) {
+        let mirror = &self.db.opened.mirror;
+        let id: ConnectionId = id.parse().unwrap();
+        (
+            mirror.state(id).await.unwrap(),
+            mirror.count_users(id, &UserQuery::new()).await.unwrap(),
+        )
     }
 }
 
@@ -1032,7 +1087,7 @@ async fn rename_to_another_connections_name_is_refused() {
     let germany = browser.connect("Germany").await;
     // A second tenant for alice, linked through an app signing in to the second
     // simulator over the same store.
-    let other = App::start_with(&second, app.store.clone()).await;
+    let other = App::start_with(&second, app.db.clone()).await;
     let mut via_second = other.browser();
     via_second.sign_in(ALICE).await;
     let france = via_second.connect("France").await;
@@ -1063,6 +1118,16 @@ async fn sync_now_imports_the_employees_search_scope_and_photos() {
     assert_eq!(status["kind"], "full", "{status}");
     assert_eq!(app.state_job(&id), "done");
     assert!(app.get(ALICE.0, &id).await.last_synced_at.is_some());
+    // The sync went into the mirror, every user of the tenant, and wrote no files.
+    let (state, users) = app.mirrored(&id).await;
+    let state = state.expect("the mirror has the connection");
+    assert_eq!(state.commits, 1);
+    assert_eq!(users, sim.control().users().len() as u64);
+    assert_eq!(status["users"], users);
+    assert!(
+        !app.connection_dir(&id).exists(),
+        "a sync writes no data folder"
+    );
 
     // The default scope: enabled members only.
     let users = sim.control().users();
@@ -1142,15 +1207,29 @@ async fn sync_now_imports_the_employees_search_scope_and_photos() {
 }
 
 #[tokio::test]
-async fn remove_asks_then_deletes_the_connection_and_its_files() {
+async fn remove_asks_then_deletes_the_connection_its_mirror_and_its_files() {
     let sim = sim().await;
     let app = App::start(&sim).await;
     let mut browser = app.browser();
     browser.sign_in(ALICE).await;
     let id = browser.connect("Germany").await;
     sync_now(&mut browser, &id).await;
+    browser.get(&manage(&id)).await;
+    browser
+        .post_form(
+            &format!("{}/scope", manage(&id)),
+            &[("mode", "all"), ("skip_guests", "on")],
+        )
+        .await
+        .assert_redirect(&format!("{}?flash=scope", manage(&id)));
     let dir = app.connection_dir(&id);
-    assert!(dir.is_dir(), "the export is in {}", dir.display());
+    assert!(
+        dir.join("scope.json").is_file(),
+        "the scope is in {}",
+        dir.display()
+    );
+    let (state, users) = app.mirrored(&id).await;
+    assert!(state.is_some() && users > 0, "the mirror has the tenant");
 
     let page = browser.get(&manage(&id)).await;
     assert!(
@@ -1169,6 +1248,9 @@ async fn remove_asks_then_deletes_the_connection_and_its_files() {
         .assert_redirect(&format!("{BASE}?removed=1"));
     assert!(app.list(ALICE.0).await.is_empty());
     assert!(!dir.exists(), "its data folder is gone");
+    assert_eq!(app.mirrored(&id).await, (None, 0), "its mirror is gone");
+    let groups = app.db.opened.mirror.groups_page(id.parse().unwrap(), 0, 10);
+    assert!(groups.await.unwrap().is_empty());
     let page = browser.get(&format!("{BASE}?removed=1")).await;
     assert!(page.has_id("flash") && page.has_id("no-connections"));
     assert_eq!(
@@ -1356,7 +1438,8 @@ async fn pages_carry_the_security_headers_and_https_adds_secure_and_hsts() {
     config.public_url = Some("https://signatures.example".to_owned());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let running = web::serve(config, Arc::new(MemoryStore::new()), listener)
+    let db = Db::new().await;
+    let running = web::serve(config, &db.opened, listener)
         .await
         .expect("the app starts");
     assert_eq!(running.url(), "https://signatures.example");
@@ -1374,8 +1457,8 @@ async fn pages_carry_the_security_headers_and_https_adds_secure_and_hsts() {
     let _ = std::fs::remove_dir_all(data_dir);
 }
 
-/// Stopping the app lets a "Sync now" under way finish (its export and cursors are
-/// written, its lease freed) instead of dropping it half-way.
+/// Stopping the app lets a "Sync now" under way finish (the mirror commits it, its lease
+/// is freed) instead of dropping it half-way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_lets_a_running_sync_finish() {
     let sim = TenantSim::builder()
@@ -1405,9 +1488,18 @@ async fn shutdown_lets_a_running_sync_finish() {
     assert_eq!(state.jobs().state(connection_id).name(), "done");
     let connection = app.get(ALICE.0, &id).await;
     assert!(connection.last_synced_at.is_some());
+    let (mirrored, users) = app.mirrored(&id).await;
+    assert_eq!(
+        mirrored.map(|m| m.commits),
+        Some(1),
+        "the sync was committed"
+    );
+    assert_eq!(users, 30);
     let holder = connection_store::LeaseHolder::new("after-shutdown").unwrap();
     assert!(
-        app.store
+        app.db
+            .opened
+            .store
             .acquire_lease(
                 &OwnerId::new(ALICE.0),
                 connection_id,

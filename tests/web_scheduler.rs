@@ -1,10 +1,11 @@
 //! The web example's scheduled sync: every connection is synced by delta once per
-//! interval, under the store's sync lease, so that two instances of the app sharing
-//! one database never sync the same connection at once. Two `AppState`s (two app
-//! instances, each with its own store handle and data folder) over one `SQLite` file,
-//! and the same over `PostgreSQL` when `TEST_POSTGRES_URL` is set.
+//! interval into the directory mirror, under the store's sync lease, so that two
+//! instances of the app sharing one database never sync the same connection at once,
+//! and instances that take turns keep one consistent mirror. Two `AppState`s (two app
+//! instances, each with its own store handle, mirror pool and data folder) over one
+//! `SQLite` file, and the same over `PostgreSQL` when `TEST_POSTGRES_URL` is set.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,14 +18,18 @@ use connection_store::{
 use connection_store_sql::{EncryptionKey, KeyId, KeyRing, SqlStore};
 use entra_auth::{Authority, CallbackParams};
 use futures::future::BoxFuture;
+use graph_client::sync::{Directory, MemberType, MemorySink, NoProgress, SyncOptions};
+use graph_client::{Group, ObjectId, User};
 use m365_link_app::connect::{SignIn, new_connection};
+use m365_link_app::mirror::{Mirror, UserQuery};
+use m365_link_app::store::OpenedStore;
 use m365_link_app::web;
 use m365_link_app::web::AppState;
 use m365_link_app::web::accounts::Customer;
 use m365_link_app::web::jobs::{JobState, Outcome};
 use m365_link_app::web::scheduler::{Visit, round};
 use secrecy::SecretString as Secret;
-use tenant_sim::{ConsentMode, TenantSim};
+use tenant_sim::{ConsentMode, Deletion, TenantSim, UserFields};
 use time::OffsetDateTime;
 
 const HOUR: Duration = web::DEFAULT_SYNC_INTERVAL;
@@ -71,10 +76,10 @@ fn customers(n: usize) -> Vec<Customer> {
         .collect()
 }
 
-/// One app instance: its state over `store`, its own data folder under `dir`.
+/// One app instance: its state over `opened`, its own data folder under `dir`.
 fn instance(
     sim: &TenantSim,
-    store: Arc<dyn ConnectionStore>,
+    opened: &OpenedStore,
     customers: &[Customer],
     dir: &Path,
     name: &str,
@@ -82,7 +87,7 @@ fn instance(
     let mut config = web::Config::new(SignIn::simulated(sim), dir.join(name));
     config.customers = customers.to_vec();
     config.sync_interval = Some(HOUR);
-    AppState::new(config, store, "http://localhost:1").expect("the app state")
+    AppState::new(config, opened, "http://localhost:1").expect("the app state")
 }
 
 /// Links the simulator's tenant for `owner` as the callback would: the authorize URL
@@ -119,10 +124,14 @@ async fn link(state: &AppState, owner: &OwnerId, name: &str) -> ConnectionId {
     state.store().create(owner, new).await.unwrap().id
 }
 
-/// Whether instance `state` wrote connection `id`'s export.
-fn exported(state: &AppState, id: ConnectionId) -> bool {
-    let dir = web::connection_dir(&state.config().data_dir, id);
-    std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some())
+/// How many syncs of connection `id` the mirror committed, as instance `state` reads it.
+async fn commits(state: &AppState, id: ConnectionId) -> u64 {
+    state
+        .mirror()
+        .state(id)
+        .await
+        .expect("the mirror state")
+        .map_or(0, |mirrored| mirrored.commits)
 }
 
 fn outcome_of(visits: &[Visit], id: ConnectionId) -> Option<Outcome> {
@@ -134,25 +143,35 @@ fn outcome_of(visits: &[Visit], id: ConnectionId) -> Option<Outcome> {
         .clone()
 }
 
-async fn sqlite(path: &Path, key: &EncryptionKey) -> Arc<dyn ConnectionStore> {
+/// A store and its mirror as `m365_link_app::store::open` gives them.
+async fn opened(sql: SqlStore) -> OpenedStore {
+    let mirror = Mirror::open(&sql).await.expect("the mirror opens");
+    OpenedStore {
+        store: Arc::new(sql.clone()),
+        sql,
+        mirror,
+        description: "test".to_owned(),
+    }
+}
+
+async fn sqlite(path: &Path, key: &EncryptionKey) -> OpenedStore {
     let keys = KeyRing::new(
         KeyId::new("test").unwrap(),
         EncryptionKey::from_base64(&key.to_base64()).unwrap(),
     );
-    Arc::new(
-        SqlStore::sqlite(path)
-            .key_ring(keys)
-            .open()
-            .await
-            .expect("the SQLite store opens"),
-    )
+    let sql = SqlStore::sqlite(path)
+        .key_ring(keys)
+        .open()
+        .await
+        .expect("the SQLite store opens");
+    opened(sql).await
 }
 
 /// The `PostgreSQL` tests keep their tables in this schema; every run uses its own
 /// customers and deletes its connections at the end.
 const PG_SCHEMA: &str = "m365_link_web_scheduler";
 
-async fn postgres(key: &EncryptionKey) -> Arc<dyn ConnectionStore> {
+async fn postgres(key: &EncryptionKey) -> OpenedStore {
     let url = std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| {
         panic!("set TEST_POSTGRES_URL (e.g. postgres://postgres@127.0.0.1:5432/test) to run the PostgreSQL tests")
     });
@@ -160,15 +179,14 @@ async fn postgres(key: &EncryptionKey) -> Arc<dyn ConnectionStore> {
         KeyId::new("test").unwrap(),
         EncryptionKey::from_base64(&key.to_base64()).unwrap(),
     );
-    Arc::new(
-        SqlStore::postgres(url)
-            .schema(PG_SCHEMA)
-            .key_ring(keys)
-            .max_connections(4)
-            .open()
-            .await
-            .expect("the PostgreSQL store opens"),
-    )
+    let sql = SqlStore::postgres(url)
+        .schema(PG_SCHEMA)
+        .key_ring(keys)
+        .max_connections(4)
+        .open()
+        .await
+        .expect("the PostgreSQL store opens");
+    opened(sql).await
 }
 
 // ---------------------------------------------------------------------------------------
@@ -178,10 +196,7 @@ async fn postgres(key: &EncryptionKey) -> Arc<dyn ConnectionStore> {
 /// Two instances over two handles on one database run a round at the same moment:
 /// every connection is synced exactly once in all (the other instance finds its lease
 /// held, or finds it no longer due under the lease), and then is not due for either.
-async fn two_instances_sync_each_connection(
-    first: Arc<dyn ConnectionStore>,
-    second: Arc<dyn ConnectionStore>,
-) {
+async fn two_instances_sync_each_connection(first: &OpenedStore, second: &OpenedStore) {
     let sim = sim().await;
     let dir = TempDir::new();
     let customers = customers(4);
@@ -215,10 +230,10 @@ async fn two_instances_sync_each_connection(
                 "{id}: the other instance found it held or not due: {outcomes:?}"
             );
         }
-        // Only an instance that synced it wrote an export.
-        for (instance, visits) in [(&a, &visits_a), (&b, &visits_b)] {
-            let synced_here = outcome_of(visits, *id) == Some(Outcome::Synced);
-            assert_eq!(exported(instance, *id), synced_here, "{id}");
+        // One commit in the mirror, as both instances read it, and no data folder.
+        for instance in [&a, &b] {
+            assert_eq!(commits(instance, *id).await, 1, "{id}");
+            assert!(!instance.connection_dir(*id).exists(), "{id}");
         }
         let connection = a.store().get(owner, *id).await.unwrap();
         assert!(connection.last_synced_at.is_some_and(|at| at >= now));
@@ -229,10 +244,15 @@ async fn two_instances_sync_each_connection(
 
     for (owner, id) in ids {
         a.store().delete(&owner, id).await.unwrap();
+        assert_eq!(
+            commits(&b, id).await,
+            0,
+            "the mirror went with the connection"
+        );
     }
 }
 
-async fn shared_sqlite(dir: &TempDir) -> (Arc<dyn ConnectionStore>, Arc<dyn ConnectionStore>) {
+async fn shared_sqlite(dir: &TempDir) -> (OpenedStore, OpenedStore) {
     let key = EncryptionKey::generate();
     let path = dir.0.join("connections.sqlite");
     (sqlite(&path, &key).await, sqlite(&path, &key).await)
@@ -242,7 +262,14 @@ async fn shared_sqlite(dir: &TempDir) -> (Arc<dyn ConnectionStore>, Arc<dyn Conn
 async fn two_instances_on_one_sqlite_file_sync_each_connection_exactly_once() {
     let dir = TempDir::new();
     let (first, second) = shared_sqlite(&dir).await;
-    Box::pin(two_instances_sync_each_connection(first, second)).await;
+    Box::pin(two_instances_sync_each_connection(&first, &second)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_one_sqlite_file_taking_turns_keep_the_mirror_a_fresh_import() {
+    let dir = TempDir::new();
+    let (first, second) = shared_sqlite(&dir).await;
+    Box::pin(two_instances_take_turns(&first, &second)).await;
 }
 
 /// Runs with CI's `-- --include-ignored postgres`.
@@ -252,7 +279,145 @@ async fn two_instances_on_one_postgres_database_sync_every_connection_under_the_
     let key = EncryptionKey::generate();
     let first = postgres(&key).await;
     let second = postgres(&key).await;
-    Box::pin(two_instances_sync_each_connection(first, second)).await;
+    Box::pin(two_instances_sync_each_connection(&first, &second)).await;
+    Box::pin(two_instances_take_turns(&first, &second)).await;
+}
+
+/// A connection's directory: users, groups and direct memberships by id.
+#[derive(Debug, PartialEq)]
+struct Content {
+    users: BTreeMap<ObjectId, User>,
+    groups: BTreeMap<ObjectId, Group>,
+    members: BTreeMap<ObjectId, BTreeMap<ObjectId, MemberType>>,
+}
+
+impl Content {
+    fn of(directory: &Directory) -> Self {
+        Self {
+            users: directory.users().clone(),
+            groups: directory.groups().clone(),
+            members: directory.members().clone(),
+        }
+    }
+
+    /// What `mirror` holds of connection `id`, read page by page.
+    async fn mirrored(mirror: &Mirror, id: ConnectionId) -> Self {
+        let mut users = BTreeMap::new();
+        loop {
+            let page = mirror
+                .find_users(id, &UserQuery::new(), users.len() as u64, 7)
+                .await
+                .expect("a page of users");
+            if page.is_empty() {
+                break;
+            }
+            for user in page {
+                let key = user.id.clone().expect("an id");
+                assert!(users.insert(key, user).is_none(), "a user twice");
+            }
+        }
+        let groups: BTreeMap<ObjectId, Group> = mirror
+            .groups_page(id, 0, 1_000)
+            .await
+            .expect("the groups")
+            .into_iter()
+            .map(|group| (group.id.clone().expect("an id"), group))
+            .collect();
+        let mut members = BTreeMap::new();
+        for group in groups.keys() {
+            let of: BTreeMap<ObjectId, MemberType> = mirror
+                .members(id, group)
+                .await
+                .expect("the members")
+                .into_iter()
+                .map(|member| (member.id, member.member_type))
+                .collect();
+            if !of.is_empty() {
+                members.insert(group.clone(), of);
+            }
+        }
+        Self {
+            users,
+            groups,
+            members,
+        }
+    }
+}
+
+/// Instance a imports a connection; the tenant changes (a user edited, one added, one
+/// deleted, a membership added and one removed); instance b, over its own handle on the
+/// same database, syncs it by delta. The mirror, as either instance reads it, then holds
+/// exactly what a fresh full import of the tenant gives.
+async fn two_instances_take_turns(first: &OpenedStore, second: &OpenedStore) {
+    let sim = sim().await;
+    let dir = TempDir::new();
+    let customers = customers(1);
+    let owner = customers[0].owner();
+    let a = instance(&sim, first, &customers, &dir.0, "a");
+    let b = instance(&sim, second, &customers, &dir.0, "b");
+    let id = link(&a, &owner, "Germany").await;
+
+    assert_eq!(web::jobs::run(&a, &owner, id, None).await, Outcome::Synced);
+    assert!(matches!(a.jobs().state(id), JobState::Done { ref kind, .. } if kind == "full"));
+    let imported = Content::mirrored(b.mirror(), id).await;
+    assert_eq!(imported.users.len(), sim.control().users().len());
+
+    let control = sim.control();
+    let users: Vec<_> = control
+        .users()
+        .into_iter()
+        .filter(|u| !u.is_admin)
+        .collect();
+    let mut groups = control.groups();
+    groups.sort_by_key(|g| std::cmp::Reverse(g.member_count));
+    let mut edit = UserFields::new().job_title("Chief Turn Taker");
+    edit.city = Some("Zürich".to_owned());
+    control.update_user(&users[0].id, &edit).unwrap();
+    let new = UserFields::new()
+        .display_name("Nina Neu")
+        .department("Sales");
+    let added = control.add_user(&new).unwrap();
+    control
+        .delete_user(&users[1].id, Deletion::Permanent)
+        .unwrap();
+    assert!(control.add_member(&groups[1].id, &added.id).unwrap());
+    let leaving = control.group_member_ids(&groups[0].id).unwrap()[0].clone();
+    assert!(control.remove_member(&groups[0].id, &leaving).unwrap());
+
+    assert_eq!(web::jobs::run(&b, &owner, id, None).await, Outcome::Synced);
+    let JobState::Done { kind, changed, .. } = b.jobs().state(id) else {
+        panic!("b's sync did not finish: {:?}", b.jobs().state(id));
+    };
+    assert_eq!(kind, "delta");
+    assert!(changed >= 3, "edited, added and deleted: {changed}");
+    assert_eq!(commits(&a, id).await, 2);
+
+    let linked = b.linked(&owner, id).await.unwrap();
+    let mut fresh = MemorySink::new();
+    let options = SyncOptions::new().user_select(web::employees::USER_SELECT);
+    graph_client::sync::run(&linked.graph, &mut fresh, &options, &NoProgress)
+        .await
+        .expect("a fresh full import");
+    let expected = Content::of(fresh.directory());
+    for state in [&a, &b] {
+        let mirrored = Content::mirrored(state.mirror(), id).await;
+        assert_eq!(mirrored, expected, "the mirror equals a fresh import");
+    }
+    assert_ne!(imported, expected, "the tenant did change");
+    let edited = &expected.users[&ObjectId::new(users[0].id.as_str())];
+    assert_eq!(edited.job_title.as_deref(), Some("Chief Turn Taker"));
+    assert!(
+        !expected
+            .users
+            .contains_key(&ObjectId::new(users[1].id.as_str()))
+    );
+
+    a.store().delete(&owner, id).await.unwrap();
+    assert_eq!(
+        commits(&b, id).await,
+        0,
+        "the mirror went with the connection"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -263,14 +428,15 @@ async fn two_instances_on_one_postgres_database_sync_every_connection_under_the_
 async fn a_held_lease_skips_the_connection_until_it_is_released() {
     let sim = sim().await;
     let dir = TempDir::new();
-    let store = sqlite(
+    let opened = sqlite(
         &dir.0.join("connections.sqlite"),
         &EncryptionKey::generate(),
     )
     .await;
+    let store = Arc::clone(&opened.store);
     let customers = customers(1);
     let owner = customers[0].owner();
-    let app = instance(&sim, store.clone(), &customers, &dir.0, "a");
+    let app = instance(&sim, &opened, &customers, &dir.0, "a");
     let id = link(&app, &owner, "Germany").await;
 
     let other = LeaseHolder::new("other-instance").unwrap();
@@ -282,7 +448,11 @@ async fn a_held_lease_skips_the_connection_until_it_is_released() {
     let now = OffsetDateTime::now_utc();
     let visits = round(&app, HOUR, now).await;
     assert_eq!(outcome_of(&visits, id), Some(Outcome::LeaseHeld));
-    assert!(!exported(&app, id), "no export written");
+    assert_eq!(
+        commits(&app, id).await,
+        0,
+        "nothing committed to the mirror"
+    );
     assert!(
         store
             .get(&owner, id)
@@ -300,7 +470,7 @@ async fn a_held_lease_skips_the_connection_until_it_is_released() {
     store.release_lease(&owner, id, &other).await.unwrap();
     let visits = round(&app, HOUR, now).await;
     assert_eq!(outcome_of(&visits, id), Some(Outcome::Synced));
-    assert!(exported(&app, id));
+    assert_eq!(commits(&app, id).await, 1);
     assert!(
         store
             .get(&owner, id)
@@ -321,13 +491,14 @@ async fn a_held_lease_skips_the_connection_until_it_is_released() {
 async fn a_round_syncs_what_is_due_by_delta_and_skips_what_needs_an_admin() {
     let sim = sim().await;
     let dir = TempDir::new();
-    let store = sqlite(
+    let opened = sqlite(
         &dir.0.join("connections.sqlite"),
         &EncryptionKey::generate(),
     )
     .await;
+    let store = Arc::clone(&opened.store);
     let customers = customers(3);
-    let app = instance(&sim, store.clone(), &customers, &dir.0, "a");
+    let app = instance(&sim, &opened, &customers, &dir.0, "a");
     let mut ids = Vec::new();
     for customer in &customers {
         ids.push(link(&app, &customer.owner(), "Tenant").await);
@@ -534,14 +705,15 @@ impl ConnectionStore for BeforeLease {
 async fn a_connection_synced_by_another_instance_meanwhile_is_not_synced_again() {
     let sim = sim().await;
     let dir = TempDir::new();
-    let store = sqlite(
+    let opened = sqlite(
         &dir.0.join("connections.sqlite"),
         &EncryptionKey::generate(),
     )
     .await;
+    let store = Arc::clone(&opened.store);
     let customers = customers(1);
     let owner = customers[0].owner();
-    let a = instance(&sim, store.clone(), &customers, &dir.0, "a");
+    let a = instance(&sim, &opened, &customers, &dir.0, "a");
     let id = link(&a, &owner, "Germany").await;
 
     // Instance b finds the connection due; before b takes the lease, instance a syncs
@@ -556,20 +728,24 @@ async fn a_connection_synced_by_another_instance_meanwhile_is_not_synced_again()
             })
         })
     };
-    let racing = Arc::new(BeforeLease {
-        inner: store.clone(),
-        hook: Mutex::new(Some(hook)),
-    });
-    let b = instance(&sim, racing, &customers, &dir.0, "b");
+    let racing = OpenedStore {
+        store: Arc::new(BeforeLease {
+            inner: store.clone(),
+            hook: Mutex::new(Some(hook)),
+        }),
+        sql: opened.sql.clone(),
+        mirror: opened.mirror.clone(),
+        description: "racing".to_owned(),
+    };
+    let b = instance(&sim, &racing, &customers, &dir.0, "b");
     let visits = round(&b, HOUR, OffsetDateTime::now_utc()).await;
     assert_eq!(*synced_by_a.lock().unwrap(), Some(Outcome::Synced));
-    assert!(exported(&a, id));
     assert_ne!(
         outcome_of(&visits, id),
         Some(Outcome::Synced),
         "synced twice: b did not notice that a synced it while b waited for the lease"
     );
-    assert!(!exported(&b, id), "b wrote a second export");
+    assert_eq!(commits(&b, id).await, 1, "b committed a second sync");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -583,14 +759,15 @@ async fn a_connection_synced_by_another_instance_meanwhile_is_not_synced_again()
 async fn a_sync_running_here_is_left_alone_and_its_lease_untouched() {
     let sim = sim().await;
     let dir = TempDir::new();
-    let store = sqlite(
+    let opened = sqlite(
         &dir.0.join("connections.sqlite"),
         &EncryptionKey::generate(),
     )
     .await;
+    let store = Arc::clone(&opened.store);
     let customers = customers(1);
     let owner = customers[0].owner();
-    let app = instance(&sim, store.clone(), &customers, &dir.0, "a");
+    let app = instance(&sim, &opened, &customers, &dir.0, "a");
     let id = link(&app, &owner, "Germany").await;
 
     // What `jobs::spawn` does first when "Sync now" is pressed.
@@ -614,13 +791,13 @@ async fn a_sync_running_here_is_left_alone_and_its_lease_untouched() {
     app.jobs().unclaim(id, before);
     let visits = round(&app, HOUR, now).await;
     assert_eq!(outcome_of(&visits, id), Some(Outcome::Synced));
-    assert!(exported(&app, id));
+    assert_eq!(commits(&app, id).await, 1);
 }
 
-/// A connection removed while its sync runs leaves no export behind, whatever point the
-/// sync had reached, and no job state.
+/// A connection removed while its sync runs leaves no mirror rows and no files behind,
+/// whatever point the sync had reached, and no job state.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn removing_a_connection_while_it_syncs_leaves_no_files() {
+async fn removing_a_connection_while_it_syncs_leaves_no_mirror_rows_and_no_files() {
     let sim = TenantSim::builder()
         .users(40)
         .groups(4)
@@ -631,14 +808,15 @@ async fn removing_a_connection_while_it_syncs_leaves_no_files() {
         .await
         .expect("tenant-sim starts");
     let dir = TempDir::new();
-    let store = sqlite(
+    let opened = sqlite(
         &dir.0.join("connections.sqlite"),
         &EncryptionKey::generate(),
     )
     .await;
+    let store = Arc::clone(&opened.store);
     let customers = customers(1);
     let owner = customers[0].owner();
-    let app = instance(&sim, store.clone(), &customers, &dir.0, "a");
+    let app = instance(&sim, &opened, &customers, &dir.0, "a");
     let id = link(&app, &owner, "Germany").await;
 
     let sync = tokio::spawn({
@@ -657,11 +835,12 @@ async fn removing_a_connection_while_it_syncs_leaves_no_files() {
         );
         tokio::task::yield_now().await;
     }
+    // A scope saved just before, as the Manage page does.
+    let dir_of_connection = app.connection_dir(id);
+    std::fs::create_dir_all(&dir_of_connection).unwrap();
+    std::fs::write(dir_of_connection.join("scope.json"), "{}").unwrap();
     store.delete(&owner, id).await.unwrap();
-    app.jobs().forget(id);
-    app.employees().forget(id);
-    app.forget_linked(id);
-    let _ = std::fs::remove_dir_all(web::connection_dir(&app.config().data_dir, id));
+    app.forget_connection(id).await;
 
     let outcome = sync.await.unwrap();
     assert_ne!(
@@ -670,10 +849,14 @@ async fn removing_a_connection_while_it_syncs_leaves_no_files() {
         "a removed connection is not synced"
     );
     assert!(
-        !web::connection_dir(&app.config().data_dir, id).exists(),
+        !dir_of_connection.exists(),
         "the removed connection's folder came back"
     );
     assert_eq!(app.jobs().state(id), JobState::Idle);
+    let mirror = app.mirror();
+    assert_eq!(mirror.state(id).await.unwrap(), None, "no mirror state");
+    assert_eq!(mirror.count_users(id, &UserQuery::new()).await.unwrap(), 0);
+    assert!(mirror.groups_page(id, 0, 10).await.unwrap().is_empty());
 }
 
 // ---------------------------------------------------------------------------------------
@@ -684,14 +867,15 @@ async fn removing_a_connection_while_it_syncs_leaves_no_files() {
 async fn concurrent_first_uses_of_a_connection_redeem_its_refresh_token_once() {
     let sim = sim().await;
     let dir = TempDir::new();
-    let store = sqlite(
+    let opened = sqlite(
         &dir.0.join("connections.sqlite"),
         &EncryptionKey::generate(),
     )
     .await;
+    let store = Arc::clone(&opened.store);
     let customers = customers(1);
     let owner = customers[0].owner();
-    let app = instance(&sim, store.clone(), &customers, &dir.0, "a");
+    let app = instance(&sim, &opened, &customers, &dir.0, "a");
     let id = link(&app, &owner, "Germany").await;
     let version_before = store.load_token(&owner, id).await.unwrap().version;
 

@@ -1,17 +1,21 @@
 //! Background syncs, one at a time per connection in this process, with their progress
-//! for the Manage page. Across processes the store's sync lease (taken by
-//! [`crate::sync::run`]) keeps two instances from syncing one connection at once.
+//! for the Manage page. A sync is [`crate::sync::run`] into the connection's directory
+//! mirror ([`MirrorSink`](crate::mirror::MirrorSink)). Across processes the store's sync
+//! lease (taken by [`crate::sync::run`]) keeps two instances from syncing one connection
+//! at once, and fences the mirror's commit: a sync whose lease was taken over commits
+//! nothing.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use connection_store::{ConnectionId, LeaseHolder, OwnerId};
+use graph_client::sync::{Phase, SyncKind, SyncOptions, SyncProgress, SyncReport, SyncSummary};
 use serde::Serialize;
 use time::OffsetDateTime;
 
 use super::AppState;
-use crate::sync::{self, Phase, Progress, SyncStop, Target};
+use crate::sync::{self, SyncStop, Target};
 
 /// What the Manage page shows about a connection's sync.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -21,20 +25,21 @@ pub enum JobState {
     Idle,
     /// A sync is running.
     Running {
-        /// The phase now (`users`, `groups`, `memberships`, `writing`).
+        /// The phase now (`users`, `groups`, `memberships`, `committing`).
         phase: Option<String>,
         /// Items done per phase.
         counts: BTreeMap<String, u64>,
     },
     /// The last sync finished.
     Done {
-        /// "full" or "delta".
+        /// `full`, `resync` (a full import because Microsoft expired the delta links) or
+        /// `delta`.
         kind: String,
-        /// Users in the export.
+        /// Users in the mirror.
         users: u64,
-        /// Groups in the export.
+        /// Groups in the mirror.
         groups: u64,
-        /// Users added, updated and deleted by this sync.
+        /// Users added, updated and removed by this sync.
         changed: u64,
         /// When it finished (RFC 3339).
         #[serde(with = "time::serde::rfc3339")]
@@ -96,7 +101,7 @@ impl Jobs {
     }
 
     /// Waits up to `within` for the background syncs to finish (a shutdown), then stops
-    /// the rest; a stopped sync leaves its export and cursors as they were, and its lease
+    /// the rest; a stopped sync leaves the mirror at its last commit, and its lease
     /// expires by itself.
     pub(crate) async fn drain(&self, within: Duration) {
         let mut tasks =
@@ -198,20 +203,7 @@ pub(crate) async fn run_claimed(
 ) -> Outcome {
     let jobs = state.jobs().clone();
     let (outcome, next) = match sync_once(state, owner, id, holder).await {
-        Ok(report) => {
-            let changed = report.users.added + report.users.updated + report.users.deleted;
-            let done = JobState::Done {
-                kind: match report.kind {
-                    sync::Kind::Delta => "delta".to_owned(),
-                    _ => "full".to_owned(),
-                },
-                users: report.users.total,
-                groups: report.groups.total,
-                changed,
-                finished_at: OffsetDateTime::now_utc(),
-            };
-            (Outcome::Synced, done)
-        }
+        Ok(report) => (Outcome::Synced, done(report.kind, &report.summary)),
         Err(error) => match error.downcast_ref::<SyncStop>() {
             Some(SyncStop::NeedsReconnect { reason }) => (
                 Outcome::NeedsReconnect,
@@ -244,19 +236,11 @@ pub(crate) async fn run_claimed(
             }
         },
     };
-    // Removed while it ran: the export it may just have written must not outlive the
-    // connection (the remove deleted the folder before the sync wrote it again).
+    // Removed while it ran: the store took the mirror rows with the connection, and a
+    // commit after that is refused (the lease went too); what is left to forget is this
+    // process's state and the connection's folder.
     if let Err(connection_store::StoreError::NotFound { .. }) = state.store().get(owner, id).await {
-        let dir = super::connection_dir(&state.config().data_dir, id);
-        let removed = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
-        if let Ok(Err(error)) = removed
-            && error.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!(%error, connection = %id, "could not delete a removed connection's files");
-        }
-        jobs.forget(id);
-        state.employees().forget(id);
-        state.forget_linked(id);
+        state.forget_connection(id).await;
         return outcome;
     }
     if outcome == Outcome::NeedsReconnect {
@@ -279,53 +263,132 @@ fn first_line(error: &anyhow::Error) -> String {
         .collect()
 }
 
+/// What the page shows of a finished sync.
+fn done(kind: SyncKind, summary: &SyncSummary) -> JobState {
+    let users = &summary.users;
+    JobState::Done {
+        kind: kind.as_str().to_owned(),
+        users: users.total,
+        groups: summary.groups.total,
+        changed: users.added + users.updated + users.removed,
+        finished_at: OffsetDateTime::now_utc(),
+    }
+}
+
+/// One sync of connection `id` into the mirror, fenced by the lease it runs under.
 async fn sync_once(
     state: &AppState,
     owner: &OwnerId,
     id: ConnectionId,
     holder: Option<LeaseHolder>,
-) -> anyhow::Result<sync::Report> {
-    let store = state.store();
+) -> anyhow::Result<SyncReport> {
     let linked = state.linked(owner, id).await?;
-    let mut options = sync::Options::new(super::connection_dir(&state.config().data_dir, id))?;
-    options.select = super::employees::USER_SELECT
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
+    let mut options = sync::Options::new()?;
+    options.engine = SyncOptions::new().user_select(super::employees::USER_SELECT);
     if let Some(holder) = holder {
         options.holder = holder;
     }
     let target = Target {
-        store,
+        store: state.store(),
         owner: owner.clone(),
         id,
     };
+    let mut sink = state
+        .mirror()
+        .sink(state.sql(), id)
+        .with_fence(options.holder.clone());
     let progress = JobProgress {
         jobs: state.jobs().clone(),
         id,
     };
-    let report = sync::run(&linked.graph, &target, &options, &progress).await?;
-    state.employees().forget(id);
-    Ok(report)
+    sync::run(&linked.graph, &target, &mut sink, &options, &progress).await
 }
 
-/// Feeds a running sync's progress into [`Jobs`].
+/// Feeds a running sync's progress into [`Jobs`], phase by phase.
 struct JobProgress {
     jobs: Jobs,
     id: ConnectionId,
 }
 
-impl Progress for JobProgress {
-    fn start(&self, phase: Phase, _total: Option<u64>) {
+impl SyncProgress for JobProgress {
+    fn started(&self, phase: Phase, _total: Option<u64>) {
         self.jobs.progress(self.id, |now, counts| {
-            *now = Some(phase.label().to_owned());
-            counts.entry(phase.label().to_owned()).or_insert(0);
+            *now = Some(phase.as_str().to_owned());
+            counts.entry(phase.as_str().to_owned()).or_insert(0);
         });
     }
 
-    fn advance(&self, phase: Phase, count: u64) {
+    fn advanced(&self, phase: Phase, count: u64) {
         self.jobs.progress(self.id, |_, counts| {
-            *counts.entry(phase.label().to_owned()).or_insert(0) += count;
+            *counts.entry(phase.as_str().to_owned()).or_insert(0) += count;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use graph_client::ObjectId;
+    use graph_client::sync::ObjectCounts;
+
+    use super::*;
+
+    #[test]
+    fn a_finished_sync_shows_its_kind_totals_and_changed_users() {
+        let mut summary = SyncSummary::new(
+            ObjectCounts::new(2, 3, 1, 40),
+            ObjectCounts::new(1, 0, 0, 5),
+            ObjectCounts::new(9, 0, 4, 70),
+        );
+        summary.note_removed_user(ObjectId::new("gone"));
+        for (kind, name) in [
+            (SyncKind::Full, "full"),
+            (SyncKind::Resync, "resync"),
+            (SyncKind::Delta, "delta"),
+        ] {
+            let JobState::Done {
+                kind,
+                users,
+                groups,
+                changed,
+                ..
+            } = done(kind, &summary)
+            else {
+                panic!("not done");
+            };
+            assert_eq!((kind.as_str(), users, groups, changed), (name, 40, 5, 6));
+        }
+    }
+
+    #[test]
+    fn progress_is_kept_per_phase_while_the_job_runs() {
+        let jobs = Jobs::default();
+        let id = ConnectionId::new();
+        let progress = JobProgress {
+            jobs: jobs.clone(),
+            id,
+        };
+        // Not running: nothing is recorded.
+        progress.started(Phase::Users, None);
+        assert_eq!(jobs.state(id), JobState::Idle);
+
+        assert_eq!(jobs.claim(id), Some(JobState::Idle));
+        progress.started(Phase::Users, None);
+        progress.advanced(Phase::Users, 10);
+        progress.advanced(Phase::Users, 5);
+        progress.started(Phase::Memberships, Some(3));
+        progress.advanced(Phase::Memberships, 1);
+        progress.started(Phase::Committing, None);
+        let JobState::Running { phase, counts } = jobs.state(id) else {
+            panic!("not running");
+        };
+        assert_eq!(phase.as_deref(), Some("committing"));
+        assert_eq!(
+            counts.into_iter().collect::<Vec<_>>(),
+            [
+                ("committing".to_owned(), 0),
+                ("memberships".to_owned(), 1),
+                ("users".to_owned(), 15)
+            ]
+        );
     }
 }

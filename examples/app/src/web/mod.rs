@@ -9,8 +9,16 @@
 //! - [`accounts`]: the service's own customers (the store's owners).
 //! - [`session`]: signed session cookies, server-side sessions, CSRF.
 //! - `routes` and `pages`: the handlers and their templates.
-//! - [`jobs`] and [`scheduler`]: "Sync now" in the background, and the interval sync.
-//! - `scope` and [`employees`]: which users are imported, and the employees table.
+//! - [`jobs`] and [`scheduler`]: "Sync now" in the background, and the interval sync,
+//!   each a sync of the connection into the directory mirror ([`crate::mirror`]) under
+//!   its sync lease.
+//! - `scope` and [`employees`]: which users are imported, and the employees table, as
+//!   queries of the mirror.
+//!
+//! The app's state lives in the database it is given ([`crate::store::OpenedStore`]: the
+//! connections and their mirrors), except each connection's sync scope, a small file in
+//! [`Config::data_dir`]. Instances sharing one database and one data folder agree on
+//! everything.
 
 pub mod accounts;
 pub mod employees;
@@ -29,10 +37,13 @@ use anyhow::Context as _;
 use axum::extract::FromRef;
 use axum_extra::extract::cookie::Key;
 use connection_store::{ConnectionId, ConnectionStore, OwnerId};
+use connection_store_sql::SqlStore;
 use entra_auth::EntraClient;
 
 use crate::connect::SignIn;
 use crate::glue::Linked;
+use crate::mirror::Mirror;
+use crate::store::OpenedStore;
 
 /// The path Entra redirects back to after the sign-in (register
 /// `http://localhost/integrations/microsoft-365/callback` for local runs: Entra ignores
@@ -47,7 +58,7 @@ pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(60 * 60);
 pub struct Config {
     /// The app registration, cloud and sign-in authority.
     pub sign_in: SignIn,
-    /// Where each connection's export and scope are kept.
+    /// Where each connection's sync scope is kept (`connections/<id>/scope.json`).
     pub data_dir: PathBuf,
     /// The customer accounts that may sign in.
     pub customers: Vec<accounts::Customer>,
@@ -77,7 +88,7 @@ impl Config {
     }
 }
 
-/// Where connection `id`'s export and scope live.
+/// Where connection `id`'s sync scope lives.
 pub fn connection_dir(data_dir: &Path, id: ConnectionId) -> PathBuf {
     data_dir.join("connections").join(id.to_string())
 }
@@ -85,10 +96,11 @@ pub fn connection_dir(data_dir: &Path, id: ConnectionId) -> PathBuf {
 struct Inner {
     config: Config,
     store: Arc<dyn ConnectionStore>,
+    sql: SqlStore,
+    mirror: Mirror,
     entra: EntraClient,
     sessions: session::Sessions,
     jobs: jobs::Jobs,
-    employees: employees::EmployeeCache,
     /// One cell per connection: the first caller opens it, concurrent first callers wait
     /// for that one (single flight), so one token session serves them all.
     linked: std::sync::Mutex<
@@ -103,15 +115,13 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// The state for an app reachable at `base_url` (no trailing slash).
+    /// The state for an app reachable at `base_url` (no trailing slash), over `opened`:
+    /// its connection store (`opened.store`, which may wrap `opened.sql`), and the SQL
+    /// store and mirror the syncs write (`opened.sql`, `opened.mirror`, one database).
     ///
     /// # Errors
     /// When the app registration or cloud settings are invalid.
-    pub fn new(
-        config: Config,
-        store: Arc<dyn ConnectionStore>,
-        base_url: &str,
-    ) -> anyhow::Result<Self> {
+    pub fn new(config: Config, opened: &OpenedStore, base_url: &str) -> anyhow::Result<Self> {
         let base_url = base_url.trim_end_matches('/');
         let redirect_uri = format!("{base_url}{CALLBACK_PATH}");
         let entra = config
@@ -121,11 +131,12 @@ impl AppState {
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
-                store,
+                store: Arc::clone(&opened.store),
+                sql: opened.sql.clone(),
+                mirror: opened.mirror.clone(),
                 entra,
                 sessions: session::Sessions::default(),
                 jobs: jobs::Jobs::default(),
-                employees: employees::EmployeeCache::default(),
                 linked: std::sync::Mutex::default(),
             }),
         })
@@ -156,9 +167,40 @@ impl AppState {
         &self.inner.jobs
     }
 
-    /// The employees cache.
-    pub fn employees(&self) -> &employees::EmployeeCache {
-        &self.inner.employees
+    /// The SQL store the mirror's sinks seal their links with and are fenced by.
+    pub fn sql(&self) -> &SqlStore {
+        &self.inner.sql
+    }
+
+    /// The directory mirror: every connection's users, groups and memberships.
+    pub fn mirror(&self) -> &Mirror {
+        &self.inner.mirror
+    }
+
+    /// Where connection `id`'s sync scope lives.
+    pub fn connection_dir(&self, id: ConnectionId) -> PathBuf {
+        connection_dir(&self.inner.config.data_dir, id)
+    }
+
+    /// Forgets connection `id` after it was removed from the store (which took its
+    /// mirror rows with it): its job state, its token session, and its folder (the sync
+    /// scope). A folder that cannot be deleted is logged.
+    pub async fn forget_connection(&self, id: ConnectionId) {
+        self.jobs().forget(id);
+        self.forget_linked(id);
+        let dir = self.connection_dir(id);
+        let removed = tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err((dir, error)),
+            _ => Ok(()),
+        })
+        .await;
+        match removed {
+            Ok(Ok(())) => {}
+            Ok(Err((dir, error))) => {
+                tracing::warn!(%error, folder = %dir.display(), "could not delete a removed connection's files");
+            }
+            Err(error) => tracing::warn!(%error, "could not delete a removed connection's files"),
+        }
     }
 
     /// Connection `id` of `owner` opened for Graph calls, kept between requests so that
@@ -267,17 +309,18 @@ impl Drop for Running {
     }
 }
 
-/// Serves the app on `listener` (and starts the scheduler when configured).
+/// Serves the app on `listener` over `opened` (see [`AppState::new`]), and starts the
+/// scheduler when configured.
 ///
 /// # Errors
 /// When the listener has no address or the app settings are invalid.
-#[allow(
+#[expect(
     clippy::unused_async,
     reason = "async so that a caller's start-up can grow async steps without an API change"
 )]
 pub async fn serve(
     config: Config,
-    store: Arc<dyn ConnectionStore>,
+    opened: &OpenedStore,
     listener: tokio::net::TcpListener,
 ) -> anyhow::Result<Running> {
     let port = listener
@@ -289,7 +332,7 @@ pub async fn serve(
         .clone()
         .unwrap_or_else(|| format!("http://localhost:{port}"));
     let interval = config.sync_interval;
-    let state = AppState::new(config, store, &url)?;
+    let state = AppState::new(config, opened, &url)?;
     std::fs::create_dir_all(state.config().data_dir.join("connections")).with_context(|| {
         format!(
             "could not create the data folder {}",

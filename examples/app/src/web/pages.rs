@@ -3,7 +3,7 @@
 
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
-use super::employees::{Employee, EmployeePage};
+use super::employees::{Employee, EmployeePage, GroupChoices};
 use super::jobs::JobState;
 use super::scope::SyncScope;
 
@@ -118,7 +118,7 @@ pub(crate) struct ConnectionRow {
     /// The last sync time, or "never".
     pub last_sync: String,
     /// Employees imported (in scope), when a sync has run.
-    pub users: Option<usize>,
+    pub users: Option<u64>,
 }
 
 /// A connection's status, coloured by its kind (the list and the Manage page).
@@ -224,8 +224,8 @@ pub(crate) struct ManageView<'a> {
     pub job: &'a JobState,
     /// The sync scope.
     pub scope: &'a SyncScope,
-    /// The groups to choose from (id, name), from the last sync.
-    pub groups: &'a [(String, String)],
+    /// The groups to choose from, from the mirror.
+    pub groups: &'a GroupChoices,
     /// A scope form error.
     pub scope_error: Option<&'a str>,
     /// A rename error, and the name tried.
@@ -254,10 +254,10 @@ pub(crate) fn progress_text(job: &JobState) -> String {
         }
         JobState::Done { kind, users, groups, changed, finished_at } => {
             let at = crate::present::page_time(*finished_at);
-            if kind == "delta" {
-                format!("Done: delta sync at {at} — {changed} users added, changed or removed; {users} users and {groups} groups in Microsoft 365.")
-            } else {
-                format!("Done: full import at {at} — {users} users and {groups} groups in Microsoft 365.")
+            match kind.as_str() {
+                "delta" => format!("Done: delta sync at {at} — {changed} users added, changed or removed; {users} users and {groups} groups in Microsoft 365."),
+                "resync" => format!("Done: full import at {at} (Microsoft had expired the delta links) — {users} users and {groups} groups in Microsoft 365."),
+                _ => format!("Done: full import at {at} — {users} users and {groups} groups in Microsoft 365."),
             }
         }
         JobState::NeedsReconnect { .. } => {
@@ -294,7 +294,7 @@ pub(crate) fn manage(ctx: &Ctx, view: &ManageView<'_>) -> Markup {
     let page = view.employees;
     let running = matches!(view.job, JobState::Running { .. });
     let mode_groups = !view.scope.groups.is_empty();
-    let page_link = |n: usize| {
+    let page_link = |n: u64| {
         let mut url = format!("{base}?page={n}");
         if !view.q.is_empty() {
             url.push_str("&q=");
@@ -338,11 +338,14 @@ pub(crate) fn manage(ctx: &Ctx, view: &ManageView<'_>) -> Markup {
                 label { input type="radio" name="mode" value="all" checked[!mode_groups]; " All users" } br;
                 label { input type="radio" name="mode" value="groups" checked[mode_groups]; " Only members of these groups (including nested groups):" }
             }
-            @if view.groups.is_empty() {
+            @if view.groups.groups.is_empty() {
                 p.muted { "The groups appear here after the first sync." }
             } @else {
+                @if view.groups.total > view.groups.groups.len() as u64 {
+                    p #groups-truncated .muted { "The first " (view.groups.groups.len()) " of " (view.groups.total) " groups are listed (by name), and the chosen ones." }
+                }
                 fieldset.groups {
-                    @for (id, name) in view.groups {
+                    @for (id, name) in &view.groups.groups {
                         label { input type="checkbox" name="group" value=(id) checked[view.scope.groups.contains(id)]; " " (name) } br;
                     }
                 }

@@ -1,21 +1,30 @@
 //! The sync scope of one connection: which of the tenant's users count as employees.
 //!
 //! Issue 8 asks for "all users, or members of chosen groups, transitively; skip disabled
-//! accounts; skip guests". The scope is kept per connection in
-//! `<connection dir>/scope.json`, next to the sync export; the sync itself always imports
-//! the whole directory, and [`super::employees::in_scope`] applies the scope when the
-//! employees are shown, so a changed scope takes effect at once, without a new sync.
+//! accounts; skip guests". The sync always mirrors the whole directory (its delta rounds
+//! need it), and the scope is a [`UserQuery`] on the mirror ([`SyncScope::to_query`]): the
+//! database answers who is in scope, so a changed scope takes effect at once, without a
+//! new sync.
+//!
+//! The scope itself is kept per connection in `<data dir>/connections/<id>/scope.json`,
+//! written through a temporary file and a rename; read and write failures are a
+//! [`ScopeFileError`]. Removing the connection deletes the folder.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
+use graph_client::{ObjectId, User};
+
+use crate::mirror::UserQuery;
 
 /// The file name of the scope inside a connection's folder.
 pub(crate) const SCOPE_FILE: &str = "scope.json";
 
-/// The most groups one scope may name (a form larger than this is refused).
+/// The most groups one scope may name (a form larger than this is refused; the mirror
+/// takes up to [`MAX_SCOPE_GROUPS`](crate::mirror::MAX_SCOPE_GROUPS)).
 pub(crate) const MAX_GROUPS: usize = 500;
+
+const _: () = assert!(MAX_GROUPS <= crate::mirror::MAX_SCOPE_GROUPS);
 
 /// Which users of a connection's tenant are its employees.
 ///
@@ -44,61 +53,119 @@ impl Default for SyncScope {
     }
 }
 
+/// Why a connection's `scope.json` could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub(crate) enum ScopeFileError {
+    /// The file exists but cannot be read.
+    #[error("could not read {}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not a scope (hand-edited, or cut short by a full disk).
+    #[error("{} is damaged; save the scope form again to replace it", path.display())]
+    Damaged {
+        /// The file.
+        path: PathBuf,
+        /// Where the JSON went wrong.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The folder or the file cannot be written.
+    #[error("could not write {}", path.display())]
+    Write {
+        /// The file or folder.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 impl SyncScope {
     /// The scope file of the connection folder `dir`.
     pub(crate) fn path(dir: &Path) -> PathBuf {
         dir.join(SCOPE_FILE)
     }
 
+    /// The mirror query of the users in this scope.
+    pub(crate) fn to_query(&self) -> UserQuery {
+        UserQuery::new()
+            .in_groups(self.groups.iter().map(|id| ObjectId::new(id.as_str())))
+            .skip_disabled(self.skip_disabled)
+            .skip_guests(self.skip_guests)
+    }
+
+    /// Whether `user` passes the disabled and guest filters, as the mirror applies them
+    /// (an account without `accountEnabled` counts as enabled, a user without
+    /// `userType` as a member). The group part is [`to_query`](Self::to_query)'s.
+    pub(crate) fn admits_account(&self, user: &User) -> bool {
+        let disabled = user.account_enabled == Some(false);
+        let guest = user
+            .user_type
+            .as_deref()
+            .is_some_and(|kind| kind.eq_ignore_ascii_case("guest"));
+        !((self.skip_disabled && disabled) || (self.skip_guests && guest))
+    }
+
     /// Reads `dir/scope.json`; a missing file (or folder) is the [default](Self::default).
+    /// Blocking: call it from `spawn_blocking` in async code.
     ///
     /// # Errors
-    /// When the file cannot be read or is damaged; the message names the file.
-    pub(crate) fn load(dir: &Path) -> anyhow::Result<Self> {
+    /// [`ScopeFileError::Read`] when the file cannot be read, [`ScopeFileError::Damaged`]
+    /// when it is not a scope.
+    pub(crate) fn load(dir: &Path) -> Result<Self, ScopeFileError> {
         let path = Self::path(dir);
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
                 return Ok(Self::default());
             }
-            Err(error) => {
-                return Err(error).with_context(|| format!("could not read {}", path.display()));
-            }
+            Err(source) => return Err(ScopeFileError::Read { path, source }),
         };
-        let scope: Self = serde_json::from_str(&text).with_context(|| {
-            format!(
-                "{} is damaged; save the scope form again to replace it",
-                path.display()
-            )
-        })?;
-        Ok(scope.normalized())
+        match serde_json::from_str::<Self>(&text) {
+            Ok(scope) => Ok(scope.normalized()),
+            Err(source) => Err(ScopeFileError::Damaged { path, source }),
+        }
     }
 
     /// Writes `dir/scope.json` (creating `dir`) through a temporary file and a rename, so
-    /// a reader sees the old scope or the new one, never half of one.
+    /// a reader sees the old scope or the new one, never half of one. Blocking: call it
+    /// from `spawn_blocking` in async code.
     ///
     /// # Errors
-    /// When the folder or the file cannot be written.
-    pub(crate) fn save(&self, dir: &Path) -> anyhow::Result<()> {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("could not create {}", dir.display()))?;
+    /// [`ScopeFileError::Write`] when the folder or the file cannot be written.
+    pub(crate) fn save(&self, dir: &Path) -> Result<(), ScopeFileError> {
+        std::fs::create_dir_all(dir).map_err(|source| ScopeFileError::Write {
+            path: dir.to_owned(),
+            source,
+        })?;
         let path = Self::path(dir);
         // A name of its own per save: two saves at once never write the same temporary file.
         let tmp = dir.join(format!(
             "{SCOPE_FILE}.{}.tmp",
             uuid::Uuid::new_v4().simple()
         ));
-        let written = (|| -> anyhow::Result<()> {
+        let written = (|| -> std::io::Result<()> {
             let mut file = std::fs::File::create(&tmp)?;
             serde_json::to_writer_pretty(&mut file, self)?;
             file.write_all(b"\n")?;
             file.sync_all()?;
             Ok(())
         })()
-        .with_context(|| format!("could not write {}", tmp.display()));
+        .map_err(|source| ScopeFileError::Write {
+            path: tmp.clone(),
+            source,
+        });
         let renamed = written.and_then(|()| {
-            std::fs::rename(&tmp, &path)
-                .with_context(|| format!("could not move {} into place", path.display()))
+            std::fs::rename(&tmp, &path).map_err(|source| ScopeFileError::Write {
+                path: path.clone(),
+                source,
+            })
         });
         if renamed.is_err() {
             // Best effort: the error that matters is the one returned.
@@ -111,17 +178,13 @@ impl SyncScope {
     /// `mode` = `all` | `groups`, one `group` per chosen group id, and the checkboxes
     /// `skip_disabled` and `skip_guests` (value `on` when ticked, absent otherwise). Other
     /// fields (`csrf`, ...) are ignored. With `mode=all` the `group` fields are ignored.
-    ///
-    /// `is_known_group` answers whether a group id is in the connection's export.
+    /// Whether the groups exist is [`require_known`](Self::require_known)'s question.
     ///
     /// # Errors
     /// A [`ScopeError`] naming the field to fix: a missing or unknown `mode`, `groups`
-    /// with no group chosen, more than [`MAX_GROUPS`] groups, a group id the export does
-    /// not have, or a checkbox with a value other than `on`.
-    pub(crate) fn from_form(
-        pairs: &[(String, String)],
-        is_known_group: impl Fn(&str) -> bool,
-    ) -> Result<Self, ScopeError> {
+    /// with no group chosen, more than [`MAX_GROUPS`] groups, or a checkbox with a value
+    /// other than `on`.
+    pub(crate) fn from_form(pairs: &[(String, String)]) -> Result<Self, ScopeError> {
         let mut mode = None;
         let mut groups = Vec::new();
         let mut skip_disabled = false;
@@ -153,14 +216,6 @@ impl SyncScope {
                         chosen: groups.len(),
                     });
                 }
-                let unknown: Vec<String> = groups
-                    .iter()
-                    .filter(|id| !is_known_group(id))
-                    .cloned()
-                    .collect();
-                if !unknown.is_empty() {
-                    return Err(ScopeError::UnknownGroups { ids: unknown });
-                }
                 groups
             }
             other => {
@@ -174,6 +229,28 @@ impl SyncScope {
             skip_disabled,
             skip_guests,
         })
+    }
+
+    /// This scope, if every group it names is known (`is_known_group`: in the
+    /// connection's mirror).
+    ///
+    /// # Errors
+    /// [`ScopeError::UnknownGroups`] with the unknown ids, sorted.
+    pub(crate) fn require_known(
+        self,
+        is_known_group: impl Fn(&str) -> bool,
+    ) -> Result<Self, ScopeError> {
+        let unknown: Vec<String> = self
+            .groups
+            .iter()
+            .filter(|id| !is_known_group(id))
+            .cloned()
+            .collect();
+        if unknown.is_empty() {
+            Ok(self)
+        } else {
+            Err(ScopeError::UnknownGroups { ids: unknown })
+        }
     }
 
     /// Sorted, duplicate-free group ids without blanks.
@@ -304,6 +381,11 @@ mod tests {
         ["g1", "g2", "g3"].contains(&id)
     }
 
+    /// The form parsed and its groups checked against [`known`].
+    fn parse(pairs: &[(String, String)]) -> Result<SyncScope, ScopeError> {
+        SyncScope::from_form(pairs)?.require_known(known)
+    }
+
     #[test]
     fn default_scope_is_all_users_without_disabled_and_guests() {
         let scope = SyncScope::default();
@@ -355,6 +437,7 @@ mod tests {
         for damaged in ["{\"groups\": [", "{\"groups\": \"g1\"}", "null", ""] {
             std::fs::write(dir.0.join(SCOPE_FILE), damaged).unwrap();
             let error = SyncScope::load(&dir.0).unwrap_err();
+            assert!(matches!(error, ScopeFileError::Damaged { .. }), "{error:?}");
             let message = error.to_string();
             assert!(message.contains("scope.json is damaged"), "{message}");
             assert!(message.contains(&dir.0.display().to_string()), "{message}");
@@ -382,16 +465,13 @@ mod tests {
 
     #[test]
     fn form_all_users_ignores_groups_and_reads_checkboxes() {
-        let scope = SyncScope::from_form(
-            &form(&[
-                ("csrf", "token"),
-                ("mode", "all"),
-                ("group", "g1"),
-                ("group", "not-a-group"),
-                ("skip_guests", "on"),
-            ]),
-            known,
-        )
+        let scope = parse(&form(&[
+            ("csrf", "token"),
+            ("mode", "all"),
+            ("group", "g1"),
+            ("group", "not-a-group"),
+            ("skip_guests", "on"),
+        ]))
         .unwrap();
         assert_eq!(
             scope,
@@ -405,18 +485,15 @@ mod tests {
 
     #[test]
     fn form_groups_are_sorted_and_deduplicated() {
-        let scope = SyncScope::from_form(
-            &form(&[
-                ("mode", "groups"),
-                ("group", "g3"),
-                ("group", "g1"),
-                ("group", "g3"),
-                ("group", ""),
-                ("skip_disabled", "on"),
-                ("skip_guests", "on"),
-            ]),
-            known,
-        )
+        let scope = parse(&form(&[
+            ("mode", "groups"),
+            ("group", "g3"),
+            ("group", "g1"),
+            ("group", "g3"),
+            ("group", ""),
+            ("skip_disabled", "on"),
+            ("skip_guests", "on"),
+        ]))
         .unwrap();
         assert_eq!(
             scope,
@@ -430,8 +507,7 @@ mod tests {
 
     #[test]
     fn form_groups_mode_without_a_group_is_refused() {
-        let error =
-            SyncScope::from_form(&form(&[("mode", "groups"), ("group", " ")]), known).unwrap_err();
+        let error = parse(&form(&[("mode", "groups"), ("group", " ")])).unwrap_err();
         assert_eq!(error, ScopeError::NoGroupChosen);
         assert_eq!(
             error.to_string(),
@@ -441,15 +517,12 @@ mod tests {
 
     #[test]
     fn form_unknown_groups_are_refused_with_their_ids() {
-        let error = SyncScope::from_form(
-            &form(&[
-                ("mode", "groups"),
-                ("group", "g1"),
-                ("group", "gone"),
-                ("group", "also-gone"),
-            ]),
-            known,
-        )
+        let error = parse(&form(&[
+            ("mode", "groups"),
+            ("group", "g1"),
+            ("group", "gone"),
+            ("group", "also-gone"),
+        ]))
         .unwrap_err();
         assert_eq!(
             error,
@@ -466,7 +539,7 @@ mod tests {
 
     #[test]
     fn form_bad_or_missing_mode_is_refused() {
-        let error = SyncScope::from_form(&form(&[("mode", "everyone")]), known).unwrap_err();
+        let error = parse(&form(&[("mode", "everyone")])).unwrap_err();
         assert_eq!(
             error,
             ScopeError::BadMode {
@@ -478,7 +551,7 @@ mod tests {
             "\"everyone\" is not a choice here: choose all users or chosen groups."
         );
 
-        let error = SyncScope::from_form(&form(&[("group", "g1")]), known).unwrap_err();
+        let error = parse(&form(&[("group", "g1")])).unwrap_err();
         assert_eq!(error, ScopeError::BadMode { value: None });
         assert_eq!(
             error.to_string(),
@@ -486,7 +559,7 @@ mod tests {
         );
 
         let long = "x".repeat(1000);
-        let error = SyncScope::from_form(&form(&[("mode", &long)]), known).unwrap_err();
+        let error = parse(&form(&[("mode", &long)])).unwrap_err();
         assert_eq!(
             error,
             ScopeError::BadMode {
@@ -500,7 +573,7 @@ mod tests {
         let ids: Vec<String> = (0..=MAX_GROUPS).map(|i| format!("g{i:04}")).collect();
         let mut pairs = form(&[("mode", "groups")]);
         pairs.extend(ids.iter().map(|id| ("group".to_owned(), id.clone())));
-        let error = SyncScope::from_form(&pairs, |_| true).unwrap_err();
+        let error = SyncScope::from_form(&pairs).unwrap_err();
         assert_eq!(
             error,
             ScopeError::TooManyGroups {
@@ -510,17 +583,13 @@ mod tests {
 
         // Exactly the cap is accepted.
         pairs.pop();
-        let scope = SyncScope::from_form(&pairs, |_| true).unwrap();
+        let scope = SyncScope::from_form(&pairs).unwrap();
         assert_eq!(scope.groups.len(), MAX_GROUPS);
     }
 
     #[test]
     fn form_checkbox_with_another_value_is_refused() {
-        let error = SyncScope::from_form(
-            &form(&[("mode", "all"), ("skip_disabled", "yes please")]),
-            known,
-        )
-        .unwrap_err();
+        let error = parse(&form(&[("mode", "all"), ("skip_disabled", "yes please")])).unwrap_err();
         assert_eq!(
             error,
             ScopeError::BadCheckbox {
@@ -528,5 +597,55 @@ mod tests {
                 value: "yes please".into()
             }
         );
+    }
+
+    #[test]
+    fn the_scope_is_the_mirror_query_of_its_groups_and_filters() {
+        let scope = SyncScope {
+            groups: vec!["g1".into(), "g2".into()],
+            skip_disabled: true,
+            skip_guests: false,
+        };
+        assert_eq!(
+            scope.to_query(),
+            UserQuery::new()
+                .in_groups([ObjectId::new("g1"), ObjectId::new("g2")])
+                .skip_disabled(true)
+                .skip_guests(false)
+        );
+        assert_eq!(
+            SyncScope::default().to_query(),
+            UserQuery::new().skip_disabled(true).skip_guests(true)
+        );
+    }
+
+    #[test]
+    fn admits_account_applies_the_filters_as_the_mirror_does() {
+        let user = |enabled: Option<bool>, kind: Option<&str>| {
+            let mut user = User::default();
+            user.account_enabled = enabled;
+            user.user_type = kind.map(str::to_owned);
+            user
+        };
+        let strict = SyncScope::default();
+        let open = SyncScope {
+            groups: Vec::new(),
+            skip_disabled: false,
+            skip_guests: false,
+        };
+        for (account, strict_admits) in [
+            (user(Some(true), Some("Member")), true),
+            (user(None, None), true),
+            (user(Some(false), Some("Member")), false),
+            (user(Some(true), Some("Guest")), false),
+            (user(Some(true), Some("guest")), false),
+        ] {
+            assert_eq!(
+                strict.admits_account(&account),
+                strict_admits,
+                "{account:?}"
+            );
+            assert!(open.admits_account(&account), "{account:?}");
+        }
     }
 }

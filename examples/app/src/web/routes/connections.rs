@@ -12,13 +12,13 @@ use entra_auth::{Authority, Prompt};
 
 use super::error::AppError;
 use super::extract::{OwnConnection, SignedForm, SignedIn};
-use super::imported::imported;
+use super::imported::{scope_of, users_imported};
 use super::manage::{ManageExtras, manage_page};
 use super::{Result, field, html};
 use crate::present;
+use crate::web::AppState;
 use crate::web::pages::{self, BASE, ConnectionRow};
 use crate::web::session::Intent;
-use crate::web::{AppState, connection_dir};
 
 pub(super) async fn integrations(me: SignedIn) -> Html<String> {
     html(&pages::integrations(&me.ctx()))
@@ -55,8 +55,10 @@ pub(super) async fn linked_accounts(
 
 async fn row(state: &AppState, connection: &Connection) -> ConnectionRow {
     let users = if connection.last_synced_at.is_some() {
-        let imported = imported(state, connection.id).await;
-        imported.problem.is_none().then(|| imported.employees.len())
+        match scope_of(state, connection.id).await {
+            (scope, None) => users_imported(state, connection, &scope).await,
+            (_, Some(_)) => None,
+        }
     } else {
         None
     };
@@ -64,7 +66,7 @@ async fn row(state: &AppState, connection: &Connection) -> ConnectionRow {
 }
 
 /// A connection's row, with the number of employees imported when known.
-pub(super) fn row_with(connection: &Connection, users: Option<usize>) -> ConnectionRow {
+pub(super) fn row_with(connection: &Connection, users: Option<u64>) -> ConnectionRow {
     ConnectionRow {
         id: connection.id.to_string(),
         name: connection.name.as_str().to_owned(),
@@ -229,15 +231,8 @@ pub(super) async fn remove(
     SignedForm(_): SignedForm,
 ) -> Result<Redirect> {
     let id = connection.id;
+    // The store deletes the connection's mirror rows with it (a foreign key cascade).
     state.store().delete(&me.owner, id).await?;
-    state.jobs().forget(id);
-    state.employees().forget(id);
-    state.forget_linked(id);
-    let dir = connection_dir(&state.config().data_dir, id);
-    if let Err(error) = std::fs::remove_dir_all(&dir)
-        && error.kind() != std::io::ErrorKind::NotFound
-    {
-        tracing::warn!(%error, folder = %dir.display(), "could not delete a removed connection's files");
-    }
+    state.forget_connection(id).await;
     Ok(Redirect::to(&format!("{BASE}?removed=1")))
 }

@@ -8,6 +8,7 @@ use connection_store::StoreError;
 
 use super::extract::SignedIn;
 use super::{anonymous, html};
+use crate::mirror::MirrorError;
 use crate::web::AppState;
 use crate::web::pages;
 
@@ -27,6 +28,12 @@ pub(super) enum AppError {
 impl From<anyhow::Error> for AppError {
     fn from(error: anyhow::Error) -> Self {
         Self::Internal(error)
+    }
+}
+
+impl From<MirrorError> for AppError {
+    fn from(error: MirrorError) -> Self {
+        Self::Internal(error.into())
     }
 }
 

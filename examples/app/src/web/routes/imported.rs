@@ -1,53 +1,52 @@
-//! What the last sync imported for a connection, as the pages read it.
+//! What the pages read about a connection's imported employees: its sync scope (a file)
+//! and, through it, the mirror.
 
-use std::sync::Arc;
+use connection_store::{Connection, ConnectionId};
 
-use connection_store::ConnectionId;
-
-use crate::web::employees::Employee;
+use crate::web::AppState;
+use crate::web::employees;
 use crate::web::scope::SyncScope;
-use crate::web::{AppState, connection_dir};
 
-/// What the last sync imported for a connection, read off the async workers: its scope,
-/// the employees in scope and the groups. A damaged file gives the defaults and a
-/// `problem` to show, never a failing page.
-pub(super) struct Imported {
-    /// The sync scope.
-    pub scope: SyncScope,
-    /// The employees in scope.
-    pub employees: Arc<Vec<Employee>>,
-    /// The groups (id, name).
-    pub groups: Arc<Vec<(String, String)>>,
-    /// Why the imported data could not be read.
-    pub problem: Option<String>,
+/// Connection `id`'s sync scope, read off the async workers. A damaged or unreadable
+/// file gives the default scope and a `problem` to show, never a failing page.
+pub(super) async fn scope_of(state: &AppState, id: ConnectionId) -> (SyncScope, Option<String>) {
+    let dir = state.connection_dir(id);
+    let read = tokio::task::spawn_blocking(move || SyncScope::load(&dir)).await;
+    match read {
+        Ok(Ok(scope)) => (scope, None),
+        Ok(Err(error)) => (SyncScope::default(), Some(chain(&error))),
+        Err(error) => (
+            SyncScope::default(),
+            Some(format!("the sync scope could not be read: {error}")),
+        ),
+    }
 }
 
-pub(super) async fn imported(state: &AppState, id: ConnectionId) -> Imported {
-    let cache = state.employees().clone();
-    let dir = connection_dir(&state.config().data_dir, id);
-    let read = tokio::task::spawn_blocking(move || {
-        let mut problems = Vec::new();
-        let scope = SyncScope::load(&dir).unwrap_or_else(|error| {
-            problems.push(format!("{error:#}"));
-            SyncScope::default()
-        });
-        let employees = cache.employees(&dir, id, &scope).unwrap_or_else(|error| {
-            problems.push(format!("{error:#}"));
-            Arc::default()
-        });
-        let groups = cache.groups(&dir, id).unwrap_or_default();
-        Imported {
-            scope,
-            employees,
-            groups,
-            problem: (!problems.is_empty()).then(|| problems.join("; ")),
+/// An error with its causes, `: `-separated, for a page.
+pub(super) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// The number of employees `connection` imported under `scope`, once it has synced;
+/// `None` before, or when it cannot be read (logged).
+pub(super) async fn users_imported(
+    state: &AppState,
+    connection: &Connection,
+    scope: &SyncScope,
+) -> Option<u64> {
+    connection.last_synced_at?;
+    match employees::count(state.mirror(), connection.id, scope).await {
+        Ok(count) => Some(count),
+        Err(error) => {
+            tracing::warn!(connection = %connection.id, error = %chain(&error), "could not count the imported employees");
+            None
         }
-    })
-    .await;
-    read.unwrap_or_else(|error| Imported {
-        scope: SyncScope::default(),
-        employees: Arc::default(),
-        groups: Arc::default(),
-        problem: Some(format!("the imported data could not be read: {error}")),
-    })
+    }
 }

@@ -6,18 +6,18 @@ use std::collections::HashMap;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use connection_store::{Connection, ConnectionStatus};
+use connection_store::{Connection, ConnectionStatus, StoreError};
 
 use super::connections::row_with;
 use super::error::AppError;
 use super::extract::{OwnConnection, SignedForm, SignedIn};
-use super::imported::{Imported, imported};
+use super::imported::{chain, scope_of, users_imported};
 use super::{Result, html};
-use crate::web::employees::{self, EmployeeQuery};
+use crate::web::AppState;
+use crate::web::employees::{self, EmployeePage, EmployeeQuery, GroupChoices};
 use crate::web::jobs;
 use crate::web::pages::{self, BASE, ManageView};
 use crate::web::scope::SyncScope;
-use crate::web::{AppState, connection_dir};
 
 /// A form's error to show on the Manage page rendered again.
 #[derive(Default, Clone, Copy)]
@@ -29,7 +29,7 @@ pub(super) struct ManageExtras<'a> {
 }
 
 /// The Manage page: the connection, its sync, its scope, and the imported employees
-/// (searched and paged by `query`'s `q` and `page`).
+/// (searched and paged by `query`'s `q` and `page`, in the mirror).
 pub(super) async fn manage_page(
     state: &AppState,
     me: &SignedIn,
@@ -37,23 +37,41 @@ pub(super) async fn manage_page(
     query: &HashMap<String, String>,
     extras: ManageExtras<'_>,
 ) -> Result<Html<String>> {
-    let Imported {
-        scope,
-        employees: all,
-        groups,
-        problem,
-    } = imported(state, connection.id).await;
-    let q = query.get("q").map_or("", |q| q.trim());
+    let id = connection.id;
+    let (scope, scope_problem) = scope_of(state, id).await;
+    let q = employees::bounded_search(query.get("q").map_or("", String::as_str));
     let page = query.get("page").and_then(|p| p.parse().ok()).unwrap_or(1);
-    let employees = employees::search(
-        &all,
-        &EmployeeQuery {
-            q: q.to_owned(),
-            page,
-        },
-    );
-    // The count the list shows, from what was just read (not read a second time).
-    let users = (connection.last_synced_at.is_some() && problem.is_none()).then(|| all.len());
+    let mut problems: Vec<String> = scope_problem.into_iter().collect();
+    let employees = employees::page(
+        state.mirror(),
+        id,
+        &scope,
+        &EmployeeQuery { q: q.clone(), page },
+    )
+    .await
+    .unwrap_or_else(|error| {
+        problems.push(chain(&error));
+        EmployeePage {
+            items: Vec::new(),
+            total: 0,
+            page: 1,
+            pages: 1,
+        }
+    });
+    let groups = employees::group_choices(state.mirror(), id, &scope)
+        .await
+        .unwrap_or_else(|error| {
+            problems.push(chain(&error));
+            GroupChoices::default()
+        });
+    // The count the list shows: the page's total when nothing narrows it.
+    let users = if !problems.is_empty() {
+        None
+    } else if q.is_empty() {
+        connection.last_synced_at.map(|_| employees.total)
+    } else {
+        users_imported(state, connection, &scope).await
+    };
     let row = row_with(connection, users);
     let reconnect_reason = match &connection.status {
         ConnectionStatus::NeedsReconnect { reason, .. } => Some(reason.as_str()),
@@ -67,7 +85,8 @@ pub(super) async fn manage_page(
         Some("running") => Some("A sync of this connection is already running."),
         _ => None,
     };
-    let job = state.jobs().state(connection.id);
+    let job = state.jobs().state(id);
+    let problem = (!problems.is_empty()).then(|| problems.join("; "));
     let view = ManageView {
         row: &row,
         reconnect_reason,
@@ -77,7 +96,7 @@ pub(super) async fn manage_page(
         scope_error: extras.scope_error,
         rename_error: extras.rename_error,
         employees: &employees,
-        q,
+        q: &q,
         flash,
         problem: problem.as_deref(),
     };
@@ -128,13 +147,25 @@ pub(super) async fn save_scope(
     SignedForm(fields): SignedForm,
 ) -> Result<Response> {
     let id = connection.id;
-    let dir = connection_dir(&state.config().data_dir, id);
-    let known = imported(&state, id).await.groups;
-    match SyncScope::from_form(&fields, |group| known.iter().any(|(k, _)| k == group)) {
+    let parsed = match SyncScope::from_form(&fields) {
         Ok(scope) => {
+            let known = employees::known_groups(state.mirror(), id, &scope.groups).await?;
+            scope.require_known(|group| known.contains(group))
+        }
+        Err(error) => Err(error),
+    };
+    match parsed {
+        Ok(scope) => {
+            let dir = state.connection_dir(id);
             tokio::task::spawn_blocking(move || scope.save(&dir))
                 .await
-                .map_err(|e| AppError::Internal(e.into()))??;
+                .map_err(|e| AppError::Internal(e.into()))?
+                .map_err(|e| AppError::Internal(e.into()))?;
+            // Removed meanwhile: its folder must not outlive it.
+            if let Err(StoreError::NotFound { .. }) = state.store().get(&me.owner, id).await {
+                state.forget_connection(id).await;
+                return Err(AppError::NotFound);
+            }
             Ok(Redirect::to(&format!("{BASE}/connections/{id}?flash=scope")).into_response())
         }
         Err(error) => {

@@ -9,7 +9,7 @@
 //! - `connections`: "Integrations", the list, create, reconnect, rename and remove.
 //! - `callback`: Entra's redirect back after a Microsoft sign-in.
 //! - `manage`: the Manage page, "Sync now", the sync status and the sync scope.
-//! - `imported`: what the last sync imported, as the pages read it.
+//! - `imported`: a connection's sync scope and its employee count, as the pages read them.
 //! - `photos`: the employees' photos.
 
 mod callback;

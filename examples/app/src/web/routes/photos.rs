@@ -5,14 +5,13 @@ use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use connection_store::ConnectionStatus;
-use graph_client::PhotoSize;
+use graph_client::{ObjectId, PhotoSize};
 
 use super::Result;
 use super::error::AppError;
 use super::extract::OwnConnection;
-use super::imported::imported;
-use crate::web::AppState;
-use crate::web::pages;
+use super::imported::scope_of;
+use crate::web::{AppState, employees, pages};
 
 pub(super) async fn photo(
     State(state): State<AppState>,
@@ -20,9 +19,12 @@ pub(super) async fn photo(
     Path((_, user)): Path<(String, String)>,
 ) -> Result<Response> {
     let id = connection.id;
-    // Only the photos of this connection's imported users.
-    let known = imported(&state, id).await.employees;
-    let Some(employee) = known.iter().find(|e| e.id == user) else {
+    // Only the photos of this connection's employees: users in its mirror, in its scope
+    // (a damaged scope file is the default scope, as the Manage page shows it).
+    let (scope, _) = scope_of(&state, id).await;
+    let Some(employee) =
+        employees::employee(state.mirror(), id, &scope, &ObjectId::new(user.as_str())).await?
+    else {
         return Err(AppError::NotFound);
     };
     let placeholder = || {
