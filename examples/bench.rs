@@ -15,6 +15,10 @@
 //!   expansion (`$batch` first pages, `--concurrency` batches or chains in flight).
 //! - `delta`: a users delta round after 1 % of the users changed.
 //! - `throttled`: every user in pages of 100 under a `--rate-limit` token bucket.
+//! - `mirror` (with `--sim-binary`): a full import into the `SQLite` directory mirror, a
+//!   delta round with nothing changed, and one after 1 % of the users changed; each sync
+//!   runs in a process of its own (the bench re-runs itself), so its wall time and peak
+//!   RSS are the syncing process's alone.
 //!
 //! Peak RSS is `VmHWM` of this process, which also holds the simulator; for the listing
 //! it is reset just before (`/proc/self/clear_refs`), so "peak RSS" is the listing's
@@ -37,7 +41,6 @@ use futures::TryStreamExt as _;
 use graph_client::{DeltaRound, GraphClient, User};
 use m365_link_app::connect::{SignIn, create_connection, simulated_browser};
 use m365_link_app::glue::{App, Linked};
-use m365_link_app::sync::{self, NoProgress};
 use secrecy::ExposeSecret as _;
 use tenant_sim::{FaultSettings, TenantSim, ThrottleSettings, UserFields};
 
@@ -58,7 +61,7 @@ struct Args {
     #[arg(long, default_value_t = 200.0)]
     rate_limit: f64,
     /// Batches or member chains in flight in the concurrent expansion.
-    #[arg(long, default_value_t = sync::DEFAULT_CONCURRENCY)]
+    #[arg(long, default_value_t = graph_client::DEFAULT_MEMBER_CONCURRENCY)]
     concurrency: usize,
     /// Runs of each listing (the best is reported).
     #[arg(long, default_value_t = 3)]
@@ -74,6 +77,20 @@ struct Args {
     /// `target/release/tenant-sim`.
     #[arg(long, value_name = "PATH")]
     sim_binary: Option<std::path::PathBuf>,
+    /// Internal: run one sync of `--connection-id` in the `SQLite` store `--db` into its
+    /// mirror and print what it took (the `mirror` scenario starts the bench itself so).
+    #[arg(long, hide = true, requires_all = ["db", "connection_id", "client_id", "client_secret"])]
+    sync_child: bool,
+    #[arg(long, hide = true)]
+    db: Option<String>,
+    #[arg(long, hide = true)]
+    connection_id: Option<String>,
+    #[arg(long, hide = true)]
+    client_id: Option<String>,
+    #[arg(long, hide = true)]
+    client_secret: Option<String>,
+    #[arg(long, hide = true)]
+    full: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -83,6 +100,9 @@ enum Only {
     Membership,
     Delta,
     Throttled,
+    /// Full import, quiet delta and 1 % delta into the `SQLite` mirror, each sync in a
+    /// process of its own (needs `--sim-binary`).
+    Mirror,
 }
 
 /// One row of the table.
@@ -114,18 +134,27 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    if args.sync_child {
+        return sync_child(&args).await;
+    }
     eprintln!(
         "starting tenant-sim: {} users, {} groups",
         args.users, args.groups
     );
     if let Some(binary) = &args.sim_binary {
-        anyhow::ensure!(
-            args.only == Only::Listing,
-            "--sim-binary measures the listing only; add --only listing"
-        );
         let external = External::start(binary, &args).await?;
-        return external_listing(external, &args).await;
+        return match args.only {
+            Only::Listing => external_listing(external, &args).await,
+            Only::Mirror => external_mirror(external, &args).await,
+            _ => anyhow::bail!(
+                "--sim-binary measures the listing or the mirror; add --only listing or --only mirror"
+            ),
+        };
     }
+    anyhow::ensure!(
+        args.only != Only::Mirror,
+        "--only mirror needs --sim-binary"
+    );
     let sim = TenantSim::builder()
         .users(args.users)
         .groups(args.groups)
@@ -226,6 +255,11 @@ struct Endpoints {
 
 /// A connection as the examples make it: the simulated admin signs in and consents.
 async fn connect(sim: &Endpoints) -> anyhow::Result<Linked> {
+    connect_in(sim, Arc::new(MemoryStore::new())).await
+}
+
+/// [`connect`], stored in `store`.
+async fn connect_in(sim: &Endpoints, store: Arc<dyn ConnectionStore>) -> anyhow::Result<Linked> {
     let sign_in = SignIn {
         app: App {
             client_id: sim.client_id.clone(),
@@ -241,8 +275,7 @@ async fn connect(sim: &Endpoints) -> anyhow::Result<Linked> {
         .browser(None, Duration::from_secs(30), simulated_browser)
         .await
         .context("the simulated sign-in failed")?;
-    let store: Arc<dyn ConnectionStore> = Arc::new(MemoryStore::new());
-    let owner = OwnerId::new("bench");
+    let owner = OwnerId::new(BENCH_OWNER);
     let connection = create_connection(
         store.as_ref(),
         &owner,
@@ -253,6 +286,9 @@ async fn connect(sim: &Endpoints) -> anyhow::Result<Linked> {
     .await?;
     Linked::open(store, &owner, connection.id, &sign_in.app).await
 }
+
+/// The owner of the bench's connection.
+const BENCH_OWNER: &str = "bench";
 
 /// The simulator's request counters: in process, or over its control API.
 enum Counters<'a> {
@@ -377,6 +413,211 @@ async fn external_listing(mut external: External, args: &Args) -> anyhow::Result
     );
     // The bench started this child; it stops it.
     external.child.kill().await.ok();
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// the mirror: full import, quiet delta, 1 % delta, each sync a process of its own
+// ---------------------------------------------------------------------------------------
+
+/// What one sync process reported about itself.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SyncRun {
+    wall_ms: f64,
+    peak_rss: u64,
+    kind: String,
+    users: u64,
+    changed: u64,
+}
+
+/// One sync of the bench's connection into the mirror, in this (child) process; prints
+/// a [`SyncRun`] as JSON.
+async fn sync_child(args: &Args) -> anyhow::Result<()> {
+    let (Some(db), Some(id), Some(client_id), Some(secret)) = (
+        &args.db,
+        &args.connection_id,
+        &args.client_id,
+        &args.client_secret,
+    ) else {
+        anyhow::bail!("--sync-child needs --db, --connection-id, --client-id, --client-secret");
+    };
+    let started = Instant::now();
+    let opened = m365_link_app::store::open(db).await?;
+    let owner = OwnerId::new(BENCH_OWNER);
+    let id: connection_store::ConnectionId = id.parse().context("not a connection id")?;
+    let app = App {
+        client_id: client_id.clone(),
+        client_secret: Some(secret.clone().into()),
+    };
+    let linked = Linked::open(Arc::clone(&opened.store), &owner, id, &app).await?;
+    let mut options = m365_link_app::sync::Options::new()?;
+    options.engine = graph_client::sync::SyncOptions::new().force_full(args.full);
+    let target = m365_link_app::sync::Target {
+        store: Arc::clone(&opened.store),
+        owner,
+        id,
+    };
+    let mut sink = opened
+        .mirror
+        .sink(&opened.sql, id)
+        .with_fence(options.holder.clone());
+    let report = m365_link_app::sync::run(
+        &linked.graph,
+        &target,
+        &mut sink,
+        &options,
+        &graph_client::sync::NoProgress,
+    )
+    .await?;
+    let summary = &report.summary;
+    let run = SyncRun {
+        wall_ms: started.elapsed().as_secs_f64() * 1000.0,
+        peak_rss: rss("VmHWM").unwrap_or(0),
+        kind: report.kind.to_string(),
+        users: summary.users.total,
+        changed: summary.users.added + summary.users.updated + summary.users.removed,
+    };
+    println!("{}", serde_json::to_string(&run)?);
+    Ok(())
+}
+
+#[expect(
+    clippy::too_many_lines,
+    reason = "one scenario: set up, three syncs, the table"
+)]
+async fn external_mirror(mut external: External, args: &Args) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("m365-link-bench-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir)?;
+    let db = dir.join("bench.sqlite");
+    let db_text = db.to_string_lossy().into_owned();
+    // The store's key goes into a key file next to it, which the sync processes read.
+    let opened = m365_link_app::store::open(&db_text).await?;
+    let linked = connect_in(&external.endpoints, Arc::clone(&opened.store)).await?;
+    let id = linked.connection.id;
+    drop(linked);
+    let counters = Counters::Remote {
+        http: reqwest::Client::new(),
+        control_base: external.control_base.clone(),
+    };
+    let exe = std::env::current_exe()?;
+    let endpoints = &external.endpoints;
+    let child = async |full: bool| -> anyhow::Result<(SyncRun, u64)> {
+        counters.reset().await?;
+        let mut command = tokio::process::Command::new(&exe);
+        command
+            .args([
+                "--sync-child",
+                "--db",
+                &db_text,
+                "--connection-id",
+                &id.to_string(),
+            ])
+            .args(["--client-id", &endpoints.client_id])
+            .args(["--client-secret", endpoints.client_secret.expose_secret()]);
+        if full {
+            command.arg("--full");
+        }
+        let output = command.output().await?;
+        anyhow::ensure!(
+            output.status.success(),
+            "the sync process failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let run: SyncRun =
+            serde_json::from_slice(&output.stdout).context("the sync process printed no report")?;
+        Ok((run, counters.total().await?))
+    };
+    let (full, full_requests) = child(true).await?;
+    let (quiet, quiet_requests) = child(false).await?;
+    // 1 % of the users change their job title, through the simulator's control API.
+    let http = reqwest::Client::new();
+    let changes = (args.users / 100).max(1);
+    let people: Vec<serde_json::Value> = http
+        .get(format!(
+            "{}/users?limit={}",
+            external.control_base,
+            changes + 1
+        ))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    for (index, person) in people
+        .iter()
+        .filter(|p| p["isAdmin"] != true)
+        .take(changes)
+        .enumerate()
+    {
+        let id = person["id"].as_str().context("a user without an id")?;
+        http.patch(format!("{}/users/{id}", external.control_base))
+            .json(&serde_json::json!({"jobTitle": format!("Benchmark {index}")}))
+            .send()
+            .await?
+            .error_for_status()?;
+    }
+    let (one_percent, one_percent_requests) = child(false).await?;
+    anyhow::ensure!(
+        full.kind == "full" && quiet.kind == "delta" && one_percent.kind == "delta",
+        "unexpected kinds: {}, {}, {}",
+        full.kind,
+        quiet.kind,
+        one_percent.kind
+    );
+    anyhow::ensure!(
+        one_percent.changed == changes as u64 && quiet.changed == 0,
+        "the delta rounds saw {} and {} changes",
+        quiet.changed,
+        one_percent.changed
+    );
+    let ms = |run: &SyncRun| Duration::from_secs_f64(run.wall_ms / 1000.0);
+    let row = |name: String, run: &SyncRun, requests: u64, ratio: String| Row {
+        scenario: name,
+        wall: ms(run),
+        requests,
+        users: Some(run.users),
+        peak_rss: Some(mib(run.peak_rss)),
+        ratio,
+    };
+    let rows = vec![
+        row(
+            format!("mirror: full import of {} users (SQLite)", full.users),
+            &full,
+            full_requests,
+            "peak RSS target ≤ 64 MiB".to_owned(),
+        ),
+        row(
+            "mirror: delta, nothing changed".to_owned(),
+            &quiet,
+            quiet_requests,
+            format!(
+                "targets ≤ 100 ms, ≤ 2 requests, ≤ 40 MiB{}",
+                if quiet_requests <= 2 {
+                    ""
+                } else {
+                    " (requests over)"
+                }
+            ),
+        ),
+        row(
+            format!("mirror: delta after {changes} users changed"),
+            &one_percent,
+            one_percent_requests,
+            format!(
+                "{:.1}× the quiet round (target ≤ 10×)",
+                one_percent.wall_ms / quiet.wall_ms
+            ),
+        ),
+    ];
+    print_table(
+        &format!(
+            "tenant-sim in another process, each sync a process of its own: {} users, {} groups, seed {}",
+            args.users, args.groups, args.seed
+        ),
+        rows,
+    );
+    external.child.kill().await.ok();
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 
@@ -524,8 +765,7 @@ async fn membership(sim: &TenantSim, graph: &GraphClient, args: &Args) -> anyhow
     let started = Instant::now();
     let mut sequential = 0u64;
     for id in &ids {
-        let pages = sync::member_request(graph, id).pages();
-        let mut pages = std::pin::pin!(pages);
+        let mut pages = graph.groups().members(id).select(["id"]).top(999).pages();
         while let Some(page) = pages.try_next().await? {
             sequential += page.items().len() as u64;
         }
@@ -535,10 +775,17 @@ async fn membership(sim: &TenantSim, graph: &GraphClient, args: &Args) -> anyhow
 
     control.reset_counters();
     let started = Instant::now();
-    let members = sync::expand_members(graph, &ids, args.concurrency, &NoProgress).await?;
+    let mut pages = graph
+        .groups()
+        .members_of_many(ids.clone())
+        .concurrency(args.concurrency)
+        .stream();
+    let mut concurrent = 0u64;
+    while let Some(page) = pages.try_next().await? {
+        concurrent += page.members.len() as u64;
+    }
     let concurrent_wall = started.elapsed();
     let concurrent_requests = control.counters().total();
-    let concurrent: u64 = members.values().map(|m| m.len() as u64).sum();
     control.set_faults(FaultSettings::none());
     anyhow::ensure!(
         sequential == concurrent && concurrent == expected as u64,

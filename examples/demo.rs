@@ -15,9 +15,15 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Parser;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
-use connection_store::{ConnectionId, ConnectionStore, MemoryStore, OwnerId};
+use connection_store::{ConnectionId, ConnectionStore, OwnerId};
+use graph_client::ObjectId;
+use graph_client::sync::{
+    Change, DirectorySink, NoProgress, SinkError, SyncKind, SyncLinks, SyncReport, SyncSummary,
+    async_trait,
+};
 use m365_link_app::connect::{SignIn, create_connection, simulated_browser};
 use m365_link_app::glue::Linked;
+use m365_link_app::mirror::{ExportFormat, ExportOptions, Mirror, MirrorSink, export};
 use m365_link_app::present::connections_table;
 use m365_link_app::sync;
 use tenant_sim::{Deletion, GroupFields, TenantSim, UserFields};
@@ -36,8 +42,9 @@ struct Args {
     /// Seed of the simulated directory (same seed, same tenant).
     #[arg(long, default_value_t = 42)]
     seed: u64,
-    /// Keep the export (users, groups, memberships as JSON Lines) in this folder; by
-    /// default it goes to a temporary folder removed at the end.
+    /// Also export the mirror (users, groups, memberships as JSON Lines) into this folder
+    /// at the end. The store and its mirror (one database file) live in a temporary folder
+    /// removed at the end.
     #[arg(long, value_name = "DIR")]
     out: Option<std::path::PathBuf>,
 }
@@ -79,60 +86,81 @@ async fn run(args: Args) -> anyhow::Result<()> {
         sim.graph_base()
     );
 
-    // The service's store of linked accounts, and the customer account using it.
-    let store: Arc<dyn ConnectionStore> = Arc::new(MemoryStore::new());
+    // The service's store of linked accounts with its directory mirror (one SQLite file),
+    // and the customer account using it.
+    let scratch = std::env::temp_dir().join(format!("m365-link-demo-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&scratch).context("could not make a scratch folder")?;
+    let result = flow(&args, &sim, &scratch).await;
+    sim.shutdown().await;
+    let _ = std::fs::remove_dir_all(&scratch);
+    result
+}
+
+async fn flow(args: &Args, sim: &TenantSim, scratch: &std::path::Path) -> anyhow::Result<()> {
+    let db = scratch.join("m365-link.sqlite");
+    let opened = m365_link_app::store::open(&db.to_string_lossy()).await?;
+    let store = Arc::clone(&opened.store);
     let owner = OwnerId::new("demo-customer");
 
-    let (sign_in, connection) = connect(&sim, store.as_ref(), &owner).await?;
+    let (sign_in, connection) = connect(sim, store.as_ref(), &owner).await?;
 
     step("Linked Microsoft 365 accounts");
     println!("{}", connections_table(&store.list(&owner).await?));
 
     step("Manage → import employees: full sync");
     let linked = Linked::open(Arc::clone(&store), &owner, connection.id, &sign_in.app).await?;
-    let keep = args.out.is_some();
-    let out_dir = args.out.clone().unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("m365-link-demo-{}", uuid::Uuid::new_v4()))
-    });
-    let options = sync::Options::new(&out_dir)?;
+    let options = sync::Options::new()?;
     let target = sync::Target {
         store: Arc::clone(&store),
         owner: owner.clone(),
         id: connection.id,
     };
+    let sink = || {
+        opened
+            .mirror
+            .sink(&opened.sql, connection.id)
+            .with_fence(options.holder.clone())
+    };
     sim.control().reset_counters();
-    let report = sync::run(&linked.graph, &target, &options, &sync::NoProgress).await?;
+    let report = sync::run(&linked.graph, &target, &mut sink(), &options, &NoProgress).await?;
     print_report(&report, sim.control().counters().total());
-    if keep {
-        println!("  export: {}", out_dir.display());
-    }
+    println!("  mirror: {}", opened.description);
 
     step("Meanwhile, in the tenant: people join, change jobs, leave; groups change");
-    for line in change_the_directory(&sim)? {
+    for line in change_the_directory(sim)? {
         println!("  {line}");
     }
 
     step("Delta sync: only what changed");
-    let before = exported(&out_dir, connection.id)?;
     sim.control().reset_counters();
-    let report = sync::run(&linked.graph, &target, &options, &sync::NoProgress).await?;
-    let after = exported(&out_dir, connection.id)?;
-    for line in changes(&before, &after) {
+    // The mirror's sink, wrapped to say what each change does before it commits.
+    let mut narrated = Narrated::new(&opened.mirror, connection.id, sink());
+    let report = sync::run(&linked.graph, &target, &mut narrated, &options, &NoProgress).await?;
+    let mut lines = narrated.lines;
+    lines.sort();
+    for (_, line) in lines {
         println!("  {line}");
     }
     print_report(&report, sim.control().counters().total());
+
+    if let Some(out) = &args.out {
+        let written = export(
+            &opened.mirror,
+            connection.id,
+            &ExportOptions::new(ExportFormat::JsonLines),
+            out,
+        )
+        .await?;
+        println!("  export: {} users into {}", written.users, out.display());
+    }
 
     step("Linked Microsoft 365 accounts");
     println!("{}", connections_table(&store.list(&owner).await?));
     println!(
         "\nNext: `cargo run --example connect -- --help` links a real tenant, \
-         `cargo run --example connections -- list` lists them."
+         `cargo run --example connections -- list` lists them, `sync` imports one and \
+         `export` writes its mirror to files."
     );
-    sim.shutdown().await;
-    if !keep {
-        // Only the folder this run made; `--out` folders are the user's.
-        let _ = std::fs::remove_dir_all(&out_dir);
-    }
     Ok(())
 }
 
@@ -240,115 +268,205 @@ fn change_the_directory(sim: &TenantSim) -> anyhow::Result<Vec<String>> {
     Ok(done)
 }
 
-/// The export the sync wrote for `id` in `dir`.
-fn exported(dir: &std::path::Path, id: ConnectionId) -> anyhow::Result<sync::Snapshot> {
-    Ok(sync::load_previous(dir, sync::Format::Jsonl, id)?
-        .context("the sync wrote no export")?
-        .snapshot)
-}
-
 /// What one sync reported, and the Graph requests the simulator counted.
-fn print_report(report: &sync::Report, requests: u64) {
+fn print_report(report: &SyncReport, requests: u64) {
     println!(
         "  {} sync in {:.1?} with {requests} Graph requests",
-        report.kind.label(),
-        report.elapsed
+        report.kind, report.elapsed
     );
-    println!("{}", report_table(report));
+    println!("{}", report_table(&report.summary));
 }
 
-fn report_table(report: &sync::Report) -> Table {
+fn report_table(summary: &SyncSummary) -> Table {
     let mut table = Table::new();
     table
         .load_preset(UTF8_FULL_CONDENSED)
-        .set_header(["", "total", "added", "updated", "deleted"]);
+        .set_header(["", "total", "added", "updated", "removed"]);
     for (name, counts) in [
-        ("users", report.users),
-        ("groups", report.groups),
-        ("memberships", report.memberships),
+        ("users", summary.users),
+        ("groups", summary.groups),
+        ("memberships", summary.memberships),
     ] {
         table.add_row([
             name.to_owned(),
             counts.total.to_string(),
             counts.added.to_string(),
             counts.updated.to_string(),
-            counts.deleted.to_string(),
+            counts.removed.to_string(),
         ]);
     }
     table
 }
 
-/// A user's or group's name in an export.
-fn name_of(record: Option<&sync::Record>, key: &str, id: &str) -> String {
-    record
-        .and_then(|r| r.get(key))
-        .and_then(serde_json::Value::as_str)
-        .map_or_else(|| id.to_owned(), str::to_owned)
+/// A [`DirectorySink`] that forwards to the mirror's and, for each change of a delta
+/// round, writes what it does in words, looking up the names the mirror still holds
+/// before the commit. (A service writes its own sink the same way: over its database.)
+struct Narrated<'a> {
+    mirror: &'a Mirror,
+    connection: ConnectionId,
+    inner: MirrorSink,
+    /// Sign-in names of the users this round brought, for members not yet committed.
+    names: BTreeMap<ObjectId, String>,
+    /// (order, line): updates, additions, removals, then groups and members.
+    lines: Vec<((u8, String), String)>,
 }
 
-/// What changed between two exports, one line each: users by sign-in name, then
-/// groups and their members.
-fn changes(before: &sync::Snapshot, after: &sync::Snapshot) -> Vec<String> {
-    const UPN: &str = "userPrincipalName";
-    let user = |snapshot: &sync::Snapshot, id: &str| name_of(snapshot.users.get(id), UPN, id);
-    // (order, sign-in name, line): updates, additions, deletions, each by name.
-    let mut users: Vec<(u8, String, String)> = Vec::new();
-    for (id, record) in &after.users {
-        let upn = user(after, id);
-        match before.users.get(id) {
-            None => users.push((1, upn.clone(), format!("+ user {upn}"))),
-            Some(old) if old != record => {
-                let fields: Vec<String> = record
-                    .iter()
-                    .filter(|(key, value)| old.get(*key) != Some(*value))
-                    .map(|(key, value)| {
-                        let was = old
-                            .get(key)
-                            .map_or_else(|| "–".to_owned(), ToString::to_string);
-                        format!("{key} {was} → {value}")
-                    })
-                    .collect();
-                users.push((
-                    0,
-                    upn.clone(),
-                    format!("~ user {upn}: {}", fields.join(", ")),
-                ));
+impl<'a> Narrated<'a> {
+    fn new(mirror: &'a Mirror, connection: ConnectionId, inner: MirrorSink) -> Self {
+        Self {
+            mirror,
+            connection,
+            inner,
+            names: BTreeMap::new(),
+            lines: Vec::new(),
+        }
+    }
+
+    async fn user_name(&self, id: &ObjectId) -> Result<String, SinkError> {
+        if let Some(name) = self.names.get(id) {
+            return Ok(name.clone());
+        }
+        let user = self
+            .mirror
+            .user(self.connection, id)
+            .await
+            .map_err(sink_error)?;
+        Ok(user
+            .and_then(|u| u.user_principal_name)
+            .unwrap_or_else(|| id.to_string()))
+    }
+
+    async fn group_name(&self, id: &ObjectId) -> Result<String, SinkError> {
+        let group = self
+            .mirror
+            .group(self.connection, id)
+            .await
+            .map_err(sink_error)?;
+        Ok(group
+            .and_then(|g| g.display_name)
+            .unwrap_or_else(|| id.to_string()))
+    }
+
+    async fn narrate(&mut self, change: &Change) -> Result<(), SinkError> {
+        let line = match change {
+            Change::UserUpserted(user) => {
+                let Some(id) = &user.id else { return Ok(()) };
+                let upn = user
+                    .user_principal_name
+                    .clone()
+                    .unwrap_or_else(|| id.to_string());
+                self.names.insert(id.clone(), upn.clone());
+                match self
+                    .mirror
+                    .user(self.connection, id)
+                    .await
+                    .map_err(sink_error)?
+                {
+                    None => ((1, upn.clone()), format!("+ user {upn}")),
+                    Some(old) => {
+                        let changed = changed_fields(&old, user);
+                        if changed.is_empty() {
+                            return Ok(());
+                        }
+                        (
+                            (0, upn.clone()),
+                            format!("~ user {upn}: {}", changed.join(", ")),
+                        )
+                    }
+                }
             }
-            Some(_) => {}
-        }
+            Change::UserRemoved { id, .. } => {
+                let upn = self.user_name(id).await?;
+                ((2, upn.clone()), format!("- user {upn}"))
+            }
+            Change::GroupUpserted(group) => {
+                let Some(id) = &group.id else { return Ok(()) };
+                if self
+                    .mirror
+                    .group(self.connection, id)
+                    .await
+                    .map_err(sink_error)?
+                    .is_some()
+                {
+                    return Ok(());
+                }
+                let name = group.display_name.clone().unwrap_or_else(|| id.to_string());
+                ((3, name.clone()), format!("+ group {name:?}"))
+            }
+            Change::GroupRemoved { id, .. } => {
+                let name = self.group_name(id).await?;
+                ((3, name.clone()), format!("- group {name:?}"))
+            }
+            Change::MemberAdded { group, member, .. } => {
+                let (group, member) =
+                    (self.group_name(group).await?, self.user_name(member).await?);
+                (
+                    (4, group.clone()),
+                    format!("+ member {member} of {group:?}"),
+                )
+            }
+            Change::MemberRemoved { group, member } => {
+                let (group, member) =
+                    (self.group_name(group).await?, self.user_name(member).await?);
+                (
+                    (4, group.clone()),
+                    format!("- member {member} of {group:?}"),
+                )
+            }
+            _ => return Ok(()),
+        };
+        self.lines.push(line);
+        Ok(())
     }
-    for id in before
-        .users
-        .keys()
-        .filter(|id| !after.users.contains_key(*id))
-    {
-        let upn = user(before, id);
-        users.push((2, upn.clone(), format!("- user {upn}")));
+}
+
+fn sink_error(error: m365_link_app::mirror::MirrorError) -> SinkError {
+    SinkError::new(
+        graph_client::sync::SinkErrorKind::Unavailable,
+        "could not read the mirror",
+    )
+    .with_source(error)
+}
+
+/// `field old → new` for each property that differs, as JSON.
+fn changed_fields(old: &graph_client::User, new: &graph_client::User) -> Vec<String> {
+    let (Ok(serde_json::Value::Object(old)), Ok(serde_json::Value::Object(new))) =
+        (serde_json::to_value(old), serde_json::to_value(new))
+    else {
+        return Vec::new();
+    };
+    new.iter()
+        .filter(|(key, value)| !value.is_null() && old.get(*key) != Some(*value))
+        .map(|(key, value)| {
+            let was = old
+                .get(key)
+                .filter(|v| !v.is_null())
+                .map_or_else(|| "–".to_owned(), ToString::to_string);
+            format!("{key} {was} → {value}")
+        })
+        .collect()
+}
+
+#[async_trait]
+impl DirectorySink for Narrated<'_> {
+    async fn links(&mut self) -> Result<Option<SyncLinks>, SinkError> {
+        self.inner.links().await
     }
-    users.sort();
-    let mut lines: Vec<String> = users.into_iter().map(|(_, _, line)| line).collect();
-    let empty = BTreeMap::new();
-    for (id, record) in &after.groups {
-        let group = name_of(Some(record), "displayName", id);
-        if !before.groups.contains_key(id) {
-            lines.push(format!("+ group {group:?}"));
-        }
-        let old = before.members.get(id).unwrap_or(&empty);
-        let new = after.members.get(id).unwrap_or(&empty);
-        for member in new.keys().filter(|m| !old.contains_key(*m)) {
-            lines.push(format!("+ member {} of {group:?}", user(after, member)));
-        }
-        for member in old.keys().filter(|m| !new.contains_key(*m)) {
-            lines.push(format!("- member {} of {group:?}", user(before, member)));
-        }
+
+    async fn begin(&mut self, kind: SyncKind) -> Result<(), SinkError> {
+        self.lines.clear();
+        self.names.clear();
+        self.inner.begin(kind).await
     }
-    for (id, record) in &before.groups {
-        if !after.groups.contains_key(id) {
-            lines.push(format!(
-                "- group {:?}",
-                name_of(Some(record), "displayName", id)
-            ));
+
+    async fn apply(&mut self, changes: &[Change]) -> Result<(), SinkError> {
+        for change in changes {
+            self.narrate(change).await?;
         }
+        self.inner.apply(changes).await
     }
-    lines
+
+    async fn commit(&mut self, links: SyncLinks) -> Result<SyncSummary, SinkError> {
+        self.inner.commit(links).await
+    }
 }

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use connection_store::OwnerId;
 use m365_link_app::connect::find_connection;
-use m365_link_app::mirror::{ExportFormat, ExportOptions, Mirror, export};
+use m365_link_app::mirror::{ExportFormat, ExportOptions, export};
 
 /// Write a connection's mirrored users, groups and memberships to files.
 #[derive(Parser, Debug)]
@@ -63,8 +63,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let opened = m365_link_app::store::open(&args.store).await?;
     let owner = OwnerId::new(args.owner);
     let connection = find_connection(opened.store.as_ref(), &owner, &args.connection).await?;
-    // Reading the mirror needs no key: a pool of its own on the same database.
-    let mirror = Mirror::connect(&args.store).await?;
+    let mirror = &opened.mirror;
     let Some(state) = mirror.state(connection.id).await? else {
         anyhow::bail!(
             "{:?} has no mirror yet: no sync has committed into it",
@@ -72,13 +71,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         );
     };
     let report = export(
-        &mirror,
+        mirror,
         connection.id,
         &ExportOptions::new(args.format),
         &args.out,
     )
     .await?;
-    mirror.close().await;
     println!(
         "Exported {:?} ({} sync{} committed): {} users, {} groups, {} memberships.",
         connection.name.as_str(),

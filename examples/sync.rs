@@ -1,8 +1,9 @@
-//! Import a linked tenant's users, groups and memberships, then keep them in sync.
+//! Import a linked tenant's users, groups and memberships into the directory mirror (in
+//! the store's database), then keep them in sync.
 //!
 //! ```text
-//! cargo run --example sync -- --connection "Contoso Germany" --out export/
-//! cargo run --example sync -- --connection "Contoso Germany" --full --format csv
+//! cargo run --example sync -- --connection "Contoso Germany"
+//! cargo run --example sync -- --connection "Contoso Germany" --full --select displayName,mail,jobTitle
 //! cargo run --example sync -- --help
 //! ```
 
@@ -12,15 +13,18 @@ use std::sync::Arc;
 use clap::Parser;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use connection_store::OwnerId;
+use graph_client::sync::{Phase, SyncKind, SyncOptions, SyncProgress};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use m365_link_app::connect::find_connection;
 use m365_link_app::glue::{App, Linked};
-use m365_link_app::sync::{self, Format, Kind, Phase, Progress, SyncStop};
+use m365_link_app::sync::{self, SyncStop};
 use secrecy::SecretString;
 
-/// Import a linked Microsoft 365 tenant's users, groups and group memberships into
-/// JSON Lines or CSV files: a full import the first time, only the changes (delta)
-/// afterwards. The delta links are kept in the connection store.
+/// Import a linked Microsoft 365 tenant's users, groups and group memberships into the
+/// directory mirror, in the same database as the connection store: a full import the
+/// first time, only the changes (delta) afterwards, a full import again when Microsoft
+/// expired the delta links (deletions are still reported). The changes and their delta
+/// links are committed together; `export` writes the mirror to files.
 ///
 /// Exit codes: 0 done, 1 failed, 3 the connection needs a reconnect (an admin signs in
 /// again with `connect --reconnect`), 4 another sync of the connection is running.
@@ -39,20 +43,12 @@ struct Args {
     #[arg(long)]
     full: bool,
 
-    /// The user attributes to export, comma-separated (id is always included), e.g.
+    /// The user attributes the mirror keeps, comma-separated (id is always included), e.g.
     /// displayName,mail,jobTitle. Changing them runs a full import.
     #[arg(long, value_delimiter = ',', value_name = "ATTRIBUTES")]
     select: Option<Vec<String>>,
 
-    /// The export format.
-    #[arg(long, value_enum, default_value_t = Format::Jsonl)]
-    format: Format,
-
-    /// The export folder (one per connection).
-    #[arg(long, default_value = "m365-export", value_name = "DIR")]
-    out: std::path::PathBuf,
-
-    /// Where connections are stored: a SQLite file, or a postgres:// URL.
+    /// Where connections and the mirror are stored: a SQLite file, or a postgres:// URL.
     #[arg(long, default_value = m365_link_app::store::DEFAULT_STORE)]
     store: String,
 
@@ -120,12 +116,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let linked = Linked::open(Arc::clone(&opened.store), &owner, connection.id, &app).await?;
 
-    let mut options = sync::Options::new(&args.out)?;
-    options.full = args.full;
-    options.format = args.format;
-    options.concurrency = usize::from(args.concurrency);
-    if let Some(select) = args.select {
-        options.select = select;
+    let mut options = sync::Options::new()?;
+    options.engine = SyncOptions::new()
+        .force_full(args.full)
+        .concurrency(usize::from(args.concurrency));
+    if let Some(select) = &args.select {
+        options.engine = options.engine.user_select(select);
     }
     let target = sync::Target {
         store: Arc::clone(&opened.store),
@@ -133,14 +129,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
         id: connection.id,
     };
     println!(
-        "Syncing {:?} ({}) from {} into {}",
+        "Syncing {:?} ({}) into the mirror in the {}",
         connection.name.as_str(),
         connection.tenant,
         opened.description,
-        args.out.display()
     );
+    let mut sink = opened
+        .mirror
+        .sink(&opened.sql, connection.id)
+        .with_fence(options.holder.clone());
     let bars = Bars::new(args.quiet);
-    let result = sync::run(&linked.graph, &target, &options, &bars).await;
+    let result = sync::run(&linked.graph, &target, &mut sink, &options, &bars).await;
     bars.multi.clear().ok();
     let report = result.inspect_err(|error| {
         // Said here, where the connection's name is known; `main` only sets the exit code.
@@ -158,31 +157,43 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut table = Table::new();
     table
         .load_preset(UTF8_FULL_CONDENSED)
-        .set_header(["", "added", "updated", "deleted", "total"]);
+        .set_header(["", "added", "updated", "removed", "total"]);
+    let summary = &report.summary;
     for (name, counts) in [
-        ("users", report.users),
-        ("groups", report.groups),
-        ("memberships", report.memberships),
+        ("users", summary.users),
+        ("groups", summary.groups),
+        ("memberships", summary.memberships),
     ] {
         table.add_row([
             name.to_owned(),
             counts.added.to_string(),
             counts.updated.to_string(),
-            counts.deleted.to_string(),
+            counts.removed.to_string(),
             counts.total.to_string(),
         ]);
     }
-    println!(
-        "{} sync done in {:.1?}",
-        report.kind.label(),
-        report.elapsed
-    );
-    if report.kind == Kind::Resync {
-        println!("(the delta links had expired: compared with the previous export instead)");
+    println!("{} sync done in {:.1?}", report.kind, report.elapsed);
+    if report.kind == SyncKind::Resync {
+        println!("(the delta links had expired: a full import removed what was gone)");
     }
     println!("{table}");
-    for file in &report.files {
-        println!("  {}", file.display());
+    if !summary.removed_user_ids.is_empty() {
+        let shown: Vec<&str> = summary
+            .removed_user_ids
+            .iter()
+            .take(10)
+            .map(graph_client::ObjectId::as_str)
+            .collect();
+        let more = summary.users.removed.saturating_sub(shown.len() as u64);
+        println!(
+            "removed users: {}{}",
+            shown.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        );
     }
     Ok(())
 }
@@ -215,8 +226,8 @@ impl Bars {
     }
 }
 
-impl Progress for Bars {
-    fn start(&self, phase: Phase, total: Option<u64>) {
+impl SyncProgress for Bars {
+    fn started(&self, phase: Phase, total: Option<u64>) {
         if self.quiet {
             return;
         }
@@ -233,7 +244,7 @@ impl Progress for Bars {
         if let Ok(style) = ProgressStyle::with_template(template) {
             bar.set_style(style.progress_chars("=> "));
         }
-        bar.set_prefix(phase.label());
+        bar.set_prefix(phase.as_str());
         let bar = self.multi.add(bar);
         bar.enable_steady_tick(std::time::Duration::from_millis(200));
         self.phases
@@ -242,11 +253,11 @@ impl Progress for Bars {
             .push((phase, bar));
     }
 
-    fn advance(&self, phase: Phase, count: u64) {
+    fn advanced(&self, phase: Phase, count: u64) {
         self.with(phase, |bar| bar.inc(count));
     }
 
-    fn finish(&self, phase: Phase) {
+    fn finished(&self, phase: Phase) {
         self.with(phase, ProgressBar::finish);
     }
 }

@@ -1,29 +1,34 @@
-//! Syncing a connected tenant end to end, against tenant-sim in process, composed the
-//! way `examples/sync.rs` composes the crates: a real sign-in stored as a connection,
-//! the glue's Graph client, and `m365_link_app::sync` writing the export.
+//! Syncing a connected tenant end to end into the SQL directory mirror, against
+//! tenant-sim in process, composed the way `examples/sync.rs` composes the crates: a real
+//! sign-in stored as a connection in a `SQLite` store, the glue's Graph client, the engine
+//! of `graph_client::sync`, and the mirror's sink fenced by the sync lease.
 
-use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use connection_store::{
-    ConnectionStatus, ConnectionStore, CursorKey, LeaseHolder, MemoryStore, OwnerId,
-};
-use graph_client::{GraphClient, RetryPolicy};
+use connection_store::{ConnectionStatus, ConnectionStore, LeaseHolder, OwnerId};
+use connection_store_sql::{EncryptionKey, KeyId, KeyRing, SqlStore};
+use graph_client::sync::{MemorySink, NoProgress, SyncKind, SyncOptions, SyncReport};
+use graph_client::{GraphClient, ObjectId, RetryPolicy};
 use m365_link_app::connect::{SignIn, create_connection, simulated_browser};
 use m365_link_app::glue::{Linked, SessionTokens};
-use m365_link_app::sync::{self, Format, Kind, NoProgress, SyncStop, Target};
+use m365_link_app::mirror::{MAX_PAGE, Mirror};
+use m365_link_app::sync::{self, SyncStop, Target};
+use rand::{Rng as _, SeedableRng as _};
 use serde_json::Value;
 use tenant_sim::{
     Deletion, FaultKind, FaultSettings, GroupFields, TenantSim, ThrottleSettings, UserFields,
 };
 
-/// A signed-in connection to a small simulated tenant, and a scratch folder.
+/// A signed-in connection to a small simulated tenant, its `SQLite` store and mirror.
 struct Fixture {
     sim: TenantSim,
     linked: Linked,
     target: Target,
+    sql: SqlStore,
+    mirror: Mirror,
     dir: PathBuf,
 }
 
@@ -33,16 +38,31 @@ impl Drop for Fixture {
     }
 }
 
+fn scratch() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("m365-sync-e2e-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn sqlite(dir: &std::path::Path, clock: Option<connection_store::ManualClock>) -> SqlStore {
+    let keys = KeyRing::new(KeyId::new("test").unwrap(), EncryptionKey::generate());
+    let mut builder = SqlStore::sqlite(dir.join("store.sqlite")).key_ring(keys);
+    if let Some(clock) = clock {
+        builder = builder.clock(Arc::new(clock));
+    }
+    builder.open().await.expect("the SQLite store opens")
+}
+
 impl Fixture {
     async fn new() -> Self {
-        Self::with_store(Arc::new(MemoryStore::new())).await
+        Self::with_tenant(60, 12, None).await
     }
 
-    async fn with_store(store: Arc<dyn ConnectionStore>) -> Self {
-        Self::with_tenant(store, 60, 12).await
-    }
-
-    async fn with_tenant(store: Arc<dyn ConnectionStore>, users: usize, groups: usize) -> Self {
+    async fn with_tenant(
+        users: usize,
+        groups: usize,
+        clock: Option<connection_store::ManualClock>,
+    ) -> Self {
         let sim = TenantSim::builder()
             .users(users)
             .groups(groups)
@@ -52,6 +72,10 @@ impl Fixture {
             .start()
             .await
             .expect("tenant-sim starts");
+        let dir = scratch();
+        let sql = sqlite(&dir, clock).await;
+        let mirror = Mirror::open(&sql).await.expect("the mirror opens");
+        let store: Arc<dyn ConnectionStore> = Arc::new(sql.clone());
         let sign_in = SignIn::simulated(&sim);
         let (_client, grant) = sign_in
             .browser(None, Duration::from_secs(20), simulated_browser)
@@ -70,7 +94,6 @@ impl Fixture {
         let linked = Linked::open(Arc::clone(&store), &owner, connection.id, &sign_in.app)
             .await
             .expect("the connection opens");
-        let dir = std::env::temp_dir().join(format!("m365-sync-e2e-{}", uuid::Uuid::new_v4()));
         Self {
             sim,
             linked,
@@ -79,116 +102,185 @@ impl Fixture {
                 owner,
                 id: connection.id,
             },
+            sql,
+            mirror,
             dir,
         }
     }
 
-    fn options(&self, folder: &str) -> sync::Options {
-        sync::Options::new(self.dir.join(folder)).expect("options")
+    async fn sync(&self, options: &sync::Options) -> anyhow::Result<SyncReport> {
+        self.sync_with(&self.linked.graph, options).await
     }
 
-    async fn sync(&self, options: &sync::Options) -> anyhow::Result<sync::Report> {
-        sync::run(&self.linked.graph, &self.target, options, &NoProgress).await
+    async fn sync_with(
+        &self,
+        graph: &GraphClient,
+        options: &sync::Options,
+    ) -> anyhow::Result<SyncReport> {
+        let mut sink = self
+            .mirror
+            .sink(&self.sql, self.target.id)
+            .with_fence(options.holder.clone());
+        sync::run(graph, &self.target, &mut sink, options, &NoProgress).await
+    }
+
+    /// Everything the mirror holds for the connection, row by row.
+    async fn mirrored(&self) -> Contents {
+        let id = self.target.id;
+        let mut contents = Contents::default();
+        let mut offset = 0;
+        loop {
+            let page = self
+                .mirror
+                .users_page(id, None, offset, MAX_PAGE)
+                .await
+                .unwrap();
+            offset += page.len() as u64;
+            for user in &page {
+                contents.users.insert(
+                    user.id.clone().unwrap().into_string(),
+                    serde_json::to_value(user).unwrap(),
+                );
+            }
+            if page.len() < MAX_PAGE as usize {
+                break;
+            }
+        }
+        let groups = self.mirror.groups_page(id, 0, MAX_PAGE).await.unwrap();
+        for group in &groups {
+            let group_id = group.id.clone().unwrap();
+            contents.groups.insert(
+                group_id.as_str().to_owned(),
+                serde_json::to_value(group).unwrap(),
+            );
+            for member in self.mirror.members(id, &group_id).await.unwrap() {
+                contents.memberships.insert((
+                    group_id.as_str().to_owned(),
+                    member.id.as_str().to_owned(),
+                    member.member_type.as_str().to_owned(),
+                ));
+            }
+        }
+        contents
+    }
+
+    /// A fresh full import of the tenant as it is now, into memory.
+    async fn fresh_import(&self, options: &sync::Options) -> Contents {
+        let mut sink = MemorySink::new();
+        let report =
+            graph_client::sync::run(&self.linked.graph, &mut sink, &options.engine, &NoProgress)
+                .await
+                .expect("a fresh full import");
+        assert_eq!(report.kind, SyncKind::Full);
+        let directory = sink.directory();
+        Contents {
+            users: directory
+                .users()
+                .iter()
+                .map(|(id, u)| (id.as_str().to_owned(), serde_json::to_value(u).unwrap()))
+                .collect(),
+            groups: directory
+                .groups()
+                .iter()
+                .map(|(id, g)| (id.as_str().to_owned(), serde_json::to_value(g).unwrap()))
+                .collect(),
+            memberships: directory
+                .members()
+                .iter()
+                .flat_map(|(group, members)| {
+                    members.iter().map(move |(member, kind)| {
+                        (
+                            group.as_str().to_owned(),
+                            member.as_str().to_owned(),
+                            kind.as_str().to_owned(),
+                        )
+                    })
+                })
+                .collect(),
+        }
     }
 }
 
-fn lines(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("a JSON line"))
-        .collect()
+fn options() -> sync::Options {
+    sync::Options::new().expect("options")
 }
 
-fn memberships(dir: &Path) -> BTreeSet<(String, String)> {
-    lines(&dir.join("memberships.jsonl"))
-        .iter()
-        .map(|row| {
-            (
-                row["groupId"].as_str().unwrap().to_owned(),
-                row["memberId"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
+/// A directory as rows: users and groups as JSON by id, memberships with their type.
+#[derive(Debug, Default, PartialEq)]
+struct Contents {
+    users: BTreeMap<String, Value>,
+    groups: BTreeMap<String, Value>,
+    memberships: BTreeSet<(String, String, String)>,
 }
 
-fn export_files(dir: &Path) -> Vec<String> {
-    ["users.jsonl", "groups.jsonl", "memberships.jsonl"]
-        .iter()
-        .map(|name| std::fs::read_to_string(dir.join(name)).expect("export file"))
-        .collect()
+impl Contents {
+    fn has_member(&self, group: &str, member: &str) -> bool {
+        self.memberships
+            .iter()
+            .any(|(g, m, _)| g == group && m == member)
+    }
 }
 
 #[tokio::test]
 async fn first_sync_imports_every_user_group_and_membership() {
     let fx = Fixture::new().await;
-    let options = fx.options("out");
-    let report = fx.sync(&options).await.expect("full sync");
+    let report = fx.sync(&options()).await.expect("full sync");
 
     let control = fx.sim.control();
     let users = control.users();
     let groups = control.groups();
     let expected_memberships: usize = groups.iter().map(|g| g.member_count).sum();
-    assert_eq!(report.kind, Kind::Full);
-    assert_eq!(report.users.total, users.len() as u64);
-    assert_eq!(report.users.added, users.len() as u64);
-    assert_eq!(report.groups.total, groups.len() as u64);
-    assert_eq!(report.memberships.total, expected_memberships as u64);
+    let summary = &report.summary;
+    assert_eq!(report.kind, SyncKind::Full);
+    assert_eq!(summary.users.total, users.len() as u64);
+    assert_eq!(summary.users.added, users.len() as u64);
+    assert_eq!(summary.groups.total, groups.len() as u64);
+    assert_eq!(summary.memberships.total, expected_memberships as u64);
 
     // A sample of users as the directory has them.
-    let exported = lines(&options.out_dir.join("users.jsonl"));
-    assert_eq!(exported.len(), users.len());
+    let mirrored = fx.mirrored().await;
+    assert_eq!(mirrored.users.len(), users.len());
     for user in users.iter().step_by(7) {
-        let row = exported
-            .iter()
-            .find(|row| row["id"] == user.id.as_str())
-            .expect("user exported");
+        let row = &mirrored.users[&user.id];
         assert_eq!(row["userPrincipalName"], user.user_principal_name.as_str());
         assert_eq!(row["displayName"], user.display_name.as_str());
         assert_eq!(row["accountEnabled"], user.account_enabled);
     }
     // Every group's members, including the large "All Company" group.
-    let rows = memberships(&options.out_dir);
     for group in &groups {
         let expected: BTreeSet<String> = control
             .group_member_ids(&group.id)
             .unwrap()
             .into_iter()
             .collect();
-        let got: BTreeSet<String> = rows
+        let got: BTreeSet<String> = mirrored
+            .memberships
             .iter()
-            .filter(|(g, _)| *g == group.id)
-            .map(|(_, m)| m.clone())
+            .filter(|(g, _, _)| *g == group.id)
+            .map(|(_, m, _)| m.clone())
             .collect();
         assert_eq!(got, expected, "members of {}", group.display_name);
     }
 
-    // Cursors and the sync time are in the store.
+    // The links are committed with the data, and the sync time is in the store.
+    let state = fx
+        .mirror
+        .state(fx.target.id)
+        .await
+        .unwrap()
+        .expect("a commit");
+    assert_eq!(state.commits, 1);
+    assert_eq!(state.committed_kind, Some(SyncKind::Full));
+    assert_eq!(state.users, users.len() as u64);
     let store = fx.target.store.as_ref();
-    for key in [CursorKey::users(), CursorKey::groups()] {
-        assert!(
-            store
-                .load_cursor(&fx.target.owner, fx.target.id, &key)
-                .await
-                .unwrap()
-                .is_some(),
-            "{} cursor saved",
-            key.as_str()
-        );
-    }
     let connection = store.get(&fx.target.owner, fx.target.id).await.unwrap();
     assert!(connection.last_synced_at.is_some());
-    let summary: Value = serde_json::from_str(
-        &std::fs::read_to_string(options.out_dir.join("summary.json")).unwrap(),
-    )
-    .unwrap();
-    assert_eq!(summary["users"]["total"], users.len());
 }
 
 #[tokio::test]
 async fn delta_sync_applies_adds_updates_deletes_and_membership_changes() {
     let fx = Fixture::new().await;
-    let options = fx.options("out");
+    let options = options();
     fx.sync(&options).await.expect("full sync");
 
     let control = fx.sim.control();
@@ -231,16 +323,21 @@ async fn delta_sync_applies_adds_updates_deletes_and_membership_changes() {
 
     fx.sim.control().reset_counters();
     let report = fx.sync(&options).await.expect("delta sync");
-    assert_eq!(report.kind, Kind::Delta);
-    assert_eq!(report.users.added, 1);
-    assert_eq!(report.users.updated, 1);
-    assert_eq!(report.users.deleted, 2);
-    let mut deleted = report.deleted_user_ids.clone();
-    deleted.sort();
+    let summary = &report.summary;
+    assert_eq!(report.kind, SyncKind::Delta);
+    assert_eq!(summary.users.added, 1);
+    assert_eq!(summary.users.updated, 1);
+    assert_eq!(summary.users.removed, 2);
+    let mut removed: Vec<String> = summary
+        .removed_user_ids
+        .iter()
+        .map(|id| id.as_str().to_owned())
+        .collect();
+    removed.sort();
     let mut expected = vec![people[2].id.clone(), people[3].id.clone()];
     expected.sort();
-    assert_eq!(deleted, expected);
-    assert_eq!(report.groups.added, 1);
+    assert_eq!(removed, expected);
+    assert_eq!(summary.groups.added, 1);
     // Delta asked only for changes: no member listing.
     let counters = fx.sim.control().counters();
     assert!(
@@ -252,32 +349,88 @@ async fn delta_sync_applies_adds_updates_deletes_and_membership_changes() {
         counters.by_endpoint()
     );
 
-    let rows = memberships(&options.out_dir);
-    assert!(rows.contains(&(team.id.clone(), added.id.clone())));
-    assert!(rows.contains(&(team.id.clone(), people[4].id.clone())));
-    assert!(!rows.contains(&(small.id.clone(), leaving.clone())));
+    let mirrored = fx.mirrored().await;
+    assert!(mirrored.has_member(&team.id, &added.id));
+    assert!(mirrored.has_member(&team.id, &people[4].id));
+    assert!(!mirrored.has_member(&small.id, &leaving));
     assert!(
-        rows.iter()
-            .all(|(_, m)| *m != people[3].id && *m != people[2].id)
+        mirrored
+            .memberships
+            .iter()
+            .all(|(_, m, _)| *m != people[3].id && *m != people[2].id)
     );
-    let users = lines(&options.out_dir.join("users.jsonl"));
-    let updated = users
-        .iter()
-        .find(|u| u["id"] == people[1].id.as_str())
-        .unwrap();
-    assert_eq!(updated["jobTitle"], "Head of Sales");
+    assert_eq!(mirrored.users[&people[1].id]["jobTitle"], "Head of Sales");
 
-    // The delta-maintained export equals a fresh full import of the changed tenant.
-    let fresh = fx.options("fresh");
-    let full = fx.sync(&fresh).await.expect("fresh full sync");
-    assert_eq!(full.kind, Kind::Full);
-    assert_eq!(export_files(&options.out_dir), export_files(&fresh.out_dir));
+    // The delta-maintained mirror equals a fresh full import of the changed tenant.
+    assert_eq!(mirrored, fx.fresh_import(&options).await);
+}
+
+#[tokio::test]
+async fn after_any_sequence_of_changes_the_delta_mirror_equals_a_fresh_full_import() {
+    let fx = Fixture::new().await;
+    let options = options();
+    fx.sync(&options).await.expect("full sync");
+    let control = fx.sim.control();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(12);
+    for round in 0..4 {
+        for step in 0..12 {
+            let people: Vec<_> = control
+                .users()
+                .into_iter()
+                .filter(|u| !u.is_admin)
+                .collect();
+            let groups = control.groups();
+            let person = &people[rng.random_range(0..people.len())];
+            let group = &groups[rng.random_range(0..groups.len())];
+            match rng.random_range(0..7) {
+                0 => {
+                    control
+                        .add_user(&UserFields::new().display_name(format!("New {round}-{step}")))
+                        .unwrap();
+                }
+                1 => {
+                    control
+                        .update_user(
+                            &person.id,
+                            &UserFields::new().job_title(format!("Title {round}-{step}")),
+                        )
+                        .unwrap();
+                }
+                2 => control.delete_user(&person.id, Deletion::Soft).unwrap(),
+                3 => control
+                    .delete_user(&person.id, Deletion::Permanent)
+                    .unwrap(),
+                4 => {
+                    control.add_member(&group.id, &person.id).unwrap();
+                }
+                5 => {
+                    control.remove_member(&group.id, &person.id).unwrap();
+                }
+                _ => {
+                    let team = control
+                        .add_group(GroupFields::new().display_name(format!("Team {round}-{step}")))
+                        .unwrap();
+                    control.add_member(&team.id, &person.id).unwrap();
+                }
+            }
+        }
+        let report = fx.sync(&options).await.expect("delta sync");
+        assert_eq!(report.kind, SyncKind::Delta, "round {round}");
+        assert_eq!(
+            fx.mirrored().await,
+            fx.fresh_import(&options).await,
+            "round {round}"
+        );
+    }
+    // A replayed round changes nothing: the same links again.
+    let report = fx.sync(&options).await.expect("a quiet round");
+    assert!(report.summary.users.is_unchanged() && report.summary.memberships.is_unchanged());
 }
 
 #[tokio::test]
 async fn expired_delta_links_resync_and_still_report_deletions() {
     let fx = Fixture::new().await;
-    let options = fx.options("out");
+    let options = options();
     fx.sync(&options).await.expect("full sync");
     let control = fx.sim.control();
     let gone = control.users().into_iter().find(|u| !u.is_admin).unwrap();
@@ -285,25 +438,27 @@ async fn expired_delta_links_resync_and_still_report_deletions() {
     control.expire_delta_tokens();
 
     let report = fx.sync(&options).await.expect("resync");
-    assert_eq!(report.kind, Kind::Resync);
-    assert_eq!(report.users.deleted, 1);
-    assert_eq!(report.deleted_user_ids, vec![gone.id.clone()]);
-    assert_eq!(report.users.added, 0);
-    assert_eq!(report.users.updated, 0);
+    let summary = &report.summary;
+    assert_eq!(report.kind, SyncKind::Resync);
+    assert_eq!(summary.users.removed, 1);
+    assert_eq!(
+        summary.removed_user_ids,
+        vec![ObjectId::new(gone.id.clone())]
+    );
+    assert_eq!(summary.users.added, 0);
+    assert_eq!(summary.users.updated, 0);
+    assert!(!fx.mirrored().await.users.contains_key(&gone.id));
 
     // The new links work: the next sync is a delta again, with nothing to do.
     let next = fx.sync(&options).await.expect("delta after resync");
-    assert_eq!(next.kind, Kind::Delta);
-    assert_eq!(
-        (next.users.added, next.users.updated, next.users.deleted),
-        (0, 0, 0)
-    );
+    assert_eq!(next.kind, SyncKind::Delta);
+    assert!(next.summary.users.is_unchanged());
 }
 
 #[tokio::test]
 async fn forced_resync_410_is_reconciled_the_same_way() {
     let fx = Fixture::new().await;
-    let options = fx.options("out");
+    let options = options();
     fx.sync(&options).await.expect("full sync");
     let control = fx.sim.control();
     let gone = control.users().into_iter().find(|u| !u.is_admin).unwrap();
@@ -311,15 +466,18 @@ async fn forced_resync_410_is_reconciled_the_same_way() {
     control.force_resync();
 
     let report = fx.sync(&options).await.expect("resync");
-    assert_eq!(report.kind, Kind::Resync);
-    assert_eq!(report.deleted_user_ids, vec![gone.id.clone()]);
+    assert_eq!(report.kind, SyncKind::Resync);
+    assert_eq!(
+        report.summary.removed_user_ids,
+        vec![ObjectId::new(gone.id.clone())]
+    );
 }
 
 #[tokio::test]
-async fn throttling_and_faults_give_exactly_the_clean_export() {
+async fn throttling_and_faults_give_exactly_the_clean_mirror() {
     let fx = Fixture::new().await;
-    let clean = fx.options("clean");
-    fx.sync(&clean).await.expect("clean sync");
+    fx.sync(&options()).await.expect("clean sync");
+    let clean = fx.mirrored().await;
 
     // The same tenant, now throttled and failing: a small bucket, and a fifth of the
     // requests answered 503/504, dropped, truncated or late.
@@ -340,7 +498,7 @@ async fn throttling_and_faults_give_exactly_the_clean_export() {
     );
     control.reset_counters();
     // Quick backoffs when Graph gives no Retry-After, so the test stays fast.
-    let graph = GraphClient::builder(Arc::new(SessionTokens::new(fx.linked.session.clone())))
+    let graph = GraphClient::builder(SessionTokens::new(fx.linked.session.clone()))
         .base_url(fx.sim.graph_base())
         .retry_policy(
             RetryPolicy::new()
@@ -350,12 +508,14 @@ async fn throttling_and_faults_give_exactly_the_clean_export() {
         )
         .build()
         .unwrap();
-    let mut rough = fx.options("rough");
-    rough.full = true;
-    let report = sync::run(&graph, &fx.target, &rough, &NoProgress)
+    let mut rough = options();
+    rough.engine = rough.engine.force_full(true);
+    let report = fx
+        .sync_with(&graph, &rough)
         .await
         .expect("sync through throttling and faults");
-    assert_eq!(report.kind, Kind::Full);
+    assert_eq!(report.kind, SyncKind::Full);
+    assert!(report.summary.users.is_unchanged(), "{:?}", report.summary);
     let counters = control.counters();
     let throttled = counters.by_status().get(&429).copied().unwrap_or(0);
     let failed: u64 = counters
@@ -374,7 +534,7 @@ async fn throttling_and_faults_give_exactly_the_clean_export() {
         "faults were injected: {:?}",
         counters.by_status()
     );
-    assert_eq!(export_files(&clean.out_dir), export_files(&rough.out_dir));
+    assert_eq!(fx.mirrored().await, clean);
 }
 
 #[tokio::test]
@@ -393,10 +553,12 @@ async fn a_lease_held_by_another_process_stops_the_sync_before_any_write() {
         .unwrap()
         .expect("the other replica takes the lease");
     fx.sim.control().reset_counters();
-    let options = fx.options("out");
-    let error = fx.sync(&options).await.expect_err("the sync refuses");
+    let error = fx.sync(&options()).await.expect_err("the sync refuses");
     assert_eq!(error.downcast_ref::<SyncStop>(), Some(&SyncStop::LeaseHeld));
-    assert!(!options.out_dir.exists(), "nothing written");
+    assert!(
+        fx.mirror.state(fx.target.id).await.unwrap().is_none(),
+        "nothing written"
+    );
     assert_eq!(fx.sim.control().counters().total(), 0, "no Graph request");
     // The other replica still holds it.
     assert!(
@@ -416,8 +578,7 @@ async fn a_lease_held_by_another_process_stops_the_sync_before_any_write() {
 #[tokio::test]
 async fn the_lease_is_released_after_a_sync() {
     let fx = Fixture::new().await;
-    let options = fx.options("out");
-    fx.sync(&options).await.expect("sync");
+    fx.sync(&options()).await.expect("sync");
     let other = LeaseHolder::new("sync-next").unwrap();
     let lease = fx
         .target
@@ -448,22 +609,21 @@ async fn a_connection_needing_reconnect_stops_with_its_reason() {
         )
         .await
         .unwrap();
-    let options = fx.options("out");
-    let error = fx.sync(&options).await.expect_err("stops");
+    let error = fx.sync(&options()).await.expect_err("stops");
     let Some(SyncStop::NeedsReconnect { reason }) = error.downcast_ref::<SyncStop>() else {
         panic!("unexpected error: {error:#}");
     };
     assert!(reason.contains("AADSTS50173"));
     assert!(error.to_string().contains("--reconnect"));
-    assert!(!options.out_dir.exists());
+    assert!(fx.mirror.state(fx.target.id).await.unwrap().is_none());
 }
 
 #[tokio::test]
-async fn a_revoked_grant_mid_sync_becomes_needs_reconnect_and_keeps_the_old_export() {
+async fn a_revoked_grant_mid_sync_becomes_needs_reconnect_and_keeps_the_old_mirror() {
     let fx = Fixture::new().await;
-    let options = fx.options("out");
+    let options = options();
     fx.sync(&options).await.expect("full sync");
-    let before = export_files(&options.out_dir);
+    let before = fx.mirrored().await;
     // The admin's grants are revoked and the cached access token dropped: the next
     // refresh fails for good.
     fx.sim
@@ -484,10 +644,15 @@ async fn a_revoked_grant_mid_sync_becomes_needs_reconnect_and_keeps_the_old_expo
         ),
         "{error:#}"
     );
+    assert_eq!(fx.mirrored().await, before, "the previous mirror stays");
     assert_eq!(
-        export_files(&options.out_dir),
-        before,
-        "the previous export stays"
+        fx.mirror
+            .state(fx.target.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .commits,
+        1
     );
     let connection = fx
         .target
@@ -499,89 +664,34 @@ async fn a_revoked_grant_mid_sync_becomes_needs_reconnect_and_keeps_the_old_expo
 }
 
 #[tokio::test]
-async fn csv_export_has_the_selected_columns() {
+async fn the_selected_user_properties_are_kept_and_changing_them_runs_a_full_import() {
     let fx = Fixture::new().await;
-    let mut options = fx.options("csv");
-    options.format = Format::Csv;
-    options.select = vec!["displayName".into(), "mail".into(), "businessPhones".into()];
+    let mut options = options();
+    options.engine = SyncOptions::new().user_select(&["displayName", "mail", "businessPhones"]);
     let report = fx.sync(&options).await.expect("sync");
-    let text = std::fs::read_to_string(options.out_dir.join("users.csv")).unwrap();
-    let mut reader = csv::Reader::from_reader(text.as_bytes());
-    assert_eq!(
-        reader.headers().unwrap().iter().collect::<Vec<_>>(),
-        ["id", "displayName", "mail", "businessPhones"]
-    );
-    assert_eq!(reader.records().count() as u64, report.users.total);
-    let memberships = std::fs::read_to_string(options.out_dir.join("memberships.csv")).unwrap();
-    assert_eq!(
-        memberships.lines().count() as u64,
-        report.memberships.total + 1
-    );
+    let mirrored = fx.mirrored().await;
+    let some = mirrored.users.values().next().unwrap();
+    assert!(some.get("displayName").is_some());
+    assert!(some["jobTitle"].is_null(), "not selected: {some}");
+    assert_eq!(mirrored.users.len() as u64, report.summary.users.total);
 
-    // A second run with the same columns is a delta; other columns make it full.
-    assert_eq!(fx.sync(&options).await.unwrap().kind, Kind::Delta);
-    options.select = vec!["displayName".into()];
+    // A second run with the same properties is a delta; other properties make it full.
+    assert_eq!(fx.sync(&options).await.unwrap().kind, SyncKind::Delta);
+    options.engine = SyncOptions::new().user_select(&["displayName"]);
     let report = fx.sync(&options).await.unwrap();
-    assert_eq!(report.kind, Kind::Full);
-    assert_eq!(
-        report.users.updated, report.users.total,
-        "every row lost two columns"
-    );
+    assert_eq!(report.kind, SyncKind::Full);
+    assert_eq!(report.summary.users.removed, 0);
+    assert!(report.summary.users.updated > 0, "rows lost properties");
 }
 
 #[tokio::test]
-async fn switching_the_format_keeps_syncing_by_delta_from_the_latest_export() {
+async fn a_failed_sync_leaves_the_mirror_its_links_and_the_sync_time_as_they_were() {
     let fx = Fixture::new().await;
-    let mut options = fx.options("out");
-    fx.sync(&options).await.expect("full sync as JSON Lines");
-    let control = fx.sim.control();
-    let people: Vec<_> = control
-        .users()
-        .into_iter()
-        .filter(|u| !u.is_admin)
-        .collect();
-
-    control
-        .update_user(&people[0].id, &UserFields::new().job_title("First change"))
-        .unwrap();
-    options.format = Format::Csv;
-    let report = fx.sync(&options).await.expect("CSV sync");
-    assert_eq!(report.kind, Kind::Delta);
-    assert_eq!(report.users.updated, 1);
-
-    control
-        .update_user(&people[1].id, &UserFields::new().job_title("Second change"))
-        .unwrap();
-    options.format = Format::Jsonl;
-    let report = fx.sync(&options).await.expect("JSON Lines sync again");
-    assert_eq!(report.kind, Kind::Delta);
-    // Only the second change: the first is already in the CSV run's state, which the
-    // stale JSON Lines files of the first run must not override.
-    assert_eq!(report.users.updated, 1);
-    let users = lines(&options.out_dir.join("users.jsonl"));
-    let first = users
-        .iter()
-        .find(|u| u["id"] == people[0].id.as_str())
-        .unwrap();
-    assert_eq!(first["jobTitle"], "First change");
-}
-
-#[tokio::test]
-async fn a_failed_sync_leaves_the_export_cursors_and_sync_time_as_they_were() {
-    use secrecy::ExposeSecret as _;
-    let fx = Fixture::new().await;
-    let options = fx.options("out");
+    let options = options();
     fx.sync(&options).await.expect("full sync");
     let store = fx.target.store.as_ref();
-    let cursor = async || {
-        store
-            .load_cursor(&fx.target.owner, fx.target.id, &CursorKey::users())
-            .await
-            .unwrap()
-            .map(|c| c.expose_secret().to_owned())
-    };
-    let files_before = export_files(&options.out_dir);
-    let cursor_before = cursor().await;
+    let before = fx.mirrored().await;
+    let state_before = fx.mirror.state(fx.target.id).await.unwrap().unwrap();
     let synced_before = store
         .get(&fx.target.owner, fx.target.id)
         .await
@@ -602,29 +712,30 @@ async fn a_failed_sync_leaves_the_export_cursors_and_sync_time_as_they_were() {
     );
     let error = fx.sync(&options).await.expect_err("the sync fails");
     assert!(error.downcast_ref::<SyncStop>().is_none(), "{error:#}");
-    assert_eq!(export_files(&options.out_dir), files_before);
-    assert_eq!(cursor().await, cursor_before);
+    assert_eq!(fx.mirrored().await, before);
+    let state = fx.mirror.state(fx.target.id).await.unwrap().unwrap();
+    assert_eq!(state.commits, state_before.commits);
     let connection = store.get(&fx.target.owner, fx.target.id).await.unwrap();
     assert_eq!(connection.last_synced_at, synced_before);
 
-    // Once Graph answers again, the next sync picks the change up by delta.
+    // Once Graph answers again, the next sync picks the change up by delta: the links
+    // of the last commit were kept.
     control.set_faults(FaultSettings::none());
     let report = fx.sync(&options).await.expect("sync");
-    assert_eq!(report.kind, Kind::Delta);
-    assert_eq!(report.users.added, 1);
-    let users = lines(&options.out_dir.join("users.jsonl"));
-    assert!(users.iter().any(|u| u["id"] == joiner.id.as_str()));
+    assert_eq!(report.kind, SyncKind::Delta);
+    assert_eq!(report.summary.users.added, 1);
+    assert!(fx.mirrored().await.users.contains_key(&joiner.id));
 }
 
 #[tokio::test]
 async fn a_lease_taken_over_mid_sync_stops_it_before_any_write() {
     let clock = connection_store::ManualClock::new(time::OffsetDateTime::now_utc());
-    let fx = Fixture::with_store(Arc::new(MemoryStore::with_clock(Arc::new(clock.clone())))).await;
+    let fx = Fixture::with_tenant(60, 12, Some(clock.clone())).await;
     // Slow Graph, a short lease renewed every 100 ms.
     fx.sim
         .control()
         .set_faults(FaultSettings::none().with_latency(Duration::from_millis(300)));
-    let mut options = fx.options("out");
+    let mut options = options();
     options.lease_ttl = Duration::from_millis(300);
 
     let store = Arc::clone(&fx.target.store);
@@ -650,27 +761,28 @@ async fn a_lease_taken_over_mid_sync_stops_it_before_any_write() {
         Some(&SyncStop::LeaseLost),
         "{error:#}"
     );
-    assert!(!options.out_dir.exists(), "nothing written");
-    let cursor = fx
-        .target
-        .store
-        .load_cursor(&fx.target.owner, fx.target.id, &CursorKey::users())
-        .await
-        .unwrap();
-    assert!(cursor.is_none(), "no cursor saved");
+    let state = fx.mirror.state(fx.target.id).await.unwrap();
+    assert!(state.is_none_or(|s| s.commits == 0), "nothing committed");
 }
 
 #[tokio::test]
 async fn groups_larger_than_a_page_are_followed_through_their_next_links() {
+    use futures::TryStreamExt as _;
     // "All Company" holds every member user: more than one page of 999.
-    let fx = Fixture::with_tenant(Arc::new(MemoryStore::new()), 2100, 6).await;
+    let fx = Fixture::with_tenant(2100, 6, None).await;
     let control = fx.sim.control();
     let groups = control.groups();
     assert!(groups.iter().any(|g| g.member_count > 999));
-    let ids: Vec<String> = groups.iter().map(|g| g.id.clone()).collect();
     control.reset_counters();
 
-    let members = sync::expand_members(&fx.linked.graph, &ids, 2, &NoProgress)
+    let pages: Vec<_> = fx
+        .linked
+        .graph
+        .groups()
+        .members_of_many(groups.iter().map(|g| g.id.clone()))
+        .concurrency(2)
+        .stream()
+        .try_collect()
         .await
         .expect("expansion");
 
@@ -680,8 +792,21 @@ async fn groups_larger_than_a_page_are_followed_through_their_next_links() {
             .unwrap()
             .into_iter()
             .collect();
-        let got: BTreeSet<String> = members[&group.id].keys().cloned().collect();
+        let got: BTreeSet<String> = pages
+            .iter()
+            .filter(|p| p.group.as_str() == group.id)
+            .flat_map(|p| {
+                p.members
+                    .iter()
+                    .map(|m| m.id().unwrap().as_str().to_owned())
+            })
+            .collect();
         assert_eq!(got, expected, "members of {}", group.display_name);
+        let last = pages
+            .iter()
+            .rfind(|p| p.group.as_str() == group.id)
+            .unwrap();
+        assert!(last.complete, "the group's last page says so");
     }
     // One $batch for the first pages, then the large groups' next pages one by one.
     let counters = control.counters();

@@ -10,8 +10,8 @@
 //! - [`glue`]: the store's refresh token as entra-auth's token source, Graph clients.
 //! - [`mirror`]: the directory mirror, a SQL `DirectorySink` beside the connection store.
 //! - [`present`]: connections as a table.
-//! - [`store`]: the connection store the examples open (`SQLite` or `PostgreSQL`).
-//! - [`sync`]: users, groups and memberships into JSON Lines or CSV, full or delta.
+//! - [`store`]: the connection store and its mirror the examples open (`SQLite` or `PostgreSQL`).
+//! - [`sync`]: one sync of a stored connection into a sink (the mirror), under its lease.
 //! - [`web`]: the web app of the product flow (axum, maud).
 
 pub mod connect;

@@ -18,6 +18,8 @@ use connection_store::ConnectionStore;
 use connection_store_sql::{EncryptionKey, KeyId, KeyRing, SqlStore};
 use secrecy::{ExposeSecret as _, SecretString};
 
+use crate::mirror::Mirror;
+
 /// The store used when `--store` is not given.
 pub const DEFAULT_STORE: &str = "m365-link.sqlite";
 
@@ -28,10 +30,14 @@ pub const KEY_VARIABLE: &str = "M365_LINK_STORE_KEY";
 /// so a key moved from the file into the variable keeps working.
 const KEY_ID: &str = "m365-link-1";
 
-/// An opened store, and where it is.
+/// An opened store with its directory mirror, and where it is.
 pub struct OpenedStore {
     /// The store.
     pub store: Arc<dyn ConnectionStore>,
+    /// The same store, as the SQL type the mirror's sinks are fenced and sealed by.
+    pub sql: SqlStore,
+    /// The directory mirror in the same database (its tables made on first open).
+    pub mirror: Mirror,
     /// `SQLite file …` or `PostgreSQL` (no password), for messages.
     pub description: String,
 }
@@ -55,10 +61,7 @@ pub async fn open(location: &str) -> anyhow::Result<OpenedStore> {
             .open()
             .await
             .context("could not open the PostgreSQL store (is the server up and the URL right?)")?;
-        return Ok(OpenedStore {
-            store: Arc::new(store),
-            description: "PostgreSQL".to_owned(),
-        });
+        return opened(store, "PostgreSQL".to_owned()).await;
     }
     let path = PathBuf::from(location);
     let keys = match key_from_env()? {
@@ -70,9 +73,18 @@ pub async fn open(location: &str) -> anyhow::Result<OpenedStore> {
         .open()
         .await
         .with_context(|| format!("could not open the SQLite store {}", path.display()))?;
+    opened(store, format!("SQLite file {}", path.display())).await
+}
+
+async fn opened(sql: SqlStore, description: String) -> anyhow::Result<OpenedStore> {
+    let mirror = Mirror::open(&sql)
+        .await
+        .with_context(|| format!("could not open the directory mirror in the {description}"))?;
     Ok(OpenedStore {
-        store: Arc::new(store),
-        description: format!("SQLite file {}", path.display()),
+        store: Arc::new(sql.clone()),
+        sql,
+        mirror,
+        description,
     })
 }
 
