@@ -428,6 +428,31 @@ struct SyncRun {
     kind: String,
     users: u64,
     changed: u64,
+    /// Milliseconds per phase (users, groups, memberships, committing).
+    phases: Vec<(String, f64)>,
+}
+
+/// Times each phase of a sync.
+#[derive(Default)]
+struct PhaseTimes(std::sync::Mutex<Vec<(String, Instant, Option<Duration>)>>);
+
+impl graph_client::sync::SyncProgress for PhaseTimes {
+    fn started(&self, phase: graph_client::sync::Phase, _total: Option<u64>) {
+        if let Ok(mut phases) = self.0.lock() {
+            phases.push((phase.as_str().to_owned(), Instant::now(), None));
+        }
+    }
+
+    fn finished(&self, phase: graph_client::sync::Phase) {
+        if let Ok(mut phases) = self.0.lock()
+            && let Some(entry) = phases
+                .iter_mut()
+                .rev()
+                .find(|(name, _, _)| name == phase.as_str())
+        {
+            entry.2 = Some(entry.1.elapsed());
+        }
+    }
 }
 
 /// One sync of the bench's connection into the mirror, in this (child) process; prints
@@ -461,14 +486,24 @@ async fn sync_child(args: &Args) -> anyhow::Result<()> {
         .mirror
         .sink(&opened.sql, id)
         .with_fence(options.holder.clone());
-    let report = m365_link_app::sync::run(
-        &linked.graph,
-        &target,
-        &mut sink,
-        &options,
-        &graph_client::sync::NoProgress,
-    )
-    .await?;
+    let times = PhaseTimes::default();
+    let report =
+        m365_link_app::sync::run(&linked.graph, &target, &mut sink, &options, &times).await?;
+    let phases = times
+        .0
+        .lock()
+        .map(|phases| {
+            phases
+                .iter()
+                .map(|(name, _, took)| {
+                    (
+                        name.clone(),
+                        took.unwrap_or_default().as_secs_f64() * 1000.0,
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     let summary = &report.summary;
     let run = SyncRun {
         wall_ms: started.elapsed().as_secs_f64() * 1000.0,
@@ -476,6 +511,7 @@ async fn sync_child(args: &Args) -> anyhow::Result<()> {
         kind: report.kind.to_string(),
         users: summary.users.total,
         changed: summary.users.added + summary.users.updated + summary.users.removed,
+        phases,
     };
     println!("{}", serde_json::to_string(&run)?);
     Ok(())
@@ -528,6 +564,14 @@ async fn external_mirror(mut external: External, args: &Args) -> anyhow::Result<
         Ok((run, counters.total().await?))
     };
     let (full, full_requests) = child(true).await?;
+    let phases = |run: &SyncRun| {
+        run.phases
+            .iter()
+            .map(|(name, ms)| format!("{name} {ms:.0} ms"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    eprintln!("full import phases: {}", phases(&full));
     let (quiet, quiet_requests) = child(false).await?;
     // 1 % of the users change their job title, through the simulator's control API.
     let http = reqwest::Client::new();
@@ -557,6 +601,7 @@ async fn external_mirror(mut external: External, args: &Args) -> anyhow::Result<
             .error_for_status()?;
     }
     let (one_percent, one_percent_requests) = child(false).await?;
+    eprintln!("1 % delta phases: {}", phases(&one_percent));
     anyhow::ensure!(
         full.kind == "full" && quiet.kind == "delta" && one_percent.kind == "delta",
         "unexpected kinds: {}, {}, {}",

@@ -243,6 +243,9 @@ impl GraphError {
                 ErrorAction::Reconnect
             }
             Self::Service(e) if e.status == 404 => ErrorAction::NotFound,
+            // 501 NotImplemented: a property Graph cannot return in a list or delta (spec
+            // 11, `skills`); the request must change, retrying will not help.
+            Self::Service(e) if e.status == 501 => ErrorAction::FixConfiguration,
             Self::Service(e) if e.status >= 500 => ErrorAction::RetryLater(e.retry_after),
             Self::Service(e) if e.status == 429 => ErrorAction::RetryLater(e.retry_after),
             Self::UnexpectedResponse { status, .. } if *status >= 500 || *status == 429 => {

@@ -237,9 +237,7 @@ impl Expansion {
 
     fn absorb(&mut self, piece: Piece) {
         match piece {
-            Piece::FirstPages(_, Err(error)) | Piece::NextPage(_, Err(error)) => {
-                self.ready.push_back(Err(error));
-            }
+            Piece::FirstPages(_, Err(error)) => self.ready.push_back(Err(error)),
             Piece::FirstPages(chunk, Ok(answers)) => {
                 for (group, answer) in chunk.into_iter().zip(answers) {
                     match answer {
@@ -265,6 +263,19 @@ impl Expansion {
                         Err(error) => self.ready.push_back(Err(error)),
                     }
                 }
+            }
+            Piece::NextPage(_, Err(error)) if error.action() != ErrorAction::NotFound => {
+                self.ready.push_back(Err(error));
+            }
+            Piece::NextPage(chain, Err(_)) => {
+                // Deleted while its pages were being read: as for its first page, the
+                // next groups delta round removes it.
+                self.ready.push_back(Ok(GroupMembers {
+                    group: chain.group,
+                    members: Vec::new(),
+                    complete: true,
+                    found: false,
+                }));
             }
             Piece::NextPage(mut chain, Ok(page)) => {
                 let next = page.next_link().cloned();

@@ -14,82 +14,90 @@ use super::{ObjectId, Removed, RemovedReason, null_as_default, timestamp};
 #[non_exhaustive]
 pub struct Group {
     /// Object id.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<ObjectId>,
     /// Display name.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
     /// Description.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// SMTP address (mail-enabled groups).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mail: Option<String>,
     /// Whether the group is mail-enabled.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mail_enabled: Option<bool>,
     /// Mail alias.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mail_nickname: Option<String>,
     /// Whether the group is a security group.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub security_enabled: Option<bool>,
     /// `Unified` (Microsoft 365 group), `DynamicMembership`, or empty.
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub group_types: Vec<String>,
     /// `Public`, `Private` or `HiddenMembership`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub visibility: Option<String>,
     /// Dynamic membership rule.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub membership_rule: Option<String>,
     /// `On` or `Paused`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub membership_rule_processing_state: Option<String>,
     /// Classification (e.g. low/medium/high business impact).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub classification: Option<String>,
     /// Proxy addresses.
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub proxy_addresses: Vec<String>,
     /// Security identifier (SID) in Entra.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub security_identifier: Option<String>,
     /// Whether Entra roles can be assigned to the group.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub is_assignable_to_role: Option<bool>,
     /// Preferred language.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preferred_language: Option<String>,
     /// When the group was created.
-    #[serde(default, with = "timestamp")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "timestamp")]
     pub created_date_time: Option<OffsetDateTime>,
     /// When the group was deleted (deleted items only).
-    #[serde(default, with = "timestamp")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "timestamp")]
     pub deleted_date_time: Option<OffsetDateTime>,
     /// When the group was last renewed.
-    #[serde(default, with = "timestamp")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "timestamp")]
     pub renewed_date_time: Option<OffsetDateTime>,
     /// When the group expires, if an expiration policy applies.
-    #[serde(default, with = "timestamp")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "timestamp")]
     pub expiration_date_time: Option<OffsetDateTime>,
     /// True when synced from on-premises Active Directory.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_premises_sync_enabled: Option<bool>,
     /// On-premises `sAMAccountName`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_premises_sam_account_name: Option<String>,
     /// On-premises SID.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_premises_security_identifier: Option<String>,
     /// On-premises domain (FQDN).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_premises_domain_name: Option<String>,
     /// On-premises `NetBIOS` name.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_premises_net_bios_name: Option<String>,
     /// Last on-premises sync.
-    #[serde(default, with = "timestamp")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "timestamp")]
     pub on_premises_last_sync_date_time: Option<OffsetDateTime>,
     /// Membership changes in a delta round (`members@delta`), merged across pages by the
     /// delta stream (spec 9). Empty outside delta.

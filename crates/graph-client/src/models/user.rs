@@ -16,127 +16,143 @@ use super::{ObjectId, Removed, null_as_default, timestamp};
 #[non_exhaustive]
 pub struct User {
     /// Object id.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<ObjectId>,
     /// Name shown in the address book.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
     /// First name.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub given_name: Option<String>,
     /// Last name.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub surname: Option<String>,
     /// Primary SMTP address.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mail: Option<String>,
     /// Sign-in name (UPN).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_principal_name: Option<String>,
     /// Mail alias.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mail_nickname: Option<String>,
     /// Additional e-mail addresses.
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub other_mails: Vec<String>,
     /// Proxy addresses (`SMTP:` is the primary).
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub proxy_addresses: Vec<String>,
     /// Instant-messaging (SIP) addresses.
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub im_addresses: Vec<String>,
     /// Job title.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_title: Option<String>,
     /// Department.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub department: Option<String>,
     /// Company name.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub company_name: Option<String>,
     /// Office location.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub office_location: Option<String>,
     /// Business phone numbers (Graph allows one).
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub business_phones: Vec<String>,
     /// Mobile phone number.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mobile_phone: Option<String>,
     /// Fax number.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fax_number: Option<String>,
     /// Street address of the place of business.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub street_address: Option<String>,
     /// City.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub city: Option<String>,
     /// State or province.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
     /// Postal code.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub postal_code: Option<String>,
     /// Country or region.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub country: Option<String>,
     /// Two-letter usage location (licensing).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage_location: Option<String>,
     /// Employee id from the HR system.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub employee_id: Option<String>,
     /// Employee type (Employee, Contractor, ...).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub employee_type: Option<String>,
     /// Hire date.
-    #[serde(default, with = "timestamp")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "timestamp")]
     pub employee_hire_date: Option<OffsetDateTime>,
     /// Whether the account can sign in.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account_enabled: Option<bool>,
     /// `Member` or `Guest`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_type: Option<String>,
     /// Invitation state of a guest (`PendingAcceptance`, `Accepted`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_user_state: Option<String>,
     /// When the user was created.
-    #[serde(default, with = "timestamp")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "timestamp")]
     pub created_date_time: Option<OffsetDateTime>,
     /// When the user was deleted (deleted items only).
-    #[serde(default, with = "timestamp")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "timestamp")]
     pub deleted_date_time: Option<OffsetDateTime>,
     /// Preferred language (ISO 639-1, e.g. `en-US`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preferred_language: Option<String>,
     /// True when synced from on-premises Active Directory.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_premises_sync_enabled: Option<bool>,
     /// On-premises immutable id.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_premises_immutable_id: Option<String>,
     /// On-premises `sAMAccountName`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_premises_sam_account_name: Option<String>,
     /// On-premises UPN.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_premises_user_principal_name: Option<String>,
     /// On-premises domain (FQDN).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_premises_domain_name: Option<String>,
     /// On-premises distinguished name.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_premises_distinguished_name: Option<String>,
     /// On-premises SID.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_premises_security_identifier: Option<String>,
     /// Last on-premises sync.
-    #[serde(default, with = "timestamp")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "timestamp")]
     pub on_premises_last_sync_date_time: Option<OffsetDateTime>,
     /// `onPremisesExtensionAttributes` (extension attributes 1-15 from Exchange / AD).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_premises_extension_attributes: Option<OnPremisesExtensionAttributes>,
     /// The manager, when the request used `$expand=manager`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -39,6 +39,11 @@ pub const DEFAULT_GROUP_SELECT: &[&str] = &[
 /// How many changes of a delta round are handed to the sink at once.
 const DELTA_CHUNK: usize = 500;
 
+/// The fewest changes of a full import handed to the sink at once (small member pages are
+/// gathered up to it, so a database sink writes in few transactions): about two pages in
+/// memory.
+const APPLY_CHUNK: usize = 1_000;
+
 /// What to sync: which properties, how hard to push Graph, and whether to start over.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncOptions {
@@ -287,9 +292,15 @@ pub async fn run(
     progress: &dyn SyncProgress,
 ) -> Result<SyncReport, SyncError> {
     let started = Instant::now();
-    let saved = sink.links().await?;
+    // A forced full import does not read the links at all, so it also gets past links the
+    // sink can no longer read (a retired key).
+    let saved = if options.force_full {
+        None
+    } else {
+        sink.links().await?
+    };
     let delta_from =
-        saved.filter(|links| !options.force_full && links.user_select() == options.user_select);
+        saved.filter(|links| same_properties(links.user_select(), &options.user_select));
     let (kind, summary) = if let Some(links) = delta_from {
         match delta(client, sink, links, progress).await {
             Ok(summary) => (SyncKind::Delta, summary),
@@ -427,14 +438,37 @@ where
     S: Stream<Item = Result<T, GraphError>> + Unpin,
 {
     let mut stream = stream;
+    let mut pending: Vec<Change> = Vec::new();
     let mut next = stream.next().await;
     while let Some(item) = next {
-        let changes = to_changes(item.map_err(graph(step))?).map_err(graph(step))?;
-        let (applied, following) = futures::join!(sink.apply(&changes), stream.next());
-        applied?;
+        pending.extend(to_changes(item.map_err(graph(step))?).map_err(graph(step))?);
+        if pending.len() < APPLY_CHUNK {
+            next = stream.next().await;
+            continue;
+        }
+        let changes = std::mem::take(&mut pending);
+        // The next item is fetched while the sink applies these; a sink error ends the
+        // sync at once instead of waiting for Graph.
+        let ((), following) = futures::future::try_join(
+            async { sink.apply(&changes).await.map_err(SyncError::from) },
+            async { Ok(stream.next().await) },
+        )
+        .await?;
         next = following;
     }
+    if !pending.is_empty() {
+        sink.apply(&pending).await?;
+    }
     Ok(())
+}
+
+/// The same properties, in any order.
+fn same_properties(a: &[String], b: &[String]) -> bool {
+    let mut a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let mut b: Vec<&str> = b.iter().map(String::as_str).collect();
+    a.sort_unstable();
+    b.sort_unstable();
+    a == b
 }
 
 fn id_of(id: Option<&ObjectId>, path: &str) -> Result<ObjectId, GraphError> {
