@@ -519,6 +519,29 @@ async fn other_user_properties_start_again_with_a_full_import() {
         "{}",
         sent[0]
     );
+
+    // Without a select, the next sync keeps the sink's properties: a delta round.
+    let b = base(&server);
+    for (resource, token) in [("users", "U5"), ("groups", "G5")] {
+        Mock::given(method("GET"))
+            .and(path(format!("/v1.0/{resource}/delta")))
+            .and(query_param("$deltatoken", token))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "value": [], "@odata.deltaLink": format!("{b}/{resource}/delta?$deltatoken={token}")
+            })))
+            .mount(&server)
+            .await;
+    }
+    let report = sync::run(&client, &mut sink, &SyncOptions::new(), &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(report.kind, SyncKind::Delta);
+    // The same properties in another order are the same properties.
+    let reordered = SyncOptions::new().user_select(&["jobTitle", "displayName"]);
+    let report = sync::run(&client, &mut sink, &reordered, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(report.kind, SyncKind::Delta);
 }
 
 /// A sink that forwards to a [`MemorySink`] but, at its `stop_at`-th call, says so and

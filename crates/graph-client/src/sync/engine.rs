@@ -13,7 +13,7 @@ use crate::models::ObjectId;
 use crate::paging::{DeltaLink, Page};
 use crate::{Group, User};
 
-/// The user properties a sync keeps when [`SyncOptions::user_select`] is not set.
+/// The user properties a first import keeps when [`SyncOptions::user_select`] is not set.
 pub const DEFAULT_USER_SELECT: &[&str] = &[
     "displayName",
     "userPrincipalName",
@@ -47,7 +47,8 @@ const APPLY_CHUNK: usize = 1_000;
 /// What to sync: which properties, how hard to push Graph, and whether to start over.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncOptions {
-    user_select: Vec<String>,
+    /// `None`: the properties of the sink's links, or the default for a first import.
+    user_select: Option<Vec<String>>,
     group_select: Vec<String>,
     force_full: bool,
     concurrency: usize,
@@ -56,7 +57,7 @@ pub struct SyncOptions {
 impl Default for SyncOptions {
     fn default() -> Self {
         Self {
-            user_select: normalized(DEFAULT_USER_SELECT),
+            user_select: None,
             group_select: normalized(DEFAULT_GROUP_SELECT),
             force_full: false,
             concurrency: crate::members::DEFAULT_MEMBER_CONCURRENCY,
@@ -77,17 +78,19 @@ fn normalized<S: AsRef<str>>(names: &[S]) -> Vec<String> {
 }
 
 impl SyncOptions {
-    /// The defaults: [`DEFAULT_USER_SELECT`], [`DEFAULT_GROUP_SELECT`], delta when the
+    /// The defaults: the user properties the sink's links were made with (or
+    /// [`DEFAULT_USER_SELECT`] for a first import), [`DEFAULT_GROUP_SELECT`], delta when the
     /// sink has links, 8 member requests in flight.
     pub fn new() -> Self {
         Self::default()
     }
 
     /// The user properties to keep (`id` is always added). A sink whose links were made
-    /// with other properties gets a full import (a delta link keeps its `$select`, spec 9).
+    /// with other properties (in any order) gets a full import (a delta link keeps its
+    /// `$select`, spec 9). Without it, a sync keeps what the sink's links were made with.
     #[must_use]
     pub fn user_select<S: AsRef<str>>(mut self, properties: &[S]) -> Self {
-        self.user_select = normalized(properties);
+        self.user_select = Some(normalized(properties));
         self
     }
 
@@ -113,9 +116,9 @@ impl SyncOptions {
         self
     }
 
-    /// The user properties kept, `id` first.
-    pub fn user_properties(&self) -> &[String] {
-        &self.user_select
+    /// The user properties asked for, `id` first; `None` when a sync keeps the sink's.
+    pub fn user_properties(&self) -> Option<&[String]> {
+        self.user_select.as_deref()
     }
 
     /// The group properties kept, `id` first.
@@ -299,8 +302,17 @@ pub async fn run(
     } else {
         sink.links().await?
     };
-    let delta_from =
-        saved.filter(|links| same_properties(links.user_select(), &options.user_select));
+    // The properties this sync keeps: the ones asked for, else those of the sink's links.
+    let user_select = match (&options.user_select, &saved) {
+        (Some(asked), _) => asked.clone(),
+        (None, Some(links)) => links.user_select().to_vec(),
+        (None, None) => normalized(DEFAULT_USER_SELECT),
+    };
+    let options = &SyncOptions {
+        user_select: Some(user_select.clone()),
+        ..options.clone()
+    };
+    let delta_from = saved.filter(|links| same_properties(links.user_select(), &user_select));
     let (kind, summary) = if let Some(links) = delta_from {
         match delta(client, sink, links, progress).await {
             Ok(summary) => (SyncKind::Delta, summary),
@@ -335,7 +347,7 @@ async fn full(
     let users_link = client
         .users()
         .delta()
-        .select(&options.user_select)
+        .select(options.user_properties().unwrap_or_default())
         .latest_link()
         .await
         .map_err(graph(SyncStep::StartTracking))?;
@@ -351,7 +363,7 @@ async fn full(
     let users = client
         .users()
         .list()
-        .select(&options.user_select)
+        .select(options.user_properties().unwrap_or_default())
         .top(999)
         .pages();
     pump(sink, users, SyncStep::ListUsers, |page: Page<User>| {
@@ -420,7 +432,11 @@ async fn full(
 
     commit(
         sink,
-        SyncLinks::new(users_link, groups_link, options.user_select.clone()),
+        SyncLinks::new(
+            users_link,
+            groups_link,
+            options.user_properties().unwrap_or_default().to_vec(),
+        ),
         progress,
     )
     .await
