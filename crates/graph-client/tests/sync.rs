@@ -710,3 +710,43 @@ async fn a_sync_dropped_at_any_await_point_leaves_the_last_commit_and_links() {
     }
     assert_eq!(hold_at, 3, "both delta requests were held once");
 }
+
+#[tokio::test]
+async fn an_object_without_an_id_is_skipped_and_the_rest_is_applied() {
+    let server = MockServer::start().await;
+    let (client, _) = client(&server);
+    let mut sink = full_import(&server, &client).await;
+    let b = base(&server);
+    Mock::given(method("GET"))
+        .and(path("/v1.0/users/delta"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "value": [{"displayName": "No id"}, {"id": "u9", "displayName": "Nina"}],
+            "@odata.deltaLink": format!("{b}/users/delta?$deltatoken=U2"),
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1.0/groups/delta"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "value": [{"displayName": "No id either"}],
+            "@odata.deltaLink": format!("{b}/groups/delta?$deltatoken=G2"),
+        })))
+        .mount(&server)
+        .await;
+
+    let report = sync::run(&client, &mut sink, &SyncOptions::new(), &NoProgress)
+        .await
+        .unwrap();
+
+    assert_eq!(report.kind, SyncKind::Delta);
+    assert_eq!(ids(&sink), ["u1", "u2", "u3", "u9"]);
+    assert_eq!(report.summary.users.added, 1);
+    assert_eq!(sink.directory().groups().len(), 3);
+    assert!(
+        sink.committed_links()
+            .unwrap()
+            .users()
+            .expose_secret()
+            .ends_with("U2")
+    );
+}

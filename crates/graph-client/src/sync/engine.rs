@@ -370,11 +370,9 @@ async fn full(
         let changes = page
             .into_items()
             .into_iter()
-            .map(|user| {
-                id_of(user.id.as_ref(), "/users")?;
-                Ok(Change::UserUpserted(Box::new(user)))
-            })
-            .collect::<Result<Vec<_>, GraphError>>()?;
+            .filter(|user| id_of(user.id.as_ref(), "/users").is_some())
+            .map(|user| Change::UserUpserted(Box::new(user)))
+            .collect::<Vec<_>>();
         progress.advanced(Phase::Users, changes.len() as u64);
         Ok(changes)
     })
@@ -393,11 +391,11 @@ async fn full(
         let changes = page
             .into_items()
             .into_iter()
-            .map(|group| {
+            .filter_map(|group| {
                 group_ids.push(id_of(group.id.as_ref(), "/groups")?);
-                Ok(Change::GroupUpserted(Box::new(group)))
+                Some(Change::GroupUpserted(Box::new(group)))
             })
-            .collect::<Result<Vec<_>, GraphError>>()?;
+            .collect::<Vec<_>>();
         progress.advanced(Phase::Groups, changes.len() as u64);
         Ok(changes)
     })
@@ -415,17 +413,18 @@ async fn full(
             progress.advanced(Phase::Memberships, 1);
         }
         let group = page.group;
-        page.members
+        Ok(page
+            .members
             .into_iter()
-            .map(|member| {
+            .filter_map(|member| {
                 let id = id_of(member.id(), "/groups/{id}/members")?;
-                Ok(Change::MemberAdded {
+                Some(Change::MemberAdded {
                     group: group.clone(),
                     member: id,
                     member_type: MemberType::from_type_name(member.type_name()),
                 })
             })
-            .collect()
+            .collect::<Vec<_>>())
     })
     .await?;
     progress.finished(Phase::Memberships);
@@ -487,11 +486,13 @@ fn same_properties(a: &[String], b: &[String]) -> bool {
     a == b
 }
 
-fn id_of(id: Option<&ObjectId>, path: &str) -> Result<ObjectId, GraphError> {
-    id.cloned().ok_or_else(|| GraphError::InvalidResponse {
-        path: path.to_owned(),
-        reason: "an object without an id",
-    })
+/// The object's id; an object without one cannot be stored, so it is skipped with a
+/// warning (failing the round would repeat in every round until the link expires).
+fn id_of(id: Option<&ObjectId>, path: &str) -> Option<ObjectId> {
+    if id.is_none() {
+        tracing::warn!(path, "skipped an object without an id");
+    }
+    id.cloned()
 }
 
 async fn delta(
@@ -513,8 +514,9 @@ async fn delta(
         |event, out| {
             match event {
                 DeltaChange::Upsert(user) => {
-                    id_of(user.id.as_ref(), "/users/delta")?;
-                    out.push(Change::UserUpserted(Box::new(user)));
+                    if id_of(user.id.as_ref(), "/users/delta").is_some() {
+                        out.push(Change::UserUpserted(Box::new(user)));
+                    }
                 }
                 DeltaChange::Removed { id, reason } => out.push(Change::UserRemoved { id, reason }),
             }
@@ -535,7 +537,9 @@ async fn delta(
         |event, out| {
             match event {
                 DeltaChange::Upsert(mut group) => {
-                    let id = id_of(group.id.as_ref(), "/groups/delta")?;
+                    let Some(id) = id_of(group.id.as_ref(), "/groups/delta") else {
+                        return Ok(());
+                    };
                     let members = std::mem::take(&mut group.members_delta);
                     out.push(Change::GroupUpserted(Box::new(group)));
                     for change in members {
