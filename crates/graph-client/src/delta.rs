@@ -159,8 +159,8 @@ impl<T: DeltaObject> DeltaRequest<T> {
     /// in the next round.
     ///
     /// # Errors
-    /// Any error of the request; [`GraphError::InvalidResponse`] when Graph answered
-    /// objects or pages instead of a delta link.
+    /// Any error of the request; [`GraphError::InvalidResponse`] when the round ended
+    /// without a delta link. (Objects Graph might answer "from now" are read and dropped.)
     pub async fn latest_link(self) -> Result<DeltaLink, GraphError> {
         let path = self.url.path().to_owned();
         let mut round = self.from_now().stream();

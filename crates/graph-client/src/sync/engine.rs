@@ -282,8 +282,8 @@ fn graph(step: SyncStep) -> impl FnOnce(GraphError) -> SyncError {
 ///   sink removes and reports what it held and the import did not see.
 ///
 /// The sink commits the changes and the new links together. Memory is bounded by the
-/// pages in flight, never by the tenant. Dropping the future at any await point commits
-/// nothing.
+/// pages in flight (plus the group ids of a full import), not by the users or the
+/// memberships. Dropping the future at any await point commits nothing.
 ///
 /// # Errors
 /// [`SyncError`]: Graph failed a step (see [`SyncError::action`]: a revoked grant is

@@ -2,9 +2,11 @@
 //! [`DirectorySink`], then keep it in sync by delta.
 //!
 //! [`run`] is one sync. The sink is the extension point: a service implements it over its
-//! own database (one transaction per sync, the links in the same transaction), and the
-//! engine hands it typed [`Change`]s page by page, so memory stays bounded by the pages in
-//! flight whatever the tenant's size. [`MemorySink`] keeps a tenant in memory, for tests
+//! own database (the changes become visible together with their links, in one commit),
+//! and the engine hands it typed [`Change`]s page by page, so memory stays bounded by the
+//! pages in flight, not by the number of users or memberships (the engine keeps only the
+//! group ids to expand, and in a delta round the large groups whose `members@delta` it is
+//! still merging). [`MemorySink`] keeps a tenant in memory, for tests
 //! and small tenants.
 //!
 //! ```rust,no_run
