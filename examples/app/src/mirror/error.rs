@@ -213,7 +213,8 @@ impl MirrorError {
             Self::Corrupt { .. } | Self::SchemaTooNew { .. } => SinkErrorKind::Corrupt,
             _ => SinkErrorKind::Other,
         };
-        SinkError::new(kind, self.to_string()).with_source(self)
+        // The mirror's own error is the source: the message does not repeat it (STYLE, Errors).
+        SinkError::new(kind, "the directory mirror failed").with_source(self)
     }
 }
 
