@@ -147,19 +147,24 @@ impl Env {
         .expect("raw blob")
     }
 
+    /// Rows no reader sees: staged delta changes, and the snapshots (and their rows)
+    /// that are not a connection's committed one.
     async fn staged_rows(&self) -> i64 {
-        let mut total = 0;
-        for table in [
-            "mirror_staged",
-            "mirror_staged_users",
-            "mirror_staged_groups",
-            "mirror_staged_memberships",
-        ] {
+        let uncommitted = "snapshot NOT IN \
+             (SELECT snapshot FROM mirror_state WHERE snapshot IS NOT NULL)";
+        let mut total = self.raw_count("SELECT COUNT(*) FROM mirror_staged").await;
+        for table in ["mirror_users", "mirror_groups", "mirror_memberships"] {
             total += self
-                .raw_count(&format!("SELECT COUNT(*) FROM {table}"))
+                .raw_count(&format!("SELECT COUNT(*) FROM {table} WHERE {uncommitted}"))
                 .await;
         }
         total
+            + self
+                .raw_count(&format!(
+                    "SELECT COUNT(*) FROM mirror_snapshots WHERE {}",
+                    uncommitted.replacen("snapshot", "id", 1)
+                ))
+                .await
     }
 }
 
@@ -665,9 +670,10 @@ async fn a_dropped_sync_leaves_the_last_commit_and_begin_discards_its_staging(en
     let (mut memory, mut mirror) = (MemorySink::new(), env.sink());
     both(&mut memory, &mut mirror, SyncKind::Full, &full_import(), 1).await;
 
-    // A sync that stops after apply: no commit (a crash, a dropped future).
+    // A sync that stops after apply: no commit (a crash, a dropped future). It writes
+    // each page as it comes (the default gathers thousands of changes first).
     {
-        let mut dropped = env.sink();
+        let mut dropped = env.sink().gather(1);
         dropped.begin(SyncKind::Delta).await.expect("begin");
         for page in every_kind_delta() {
             dropped.apply(&page).await.expect("apply");
@@ -781,7 +787,8 @@ async fn a_fenced_commit_with_a_lost_lease_writes_nothing(env: Env) {
     let mut memory = MemorySink::new();
 
     // Without the lease, a fenced sink cannot even begin.
-    let mut fenced = env.sink().with_fence(me.clone());
+    // It writes each page as it comes, so each write checks the lease.
+    let mut fenced = env.sink().with_fence(me.clone()).gather(1);
     let error = fenced.begin(SyncKind::Full).await.expect_err("no lease");
     assert_eq!(error.kind(), SinkErrorKind::Fenced);
 
@@ -830,6 +837,46 @@ async fn a_fenced_commit_with_a_lost_lease_writes_nothing(env: Env) {
         3,
     )
     .await;
+    assert_same(&env, &memory).await;
+}
+
+/// A write that fails (here a trigger refuses it, as a full disk would) loses the
+/// changes it held: the sync cannot commit, and the mirror stays as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_write_keeps_the_sync_from_committing_on_sqlite() {
+    let env = Env::sqlite().await;
+    let (mut memory, mut mirror) = (MemorySink::new(), env.sink());
+    both(&mut memory, &mut mirror, SyncKind::Full, &full_import(), 1).await;
+
+    let mut sink = env.sink().gather(1);
+    sink.begin(SyncKind::Delta).await.expect("begin");
+    env.raw(
+        "CREATE TRIGGER refuse BEFORE INSERT ON mirror_staged \
+         BEGIN SELECT RAISE(ABORT, 'no space left'); END",
+    )
+    .await;
+    let error = sink
+        .apply(&simple_delta()[0])
+        .await
+        .expect_err("the write fails");
+    assert_eq!(error.kind(), SinkErrorKind::Unavailable, "{error}");
+    env.raw("DROP TRIGGER refuse").await;
+    for page in &simple_delta()[1..] {
+        sink.apply(page).await.expect("later pages are taken");
+    }
+    let error = sink.commit(links(2)).await.expect_err("lost changes");
+    assert_eq!(error.kind(), SinkErrorKind::Other, "{error}");
+    let cause = std::error::Error::source(&error).map(ToString::to_string);
+    assert!(
+        cause.as_deref().is_some_and(|c| c.contains("begin again")),
+        "{cause:?}"
+    );
+    assert_same(&env, &memory).await;
+    let state = env.mirror.state(env.connection).await.expect("state");
+    assert_eq!(state.expect("a state").commits, 1, "nothing was committed");
+
+    // Begun again, the same delta commits.
+    both(&mut memory, &mut sink, SyncKind::Delta, &simple_delta(), 2).await;
     assert_same(&env, &memory).await;
 }
 

@@ -338,14 +338,21 @@ pub(crate) fn placeholders(first: usize, count: usize) -> String {
 }
 
 /// The mirror's migrations: (version, `SQLite` script, `PostgreSQL` script).
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    include_str!("../../migrations/mirror/sqlite/0001_mirror.sql"),
-    include_str!("../../migrations/mirror/postgres/0001_mirror.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        include_str!("../../migrations/mirror/sqlite/0001_mirror.sql"),
+        include_str!("../../migrations/mirror/postgres/0001_mirror.sql"),
+    ),
+    (
+        2,
+        include_str!("../../migrations/mirror/sqlite/0002_snapshots.sql"),
+        include_str!("../../migrations/mirror/postgres/0002_snapshots.sql"),
+    ),
+];
 
 /// The newest mirror schema this build writes.
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 /// Any number: it only has to differ from other advisory locks of the same database.
 const MIGRATION_LOCK: i64 = 0x6d69_7272_6f72; // "mirror"

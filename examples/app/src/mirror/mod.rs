@@ -5,7 +5,8 @@
 //!
 //! - [`Mirror`]: the tables (own migrations, `mirror_*`, run on open), on the store's
 //!   pool ([`Mirror::open`]) or a pool of its own ([`Mirror::connect`], for reading).
-//! - [`MirrorSink`]: stages each page in a short transaction and commits the changes
+//! - [`MirrorSink`]: writes the changes a few thousand at a time in short transactions
+//!   (a full import straight into a snapshot of its own) and commits them
 //!   and the links (sealed by the store's key ring) in one; optionally fenced by the
 //!   connection's sync lease ([`MirrorSink::with_fence`]). Same content and counts as
 //!   [`MemorySink`](graph_client::sync::MemorySink).
@@ -50,7 +51,7 @@ pub use export::{
 pub use open::Mirror;
 pub use read::{MAX_PAGE, MAX_SCOPE_GROUPS, Member, MirrorState, UserQuery};
 pub use rows::{MAX_SEARCH_TERMS, MAX_TERM_CHARS};
-pub use sink::MirrorSink;
+pub use sink::{FLUSH_BYTES, FLUSH_CHANGES, MirrorSink};
 
 #[cfg(test)]
 mod tests {

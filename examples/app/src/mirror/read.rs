@@ -114,7 +114,7 @@ impl UserQuery {
             args = cte_args;
             conditions.push_str(
                 " AND u.id IN (SELECT m.member_id FROM mirror_memberships m \
-                 WHERE m.connection_id = $1 AND m.group_id IN (SELECT group_id FROM scope))",
+                 WHERE m.snapshot = (SELECT snapshot FROM mirror_state WHERE connection_id = $1) AND m.group_id IN (SELECT group_id FROM scope))",
             );
         }
         for pattern in like_patterns(self.search.as_deref()) {
@@ -146,10 +146,10 @@ fn scope_cte(groups: &[ObjectId], first: usize) -> Result<(String, Vec<Arg>), Mi
     }
     let sql = format!(
         "WITH RECURSIVE scope(group_id) AS ( \
-         SELECT id FROM mirror_groups WHERE connection_id = $1 AND id IN ({}) \
+         SELECT id FROM mirror_groups WHERE snapshot = (SELECT snapshot FROM mirror_state WHERE connection_id = $1) AND id IN ({}) \
          UNION \
          SELECT m.member_id FROM mirror_memberships m JOIN scope s ON m.group_id = s.group_id \
-         WHERE m.connection_id = $1 AND m.member_type = 'group') ",
+         WHERE m.snapshot = (SELECT snapshot FROM mirror_state WHERE connection_id = $1) AND m.member_type = 'group') ",
         placeholders(first, groups.len())
     );
     let args = groups
@@ -231,7 +231,7 @@ impl Mirror {
         let first = args.len() + 1;
         args.extend(page_args(offset, limit));
         let sql = format!(
-            "{with}SELECT u.id, u.data FROM mirror_users u WHERE u.connection_id = $1{conditions} \
+            "{with}SELECT u.id, u.data FROM mirror_users u WHERE u.snapshot = (SELECT snapshot FROM mirror_state WHERE connection_id = $1){conditions} \
              ORDER BY u.sort_key, u.id LIMIT ${first} OFFSET ${}",
             first + 1
         );
@@ -258,7 +258,7 @@ impl Mirror {
         let (with, conditions, mut args) = query.to_sql()?;
         args.insert(0, Self::key(connection));
         let sql = format!(
-            "{with}SELECT COUNT(*) FROM mirror_users u WHERE u.connection_id = $1{conditions}"
+            "{with}SELECT COUNT(*) FROM mirror_users u WHERE u.snapshot = (SELECT snapshot FROM mirror_state WHERE connection_id = $1){conditions}"
         );
         let (total,): (i64,) = self
             .pool
@@ -281,7 +281,7 @@ impl Mirror {
         let row: Option<(String,)> = self
             .pool
             .fetch_optional(
-                "SELECT data FROM mirror_users WHERE connection_id = $1 AND id = $2",
+                "SELECT data FROM mirror_users WHERE snapshot = (SELECT snapshot FROM mirror_state WHERE connection_id = $1) AND id = $2",
                 &[Self::key(connection), Arg::from(id.as_str())],
             )
             .await
@@ -307,7 +307,7 @@ impl Mirror {
         let rows: Vec<(String, String)> = self
             .pool
             .fetch_all(
-                "SELECT id, data FROM mirror_groups WHERE connection_id = $1 \
+                "SELECT id, data FROM mirror_groups WHERE snapshot = (SELECT snapshot FROM mirror_state WHERE connection_id = $1) \
                  ORDER BY sort_key, id LIMIT $2 OFFSET $3",
                 &args,
             )
@@ -330,7 +330,7 @@ impl Mirror {
         let row: Option<(String,)> = self
             .pool
             .fetch_optional(
-                "SELECT data FROM mirror_groups WHERE connection_id = $1 AND id = $2",
+                "SELECT data FROM mirror_groups WHERE snapshot = (SELECT snapshot FROM mirror_state WHERE connection_id = $1) AND id = $2",
                 &[Self::key(connection), Arg::from(id.as_str())],
             )
             .await
@@ -352,7 +352,7 @@ impl Mirror {
             .pool
             .fetch_all(
                 "SELECT member_id, member_type FROM mirror_memberships \
-                 WHERE connection_id = $1 AND group_id = $2 ORDER BY member_id",
+                 WHERE snapshot = (SELECT snapshot FROM mirror_state WHERE connection_id = $1) AND group_id = $2 ORDER BY member_id",
                 &[Self::key(connection), Arg::from(group.as_str())],
             )
             .await
@@ -373,7 +373,7 @@ impl Mirror {
             .pool
             .fetch_all(
                 "SELECT group_id FROM mirror_memberships \
-                 WHERE connection_id = $1 AND member_id = $2 ORDER BY group_id",
+                 WHERE snapshot = (SELECT snapshot FROM mirror_state WHERE connection_id = $1) AND member_id = $2 ORDER BY group_id",
                 &[Self::key(connection), Arg::from(member.as_str())],
             )
             .await
@@ -400,7 +400,7 @@ impl Mirror {
         args.insert(0, Self::key(connection));
         let sql = format!(
             "{with}SELECT DISTINCT m.member_id, m.member_type FROM mirror_memberships m \
-             WHERE m.connection_id = $1 AND m.group_id IN (SELECT group_id FROM scope) \
+             WHERE m.snapshot = (SELECT snapshot FROM mirror_state WHERE connection_id = $1) AND m.group_id IN (SELECT group_id FROM scope) \
              ORDER BY m.member_id, m.member_type"
         );
         let rows: Vec<(String, String)> = self
@@ -510,7 +510,7 @@ async fn objects_after(
         None => {
             tx.fetch_all(
                 &format!(
-                    "SELECT id, data FROM {table} WHERE connection_id = $1 ORDER BY id LIMIT $2"
+                    "SELECT id, data FROM {table} WHERE snapshot = (SELECT snapshot FROM mirror_state WHERE connection_id = $1) ORDER BY id LIMIT $2"
                 ),
                 &[Mirror::key(connection), Arg::Int(limit)],
             )
@@ -519,7 +519,7 @@ async fn objects_after(
         Some(after) => {
             tx.fetch_all(
                 &format!(
-                    "SELECT id, data FROM {table} WHERE connection_id = $1 AND id > $2 \
+                    "SELECT id, data FROM {table} WHERE snapshot = (SELECT snapshot FROM mirror_state WHERE connection_id = $1) AND id > $2 \
                      ORDER BY id LIMIT $3"
                 ),
                 &[Mirror::key(connection), Arg::from(after), Arg::Int(limit)],
@@ -539,7 +539,7 @@ pub(crate) async fn memberships_after(
         None => {
             tx.fetch_all(
                 "SELECT group_id, member_id, member_type FROM mirror_memberships \
-                 WHERE connection_id = $1 ORDER BY group_id, member_id LIMIT $2",
+                 WHERE snapshot = (SELECT snapshot FROM mirror_state WHERE connection_id = $1) ORDER BY group_id, member_id LIMIT $2",
                 &[Mirror::key(connection), Arg::Int(limit)],
             )
             .await
@@ -547,7 +547,7 @@ pub(crate) async fn memberships_after(
         Some((group, member)) => {
             tx.fetch_all(
                 "SELECT group_id, member_id, member_type FROM mirror_memberships \
-                 WHERE connection_id = $1 AND (group_id > $2 OR (group_id = $2 AND member_id > $3)) \
+                 WHERE snapshot = (SELECT snapshot FROM mirror_state WHERE connection_id = $1) AND (group_id > $2 OR (group_id = $2 AND member_id > $3)) \
                  ORDER BY group_id, member_id LIMIT $4",
                 &[
                     Mirror::key(connection),

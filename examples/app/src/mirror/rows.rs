@@ -13,15 +13,13 @@ pub const MAX_SEARCH_TERMS: usize = 8;
 /// A search term is cut to this many characters.
 pub const MAX_TERM_CHARS: usize = 64;
 
-/// The columns of a user row after `connection_id` (and `sync_id` when staged).
-pub(crate) const USER_COLUMNS: &str = "id, sort_key, search_text, display_name, mail, \
-     user_principal_name, given_name, surname, job_title, department, company_name, \
-     account_enabled, user_type, data";
-pub(crate) const USER_COLUMN_COUNT: usize = 14;
+/// The columns of a user row after `snapshot`: those a query reads, and the JSON.
+pub(crate) const USER_COLUMNS: &str = "id, sort_key, search_text, account_enabled, user_type, data";
+pub(crate) const USER_COLUMN_COUNT: usize = 6;
 
-/// The columns of a group row after `connection_id` (and `sync_id` when staged).
-pub(crate) const GROUP_COLUMNS: &str = "id, sort_key, display_name, mail, data";
-pub(crate) const GROUP_COLUMN_COUNT: usize = 5;
+/// The columns of a group row after `snapshot`.
+pub(crate) const GROUP_COLUMNS: &str = "id, sort_key, data";
+pub(crate) const GROUP_COLUMN_COUNT: usize = 3;
 
 /// `SET column = excluded.column` for every column but the key.
 pub(crate) fn excluded(columns: &str) -> String {
@@ -95,14 +93,6 @@ impl UserRow {
             Arg::Text(id.clone()),
             Arg::Text(shown_name(user, &id).to_lowercase()),
             Arg::Text(search_text),
-            user.display_name.clone().into(),
-            user.mail.clone().into(),
-            user.user_principal_name.clone().into(),
-            user.given_name.clone().into(),
-            user.surname.clone().into(),
-            user.job_title.clone().into(),
-            user.department.clone().into(),
-            user.company_name.clone().into(),
             user.account_enabled.into(),
             user.user_type.clone().into(),
             Arg::Text(data.clone()),
@@ -138,8 +128,6 @@ impl GroupRow {
         let args = vec![
             Arg::Text(id.clone()),
             Arg::Text(name),
-            group.display_name.clone().into(),
-            group.mail.clone().into(),
             Arg::Text(data.clone()),
         ];
         Ok(Some(Self { id, data, args }))
@@ -237,6 +225,30 @@ impl Staged {
                 ));
             }
         })
+    }
+
+    /// About how many bytes of memory it holds (a sink bounds what it buffers by it).
+    pub(crate) fn weight(&self) -> usize {
+        let texts = |args: &[Arg]| {
+            args.iter()
+                .map(|arg| match arg {
+                    Arg::Text(text) | Arg::OptText(Some(text)) => text.len(),
+                    _ => 0,
+                })
+                .sum::<usize>()
+        };
+        let strings = match self {
+            Self::UserUpserted(row) => row.id.len() + row.data.len() + texts(row.args()),
+            Self::GroupUpserted(row) => row.id.len() + row.data.len() + texts(row.args()),
+            Self::UserRemoved(id) | Self::GroupRemoved(id) => id.len(),
+            Self::MemberAdded {
+                group,
+                member,
+                member_type,
+            } => group.len() + member.len() + member_type.len(),
+            Self::MemberRemoved { group, member } => group.len() + member.len(),
+        };
+        std::mem::size_of::<Self>() + strings
     }
 
     /// The values of `mirror_staged`'s `kind, object_id, member_id, member_type, data`.
