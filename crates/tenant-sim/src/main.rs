@@ -1,5 +1,7 @@
-//! `tenant-sim`: runs a simulated Microsoft 365 tenant on 127.0.0.1 until Ctrl-C, and
-//! prints, as its first stdout line, one JSON object with the URLs and credentials.
+//! `tenant-sim`: runs a simulated Microsoft 365 tenant on 127.0.0.1 until Ctrl-C or
+//! SIGTERM, and prints, as its first stdout line, one JSON object with the URLs and
+//! credentials. Either signal shuts it down gracefully, removing the temporary
+//! certificate folder of `--tls`.
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -81,22 +83,79 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Listening before the JSON line goes out: whoever reads it may signal at once.
+    let stop = match StopSignals::listen() {
+        Ok(stop) => stop,
+        Err(error) => {
+            eprintln!("tenant-sim: cannot listen for signals: {error}");
+            sim.shutdown().await;
+            return ExitCode::FAILURE;
+        }
+    };
     let mut stdout = std::io::stdout().lock();
     if writeln!(stdout, "{}", sim.startup_json())
         .and_then(|()| stdout.flush())
         .is_err()
     {
+        drop(stdout);
+        sim.shutdown().await;
         return ExitCode::FAILURE;
     }
     drop(stdout);
     eprintln!(
-        "tenant-sim: serving {} and {} (Ctrl-C stops)",
+        "tenant-sim: serving {} and {} (Ctrl-C or SIGTERM stops)",
         sim.login_base(),
         sim.graph_base()
     );
-    if tokio::signal::ctrl_c().await.is_err() {
-        eprintln!("tenant-sim: cannot wait for Ctrl-C; stopping");
-    }
+    let signal = stop.recv().await;
+    eprintln!("tenant-sim: {signal}; shutting down");
     sim.shutdown().await;
     ExitCode::SUCCESS
+}
+
+/// The signals that stop the simulator: SIGINT (Ctrl-C) and SIGTERM on Unix, Ctrl-C
+/// elsewhere. Made before the startup line is printed, so a signal sent as soon as it
+/// is read is already caught rather than ending the process without clean-up.
+struct StopSignals {
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Installs the handlers.
+    #[cfg(unix)]
+    fn listen() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    /// Nothing to install ahead: Ctrl-C is listened for when awaited.
+    #[cfg(not(unix))]
+    #[expect(clippy::unnecessary_wraps, reason = "the same signature as on Unix")]
+    fn listen() -> std::io::Result<Self> {
+        Ok(Self {})
+    }
+
+    /// Waits for the first stop signal and names it.
+    #[cfg(unix)]
+    async fn recv(mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "interrupted (SIGINT)",
+            _ = self.terminate.recv() => "terminated (SIGTERM)",
+        }
+    }
+
+    /// Waits for Ctrl-C and names it (or why it cannot be waited for).
+    #[cfg(not(unix))]
+    async fn recv(self) -> &'static str {
+        match tokio::signal::ctrl_c().await {
+            Ok(()) => "interrupted (Ctrl-C)",
+            Err(_) => "cannot wait for Ctrl-C",
+        }
+    }
 }

@@ -380,3 +380,91 @@ fn the_binary_with_tls_names_its_certificate() {
             .is_some_and(|g| g.starts_with("https://127.0.0.1:"))
     );
 }
+
+/// Sends SIGTERM to the child with `kill`, and waits (at most 20 s) for it to exit.
+#[cfg(unix)]
+fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let sent = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap_or_else(|e| panic!("kill: {e}"));
+    assert!(sent.success(), "kill -TERM failed: {sent}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap_or_else(|e| panic!("{e}")) {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("tenant-sim did not exit within 20 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn the_binary_stops_on_sigterm_and_removes_its_certificate_folder() {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tenant-sim"))
+        .args(["--port", "0", "--users", "3", "--groups", "1", "--tls"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut line = String::new();
+    let read = child
+        .stdout
+        .take()
+        .map(|out| BufReader::new(out).read_line(&mut line));
+    assert!(read.is_some_and(|r| r.is_ok()));
+    let info: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line}: {e}"));
+    let path = std::path::PathBuf::from(info["cert_pem_path"].as_str().unwrap_or_default());
+    let folder = path
+        .parent()
+        .unwrap_or_else(|| panic!("{}", path.display()))
+        .to_path_buf();
+    assert!(path.is_file(), "{}", path.display());
+    assert!(
+        folder
+            .file_name()
+            .is_some_and(|name| name.to_string_lossy().starts_with("tenant-sim-")),
+        "{}",
+        folder.display()
+    );
+    let status = terminate(&mut child);
+    assert!(status.success(), "exit status {status}");
+    assert!(!folder.exists(), "{} left behind", folder.display());
+}
+
+#[cfg(unix)]
+#[test]
+fn the_binary_stops_on_sigterm_while_a_client_is_connected() {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tenant-sim"))
+        .args(["--port", "0", "--users", "3", "--groups", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut line = String::new();
+    let read = child
+        .stdout
+        .take()
+        .map(|out| BufReader::new(out).read_line(&mut line));
+    assert!(read.is_some_and(|r| r.is_ok()));
+    let info: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line}: {e}"));
+    let login = info["login_base"].as_str().unwrap_or_default();
+    let address = login.trim_start_matches("http://");
+    // An idle keep-alive connection must not hold the shutdown beyond its grace period.
+    let mut idle = std::net::TcpStream::connect(address).unwrap_or_else(|e| panic!("{e}"));
+    std::io::Write::write_all(
+        &mut idle,
+        b"GET /common/discovery/instance HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let started = std::time::Instant::now();
+    let status = terminate(&mut child);
+    assert!(status.success(), "exit status {status}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}

@@ -5,6 +5,7 @@
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
+use aws_lc_rs::digest;
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use jsonwebtoken::jwk::{AlgorithmParameters, Jwk};
@@ -13,6 +14,13 @@ use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
 use super::AuthControlError;
+
+/// The `x5t` thumbprint of a DER certificate: base64url (no padding) of its SHA-1 digest,
+/// the thumbprint RFC 7517 §4.8 names for JWKs and JWT headers. SHA-1 here names a
+/// certificate and guards nothing, hence aws-lc-rs's legacy-use-only algorithm.
+pub(super) fn x5t(der: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA1_FOR_LEGACY_USE_ONLY, der))
+}
 
 /// The simulator's id-token signing key and its self-signed certificate.
 pub(super) struct SigningKey {
@@ -62,7 +70,7 @@ impl SigningKey {
             .map_err(|error| format!("cannot sign the signing certificate: {error}"))?;
         let der = certificate.der().as_ref();
         // Microsoft's `kid` equals the certificate's `x5t` (id-token-header-v1.json).
-        let kid = URL_SAFE_NO_PAD.encode(super::sha1::digest(der));
+        let kid = x5t(der);
         Ok(Self {
             encoding,
             kid,
@@ -145,7 +153,7 @@ impl ClientCertificate {
             .map_err(|error| AuthControlError::InvalidCertificate(error.to_string()))?;
         Ok(Self {
             key,
-            x5t: URL_SAFE_NO_PAD.encode(super::sha1::digest(&der)),
+            x5t: x5t(&der),
             x5t_s256: URL_SAFE_NO_PAD.encode(Sha256::digest(&der)),
         })
     }
@@ -179,4 +187,47 @@ pub(super) fn verify_assertion(
     jsonwebtoken::decode::<Value>(assertion, &certificate.key, &validation)
         .map(|_| ())
         .map_err(|error| error.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_lc_rs::digest::{SHA1_FOR_LEGACY_USE_ONLY, digest};
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    fn sha1_hex(data: &[u8]) -> String {
+        digest(&SHA1_FOR_LEGACY_USE_ONLY, data)
+            .as_ref()
+            .iter()
+            .fold(String::new(), |mut out, byte| {
+                use std::fmt::Write as _;
+                let _ = write!(out, "{byte:02x}");
+                out
+            })
+    }
+
+    #[test]
+    fn sha1_matches_the_fips_test_vectors() {
+        assert_eq!(sha1_hex(b""), "da39a3ee5e6b4b0d3255bfef95601890afd80709");
+        assert_eq!(sha1_hex(b"abc"), "a9993e364706816aba3e25717850c26c9cd0d89d");
+        assert_eq!(
+            sha1_hex(b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
+            "84983e441c3bd26ebaae4aa1f95129e5e54670f1"
+        );
+        assert_eq!(
+            sha1_hex(&vec![b'a'; 1_000_000]),
+            "34aa973cd4c4daa4f61eeb2bdbad27316534016f"
+        );
+    }
+
+    #[test]
+    fn x5t_is_the_base64url_sha1_of_the_certificate() {
+        // SHA-1("abc") = a9993e36 4706816a ba3e2571 7850c26c 9cd0d89d
+        let expected = URL_SAFE_NO_PAD.encode([
+            0xa9, 0x99, 0x3e, 0x36, 0x47, 0x06, 0x81, 0x6a, 0xba, 0x3e, 0x25, 0x71, 0x78, 0x50,
+            0xc2, 0x6c, 0x9c, 0xd0, 0xd8, 0x9d,
+        ]);
+        assert_eq!(super::x5t(b"abc"), expected);
+        assert_eq!(super::x5t(b"abc"), "qZk-NkcGgWq6PiVxeFDCbJzQ2J0");
+    }
 }

@@ -22,7 +22,6 @@ mod pages;
 mod redirect;
 mod request;
 mod scopes;
-mod sha1;
 mod token;
 
 #[cfg(test)]

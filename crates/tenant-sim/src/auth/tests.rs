@@ -756,6 +756,98 @@ async fn code_redemption_answers_the_documented_keys() {
     );
 }
 
+/// The `uid` and `utid` of a token answer's `client_info`.
+fn decoded_client_info(body: &Value) -> (String, String) {
+    let encoded = body["client_info"].as_str().unwrap();
+    assert!(!encoded.contains('='), "unpadded base64url: {encoded}");
+    let info: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(encoded).unwrap()).unwrap();
+    (
+        info["uid"].as_str().unwrap().to_owned(),
+        info["utid"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn client_info_is_answered_only_when_asked_for() {
+    let sim = start().await;
+    // Without client_info=1: none, on the code and the refresh grant.
+    let tokens = sim.tokens().await;
+    assert!(tokens.get("client_info").is_none(), "{tokens}");
+    let (status, refreshed) = sim
+        .refresh(tokens["refresh_token"].as_str().unwrap(), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{refreshed}");
+    assert!(refreshed.get("client_info").is_none(), "{refreshed}");
+
+    // With it, as MSAL asks: the signed-in user's oid and the tenant id.
+    let code = sim.code().await;
+    let (status, body) = sim
+        .token(
+            TENANT_ID,
+            &[
+                ("client_id", CLIENT_ID),
+                ("client_secret", SECRET),
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", REDIRECT),
+                ("code_verifier", VERIFIER),
+                ("client_info", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        decoded_client_info(&body),
+        (ADMIN_ID.to_owned(), TENANT_ID.to_owned())
+    );
+    let (status, refreshed) = sim
+        .token(
+            TENANT_ID,
+            &[
+                ("client_id", CLIENT_ID),
+                ("client_secret", SECRET),
+                ("grant_type", "refresh_token"),
+                ("refresh_token", body["refresh_token"].as_str().unwrap()),
+                ("client_info", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{refreshed}");
+    assert_eq!(
+        decoded_client_info(&refreshed),
+        (ADMIN_ID.to_owned(), TENANT_ID.to_owned())
+    );
+}
+
+#[tokio::test]
+async fn client_info_names_the_user_who_approved_the_device_code() {
+    let sim = start().await;
+    sim.auth.set_consent_mode(ConsentMode::Interactive);
+    let device = sim.device_code().await;
+    assert_eq!(sim.poll(&device).await.1["error"], "authorization_pending");
+    assert!(
+        sim.auth
+            .approve_device_code(device["user_code"].as_str().unwrap(), USER_ID)
+    );
+    sim.auth.advance_clock(Duration::from_secs(5));
+    let (status, body) = sim
+        .token(
+            "organizations",
+            &[
+                ("client_id", CLIENT_ID),
+                ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+                ("device_code", device["device_code"].as_str().unwrap()),
+                ("client_info", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        decoded_client_info(&body),
+        (USER_ID.to_owned(), TENANT_ID.to_owned())
+    );
+}
+
 #[tokio::test]
 async fn unprefixed_scope_style_matches_the_device_code_sample() {
     let sim = start().await;
@@ -1127,7 +1219,7 @@ async fn client_assertion_signed_by_a_registered_certificate_authenticates() {
         if algorithm == jsonwebtoken::Algorithm::PS256 {
             header.x5t_s256 = Some(URL_SAFE_NO_PAD.encode(Sha256::digest(&der)));
         } else {
-            header.x5t = Some(URL_SAFE_NO_PAD.encode(super::sha1::digest(&der)));
+            header.x5t = Some(super::keys::x5t(&der));
         }
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let claims = serde_json::json!({
@@ -1644,10 +1736,7 @@ async fn jwks_publishes_one_rsa_signing_key_in_microsofts_shape() {
     let der = base64::engine::general_purpose::STANDARD
         .decode(key["x5c"][0].as_str().unwrap())
         .unwrap();
-    assert_eq!(
-        key["x5t"],
-        URL_SAFE_NO_PAD.encode(super::sha1::digest(&der))
-    );
+    assert_eq!(key["x5t"], super::keys::x5t(&der));
 }
 
 #[tokio::test]

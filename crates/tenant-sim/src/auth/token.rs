@@ -271,6 +271,7 @@ fn code_grant(auth: &Auth, params: &Params, authenticated: bool) -> Result<Value
         &scopes,
         code.nonce.as_deref(),
         authenticated,
+        wants_client_info(params),
     )
 }
 
@@ -344,6 +345,7 @@ fn refresh_grant(auth: &Auth, params: &Params, authenticated: bool) -> Result<Va
         &requested,
         None,
         refresh.confidential || authenticated,
+        wants_client_info(params),
     )
 }
 
@@ -405,7 +407,15 @@ fn device_grant(auth: &Auth, params: &Params, authenticated: bool) -> Result<Val
         DevicePoll::Approved(grant) => {
             let account = signed_in_account(auth, &grant.user_id)?;
             let scopes = grant.scopes.clone();
-            issue(auth, &account, &grant, &scopes, None, authenticated)
+            issue(
+                auth,
+                &account,
+                &grant,
+                &scopes,
+                None,
+                authenticated,
+                wants_client_info(params),
+            )
         }
     }
 }
@@ -464,9 +474,24 @@ fn signed_in_account(auth: &Auth, user_id: &str) -> Result<Account, EntraError> 
     Ok(account)
 }
 
+/// Whether the token request asks for `client_info` (MSAL sends `client_info=1`).
+fn wants_client_info(params: &Params) -> bool {
+    params.get("client_info") == Some("1")
+}
+
+/// The v2.0 token endpoint's `client_info`: base64url (no padding) of
+/// `{"uid":"<user object id>","utid":"<tenant id>"}`, from which MSAL keys the account
+/// as `<uid>.<utid>`.
+fn client_info(auth: &Auth, account: &Account) -> String {
+    let info = json!({ "uid": account.id, "utid": auth.config.tenant_id });
+    URL_SAFE_NO_PAD.encode(info.to_string())
+}
+
 /// Issues the tokens of spec §2d: an access token for `scopes`' Graph permissions, a new
 /// refresh token for the whole `grant` when it has `offline_access`, an id token when
-/// `scopes` has `openid`. The refresh token is stored before the answer leaves.
+/// `scopes` has `openid`, and `client_info` when the request asked for it
+/// (`client_info=1`, as Microsoft answers only then). The refresh token is stored
+/// before the answer leaves.
 fn issue(
     auth: &Auth,
     account: &Account,
@@ -474,6 +499,7 @@ fn issue(
     scopes: &ScopeSet,
     nonce: Option<&str>,
     confidential: bool,
+    with_client_info: bool,
 ) -> Result<Value, EntraError> {
     let (lifetime, prefixed) = {
         let settings = auth.settings();
@@ -527,6 +553,9 @@ fn issue(
         }
         if let Some(id_token) = id_token {
             object.insert("id_token".into(), id_token.into());
+        }
+        if with_client_info {
+            object.insert("client_info".into(), client_info(auth, account).into());
         }
     }
     Ok(body)
