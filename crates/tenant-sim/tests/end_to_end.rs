@@ -366,8 +366,14 @@ fn the_binary_with_tls_names_its_certificate() {
         .unwrap_or_default()
         .to_string();
     let pem = std::fs::read_to_string(&path).unwrap_or_default();
-    let _ = child.kill();
-    let _ = child.wait();
+    // SIGTERM, not a kill, so that the certificate folder is removed.
+    #[cfg(unix)]
+    terminate(&mut child);
+    #[cfg(not(unix))]
+    {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
     assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "{path}");
     assert!(
         info["graph_base"]
