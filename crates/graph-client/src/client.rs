@@ -137,6 +137,28 @@ impl GraphClient {
     pub fn base_url(&self) -> &str {
         self.inner.base.as_str()
     }
+
+    /// A client for another signed-in tenant (or user) that shares this one's HTTP
+    /// connection pool and settings but has its own `tokens` and its own throttle gate,
+    /// so one tenant's `Retry-After` never holds another's requests. A service syncing
+    /// many tenants builds one client and derives one per tenant from it, instead of
+    /// paying for a new connection pool and TLS configuration per tenant.
+    pub fn with_tokens(&self, tokens: impl TokenProvider + 'static) -> GraphClient {
+        let inner = &self.inner;
+        GraphClient {
+            inner: Arc::new(Inner {
+                http: inner.http.clone(),
+                base: inner.base.clone(),
+                tokens: Arc::new(tokens),
+                retry: inner.retry.clone(),
+                page_size: inner.page_size,
+                max_body: inner.max_body,
+                max_pages: inner.max_pages,
+                gate: ThrottleGate::default(),
+                clock: Arc::clone(&inner.clock),
+            }),
+        }
+    }
 }
 
 impl GraphClientBuilder {

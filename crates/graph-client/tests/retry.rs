@@ -522,3 +522,59 @@ async fn request_giving_up_on_a_long_retry_after_still_pauses_its_siblings() {
     let paths: Vec<&str> = requests.iter().map(|r| r.url.path()).collect();
     assert_eq!(paths, ["/v1.0/users/throttled", "/v1.0/users/sibling"]);
 }
+
+/// Gives one fixed access token.
+struct FixedToken(&'static str);
+
+#[async_trait::async_trait]
+impl graph_client::TokenProvider for FixedToken {
+    async fn access_token(
+        &self,
+    ) -> Result<graph_client::secrecy::SecretString, graph_client::TokenError> {
+        Ok(graph_client::secrecy::SecretString::from(self.0))
+    }
+
+    async fn rejected(&self, _token: &graph_client::secrecy::SecretString) {}
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_derived_for_another_tenant_has_its_own_tokens_and_throttle_gate() {
+    let server = MockServer::start().await;
+    // Tenant A is throttled for 600 s (beyond the budget: the gate stays closed).
+    Mock::given(method("GET"))
+        .and(path("/v1.0/users/a"))
+        .and(header("authorization", "Bearer token-of-a"))
+        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "600"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1.0/users/b"))
+        .and(header("authorization", "Bearer token-of-b"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "b"})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let tenant_a = builder(&server, Arc::new(FixedToken("token-of-a")))
+        .build()
+        .unwrap();
+    let tenant_b = tenant_a.with_tokens(FixedToken("token-of-b"));
+    assert_eq!(tenant_b.base_url(), tenant_a.base_url());
+
+    let throttled = tenant_a.users().get("a").send().await.unwrap_err();
+    assert_eq!(throttled.retry_after(), Some(Duration::from_secs(600)));
+    assert!(tenant_a.throttled_until().is_some(), "A's gate is closed");
+    assert_eq!(tenant_b.throttled_until(), None, "B's gate is its own");
+
+    let start = Instant::now();
+    let user = tenant_b.users().get("b").send().await.unwrap();
+    assert_eq!(
+        user.id.as_ref().map(graph_client::ObjectId::as_str),
+        Some("b")
+    );
+    assert_eq!(
+        start.elapsed(),
+        Duration::ZERO,
+        "B is not held by A's Retry-After"
+    );
+}
