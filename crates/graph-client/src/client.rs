@@ -143,6 +143,7 @@ impl GraphClient {
     /// so one tenant's `Retry-After` never holds another's requests. A service syncing
     /// many tenants builds one client and derives one per tenant from it, instead of
     /// paying for a new connection pool and TLS configuration per tenant.
+    #[must_use]
     pub fn with_tokens(&self, tokens: impl TokenProvider + 'static) -> GraphClient {
         let inner = &self.inner;
         GraphClient {
