@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use connection_store::{
-    Connection, ConnectionId, ConnectionStatus, ConnectionStore, CursorKey, Lease, LeaseHolder,
-    NewConnection, OwnerId, Reconnect, SecretString, StoreError, StoredToken, TokenVersion,
+    Backoff, Claim, Connection, ConnectionId, ConnectionStatus, ConnectionStore, CursorKey, Lease,
+    LeaseHolder, NewConnection, OwnerId, Reconnect, SecretString, StoreError, StoredToken,
+    TokenVersion,
 };
 use connection_store_sql::{EncryptionKey, KeyId, KeyRing, SqlStore};
 use entra_auth::{Authority, CallbackParams};
@@ -609,9 +610,22 @@ impl ConnectionStore for BeforeLease {
         &self,
         owner: &OwnerId,
         id: ConnectionId,
+        holder: &LeaseHolder,
         at: OffsetDateTime,
     ) -> Result<Connection, StoreError> {
-        self.inner.record_sync(owner, id, at).await
+        self.inner.record_sync(owner, id, holder, at).await
+    }
+    async fn record_failure(
+        &self,
+        owner: &OwnerId,
+        id: ConnectionId,
+        holder: &LeaseHolder,
+        at: OffsetDateTime,
+        backoff: &Backoff,
+    ) -> Result<Connection, StoreError> {
+        self.inner
+            .record_failure(owner, id, holder, at, backoff)
+            .await
     }
     async fn load_token(
         &self,
@@ -649,10 +663,11 @@ impl ConnectionStore for BeforeLease {
         &self,
         owner: &OwnerId,
         id: ConnectionId,
+        holder: &LeaseHolder,
         key: &CursorKey,
         cursor: SecretString,
     ) -> Result<(), StoreError> {
-        self.inner.save_cursor(owner, id, key, cursor).await
+        self.inner.save_cursor(owner, id, holder, key, cursor).await
     }
     async fn clear_cursor(
         &self,
@@ -698,6 +713,15 @@ impl ConnectionStore for BeforeLease {
         holder: &LeaseHolder,
     ) -> Result<(), StoreError> {
         self.inner.release_lease(owner, id, holder).await
+    }
+    async fn claim_due(
+        &self,
+        limit: usize,
+        holder: &LeaseHolder,
+        ttl: Duration,
+        interval: Duration,
+    ) -> Result<Vec<Claim>, StoreError> {
+        self.inner.claim_due(limit, holder, ttl, interval).await
     }
 }
 

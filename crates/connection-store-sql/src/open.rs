@@ -20,7 +20,7 @@ use crate::error::SqlStoreError;
 use crate::store::{Pool, SqlStore};
 
 /// The newest schema version this build writes (the `schema_version` table).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -350,8 +350,8 @@ mod tests {
         assert!(matches!(
             check_version(Some(SCHEMA_VERSION + 1)),
             Err(SqlStoreError::SchemaTooNew {
-                found: 2,
-                supported: 1
+                found: 3,
+                supported: 2
             })
         ));
     }

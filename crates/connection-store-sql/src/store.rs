@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use connection_store::{
-    AdminAccount, Clock, Cloud, Connection, ConnectionId, ConnectionName, ConnectionStatus,
-    ConnectionStore, CursorKey, Lease, LeaseHolder, NewConnection, OwnerId, Reconnect, StoreError,
-    StoredToken, TenantId, TokenVersion,
+    AdminAccount, Backoff, Claim, Clock, Cloud, Connection, ConnectionId, ConnectionName,
+    ConnectionStatus, ConnectionStore, CursorKey, Lease, LeaseHolder, NewConnection, OwnerId,
+    Reconnect, StoreError, StoredToken, TenantId, TokenVersion,
 };
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::Row;
@@ -56,6 +56,8 @@ macro_rules! raw_connection {
                 created_at: row.try_get("created_at")?,
                 updated_at: row.try_get("updated_at")?,
                 last_synced_at: row.try_get("last_synced_at")?,
+                failures: row.try_get("failures")?,
+                retry_at: row.try_get("retry_at")?,
                 revision: row.try_get("revision")?,
             })
         })()
@@ -66,7 +68,7 @@ macro_rules! raw_connection {
 
 const COLUMNS: &str = "id, owner_id, name, tenant_id, cloud, admin_object_id, admin_username, \
      admin_display_name, scopes, status, status_reason, status_since, created_at, updated_at, \
-     last_synced_at, revision";
+     last_synced_at, failures, retry_at, revision";
 
 /// [`ConnectionStore`] on `SQLite` or `PostgreSQL`, with refresh tokens and sync cursors
 /// encrypted by a [`KeyRing`]. Cheap to clone (one pool).
@@ -103,6 +105,8 @@ struct RawConnection {
     created_at: i64,
     updated_at: i64,
     last_synced_at: Option<i64>,
+    failures: i64,
+    retry_at: Option<i64>,
     revision: i64,
 }
 
@@ -147,6 +151,12 @@ impl RawConnection {
                 .last_synced_at
                 .map(|t| from_micros(some, "last_synced_at", t))
                 .transpose()?,
+            failures: u32::try_from(self.failures)
+                .map_err(|err| StoreError::corrupt_with(some, "failures", err))?,
+            retry_at: self
+                .retry_at
+                .map(|t| from_micros(some, "retry_at", t))
+                .transpose()?,
             revision: u64::try_from(self.revision)
                 .map_err(|err| StoreError::corrupt_with(some, "revision", err))?,
         })
@@ -166,6 +176,39 @@ fn from_micros(
 ) -> Result<OffsetDateTime, StoreError> {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000)
         .map_err(|err| StoreError::corrupt_with(id, what, err))
+}
+
+/// The longest interval or delay the SQL arithmetic takes, in microseconds (about
+/// 146,000 years): any stored time (years -9999 to 9999) plus it stays within `i64`.
+const MAX_SPAN_MICROS: i64 = 1 << 62;
+
+fn span_micros(span: Duration) -> i64 {
+    i64::try_from(span.as_micros()).map_or(MAX_SPAN_MICROS, |m| m.min(MAX_SPAN_MICROS))
+}
+
+/// `backoff` as the parameters of the SQL of `record_failure`, which computes
+/// `delay(failures + 1)` from the stored count as `base << failures` while that stays
+/// below `max`, else `max`: (`base`, `max`, the count from which it is `max`), in
+/// microseconds. Agrees with [`Backoff::delay`] to the microsecond.
+fn backoff_micros(backoff: &Backoff) -> (i64, i64, i64) {
+    let (base, max) = (span_micros(backoff.base), span_micros(backoff.max));
+    if base == 0 {
+        return (0, 0, 0);
+    }
+    let mut capped_from = 0;
+    let mut delay = base;
+    while delay < max {
+        delay = delay.saturating_mul(2);
+        capped_from += 1;
+    }
+    (base, max, capped_from)
+}
+
+/// The time a connection is due, as an SQL expression over its row: the order of
+/// [`Connection::due_at`]; `$interval` is the placeholder of the interval (microseconds).
+fn due_expression(interval: &str) -> String {
+    let base = format!("COALESCE(last_synced_at + {interval}, created_at)");
+    format!("CASE WHEN retry_at > {base} THEN retry_at ELSE {base} END")
 }
 
 fn version_from(id: ConnectionId, version: i64) -> Result<TokenVersion, StoreError> {
@@ -382,6 +425,94 @@ impl SqlStore {
     }
 }
 
+impl SqlStore {
+    /// The answer of a fenced write: what it wrote, else `LeaseLost` when the owner's
+    /// connection exists (the fence failed) and `NotFound` when it does not.
+    async fn fenced<T>(
+        &self,
+        op: &'static str,
+        owner: &OwnerId,
+        id: ConnectionId,
+        holder: &LeaseHolder,
+        written: Option<T>,
+    ) -> Result<T, StoreError> {
+        match written {
+            Some(written) => Ok(written),
+            None if self.exists(op, owner, id).await? => Err(StoreError::LeaseLost {
+                id,
+                holder: holder.clone(),
+            }),
+            None => Err(StoreError::NotFound { id }),
+        }
+    }
+
+    async fn claim(
+        &self,
+        limit: usize,
+        holder: &LeaseHolder,
+        ttl: Duration,
+        interval: Duration,
+    ) -> Result<Vec<Claim>, StoreError> {
+        const OP: &str = "claim_due";
+        let (now, now_micros) = self.now()?;
+        let expires = to_micros(Lease::expiry(now, ttl)?)?;
+        let expires_at = from_micros(None, "lease_expires_at", expires)?;
+        let interval_micros = span_micros(interval);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        // $1 last-sync cutoff, $2 now, $3 limit, $4 holder, $5 lease expiry, $6 interval.
+        let due = "status = 'active' \
+             AND (last_synced_at IS NULL OR last_synced_at <= $1) \
+             AND (retry_at IS NULL OR retry_at <= $2) \
+             AND (lease_holder IS NULL OR lease_expires_at <= $2)";
+        let order = due_expression("$6");
+        let sql = match self.pool {
+            // One statement: the rows are chosen and locked (skipping rows another
+            // claimer has locked, never waiting for them) and then leased. A row whose
+            // lease a concurrent claim committed meanwhile fails the re-checked WHERE.
+            Pool::Postgres(_) => format!(
+                "WITH picked AS (SELECT seq FROM connections WHERE {due} \
+                 ORDER BY {order}, id COLLATE \"C\" LIMIT $3 FOR UPDATE SKIP LOCKED) \
+                 UPDATE connections SET lease_holder = $4, lease_expires_at = $5 \
+                 FROM picked WHERE connections.seq = picked.seq RETURNING {COLUMNS}"
+            ),
+            // One write statement is one write transaction: SQLite takes the write lock
+            // before the statement reads (as BEGIN IMMEDIATE does), so claimers in other
+            // connections or processes wait for it (busy timeout) and then see its leases.
+            Pool::Sqlite(_) => format!(
+                "UPDATE connections SET lease_holder = $4, lease_expires_at = $5 \
+                 WHERE seq IN (SELECT seq FROM connections WHERE {due} \
+                 ORDER BY {order}, id LIMIT $3) RETURNING {COLUMNS}"
+            ),
+        };
+        let cutoff = now_micros.saturating_sub(interval_micros);
+        let mut claimed: Vec<Connection> = on_pool!(self, pool => {
+            let rows = sqlx::query(&sql)
+                .bind(cutoff).bind(now_micros).bind(limit).bind(holder.as_str())
+                .bind(expires).bind(interval_micros)
+                .fetch_all(pool).await
+                .map_err(|err| StoreError::backend(OP, err))?;
+            rows.iter().map(|row| raw_connection!(row)).collect::<Result<_, _>>()?
+        });
+        // RETURNING comes in no particular order.
+        claimed.sort_by_key(|c| (c.due_at(interval), c.id));
+        Ok(claimed
+            .into_iter()
+            .map(|connection| {
+                let lease = Lease {
+                    id: connection.id,
+                    holder: holder.clone(),
+                    expires_at,
+                };
+                Claim::new(connection, lease)
+            })
+            .collect())
+    }
+}
+
+/// The fence of the writes a sync makes, with the holder at `$3` and the store's clock
+/// at `$5`: the holder's lease has not expired.
+const FENCE: &str = "lease_holder = $3 AND lease_expires_at > $5";
+
 /// Extra parameters after `$1` (id) and `$2` (owner).
 type Binds = Vec<Bind>;
 
@@ -544,19 +675,68 @@ impl ConnectionStore for SqlStore {
         &self,
         owner: &OwnerId,
         id: ConnectionId,
+        holder: &LeaseHolder,
         at: OffsetDateTime,
     ) -> Result<Connection, StoreError> {
         const OP: &str = "record_sync";
         let (_, now) = self.now()?;
+        // The fence is part of the WHERE: checked and written in one statement.
         let sql = format!(
-            "UPDATE connections SET last_synced_at = $3, updated_at = $4, revision = revision + 1 \
-             WHERE id = $1 AND owner_id = $2 RETURNING {COLUMNS}"
+            "UPDATE connections SET last_synced_at = $4, failures = 0, retry_at = NULL, \
+             updated_at = $5, revision = revision + 1 \
+             WHERE id = $1 AND owner_id = $2 AND {FENCE} RETURNING {COLUMNS}"
         );
-        let binds = vec![Bind::Int(Some(to_micros(at)?)), Bind::Int(Some(now))];
-        self.update_returning(&sql, id, owner, binds)
+        let binds = vec![
+            Bind::Text(Some(holder.as_str().to_owned())),
+            Bind::Int(Some(to_micros(at)?)),
+            Bind::Int(Some(now)),
+        ];
+        let written = self
+            .update_returning(&sql, id, owner, binds)
             .await
-            .map_err(backend(OP))?
-            .ok_or(StoreError::NotFound { id })
+            .map_err(backend(OP))?;
+        self.fenced(OP, owner, id, holder, written).await
+    }
+
+    async fn record_failure(
+        &self,
+        owner: &OwnerId,
+        id: ConnectionId,
+        holder: &LeaseHolder,
+        at: OffsetDateTime,
+        backoff: &Backoff,
+    ) -> Result<Connection, StoreError> {
+        const OP: &str = "record_failure";
+        let (_, now) = self.now()?;
+        let (base, max, capped_from) = backoff_micros(backoff);
+        let at = to_micros(at)?;
+        // Any delay is at most `max`: refuse a retry time that could not be read back.
+        at.checked_add(max)
+            .and_then(|latest| from_micros(None, "retry_at", latest).ok())
+            .ok_or_else(|| StoreError::invalid_input("a retry time is out of range"))?;
+        // SET reads the row as it was: `failures` is the count before this failure.
+        let sql = format!(
+            "UPDATE connections SET \
+             failures = CASE WHEN failures >= {max_failures} THEN failures ELSE failures + 1 END, \
+             retry_at = $4 + CASE WHEN failures >= $6 THEN $7 \
+             ELSE $8 * (CAST(1 AS BIGINT) << CAST(failures AS INTEGER)) END, \
+             updated_at = $5, revision = revision + 1 \
+             WHERE id = $1 AND owner_id = $2 AND {FENCE} RETURNING {COLUMNS}",
+            max_failures = u32::MAX,
+        );
+        let binds = vec![
+            Bind::Text(Some(holder.as_str().to_owned())),
+            Bind::Int(Some(at)),
+            Bind::Int(Some(now)),
+            Bind::Int(Some(capped_from)),
+            Bind::Int(Some(max)),
+            Bind::Int(Some(base)),
+        ];
+        let written = self
+            .update_returning(&sql, id, owner, binds)
+            .await
+            .map_err(backend(OP))?;
+        self.fenced(OP, owner, id, holder, written).await
     }
 
     async fn load_token(
@@ -624,7 +804,8 @@ impl ConnectionStore for SqlStore {
         let sealed = self.seal(id, owner, Purpose::RefreshToken, &grant.refresh_token)?;
         let sql = format!(
             "UPDATE connections SET admin_object_id = $4, admin_username = $5, admin_display_name = $6, \
-             scopes = $7, status = 'active', status_reason = NULL, status_since = NULL, updated_at = $8, \
+             scopes = $7, status = 'active', status_reason = NULL, status_since = NULL, \
+             failures = 0, retry_at = NULL, updated_at = $8, \
              revision = revision + 1, token_version = token_version + 1, token_key_id = $9, \
              token_ciphertext = $10 WHERE id = $1 AND owner_id = $2 AND tenant_id = $3 \
              RETURNING {COLUMNS}, token_version"
@@ -690,25 +871,36 @@ impl ConnectionStore for SqlStore {
         &self,
         owner: &OwnerId,
         id: ConnectionId,
+        holder: &LeaseHolder,
         key: &CursorKey,
         cursor: SecretString,
     ) -> Result<(), StoreError> {
-        // The SELECT from connections is the owner check, in the same statement.
-        const SQL: &str = "INSERT INTO cursors (connection_id, cursor_key, key_id, ciphertext, updated_at) \
-             SELECT id, $3, $4, $5, $6 FROM connections WHERE id = $1 AND owner_id = $2 \
-             ON CONFLICT (connection_id, cursor_key) DO UPDATE SET key_id = excluded.key_id, \
-             ciphertext = excluded.ciphertext, updated_at = excluded.updated_at";
+        const OP: &str = "save_cursor";
+        // The SELECT from connections is the owner check and the fence, in the same
+        // statement; on PostgreSQL it also locks the row (FOR SHARE) until the write
+        // commits, so the lease cannot be taken over in between.
+        let sql = |lock: &str| {
+            format!(
+                "INSERT INTO cursors (connection_id, cursor_key, key_id, ciphertext, updated_at) \
+                 SELECT id, $4, $5, $6, $7 FROM connections \
+                 WHERE id = $1 AND owner_id = $2 AND lease_holder = $3 AND lease_expires_at > $7{lock} \
+                 ON CONFLICT (connection_id, cursor_key) DO UPDATE SET key_id = excluded.key_id, \
+                 ciphertext = excluded.ciphertext, updated_at = excluded.updated_at"
+            )
+        };
+        let sql = match self.pool {
+            Pool::Sqlite(_) => sql(""),
+            Pool::Postgres(_) => sql(" FOR SHARE"),
+        };
         let (_, now) = self.now()?;
         let sealed = self.seal(id, owner, Purpose::Cursor(key.as_str()), &cursor)?;
-        let written = on_pool!(self, pool => sqlx::query(SQL)
-            .bind(id.to_string()).bind(owner.as_str()).bind(key.as_str())
+        let written = on_pool!(self, pool => sqlx::query(&sql)
+            .bind(id.to_string()).bind(owner.as_str()).bind(holder.as_str()).bind(key.as_str())
             .bind(&sealed.key_id).bind(&sealed.blob).bind(now)
             .execute(pool).await.map(|r| r.rows_affected()))
-        .map_err(|err| StoreError::backend("save_cursor", err))?;
-        if written == 0 {
-            return Err(StoreError::NotFound { id });
-        }
-        Ok(())
+        .map_err(|err| StoreError::backend(OP, err))?;
+        self.fenced(OP, owner, id, holder, (written > 0).then_some(()))
+            .await
     }
 
     async fn clear_cursor(
@@ -821,5 +1013,18 @@ impl ConnectionStore for SqlStore {
             return Err(StoreError::NotFound { id });
         }
         Ok(())
+    }
+
+    async fn claim_due(
+        &self,
+        limit: usize,
+        holder: &LeaseHolder,
+        ttl: Duration,
+        interval: Duration,
+    ) -> Result<Vec<Claim>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.claim(limit, holder, ttl, interval).await
     }
 }

@@ -71,10 +71,12 @@ async fn write_once(
     store
         .replace_token(owner, id, current.version, secret(&token_for(id, next)))
         .await?;
+    let writer = common::writer_lease(store, owner, id).await;
     store
         .save_cursor(
             owner,
             id,
+            &writer,
             &CursorKey::users(),
             secret(&cursor_for(id, next)),
         )

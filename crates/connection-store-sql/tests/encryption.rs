@@ -49,10 +49,12 @@ async fn tokens_and_cursors_are_not_stored_in_plaintext_and_each_write_has_a_fre
         .expect("replace");
     let (_, second) = token_blob(&raw, id).await;
     assert_ne!(first[1..13], second[1..13], "same token, new nonce");
+    let writer = common::writer_lease(&store, &owner, id).await;
     store
         .save_cursor(
             &owner,
             id,
+            &writer,
             &CursorKey::users(),
             secret("https://graph.microsoft.com/delta-marker"),
         )
@@ -78,8 +80,9 @@ async fn wrong_key_under_the_same_id_is_corrupt_never_a_token() {
     let path = dir.file("store.db");
     let store = open_sqlite(&path, ring(), Arc::new(SystemClock)).await;
     let (owner, id) = seeded(&store, "rt-1").await;
+    let writer = common::writer_lease(&store, &owner, id).await;
     store
-        .save_cursor(&owner, id, &CursorKey::users(), secret("delta"))
+        .save_cursor(&owner, id, &writer, &CursorKey::users(), secret("delta"))
         .await
         .expect("cursor");
     store.close().await;
@@ -189,8 +192,15 @@ async fn ciphertext_copied_to_another_connection_or_cursor_key_is_corrupt() {
     );
 
     // A users cursor copied to the groups key of the same connection: refused.
+    let writer = common::writer_lease(&store, &owner, victim).await;
     store
-        .save_cursor(&owner, victim, &CursorKey::users(), secret("delta-users"))
+        .save_cursor(
+            &owner,
+            victim,
+            &writer,
+            &CursorKey::users(),
+            secret("delta-users"),
+        )
         .await
         .expect("save");
     sqlx::query(
@@ -227,8 +237,15 @@ async fn rotated_key_ring_reads_old_records_and_writes_with_the_new_key() {
     let path = dir.file("store.db");
     let store = open_sqlite(&path, ring(), Arc::new(SystemClock)).await;
     let (owner, id) = seeded(&store, "rt-old-key").await;
+    let writer = common::writer_lease(&store, &owner, id).await;
     store
-        .save_cursor(&owner, id, &CursorKey::users(), secret("delta-old-key"))
+        .save_cursor(
+            &owner,
+            id,
+            &writer,
+            &CursorKey::users(),
+            secret("delta-old-key"),
+        )
         .await
         .expect("save");
     store.close().await;

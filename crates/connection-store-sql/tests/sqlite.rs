@@ -63,10 +63,12 @@ async fn sqlite_store_keeps_connections_tokens_and_cursors_across_reopen() {
             .replace_token(&owner, created.id, TokenVersion::FIRST, secret("rt-2"))
             .await
             .expect("replace");
+        let writer = common::writer_lease(&store, &owner, created.id).await;
         store
             .save_cursor(
                 &owner,
                 created.id,
+                &writer,
                 &connection_store::CursorKey::users(),
                 secret("delta"),
             )

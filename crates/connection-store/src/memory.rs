@@ -11,8 +11,8 @@ use time::OffsetDateTime;
 use crate::clock::{Clock, SystemClock};
 use crate::error::StoreError;
 use crate::model::{
-    Connection, ConnectionId, ConnectionName, ConnectionStatus, CursorKey, Lease, LeaseHolder,
-    NewConnection, OwnerId, Reconnect, StoredToken, TokenVersion,
+    Backoff, Claim, Connection, ConnectionId, ConnectionName, ConnectionStatus, CursorKey, Lease,
+    LeaseHolder, NewConnection, OwnerId, Reconnect, StoredToken, TokenVersion,
 };
 use crate::store::ConnectionStore;
 
@@ -84,6 +84,23 @@ impl Inner {
     }
 }
 
+impl Entry {
+    /// The fence of every write a sync makes: `holder` holds an unexpired lease.
+    fn check_fence(&self, holder: &LeaseHolder, now: OffsetDateTime) -> Result<(), StoreError> {
+        match &self.lease {
+            Some((current, until)) if current == holder && *until > now => Ok(()),
+            _ => Err(StoreError::LeaseLost {
+                id: self.connection.id,
+                holder: holder.clone(),
+            }),
+        }
+    }
+
+    fn lease_free(&self, now: OffsetDateTime) -> bool {
+        self.lease.as_ref().is_none_or(|(_, until)| *until <= now)
+    }
+}
+
 fn touch(connection: &mut Connection, now: OffsetDateTime) {
     connection.updated_at = now;
     connection.revision += 1;
@@ -123,6 +140,8 @@ impl ConnectionStore for MemoryStore {
             created_at: now,
             updated_at: now,
             last_synced_at: None,
+            failures: 0,
+            retry_at: None,
             revision: 1,
         };
         let sequence = inner.next_sequence;
@@ -198,12 +217,46 @@ impl ConnectionStore for MemoryStore {
         &self,
         owner: &OwnerId,
         id: ConnectionId,
+        holder: &LeaseHolder,
         at: OffsetDateTime,
     ) -> Result<Connection, StoreError> {
         let now = self.clock.now();
         let mut inner = self.lock();
         let entry = inner.entry_mut(owner, id)?;
+        entry.check_fence(holder, now)?;
         entry.connection.last_synced_at = Some(at);
+        entry.connection.failures = 0;
+        entry.connection.retry_at = None;
+        touch(&mut entry.connection, now);
+        Ok(entry.connection.clone())
+    }
+
+    async fn record_failure(
+        &self,
+        owner: &OwnerId,
+        id: ConnectionId,
+        holder: &LeaseHolder,
+        at: OffsetDateTime,
+        backoff: &Backoff,
+    ) -> Result<Connection, StoreError> {
+        let now = self.clock.now();
+        let mut inner = self.lock();
+        let entry = inner.entry_mut(owner, id)?;
+        entry.check_fence(holder, now)?;
+        // Any delay is at most `max`: refuse a backoff whose retry time could overflow,
+        // whatever the count, as the SQL stores do.
+        let out_of_range = || StoreError::invalid_input("a retry time is out of range");
+        time::Duration::try_from(backoff.max)
+            .ok()
+            .and_then(|max| at.checked_add(max))
+            .ok_or_else(out_of_range)?;
+        let failures = entry.connection.failures.saturating_add(1);
+        let retry_at = time::Duration::try_from(backoff.delay(failures))
+            .ok()
+            .and_then(|delay| at.checked_add(delay))
+            .ok_or_else(out_of_range)?;
+        entry.connection.failures = failures;
+        entry.connection.retry_at = Some(retry_at);
         touch(&mut entry.connection, now);
         Ok(entry.connection.clone())
     }
@@ -258,6 +311,8 @@ impl ConnectionStore for MemoryStore {
         entry.connection.admin = grant.admin;
         entry.connection.scopes = grant.scopes;
         entry.connection.status = ConnectionStatus::Active;
+        entry.connection.failures = 0;
+        entry.connection.retry_at = None;
         touch(&mut entry.connection, now);
         entry.token = grant.refresh_token;
         entry.version = entry.version.next();
@@ -277,13 +332,15 @@ impl ConnectionStore for MemoryStore {
         &self,
         owner: &OwnerId,
         id: ConnectionId,
+        holder: &LeaseHolder,
         key: &CursorKey,
         cursor: SecretString,
     ) -> Result<(), StoreError> {
-        self.lock()
-            .entry_mut(owner, id)?
-            .cursors
-            .insert(key.clone(), cursor);
+        let now = self.clock.now();
+        let mut inner = self.lock();
+        let entry = inner.entry_mut(owner, id)?;
+        entry.check_fence(holder, now)?;
+        entry.cursors.insert(key.clone(), cursor);
         Ok(())
     }
 
@@ -315,10 +372,11 @@ impl ConnectionStore for MemoryStore {
         let expires_at = Lease::expiry(now, ttl)?;
         let mut inner = self.lock();
         let entry = inner.entry_mut(owner, id)?;
-        let free = match &entry.lease {
-            None => true,
-            Some((current, until)) => current == holder || *until <= now,
-        };
+        let free = entry.lease_free(now)
+            || entry
+                .lease
+                .as_ref()
+                .is_some_and(|(current, _)| current == holder);
         if !free {
             return Ok(None);
         }
@@ -373,5 +431,48 @@ impl ConnectionStore for MemoryStore {
             entry.lease = None;
         }
         Ok(())
+    }
+
+    async fn claim_due(
+        &self,
+        limit: usize,
+        holder: &LeaseHolder,
+        ttl: Duration,
+        interval: Duration,
+    ) -> Result<Vec<Claim>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let now = self.clock.now();
+        let expires_at = Lease::expiry(now, ttl)?;
+        let mut inner = self.lock();
+        // One critical section: the choice and the leases are one atomic step.
+        let mut due: Vec<(OffsetDateTime, ConnectionId)> = inner
+            .entries
+            .values()
+            .filter(|e| {
+                e.connection.status == ConnectionStatus::Active
+                    && e.connection.due_at(interval) <= now
+                    && e.lease_free(now)
+            })
+            .map(|e| (e.connection.due_at(interval), e.connection.id))
+            .collect();
+        due.sort_unstable();
+        due.truncate(limit);
+        let mut claims = Vec::with_capacity(due.len());
+        for (_, id) in due {
+            if let Some(entry) = inner.entries.get_mut(&id) {
+                entry.lease = Some((holder.clone(), expires_at));
+                claims.push(Claim::new(
+                    entry.connection.clone(),
+                    Lease {
+                        id,
+                        holder: holder.clone(),
+                        expires_at,
+                    },
+                ));
+            }
+        }
+        Ok(claims)
     }
 }

@@ -315,8 +315,98 @@ pub struct Connection {
     pub updated_at: OffsetDateTime,
     /// When a sync last completed, if ever.
     pub last_synced_at: Option<OffsetDateTime>,
+    /// Consecutive failed syncs ([`crate::ConnectionStore::record_failure`]); 0 after a
+    /// successful sync or a reconnect.
+    pub failures: u32,
+    /// After a failed sync: not claimable before this time (the failure's time plus the
+    /// [`Backoff`] delay); `None` after a successful sync or a reconnect.
+    pub retry_at: Option<OffsetDateTime>,
     /// 1 on create, one more on every change of this record (not of the token).
     pub revision: u64,
+}
+
+impl Connection {
+    /// When this connection is due for a sync every `interval`, the order in which
+    /// [`crate::ConnectionStore::claim_due`] hands connections out: never synced, its
+    /// creation time; synced, its last sync plus `interval`; with a pending retry, the
+    /// later of that and [`retry_at`](Self::retry_at). Saturates instead of overflowing.
+    ///
+    /// Only the status and the sync lease decide besides this whether it is claimable.
+    pub fn due_at(&self, interval: std::time::Duration) -> OffsetDateTime {
+        let interval = time::Duration::try_from(interval).unwrap_or(time::Duration::MAX);
+        let due = self
+            .last_synced_at
+            .map_or(self.created_at, |last| last.saturating_add(interval));
+        match self.retry_at {
+            Some(retry) if retry > due => retry,
+            _ => due,
+        }
+    }
+}
+
+/// A connection handed out by [`crate::ConnectionStore::claim_due`] together with the
+/// sync lease taken for it. Plain data, built by stores ([`Claim::new`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Claim {
+    /// The claimed connection (its [`owner`](Connection::owner) is the owner to pass to
+    /// the owner-scoped calls of the sync).
+    pub connection: Connection,
+    /// The lease the claim holds: renew it while syncing, release it afterwards.
+    pub lease: Lease,
+}
+
+impl Claim {
+    /// A claim of `connection` under `lease`; for backends.
+    pub fn new(connection: Connection, lease: Lease) -> Self {
+        Self { connection, lease }
+    }
+}
+
+/// How long a connection waits after failed syncs before it is claimable again: `base`
+/// after the first failure, doubling with each further consecutive one, never more than
+/// `max`. Deterministic (no jitter): [`claim_due`](crate::ConnectionStore::claim_due)'s
+/// oldest-due-first order already spreads retries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Backoff {
+    /// The delay after the first failure.
+    pub base: std::time::Duration,
+    /// The longest delay.
+    pub max: std::time::Duration,
+}
+
+impl Default for Backoff {
+    /// One minute after the first failure, at most six hours.
+    fn default() -> Self {
+        Self::new(
+            std::time::Duration::from_secs(60),
+            std::time::Duration::from_secs(6 * 3600),
+        )
+    }
+}
+
+impl Backoff {
+    /// A backoff from `base`, doubling, capped at `max`.
+    pub const fn new(base: std::time::Duration, max: std::time::Duration) -> Self {
+        Self { base, max }
+    }
+
+    /// The delay after `failures` consecutive failures: zero for none,
+    /// `min(base * 2^(failures - 1), max)` otherwise.
+    pub fn delay(&self, failures: u32) -> std::time::Duration {
+        if failures == 0 || self.base.is_zero() {
+            return std::time::Duration::ZERO;
+        }
+        let mut delay = self.base;
+        // At most ~100 doublings before `delay` reaches any `max` (base >= 1 ns).
+        for _ in 1..failures {
+            if delay >= self.max {
+                break;
+            }
+            delay = delay.saturating_mul(2);
+        }
+        delay.min(self.max)
+    }
 }
 
 /// What [`crate::ConnectionStore::create`] needs: the result of a successful sign-in.
@@ -543,6 +633,75 @@ mod tests {
         assert!(LeaseHolder::new("replica-1/worker 3").is_ok());
         assert!(LeaseHolder::new("").is_err());
         assert!(LeaseHolder::new("a\nb").is_err());
+    }
+
+    #[test]
+    fn backoff_doubles_from_base_and_is_capped() {
+        let minute = std::time::Duration::from_secs(60);
+        let backoff = Backoff::default();
+        assert_eq!(backoff.delay(0), std::time::Duration::ZERO);
+        assert_eq!(backoff.delay(1), minute);
+        assert_eq!(backoff.delay(2), 2 * minute);
+        assert_eq!(backoff.delay(3), 4 * minute);
+        assert_eq!(backoff.delay(9), 256 * minute);
+        assert_eq!(backoff.delay(10), 6 * 60 * minute);
+        assert_eq!(backoff.delay(u32::MAX), 6 * 60 * minute);
+        let odd = Backoff::new(
+            std::time::Duration::from_secs(7),
+            std::time::Duration::from_secs(20),
+        );
+        let delays: Vec<u64> = (1..5).map(|n| odd.delay(n).as_secs()).collect();
+        assert_eq!(delays, vec![7, 14, 20, 20]);
+        let zero = Backoff::new(std::time::Duration::ZERO, minute);
+        assert_eq!(zero.delay(u32::MAX), std::time::Duration::ZERO);
+        let huge = Backoff::new(std::time::Duration::MAX, std::time::Duration::MAX);
+        assert_eq!(huge.delay(200), std::time::Duration::MAX);
+    }
+
+    #[test]
+    fn due_time_is_creation_last_sync_plus_interval_or_later_retry() {
+        let created = time::macros::datetime!(2026-01-01 00:00:00 UTC);
+        let hour = std::time::Duration::from_secs(3600);
+        let mut connection = Connection {
+            id: ConnectionId::new(),
+            owner: OwnerId::new("o"),
+            name: ConnectionName::parse("n").unwrap(),
+            tenant: TenantId::new("t"),
+            cloud: Cloud::Global,
+            admin: AdminAccount {
+                object_id: "o".into(),
+                username: "u".into(),
+                display_name: None,
+            },
+            scopes: vec![],
+            status: ConnectionStatus::Active,
+            created_at: created,
+            updated_at: created,
+            last_synced_at: None,
+            failures: 0,
+            retry_at: None,
+            revision: 1,
+        };
+        assert_eq!(connection.due_at(hour), created);
+        connection.last_synced_at = Some(created + time::Duration::minutes(5));
+        assert_eq!(
+            connection.due_at(hour),
+            created + time::Duration::minutes(65)
+        );
+        connection.retry_at = Some(created + time::Duration::minutes(30));
+        assert_eq!(
+            connection.due_at(hour),
+            created + time::Duration::minutes(65)
+        );
+        connection.retry_at = Some(created + time::Duration::minutes(90));
+        assert_eq!(
+            connection.due_at(hour),
+            created + time::Duration::minutes(90)
+        );
+        assert_eq!(
+            connection.due_at(std::time::Duration::MAX),
+            time::PrimitiveDateTime::MAX.assume_utc()
+        );
     }
 
     #[test]

@@ -8,8 +8,8 @@ use time::OffsetDateTime;
 
 use crate::error::StoreError;
 use crate::model::{
-    Connection, ConnectionId, ConnectionStatus, CursorKey, Lease, LeaseHolder, NewConnection,
-    OwnerId, Reconnect, StoredToken, TokenVersion,
+    Backoff, Claim, Connection, ConnectionId, ConnectionStatus, CursorKey, Lease, LeaseHolder,
+    NewConnection, OwnerId, Reconnect, StoredToken, TokenVersion,
 };
 
 /// Linked Microsoft 365 accounts with their refresh tokens, sync cursors and sync leases.
@@ -28,8 +28,39 @@ use crate::model::{
 /// - Token writes are compare-and-swap on [`TokenVersion`]: of many concurrent
 ///   `replace_token` calls with the same expected version exactly one succeeds.
 /// - Deleting a connection deletes its token, cursors and lease.
-/// - Record changes (rename, status, sync time, reconnect) set `updated_at` to the
-///   store's clock and add one to `revision`; token and cursor writes do not.
+/// - Record changes (rename, status, sync time, failure, reconnect) set `updated_at` to
+///   the store's clock and add one to `revision`; token, cursor and lease writes do not.
+/// - Fenced writes ([`record_sync`](Self::record_sync),
+///   [`record_failure`](Self::record_failure), [`save_cursor`](Self::save_cursor)) take
+///   the [`LeaseHolder`] the sync runs under and succeed only while it holds an
+///   *unexpired* sync lease, checked in the same statement or transaction as the write;
+///   otherwise they change nothing and answer [`StoreError::LeaseLost`]. So a stalled
+///   worker whose lease expired or was taken over never overwrites newer work.
+///
+/// # Service-level operations
+///
+/// [`claim_due`](Self::claim_due) is the only method that is not owner-scoped: it is for
+/// the service's scheduler (workers, replicas), never for a customer's request, and it
+/// looks at every owner's connections. Each [`Claim`] names the connection's owner for
+/// the owner-scoped calls that follow. A service runs its syncs like this:
+///
+/// 1. `claim_due(limit, holder, ttl, interval)` takes a batch of due connections, oldest
+///    due first, each with its sync lease for `holder` (replicas claiming at once never
+///    get the same connection);
+/// 2. it syncs each one, calling [`renew_lease`](Self::renew_lease) well before `ttl`
+///    passes (every third of it) and saving cursors with
+///    [`save_cursor`](Self::save_cursor) under the same holder;
+/// 3. it records the outcome while still holding the lease:
+///    [`record_sync`](Self::record_sync) on success, or
+///    [`record_failure`](Self::record_failure) (with a [`Backoff`]) on a failure other
+///    than [`StoreError::LeaseLost`], after which the connection is not claimable until
+///    its [`retry_at`](Connection::retry_at);
+/// 4. it frees the lease with [`release_lease`](Self::release_lease).
+///
+/// A connection is due when its status is [`ConnectionStatus::Active`], it was never
+/// synced or last synced at least `interval` ago, its `retry_at` (if any) has passed,
+/// and its sync lease is free or expired. "Reconnect needed" and disabled connections
+/// are never claimed.
 #[async_trait]
 pub trait ConnectionStore: Send + Sync {
     /// Stores a new connection with its first refresh token (version 1), status
@@ -77,15 +108,40 @@ pub trait ConnectionStore: Send + Sync {
         status: ConnectionStatus,
     ) -> Result<Connection, StoreError>;
 
-    /// Records that a sync completed at `at`.
+    /// Records that a sync under `holder`'s lease completed at `at`: sets
+    /// `last_synced_at`, and resets `failures` to 0 and `retry_at` to none. Fenced: only
+    /// while `holder` holds an unexpired sync lease on the connection.
     ///
     /// # Errors
-    /// [`StoreError::NotFound`], [`StoreError::Backend`].
+    /// [`StoreError::LeaseLost`] when `holder`'s lease expired, was taken over or
+    /// released (nothing is written: stop, the sync's result is someone else's to
+    /// record); [`StoreError::NotFound`], [`StoreError::InvalidInput`] (a time out of
+    /// range), [`StoreError::Backend`].
     async fn record_sync(
         &self,
         owner: &OwnerId,
         id: ConnectionId,
+        holder: &LeaseHolder,
         at: OffsetDateTime,
+    ) -> Result<Connection, StoreError>;
+
+    /// Records that a sync under `holder`'s lease failed at `at`: `failures` goes up by
+    /// one and `retry_at` becomes `at + backoff.delay(failures)`, before which
+    /// [`claim_due`](Self::claim_due) skips the connection. Fenced like
+    /// [`record_sync`](Self::record_sync). Not for a lost lease: whoever holds it now
+    /// records that sync.
+    ///
+    /// # Errors
+    /// [`StoreError::LeaseLost`] when `holder`'s lease expired, was taken over or
+    /// released (nothing is written); [`StoreError::NotFound`],
+    /// [`StoreError::InvalidInput`] (a time out of range), [`StoreError::Backend`].
+    async fn record_failure(
+        &self,
+        owner: &OwnerId,
+        id: ConnectionId,
+        holder: &LeaseHolder,
+        at: OffsetDateTime,
+        backoff: &Backoff,
     ) -> Result<Connection, StoreError>;
 
     /// The current refresh token and its version.
@@ -115,7 +171,8 @@ pub trait ConnectionStore: Send + Sync {
 
     /// Stores a new sign-in for an existing connection: the token (whatever its
     /// version was; the new version is one more), the admin and scopes, and status
-    /// [`ConnectionStatus::Active`]. Name, cursors and lease stay.
+    /// [`ConnectionStatus::Active`]; `failures` goes back to 0 and `retry_at` to none, so
+    /// it is claimable at once. Name, cursors and lease stay.
     ///
     /// # Errors
     /// [`StoreError::InvalidInput`] when `grant.tenant` is not the connection's tenant;
@@ -139,14 +196,18 @@ pub trait ConnectionStore: Send + Sync {
         key: &CursorKey,
     ) -> Result<Option<SecretString>, StoreError>;
 
-    /// Saves (or overwrites) the sync cursor under `key`.
+    /// Saves (or overwrites) the sync cursor under `key`, for the sync running under
+    /// `holder`'s lease. Fenced like [`record_sync`](Self::record_sync).
     ///
     /// # Errors
-    /// [`StoreError::NotFound`], [`StoreError::Backend`].
+    /// [`StoreError::LeaseLost`] when `holder`'s lease expired, was taken over or
+    /// released (the cursor stays as it was); [`StoreError::NotFound`],
+    /// [`StoreError::Backend`].
     async fn save_cursor(
         &self,
         owner: &OwnerId,
         id: ConnectionId,
+        holder: &LeaseHolder,
         key: &CursorKey,
         cursor: SecretString,
     ) -> Result<(), StoreError>;
@@ -207,4 +268,26 @@ pub trait ConnectionStore: Send + Sync {
         id: ConnectionId,
         holder: &LeaseHolder,
     ) -> Result<(), StoreError>;
+
+    /// Service-level (not owner-scoped, see the trait docs): claims up to `limit` due
+    /// connections of any owner for `holder`, taking each one's sync lease until now +
+    /// `ttl`, in one atomic step. Due: status [`ConnectionStatus::Active`], never synced
+    /// or last synced at least `interval` ago, past its `retry_at`, and its lease free or
+    /// expired. Oldest due first, by [`Connection::due_at`] then id, so every connection
+    /// gets its turn. Concurrent claimers (tasks, processes, replicas) never claim one
+    /// connection twice and never wait for each other's rows. A `limit` of 0 returns
+    /// nothing without touching the storage.
+    ///
+    /// Claiming is a lease write, not a record change: `revision` and `updated_at` stay.
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidInput`] when `ttl` is zero or longer than a year;
+    /// [`StoreError::Corrupt`] when a claimed row cannot be read; [`StoreError::Backend`].
+    async fn claim_due(
+        &self,
+        limit: usize,
+        holder: &LeaseHolder,
+        ttl: Duration,
+        interval: Duration,
+    ) -> Result<Vec<Claim>, StoreError>;
 }

@@ -4,7 +4,12 @@
 //! store on the given [`ManualClock`]; it runs every check below on its own store, and
 //! panics (with the check's name and the failed expectation) on the first broken rule.
 //! Each check also uses owner ids of its own, so a factory may hand out stores that
-//! share one database.
+//! share one database as long as the checks run one after another, as [`run`] runs
+//! them. The claim checks call the service-level
+//! [`claim_due`](ConnectionStore::claim_due), which claims every owner's due
+//! connections: they ignore other checks' leftovers, but they would claim (lease) the
+//! connections of tests running at the same time on the same database, so give those
+//! tests a database (file, schema) of their own.
 //!
 //! Run it on a multi-threaded runtime so that the concurrency checks really race:
 //!
@@ -27,19 +32,21 @@
     reason = "every check panics on a broken rule by design, as documented on `run`"
 )]
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
+use time::OffsetDateTime;
 use tokio::sync::Barrier;
 use tokio::task::JoinSet;
 
 use crate::clock::{Clock, ManualClock};
 use crate::error::{InvalidNameReason, StoreError};
 use crate::model::{
-    AdminAccount, Cloud, Connection, ConnectionId, ConnectionStatus, CursorKey, LeaseHolder,
-    NewConnection, OwnerId, Reconnect, TenantId, TokenVersion,
+    AdminAccount, Backoff, Claim, Cloud, Connection, ConnectionId, ConnectionStatus, CursorKey,
+    LeaseHolder, NewConnection, OwnerId, Reconnect, TenantId, TokenVersion,
 };
 use crate::store::ConnectionStore;
 
@@ -90,6 +97,13 @@ where
         lease_is_exclusive_renewable_and_releasable,
         expired_lease_can_be_taken_over,
         lease_race_has_exactly_one_holder,
+        claim_race_claims_each_due_connection_exactly_once,
+        claims_come_oldest_due_first,
+        claimed_connection_is_claimable_again_only_after_its_lease_expires,
+        claim_skips_recent_disabled_reconnect_needed_and_backing_off,
+        failure_backoff_grows_and_resets_on_success,
+        fenced_writes_fail_with_lease_lost_after_expiry_or_takeover,
+        claims_change_no_record_and_owner_calls_ignore_the_lease,
     );
 }
 
@@ -124,6 +138,17 @@ fn tenant() -> String {
 fn holder(name: &str) -> LeaseHolder {
     // A fixed, valid id: cannot fail.
     LeaseHolder::new(name).unwrap_or_else(|_| unreachable!("valid holder id"))
+}
+
+/// The sync lease for `holder`, for an hour: the fenced writes of a check need it.
+async fn lease(store: &DynStore, owner: &OwnerId, id: ConnectionId, holder: &LeaseHolder) {
+    match store
+        .acquire_lease(owner, id, holder, Duration::from_secs(3600))
+        .await
+    {
+        Ok(Some(_)) => {}
+        other => panic!("acquire_lease for {holder}: expected a lease, got {other:?}"),
+    }
 }
 
 fn secret(value: &str) -> SecretString {
@@ -174,6 +199,8 @@ pub async fn create_get_and_list(store: DynStore, clock: ManualClock) {
     assert_eq!(created.created_at, clock.now());
     assert_eq!(created.updated_at, clock.now());
     assert_eq!(created.last_synced_at, None);
+    assert_eq!(created.failures, 0);
+    assert_eq!(created.retry_at, None);
     assert_eq!(created.revision, 1);
 
     let got = store.get(&owner, created.id).await.expect("get");
@@ -429,16 +456,16 @@ pub async fn owner_isolation_on_every_method(store: DynStore, clock: ManualClock
     let connection = create(&store, &owner, "mine").await;
     let id = connection.id;
     let users = CursorKey::users();
-    store
-        .save_cursor(&owner, id, &users, secret("delta-mine"))
-        .await
-        .expect("save_cursor");
     let mine = holder("owner-replica");
     store
         .acquire_lease(&owner, id, &mine, Duration::from_secs(60))
         .await
         .expect("acquire")
         .expect("lease is free");
+    store
+        .save_cursor(&owner, id, &mine, &users, secret("delta-mine"))
+        .await
+        .expect("save_cursor");
     let theirs = holder("intruder-replica");
 
     assert_not_found(store.get(&intruder, id).await, id, "get");
@@ -452,9 +479,16 @@ pub async fn owner_isolation_on_every_method(store: DynStore, clock: ManualClock
         "set_status",
     );
     assert_not_found(
-        store.record_sync(&intruder, id, clock.now()).await,
+        store.record_sync(&intruder, id, &mine, clock.now()).await,
         id,
         "record_sync",
+    );
+    assert_not_found(
+        store
+            .record_failure(&intruder, id, &mine, clock.now(), &Backoff::default())
+            .await,
+        id,
+        "record_failure",
     );
     assert_not_found(store.load_token(&intruder, id).await, id, "load_token");
     assert_not_found(
@@ -487,7 +521,7 @@ pub async fn owner_isolation_on_every_method(store: DynStore, clock: ManualClock
     );
     assert_not_found(
         store
-            .save_cursor(&intruder, id, &users, secret("delta-evil"))
+            .save_cursor(&intruder, id, &mine, &users, secret("delta-evil"))
             .await,
         id,
         "save_cursor",
@@ -560,9 +594,16 @@ pub async fn unknown_connection_is_not_found(store: DynStore, clock: ManualClock
         "set_status",
     );
     assert_not_found(
-        store.record_sync(&owner, id, clock.now()).await,
+        store.record_sync(&owner, id, &h, clock.now()).await,
         id,
         "record_sync",
+    );
+    assert_not_found(
+        store
+            .record_failure(&owner, id, &h, clock.now(), &Backoff::default())
+            .await,
+        id,
+        "record_failure",
     );
     assert_not_found(store.load_token(&owner, id).await, id, "load_token");
     assert_not_found(
@@ -574,7 +615,7 @@ pub async fn unknown_connection_is_not_found(store: DynStore, clock: ManualClock
     );
     assert_not_found(store.load_cursor(&owner, id, &key).await, id, "load_cursor");
     assert_not_found(
-        store.save_cursor(&owner, id, &key, secret("d")).await,
+        store.save_cursor(&owner, id, &h, &key, secret("d")).await,
         id,
         "save_cursor",
     );
@@ -724,9 +765,11 @@ pub async fn status_and_sync_time_update_the_record(store: DynStore, clock: Manu
 
     clock.advance(Duration::from_millis(1500));
     let synced_at = clock.now();
+    let me = holder("replica-1");
+    lease(&store, &owner, created.id, &me).await;
     clock.advance(Duration::from_millis(250));
     let synced = store
-        .record_sync(&owner, created.id, synced_at)
+        .record_sync(&owner, created.id, &me, synced_at)
         .await
         .expect("record_sync");
     assert_eq!(synced.last_synced_at, Some(synced_at));
@@ -747,8 +790,10 @@ pub async fn reconnect_replaces_grant_and_reactivates(store: DynStore, clock: Ma
         .replace_token(&owner, id, TokenVersion::FIRST, secret("rt-2"))
         .await
         .expect("replace");
+    let me = holder("replica-1");
+    lease(&store, &owner, id, &me).await;
     store
-        .save_cursor(&owner, id, &CursorKey::users(), secret("delta-u"))
+        .save_cursor(&owner, id, &me, &CursorKey::users(), secret("delta-u"))
         .await
         .expect("save_cursor");
     store
@@ -830,6 +875,9 @@ pub async fn cursors_are_kept_per_connection_and_key(store: DynStore, _clock: Ma
     let b = create(&store, &owner, "b").await.id;
     let users = CursorKey::users();
     let groups = CursorKey::groups();
+    let me = holder("replica-1");
+    lease(&store, &owner, a, &me).await;
+    lease(&store, &owner, b, &me).await;
     let load = |id, key: CursorKey| {
         let (store, owner) = (store.clone(), owner.clone());
         async move {
@@ -845,6 +893,7 @@ pub async fn cursors_are_kept_per_connection_and_key(store: DynStore, _clock: Ma
         .save_cursor(
             &owner,
             a,
+            &me,
             &users,
             secret("https://graph.microsoft.com/v1.0/users/delta?$deltatoken=a1"),
         )
@@ -854,13 +903,14 @@ pub async fn cursors_are_kept_per_connection_and_key(store: DynStore, _clock: Ma
         .save_cursor(
             &owner,
             a,
+            &me,
             &groups,
             secret("https://graph.microsoft.com/v1.0/groups/delta?$deltatoken=g1"),
         )
         .await
         .expect("save");
     store
-        .save_cursor(&owner, b, &users, secret("b-users"))
+        .save_cursor(&owner, b, &me, &users, secret("b-users"))
         .await
         .expect("save");
     assert_eq!(
@@ -875,7 +925,7 @@ pub async fn cursors_are_kept_per_connection_and_key(store: DynStore, _clock: Ma
     assert_eq!(load(b, groups.clone()).await, None);
 
     store
-        .save_cursor(&owner, a, &users, secret("a-users-2"))
+        .save_cursor(&owner, a, &me, &users, secret("a-users-2"))
         .await
         .expect("overwrite");
     assert_eq!(load(a, users.clone()).await.as_deref(), Some("a-users-2"));
@@ -891,7 +941,7 @@ pub async fn cursors_are_kept_per_connection_and_key(store: DynStore, _clock: Ma
 
     let custom = CursorKey::new("users:filtered").expect("valid key");
     store
-        .save_cursor(&owner, b, &custom, secret("custom"))
+        .save_cursor(&owner, b, &me, &custom, secret("custom"))
         .await
         .expect("save");
     assert_eq!(load(b, custom).await.as_deref(), Some("custom"));
@@ -913,8 +963,10 @@ pub async fn long_and_unicode_secrets_round_trip(store: DynStore, _clock: Manual
         .await
         .expect("replace");
     assert_eq!(token_of(&store, &owner, id).await.0, unicode);
+    let me = holder("replica-1");
+    lease(&store, &owner, id, &me).await;
     store
-        .save_cursor(&owner, id, &CursorKey::users(), secret(&long))
+        .save_cursor(&owner, id, &me, &CursorKey::users(), secret(&long))
         .await
         .expect("save");
     let cursor = store
@@ -940,15 +992,16 @@ pub async fn delete_cascades_to_token_cursors_and_lease(store: DynStore, _clock:
         .replace_token(&owner, id, TokenVersion::FIRST, secret("rt-old-2"))
         .await
         .expect("replace");
+    let me = holder("replica-1");
     store
-        .save_cursor(&owner, id, &CursorKey::users(), secret("delta-old"))
-        .await
-        .expect("save");
-    store
-        .acquire_lease(&owner, id, &holder("replica-1"), Duration::from_secs(600))
+        .acquire_lease(&owner, id, &me, Duration::from_secs(600))
         .await
         .expect("acquire")
         .expect("free");
+    store
+        .save_cursor(&owner, id, &me, &CursorKey::users(), secret("delta-old"))
+        .await
+        .expect("save");
 
     store.delete(&owner, id).await.expect("delete");
     assert_not_found(store.get(&owner, id).await, id, "get after delete");
@@ -1183,4 +1236,676 @@ pub async fn lease_race_has_exactly_one_holder(store: DynStore, clock: ManualClo
         // Second round: the lease has expired and everyone races for the takeover.
         clock.advance(Duration::from_secs(31));
     }
+}
+
+/// The sync interval of the claim checks.
+const INTERVAL: Duration = Duration::from_secs(3600);
+
+async fn claim(
+    store: &DynStore,
+    limit: usize,
+    holder: &LeaseHolder,
+    ttl: Duration,
+    interval: Duration,
+) -> Vec<Claim> {
+    let claims = match store.claim_due(limit, holder, ttl, interval).await {
+        Ok(claims) => claims,
+        Err(err) => panic!("claim_due by {holder}: {err:?}"),
+    };
+    assert!(
+        claims.len() <= limit,
+        "claim_due({limit}) gave {} claims",
+        claims.len()
+    );
+    let keys: Vec<_> = claims
+        .iter()
+        .map(|c| (c.connection.due_at(interval), c.connection.id))
+        .collect();
+    assert!(
+        keys.windows(2).all(|pair| pair[0] < pair[1]),
+        "claims are oldest due first, then by id, without repeats: {keys:?}"
+    );
+    for claim in &claims {
+        assert_eq!(
+            claim.lease.id, claim.connection.id,
+            "the lease is the claim's"
+        );
+        assert_eq!(&claim.lease.holder, holder, "the lease is the claimer's");
+        assert_eq!(
+            claim.connection.status,
+            ConnectionStatus::Active,
+            "only active connections are claimed"
+        );
+    }
+    claims
+}
+
+/// The ids of `owner`'s connections among `claims`, in order: the checks ignore
+/// connections other checks left in a shared database.
+fn own(claims: &[Claim], owner: &OwnerId) -> Vec<ConnectionId> {
+    claims
+        .iter()
+        .filter(|c| c.connection.owner == *owner)
+        .map(|c| c.connection.id)
+        .collect()
+}
+
+/// Records a sync at `at` under a lease of its own, then frees it.
+async fn synced_at(store: &DynStore, owner: &OwnerId, id: ConnectionId, at: OffsetDateTime) {
+    let setup = holder("setup");
+    lease(store, owner, id, &setup).await;
+    store
+        .record_sync(owner, id, &setup, at)
+        .await
+        .expect("record_sync");
+    store
+        .release_lease(owner, id, &setup)
+        .await
+        .expect("release_lease");
+}
+
+fn assert_lease_lost<T: std::fmt::Debug>(
+    result: Result<T, StoreError>,
+    id: ConnectionId,
+    by: &LeaseHolder,
+    what: &str,
+) {
+    match result {
+        Err(StoreError::LeaseLost { id: lost, holder }) => {
+            assert_eq!((lost, &holder), (id, by), "{what}");
+        }
+        other => panic!("{what}: expected LeaseLost, got {other:?}"),
+    }
+}
+
+/// [`RACERS`] claimers loop `claim_due(7)` at once, each under its own holder, until
+/// nothing is due: each of 200 due connections (of several owners) is claimed exactly
+/// once, by the claimer whose lease it then has.
+pub async fn claim_race_claims_each_due_connection_exactly_once(
+    store: DynStore,
+    clock: ManualClock,
+) {
+    const CONNECTIONS: usize = 200;
+    let owners: Vec<OwnerId> = (0..4)
+        .map(|i| unique_owner(&format!("owner-{i}")))
+        .collect();
+    let mut ids = std::collections::HashSet::new();
+    for i in 0..CONNECTIONS {
+        let owner = &owners[i % owners.len()];
+        ids.insert(create(&store, owner, &format!("due {i}")).await.id);
+    }
+    clock.advance(Duration::from_secs(1));
+    let ttl = Duration::from_secs(300);
+    let barrier = Arc::new(Barrier::new(RACERS));
+    let racers = (0..RACERS).map(|racer| {
+        let (store, barrier) = (store.clone(), barrier.clone());
+        tokio::spawn(async move {
+            let me = holder(&format!("claimer-{racer}"));
+            barrier.wait().await;
+            let mut claimed = Vec::new();
+            for _ in 0..=CONNECTIONS * 4 {
+                let batch = claim(&store, 7, &me, ttl, INTERVAL).await;
+                if batch.is_empty() {
+                    return claimed;
+                }
+                claimed.extend(batch);
+            }
+            panic!("{me}: claim_due never ran out of due connections");
+        })
+    });
+    let mut seen: HashMap<ConnectionId, LeaseHolder> = HashMap::new();
+    for joined in futures::future::join_all(racers).await {
+        for claim in joined.expect("claimer task panicked") {
+            assert_eq!(claim.lease.expires_at, clock.now() + ttl);
+            if let Some(first) = seen.insert(claim.connection.id, claim.lease.holder.clone()) {
+                panic!(
+                    "connection {} claimed twice, by {first} and {}",
+                    claim.connection.id, claim.lease.holder
+                );
+            }
+        }
+    }
+    let missing: Vec<_> = ids.iter().filter(|id| !seen.contains_key(id)).collect();
+    assert!(missing.is_empty(), "never claimed: {missing:?}");
+    let late = claim(&store, 1000, &holder("late"), ttl, INTERVAL).await;
+    for owner in &owners {
+        assert!(
+            own(&late, owner).is_empty(),
+            "claimed connections stay claimed"
+        );
+    }
+}
+
+/// Claims come oldest due first: never synced by creation time, synced by last sync +
+/// interval, with a pending retry by the later of that and the retry time; equal due
+/// times by id; across batches too.
+pub async fn claims_come_oldest_due_first(store: DynStore, clock: ManualClock) {
+    let owner = unique_owner("owner");
+    let start = clock.now();
+    let minutes = |m: i64| start + time::Duration::minutes(m);
+    let never_synced_oldest = create(&store, &owner, "created first").await.id;
+    clock.advance(Duration::from_secs(2 * 3600));
+    // Due 00:30 (synced at 23:30 the day before).
+    let synced_long_ago = create(&store, &owner, "synced long ago").await.id;
+    synced_at(&store, &owner, synced_long_ago, minutes(-30)).await;
+    // Synced at 23:00 (due 00:00), then failed at 01:30 with a minute's backoff: 01:31.
+    let retrying = create(&store, &owner, "retrying").await.id;
+    synced_at(&store, &owner, retrying, minutes(-60)).await;
+    let setup = holder("setup");
+    lease(&store, &owner, retrying, &setup).await;
+    let failed = store
+        .record_failure(
+            &owner,
+            retrying,
+            &setup,
+            minutes(90),
+            &Backoff::new(Duration::from_secs(60), Duration::from_secs(600)),
+        )
+        .await
+        .expect("record_failure");
+    assert_eq!(failed.retry_at, Some(minutes(91)));
+    store
+        .release_lease(&owner, retrying, &setup)
+        .await
+        .expect("release");
+    // Three created at 02:00, never synced: equal due times, ordered by id.
+    let mut same_time = Vec::new();
+    for name in ["same time 1", "same time 2", "same time 3"] {
+        same_time.push(create(&store, &owner, name).await.id);
+    }
+    same_time.sort();
+    // Synced at 01:45: due 02:45, after everything above.
+    let synced_recently = create(&store, &owner, "synced recently").await.id;
+    synced_at(&store, &owner, synced_recently, minutes(105)).await;
+    clock.advance(Duration::from_secs(3600));
+
+    let mut expected = vec![never_synced_oldest, synced_long_ago, retrying];
+    expected.extend(&same_time);
+    expected.push(synced_recently);
+    let me = holder("claimer");
+    let mut order = Vec::new();
+    let mut last_key = None;
+    for _ in 0..1000 {
+        let batch = claim(&store, 2, &me, Duration::from_secs(60), INTERVAL).await;
+        let Some(first) = batch.first() else { break };
+        let key = (first.connection.due_at(INTERVAL), first.connection.id);
+        assert!(
+            last_key < Some(key),
+            "a later batch starts after the previous one ended"
+        );
+        last_key = batch
+            .last()
+            .map(|c| (c.connection.due_at(INTERVAL), c.connection.id));
+        order.extend(own(&batch, &owner));
+    }
+    assert_eq!(order, expected, "oldest due first, then by id");
+}
+
+/// A claimed connection is not claimable (by anyone, its claimer included) until its
+/// lease expires; then the next claimer gets it and the first one's lease is lost. A
+/// connection leased with `acquire_lease` is not claimable either, and is again as soon
+/// as it is released.
+pub async fn claimed_connection_is_claimable_again_only_after_its_lease_expires(
+    store: DynStore,
+    clock: ManualClock,
+) {
+    let owner = unique_owner("owner");
+    let id = create(&store, &owner, "claimed").await.id;
+    let (one, two) = (holder("replica-1"), holder("replica-2"));
+    let ttl = Duration::from_secs(30);
+    let first = claim(&store, 1000, &one, ttl, INTERVAL).await;
+    assert_eq!(own(&first, &owner), vec![id]);
+    assert_eq!(first[first.len() - 1].lease.expires_at, clock.now() + ttl);
+    assert!(own(&claim(&store, 1000, &two, ttl, INTERVAL).await, &owner).is_empty());
+    assert!(
+        own(&claim(&store, 1000, &one, ttl, INTERVAL).await, &owner).is_empty(),
+        "a claim does not hand out its claimer's own leases again"
+    );
+    clock.advance(Duration::from_millis(29_999));
+    assert!(
+        own(&claim(&store, 1000, &two, ttl, INTERVAL).await, &owner).is_empty(),
+        "one millisecond before expiry the claim still holds"
+    );
+    clock.advance(Duration::from_millis(1));
+    let second = claim(&store, 1000, &two, ttl, INTERVAL).await;
+    assert_eq!(
+        own(&second, &owner),
+        vec![id],
+        "an expired claim is due again"
+    );
+    let lease = second
+        .iter()
+        .find(|c| c.connection.id == id)
+        .map(|c| c.lease.clone())
+        .expect("claimed");
+    assert_eq!(lease.expires_at, clock.now() + ttl);
+    assert!(
+        matches!(
+            store.renew_lease(&owner, id, &one, ttl).await,
+            Err(StoreError::LeaseLost { .. })
+        ),
+        "the first claimer lost the lease"
+    );
+    store
+        .renew_lease(&owner, id, &two, ttl)
+        .await
+        .expect("the second claimer holds it");
+
+    store
+        .release_lease(&owner, id, &two)
+        .await
+        .expect("release");
+    let three = holder("replica-3");
+    store
+        .acquire_lease(&owner, id, &three, ttl)
+        .await
+        .expect("acquire")
+        .expect("free");
+    assert!(
+        own(&claim(&store, 1000, &one, ttl, INTERVAL).await, &owner).is_empty(),
+        "a lease from acquire_lease keeps it from being claimed"
+    );
+    store
+        .release_lease(&owner, id, &three)
+        .await
+        .expect("release");
+    assert_eq!(
+        own(&claim(&store, 1000, &one, ttl, INTERVAL).await, &owner),
+        vec![id],
+        "a released connection is claimable at once"
+    );
+}
+
+/// Not claimed: connections synced within the interval, disabled ones, "reconnect
+/// needed" ones, and ones in failure backoff; each becomes claimable once that ends. A
+/// `limit` of 0 claims nothing.
+pub async fn claim_skips_recent_disabled_reconnect_needed_and_backing_off(
+    store: DynStore,
+    clock: ManualClock,
+) {
+    let owner = unique_owner("owner");
+    // Claims here last beyond the check, so what they took stays taken.
+    let ttl = Duration::from_secs(24 * 3600);
+    clock.advance(Duration::from_secs(2 * 3600));
+    let now = clock.now();
+    let due = create(&store, &owner, "never synced").await.id;
+    let exactly = create(&store, &owner, "synced an interval ago").await.id;
+    synced_at(&store, &owner, exactly, now - INTERVAL).await;
+    let recent = create(&store, &owner, "synced 59 minutes ago").await.id;
+    synced_at(&store, &owner, recent, now - time::Duration::minutes(59)).await;
+    let disabled = create(&store, &owner, "disabled").await.id;
+    store
+        .set_status(&owner, disabled, ConnectionStatus::Disabled)
+        .await
+        .expect("set_status");
+    let needs = create(&store, &owner, "reconnect needed").await.id;
+    store
+        .set_status(
+            &owner,
+            needs,
+            ConnectionStatus::NeedsReconnect {
+                reason: "AADSTS70000: invalid_grant".to_owned(),
+                since: now,
+            },
+        )
+        .await
+        .expect("set_status");
+    let backing = create(&store, &owner, "backing off").await.id;
+    let setup = holder("setup");
+    lease(&store, &owner, backing, &setup).await;
+    store
+        .record_failure(
+            &owner,
+            backing,
+            &setup,
+            now,
+            &Backoff::new(Duration::from_secs(600), Duration::from_secs(3600)),
+        )
+        .await
+        .expect("record_failure");
+    store
+        .release_lease(&owner, backing, &setup)
+        .await
+        .expect("release");
+
+    let me = holder("claimer");
+    assert!(
+        store
+            .claim_due(0, &me, ttl, INTERVAL)
+            .await
+            .expect("claim_due(0)")
+            .is_empty(),
+        "a limit of 0 claims nothing"
+    );
+    let mut first = own(&claim(&store, 1000, &me, ttl, INTERVAL).await, &owner);
+    first.sort();
+    let mut want = vec![due, exactly];
+    want.sort();
+    assert_eq!(first, want, "only the due connections are claimed");
+
+    clock.advance(Duration::from_secs(60));
+    assert_eq!(
+        own(&claim(&store, 1000, &me, ttl, INTERVAL).await, &owner),
+        vec![recent],
+        "an interval after its last sync it is due"
+    );
+    clock.advance(Duration::from_secs(539));
+    assert!(own(&claim(&store, 1000, &me, ttl, INTERVAL).await, &owner).is_empty());
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(
+        own(&claim(&store, 1000, &me, ttl, INTERVAL).await, &owner),
+        vec![backing],
+        "after its retry time it is due"
+    );
+    assert!(
+        own(&claim(&store, 1000, &me, ttl, INTERVAL).await, &owner).is_empty(),
+        "disabled and reconnect-needed connections are never claimed"
+    );
+    store
+        .set_status(&owner, disabled, ConnectionStatus::Active)
+        .await
+        .expect("set_status");
+    assert_eq!(
+        own(&claim(&store, 1000, &me, ttl, INTERVAL).await, &owner),
+        vec![disabled],
+        "re-enabled, it is due"
+    );
+}
+
+/// Each `record_failure` adds one to `failures` and sets `retry_at` to its time plus the
+/// doubling, capped delay (a record change); the connection is claimable from then on,
+/// not before. A successful `record_sync` and a `reconnect` reset both.
+pub async fn failure_backoff_grows_and_resets_on_success(store: DynStore, clock: ManualClock) {
+    let owner = unique_owner("owner");
+    let created = create(&store, &owner, "flaky").await;
+    let id = created.id;
+    let backoff = Backoff::new(Duration::from_secs(60), Duration::from_secs(300));
+    let ttl = Duration::from_secs(30);
+    let me = holder("worker");
+    let mut revision = created.revision;
+    for (failures, delay) in [(1, 60), (2, 120), (3, 240), (4, 300), (5, 300)] {
+        assert_eq!(
+            own(&claim(&store, 1000, &me, ttl, INTERVAL).await, &owner),
+            vec![id]
+        );
+        clock.advance(Duration::from_secs(5));
+        let at = clock.now();
+        clock.advance(Duration::from_secs(1));
+        let failed = store
+            .record_failure(&owner, id, &me, at, &backoff)
+            .await
+            .expect("record_failure");
+        revision += 1;
+        assert_eq!(failed.failures, failures);
+        let retry_at = at + Duration::from_secs(delay);
+        assert_eq!(failed.retry_at, Some(retry_at));
+        assert_eq!(failed.revision, revision);
+        assert_eq!(failed.updated_at, clock.now());
+        assert_eq!(failed.last_synced_at, None);
+        assert_eq!(store.get(&owner, id).await.expect("get"), failed);
+        store.release_lease(&owner, id, &me).await.expect("release");
+        assert!(
+            own(&claim(&store, 1000, &me, ttl, INTERVAL).await, &owner).is_empty(),
+            "failure {failures}: not claimable before its retry time"
+        );
+        clock.set(retry_at - Duration::from_millis(1));
+        assert!(own(&claim(&store, 1000, &me, ttl, INTERVAL).await, &owner).is_empty());
+        clock.set(retry_at);
+    }
+    assert_eq!(
+        own(&claim(&store, 1000, &me, ttl, INTERVAL).await, &owner),
+        vec![id]
+    );
+    let at = clock.now();
+    let synced = store
+        .record_sync(&owner, id, &me, at)
+        .await
+        .expect("record_sync");
+    assert_eq!(
+        (synced.failures, synced.retry_at, synced.last_synced_at),
+        (0, None, Some(at)),
+        "a successful sync resets the backoff"
+    );
+    let failed = store
+        .record_failure(&owner, id, &me, at, &backoff)
+        .await
+        .expect("record_failure");
+    assert_eq!(
+        (failed.failures, failed.retry_at),
+        (1, Some(at + Duration::from_secs(60))),
+        "after a success the backoff starts again from its base"
+    );
+    store.release_lease(&owner, id, &me).await.expect("release");
+    let (reconnected, _) = store
+        .reconnect(
+            &owner,
+            id,
+            Reconnect {
+                tenant: created.tenant.clone(),
+                admin: created.admin.clone(),
+                scopes: created.scopes.clone(),
+                refresh_token: secret("rt-reconnected"),
+            },
+        )
+        .await
+        .expect("reconnect");
+    assert_eq!(
+        (reconnected.failures, reconnected.retry_at),
+        (0, None),
+        "a reconnect resets the backoff"
+    );
+    assert_eq!(reconnected.last_synced_at, Some(at));
+}
+
+/// `record_sync`, `record_failure` and `save_cursor` succeed only under an unexpired
+/// lease of the given holder: without a lease, after it expired, after a takeover, after
+/// a release and for another holder they fail with `LeaseLost` and change nothing.
+#[expect(
+    clippy::too_many_lines,
+    reason = "one block per way of losing the lease"
+)]
+pub async fn fenced_writes_fail_with_lease_lost_after_expiry_or_takeover(
+    store: DynStore,
+    clock: ManualClock,
+) {
+    let owner = unique_owner("owner");
+    let id = create(&store, &owner, "fenced").await.id;
+    let users = CursorKey::users();
+    let (one, two, three) = (holder("worker-1"), holder("worker-2"), holder("worker-3"));
+    let ttl = Duration::from_secs(30);
+    let backoff = Backoff::default();
+    let cursor = |store: DynStore, owner: OwnerId| async move {
+        store
+            .load_cursor(&owner, id, &CursorKey::users())
+            .await
+            .expect("load_cursor")
+            .map(|c| c.expose_secret().to_owned())
+    };
+    // Every fenced write by `by` fails and leaves record and cursor as they were.
+    let refused = |by: LeaseHolder, what: &'static str| {
+        let (store, owner, users) = (store.clone(), owner.clone(), users.clone());
+        async move {
+            let before = store.get(&owner, id).await.expect("get");
+            let before_cursor = cursor(store.clone(), owner.clone()).await;
+            // Any time will do: the write must be refused whatever it says.
+            let now = before.updated_at;
+            assert_lease_lost(
+                store.record_sync(&owner, id, &by, now).await,
+                id,
+                &by,
+                &format!("record_sync {what}"),
+            );
+            assert_lease_lost(
+                store
+                    .record_failure(&owner, id, &by, now, &Backoff::default())
+                    .await,
+                id,
+                &by,
+                &format!("record_failure {what}"),
+            );
+            assert_lease_lost(
+                store
+                    .save_cursor(&owner, id, &by, &users, secret("stale-cursor"))
+                    .await,
+                id,
+                &by,
+                &format!("save_cursor {what}"),
+            );
+            assert_eq!(
+                store.get(&owner, id).await.expect("get"),
+                before,
+                "{what}: record unchanged"
+            );
+            assert_eq!(
+                cursor(store.clone(), owner.clone()).await,
+                before_cursor,
+                "{what}: cursor unchanged"
+            );
+        }
+    };
+
+    refused(one.clone(), "without any lease").await;
+
+    let claimed = claim(&store, 1000, &one, ttl, INTERVAL).await;
+    assert_eq!(own(&claimed, &owner), vec![id]);
+    store
+        .save_cursor(&owner, id, &one, &users, secret("cursor-1"))
+        .await
+        .expect("save_cursor under the lease");
+    refused(two.clone(), "by a holder without the lease").await;
+
+    clock.advance(ttl);
+    refused(one.clone(), "after the lease expired").await;
+    // Renewing an expired lease nobody took over makes it unexpired again.
+    store
+        .renew_lease(&owner, id, &one, ttl)
+        .await
+        .expect("renew after expiry without takeover");
+    let failed = store
+        .record_failure(&owner, id, &one, clock.now(), &backoff)
+        .await
+        .expect("record_failure under the renewed lease");
+    assert_eq!(failed.failures, 1);
+
+    clock.advance(ttl + Duration::from_secs(1));
+    store
+        .acquire_lease(&owner, id, &two, ttl)
+        .await
+        .expect("acquire")
+        .expect("an expired lease is taken over");
+    refused(one.clone(), "after a takeover").await;
+    assert!(
+        matches!(
+            store.renew_lease(&owner, id, &one, ttl).await,
+            Err(StoreError::LeaseLost { .. })
+        ),
+        "the old holder cannot renew either"
+    );
+    refused(three.clone(), "by a third holder").await;
+    store
+        .save_cursor(&owner, id, &two, &users, secret("cursor-2"))
+        .await
+        .expect("the new holder writes");
+    let at = clock.now();
+    let synced = store
+        .record_sync(&owner, id, &two, at)
+        .await
+        .expect("record_sync by the new holder");
+    assert_eq!((synced.failures, synced.last_synced_at), (0, Some(at)));
+    assert_eq!(
+        cursor(store.clone(), owner.clone()).await.as_deref(),
+        Some("cursor-2")
+    );
+
+    store
+        .release_lease(&owner, id, &two)
+        .await
+        .expect("release");
+    refused(two.clone(), "after a release").await;
+}
+
+/// Claiming changes no record (revision and `updated_at` stay; the claim carries the
+/// record as `get` returns it), and the owner-scoped calls work on a claimed connection
+/// as before, without its lease: reads, rename, status, tokens, clearing a cursor,
+/// delete. A deleted connection is never claimed.
+pub async fn claims_change_no_record_and_owner_calls_ignore_the_lease(
+    store: DynStore,
+    clock: ManualClock,
+) {
+    let owner = unique_owner("owner");
+    let created = create(&store, &owner, "claimed").await;
+    let id = created.id;
+    let one = holder("worker-1");
+    lease(&store, &owner, id, &one).await;
+    store
+        .save_cursor(&owner, id, &one, &CursorKey::groups(), secret("g-1"))
+        .await
+        .expect("save_cursor");
+    store
+        .release_lease(&owner, id, &one)
+        .await
+        .expect("release");
+    clock.advance(Duration::from_secs(10));
+    let ttl = Duration::from_secs(120);
+    let claims = claim(&store, 1000, &one, ttl, INTERVAL).await;
+    let mine: Vec<&Claim> = claims
+        .iter()
+        .filter(|c| c.connection.owner == owner)
+        .collect();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0].connection, created, "the claim carries the record");
+    assert_eq!(mine[0].lease.expires_at, clock.now() + ttl);
+    assert_eq!(
+        store.get(&owner, id).await.expect("get"),
+        created,
+        "claiming is not a record change"
+    );
+    assert_eq!(store.list(&owner).await.expect("list"), vec![created]);
+
+    let renamed = store
+        .rename(&owner, id, "claimed, renamed")
+        .await
+        .expect("rename while claimed");
+    assert_eq!(renamed.revision, 2);
+    store
+        .set_status(&owner, id, ConnectionStatus::Disabled)
+        .await
+        .expect("set_status while claimed");
+    store
+        .replace_token(&owner, id, TokenVersion::FIRST, secret("rt-2"))
+        .await
+        .expect("replace_token while claimed");
+    assert_eq!(token_of(&store, &owner, id).await.0, "rt-2");
+    assert!(
+        store
+            .load_cursor(&owner, id, &CursorKey::groups())
+            .await
+            .expect("load_cursor")
+            .is_some()
+    );
+    store
+        .clear_cursor(&owner, id, &CursorKey::groups())
+        .await
+        .expect("clear_cursor while claimed");
+    assert_eq!(
+        store
+            .acquire_lease(&owner, id, &holder("worker-2"), ttl)
+            .await
+            .expect("acquire"),
+        None,
+        "a claim is a sync lease"
+    );
+    store
+        .renew_lease(&owner, id, &one, ttl)
+        .await
+        .expect("the claimer renews");
+    store
+        .delete(&owner, id)
+        .await
+        .expect("delete while claimed");
+    clock.advance(ttl + INTERVAL);
+    assert!(
+        own(&claim(&store, 1000, &one, ttl, INTERVAL).await, &owner).is_empty(),
+        "a deleted connection is never claimed"
+    );
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use connection_store::testkit::{self, DynStore};
 use connection_store::{
-    Clock, Connection, ConnectionId, ConnectionStatus, ConnectionStore, CursorKey, Lease,
-    LeaseHolder, ManualClock, MemoryStore, NewConnection, OwnerId, Reconnect, SecretString,
+    Backoff, Claim, Clock, Connection, ConnectionId, ConnectionStatus, ConnectionStore, CursorKey,
+    Lease, LeaseHolder, ManualClock, MemoryStore, NewConnection, OwnerId, Reconnect, SecretString,
     StoreError, StoredToken, TokenVersion, async_trait,
 };
 use time::OffsetDateTime;
@@ -23,6 +23,10 @@ enum Fault {
     LeaseNotExclusive,
     /// `acquire_lease` never lets an expired lease go.
     LeaseNeverExpires,
+    /// `claim_due` hands a connection another holder claimed out once more.
+    ClaimIgnoresLease,
+    /// Fenced writes land whoever holds the lease (as the last known holder).
+    UnfencedWrites,
 }
 
 struct Faulty {
@@ -30,6 +34,34 @@ struct Faulty {
     clock: Arc<dyn Clock>,
     fault: Fault,
     owners: Mutex<HashMap<ConnectionId, OwnerId>>,
+    /// Claims handed out, not yet handed out twice (`ClaimIgnoresLease`).
+    claimed: Mutex<Vec<Claim>>,
+    /// The last holder given each connection's lease (`UnfencedWrites`).
+    holders: Mutex<HashMap<ConnectionId, LeaseHolder>>,
+}
+
+impl Faulty {
+    /// The holder a fenced write runs as: the caller, or with `UnfencedWrites` whoever
+    /// last got the lease, its lease renewed (or the caller's taken) so the write lands.
+    async fn writer(
+        &self,
+        owner: &OwnerId,
+        id: ConnectionId,
+        holder: &LeaseHolder,
+    ) -> Result<LeaseHolder, StoreError> {
+        if self.fault != Fault::UnfencedWrites {
+            return Ok(holder.clone());
+        }
+        let hour = Duration::from_secs(3600);
+        let last = self.holders.lock().unwrap().get(&id).cloned();
+        if let Some(last) = last
+            && self.inner.renew_lease(owner, id, &last, hour).await.is_ok()
+        {
+            return Ok(last);
+        }
+        self.inner.acquire_lease(owner, id, holder, hour).await?;
+        Ok(holder.clone())
+    }
 }
 
 #[async_trait]
@@ -74,9 +106,24 @@ impl ConnectionStore for Faulty {
         &self,
         owner: &OwnerId,
         id: ConnectionId,
+        holder: &LeaseHolder,
         at: OffsetDateTime,
     ) -> Result<Connection, StoreError> {
-        self.inner.record_sync(owner, id, at).await
+        let writer = self.writer(owner, id, holder).await?;
+        self.inner.record_sync(owner, id, &writer, at).await
+    }
+    async fn record_failure(
+        &self,
+        owner: &OwnerId,
+        id: ConnectionId,
+        holder: &LeaseHolder,
+        at: OffsetDateTime,
+        backoff: &Backoff,
+    ) -> Result<Connection, StoreError> {
+        let writer = self.writer(owner, id, holder).await?;
+        self.inner
+            .record_failure(owner, id, &writer, at, backoff)
+            .await
     }
     async fn load_token(
         &self,
@@ -129,10 +176,14 @@ impl ConnectionStore for Faulty {
         &self,
         owner: &OwnerId,
         id: ConnectionId,
+        holder: &LeaseHolder,
         key: &CursorKey,
         cursor: SecretString,
     ) -> Result<(), StoreError> {
-        self.inner.save_cursor(owner, id, key, cursor).await
+        let writer = self.writer(owner, id, holder).await?;
+        self.inner
+            .save_cursor(owner, id, &writer, key, cursor)
+            .await
     }
     async fn clear_cursor(
         &self,
@@ -172,7 +223,13 @@ impl ConnectionStore for Faulty {
                     ..lease
                 }))
             }
-            _ => self.inner.acquire_lease(owner, id, holder, ttl).await,
+            _ => {
+                let granted = self.inner.acquire_lease(owner, id, holder, ttl).await?;
+                if granted.is_some() {
+                    self.holders.lock().unwrap().insert(id, holder.clone());
+                }
+                Ok(granted)
+            }
         }
     }
     async fn renew_lease(
@@ -192,6 +249,34 @@ impl ConnectionStore for Faulty {
     ) -> Result<(), StoreError> {
         self.inner.release_lease(owner, id, holder).await
     }
+    async fn claim_due(
+        &self,
+        limit: usize,
+        holder: &LeaseHolder,
+        ttl: Duration,
+        interval: Duration,
+    ) -> Result<Vec<Claim>, StoreError> {
+        let mut claims = self.inner.claim_due(limit, holder, ttl, interval).await?;
+        let mut holders = self.holders.lock().unwrap();
+        for claim in &claims {
+            holders.insert(claim.connection.id, holder.clone());
+        }
+        drop(holders);
+        let mut claimed = self.claimed.lock().unwrap();
+        if self.fault == Fault::ClaimIgnoresLease
+            && claims.len() < limit
+            && let Some(at) = claimed.iter().position(|c| c.lease.holder != *holder)
+        {
+            let again = claimed.remove(at);
+            let lease = Lease {
+                holder: holder.clone(),
+                ..again.lease
+            };
+            claims.push(Claim::new(again.connection, lease));
+        }
+        claimed.extend(claims.iter().filter(|c| c.lease.holder == *holder).cloned());
+        Ok(claims)
+    }
 }
 
 fn faulty(fault: Fault) -> (DynStore, ManualClock) {
@@ -202,6 +287,8 @@ fn faulty(fault: Fault) -> (DynStore, ManualClock) {
         clock: shared,
         fault,
         owners: Mutex::new(HashMap::new()),
+        claimed: Mutex::new(Vec::new()),
+        holders: Mutex::new(HashMap::new()),
     };
     (Arc::new(store), clock)
 }
@@ -243,13 +330,44 @@ async fn testkit_fails_a_store_whose_leases_never_expire() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn testkit_fails_a_store_that_claims_a_connection_twice() {
+    let (store, clock) = faulty(Fault::ClaimIgnoresLease);
+    assert!(
+        fails(testkit::claim_race_claims_each_due_connection_exactly_once(
+            store, clock
+        ))
+        .await
+    );
+    let (store, clock) = faulty(Fault::ClaimIgnoresLease);
+    assert!(
+        fails(
+            testkit::claimed_connection_is_claimable_again_only_after_its_lease_expires(
+                store, clock
+            )
+        )
+        .await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn testkit_fails_a_store_whose_sync_writes_ignore_the_fence() {
+    let (store, clock) = faulty(Fault::UnfencedWrites);
+    assert!(
+        fails(testkit::fenced_writes_fail_with_lease_lost_after_expiry_or_takeover(store, clock))
+            .await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn testkit_passes_the_same_wrapper_without_a_fault() {
-    for check in 0..4 {
+    for check in 0..6 {
         let (store, clock) = faulty(match check {
             0 => Fault::GetIgnoresOwner,
             1 => Fault::BlindReplace,
             2 => Fault::LeaseNotExclusive,
-            _ => Fault::LeaseNeverExpires,
+            3 => Fault::LeaseNeverExpires,
+            4 => Fault::ClaimIgnoresLease,
+            _ => Fault::UnfencedWrites,
         });
         // Each fault only touches its own method; the other rules still pass.
         let passed = match check {
@@ -260,13 +378,27 @@ async fn testkit_passes_the_same_wrapper_without_a_fault() {
                 .await
             }
             1 => !fails(testkit::owner_isolation_on_every_method(store, clock)).await,
+            // Its leases are fake, so no check of fenced writes.
             2 => {
-                !fails(testkit::cursors_are_kept_per_connection_and_key(
+                !fails(testkit::names_are_unique_per_owner_ignoring_case(
                     store, clock,
                 ))
                 .await
             }
-            _ => !fails(testkit::replace_token_is_compare_and_swap(store, clock)).await,
+            3 => !fails(testkit::replace_token_is_compare_and_swap(store, clock)).await,
+            // Claims by one holder only: nothing another holder claimed to hand out again.
+            4 => {
+                !fails(testkit::failure_backoff_grows_and_resets_on_success(
+                    store, clock,
+                ))
+                .await
+            }
+            _ => {
+                !fails(testkit::claim_race_claims_each_due_connection_exactly_once(
+                    store, clock,
+                ))
+                .await
+            }
         };
         assert!(passed, "check {check}");
     }

@@ -161,6 +161,18 @@ pub async fn race_lease_across(stores: &[SqlStore]) {
     assert_eq!(granted, 1);
 }
 
+/// Takes (or extends) the sync lease of the tests' writer for an hour: cursor writes are
+/// fenced by it.
+pub async fn writer_lease(store: &SqlStore, owner: &OwnerId, id: ConnectionId) -> LeaseHolder {
+    let writer = LeaseHolder::new("test-writer").expect("holder");
+    store
+        .acquire_lease(owner, id, &writer, Duration::from_secs(3600))
+        .await
+        .expect("acquire_lease")
+        .expect("the writer's lease is free");
+    writer
+}
+
 pub fn manual_clock() -> (ManualClock, Arc<dyn Clock>) {
     let clock = ManualClock::default();
     (clock.clone(), Arc::new(clock))

@@ -5,9 +5,10 @@
 //! [`SyncStop::NeedsReconnect`]), takes its sync lease (renewed every third of its
 //! time-to-live while the sync runs, so two replicas never sync one tenant at once),
 //! runs [`graph_client::sync::run`] into the sink (a full import the first time, delta
-//! afterwards, a resync when Microsoft expired the links), frees the lease and records
-//! the sync time. The sink commits the changes with their delta links in one
-//! transaction; give the SQL mirror's sink the lease holder
+//! afterwards, a resync when Microsoft expired the links), records the sync time (or the
+//! failure, for the backoff) while still holding the lease, and frees it. The sink
+//! commits the changes with their delta links in one transaction; give the SQL mirror's
+//! sink the lease holder
 //! ([`MirrorSink::with_fence`](crate::mirror::MirrorSink::with_fence)) and that commit
 //! is fenced too: a sync whose lease was taken over writes nothing.
 
@@ -16,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use connection_store::{
-    ConnectionId, ConnectionStatus, ConnectionStore, LeaseHolder, OwnerId, StoreError,
+    Backoff, ConnectionId, ConnectionStatus, ConnectionStore, LeaseHolder, OwnerId, StoreError,
 };
 use graph_client::GraphClient;
 use graph_client::sync::{
@@ -158,24 +159,57 @@ pub async fn run(
         }
         lost = keep_lease(target, options) => Err(Failure::Lease(lost)),
     };
-    // Free the lease whatever happened; a failure to free it only delays the next sync
-    // until it expires.
+    // Record the outcome while the lease is still held (the writes are fenced by it),
+    // then free the lease whatever happened; a failure to free it only delays the next
+    // sync until it expires.
+    let outcome = match result {
+        Ok(report) => store
+            .record_sync(
+                &target.owner,
+                target.id,
+                &options.holder,
+                time::OffsetDateTime::now_utc(),
+            )
+            .await
+            .map(|_| report)
+            .map_err(record_error),
+        Err(Failure::Engine(error)) => {
+            let stop = stop_of(store, target, error).await;
+            // A lost lease is not this sync's failure to record: the new holder's is.
+            let lease_lost = matches!(stop.downcast_ref(), Some(SyncStop::LeaseLost));
+            if !lease_lost
+                && let Err(error) = store
+                    .record_failure(
+                        &target.owner,
+                        target.id,
+                        &options.holder,
+                        time::OffsetDateTime::now_utc(),
+                        &Backoff::default(),
+                    )
+                    .await
+            {
+                tracing::warn!(%error, "could not record the failed sync");
+            }
+            Err(stop)
+        }
+        Err(Failure::Lease(error)) => Err(error),
+    };
     if let Err(error) = store
         .release_lease(&target.owner, target.id, &options.holder)
         .await
     {
         tracing::warn!(%error, "could not release the sync lease");
     }
-    let report = match result {
-        Ok(report) => report,
-        Err(Failure::Engine(error)) => return Err(stop_of(store, target, error).await),
-        Err(Failure::Lease(error)) => return Err(error),
-    };
-    store
-        .record_sync(&target.owner, target.id, time::OffsetDateTime::now_utc())
-        .await
-        .context("could not record the sync time")?;
-    Ok(report)
+    outcome
+}
+
+/// A failed `record_sync`: the lease lost meanwhile is [`SyncStop::LeaseLost`].
+fn record_error(error: StoreError) -> anyhow::Error {
+    if matches!(error, StoreError::LeaseLost { .. }) {
+        SyncStop::LeaseLost.into()
+    } else {
+        anyhow::Error::new(error).context("could not record the sync time")
+    }
 }
 
 enum Failure {
