@@ -8,8 +8,9 @@ use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, RawPathParams, State};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use serde::{Deserialize, Serialize};
@@ -19,7 +20,7 @@ use crate::Error;
 use crate::auth::ConsentMode;
 use crate::data::{Deletion, Directory, Group, Member, User, UserType};
 use crate::faults::{FaultKind, FaultSettings};
-use crate::server::{RequestCounters, Shared};
+use crate::server::{RequestCounters, Shared, TenantState};
 use crate::throttle::ThrottleSettings;
 
 /// Properties to set on a user (control API). Unset fields keep their value (or a
@@ -254,28 +255,42 @@ fn owned(value: Option<String>) -> Option<Cow<'static, str>> {
     value.map(Cow::Owned)
 }
 
-/// The in-process control API of a running simulator (cheap to clone).
+/// The in-process control API of one tenant of a running simulator (cheap to clone):
+/// [`crate::TenantSim::control`] is tenant 0's, [`crate::TenantSim::tenant_control`]
+/// any tenant's. Every method acts on that tenant only: its directory, grants, delta
+/// state, throttle bucket, faults, consent mode and counters.
 #[derive(Clone)]
 pub struct Control {
     shared: Arc<Shared>,
+    tenant: usize,
 }
 
 impl std::fmt::Debug for Control {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Control")
             .field("graph_base", &self.shared.graph_base)
+            .field("tenant_id", &self.state().id)
             .finish_non_exhaustive()
     }
 }
 
 impl Control {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        Self { shared }
+    pub(crate) fn new(shared: Arc<Shared>, tenant: usize) -> Self {
+        Self { shared, tenant }
+    }
+
+    fn state(&self) -> &TenantState {
+        self.shared.tenant(self.tenant)
+    }
+
+    /// The tenant's id (GUID).
+    pub fn tenant_id(&self) -> &str {
+        &self.state().id
     }
 
     /// Every user, in directory order.
     pub fn users(&self) -> Vec<UserSummary> {
-        let dir = self.shared.read_dir();
+        let dir = self.state().read_dir();
         (0..dir.users.len())
             .filter_map(|i| user_summary(&dir, u32::try_from(i).ok()?))
             .collect()
@@ -283,13 +298,13 @@ impl Control {
 
     /// One user by id or UPN.
     pub fn user(&self, id_or_upn: &str) -> Option<UserSummary> {
-        let dir = self.shared.read_dir();
+        let dir = self.state().read_dir();
         dir.find_user(id_or_upn).and_then(|s| user_summary(&dir, s))
     }
 
     /// Every group, in directory order.
     pub fn groups(&self) -> Vec<GroupSummary> {
-        let dir = self.shared.read_dir();
+        let dir = self.state().read_dir();
         (0..dir.groups.len())
             .filter_map(|i| group_summary(&dir, u32::try_from(i).ok()?))
             .collect()
@@ -297,7 +312,7 @@ impl Control {
 
     /// One group by id.
     pub fn group(&self, id: &str) -> Option<GroupSummary> {
-        let dir = self.shared.read_dir();
+        let dir = self.state().read_dir();
         dir.find_group(id).and_then(|s| group_summary(&dir, s))
     }
 
@@ -306,7 +321,7 @@ impl Control {
     /// # Errors
     /// [`Error::NotFound`] for an unknown group.
     pub fn group_member_ids(&self, group_id: &str) -> Result<Vec<String>, Error> {
-        let dir = self.shared.read_dir();
+        let dir = self.state().read_dir();
         let slot = dir
             .find_group(group_id)
             .ok_or_else(|| not_found("group", group_id))?;
@@ -327,7 +342,7 @@ impl Control {
     /// [`Error::InvalidConfig`] without a display name; [`Error::Conflict`] when the UPN is
     /// taken; [`Error::NotFound`] for an unknown manager.
     pub fn add_user(&self, fields: &UserFields) -> Result<UserSummary, Error> {
-        let mut dir = self.shared.write_dir();
+        let mut dir = self.state().write_dir();
         let display_name = fields
             .display_name
             .clone()
@@ -413,7 +428,7 @@ impl Control {
     /// [`Error::NotFound`] for an unknown user or manager; [`Error::Conflict`] when the new
     /// UPN is taken.
     pub fn update_user(&self, id_or_upn: &str, fields: &UserFields) -> Result<UserSummary, Error> {
-        let mut dir = self.shared.write_dir();
+        let mut dir = self.state().write_dir();
         let slot = dir
             .find_user(id_or_upn)
             .ok_or_else(|| not_found("user", id_or_upn))?;
@@ -446,7 +461,7 @@ impl Control {
     /// # Errors
     /// [`Error::NotFound`] for an unknown user.
     pub fn delete_user(&self, id_or_upn: &str, deletion: Deletion) -> Result<(), Error> {
-        let mut dir = self.shared.write_dir();
+        let mut dir = self.state().write_dir();
         let slot = dir
             .find_user(id_or_upn)
             .ok_or_else(|| not_found("user", id_or_upn))?;
@@ -459,7 +474,7 @@ impl Control {
     /// # Errors
     /// [`Error::InvalidConfig`] without a display name.
     pub fn add_group(&self, fields: GroupFields) -> Result<GroupSummary, Error> {
-        let mut dir = self.shared.write_dir();
+        let mut dir = self.state().write_dir();
         let display_name = fields
             .display_name
             .clone()
@@ -494,7 +509,7 @@ impl Control {
     /// # Errors
     /// [`Error::NotFound`] for an unknown group.
     pub fn update_group(&self, id: &str, fields: GroupFields) -> Result<GroupSummary, Error> {
-        let mut dir = self.shared.write_dir();
+        let mut dir = self.state().write_dir();
         let slot = dir.find_group(id).ok_or_else(|| not_found("group", id))?;
         let seq = dir.seq + 1;
         dir.seq = seq;
@@ -518,7 +533,7 @@ impl Control {
     /// # Errors
     /// [`Error::NotFound`] for an unknown group.
     pub fn delete_group(&self, id: &str, deletion: Deletion) -> Result<(), Error> {
-        let mut dir = self.shared.write_dir();
+        let mut dir = self.state().write_dir();
         let slot = dir.find_group(id).ok_or_else(|| not_found("group", id))?;
         dir.delete_group(slot, deletion);
         Ok(())
@@ -530,7 +545,7 @@ impl Control {
     /// [`Error::NotFound`] for an unknown group or member; [`Error::InvalidConfig`] when a
     /// group would contain itself.
     pub fn add_member(&self, group_id: &str, member_id: &str) -> Result<bool, Error> {
-        let mut dir = self.shared.write_dir();
+        let mut dir = self.state().write_dir();
         let group = dir
             .find_group(group_id)
             .ok_or_else(|| not_found("group", group_id))?;
@@ -550,7 +565,7 @@ impl Control {
     /// # Errors
     /// [`Error::NotFound`] for an unknown group or member.
     pub fn remove_member(&self, group_id: &str, member_id: &str) -> Result<bool, Error> {
-        let mut dir = self.shared.write_dir();
+        let mut dir = self.state().write_dir();
         let group = dir
             .find_group(group_id)
             .ok_or_else(|| not_found("group", group_id))?;
@@ -570,28 +585,30 @@ impl Control {
             .user(id_or_upn)
             .map(|u| u.id)
             .ok_or_else(|| not_found("user", id_or_upn))?;
-        Ok(self.shared.auth.revoke_user_grants(&id))
+        Ok(self.shared.auth.revoke_user_grants(self.tenant, &id))
     }
 
     /// Revokes one refresh token; returns whether it existed.
     pub fn revoke_refresh_token(&self, refresh_token: &str) -> bool {
-        self.shared.auth.revoke_refresh_token(refresh_token)
+        self.shared
+            .auth
+            .revoke_refresh_token(self.tenant, refresh_token)
     }
 
     /// Every delta and skip token issued so far gets 400 `syncStateNotFound` from now on.
     pub fn expire_delta_tokens(&self) {
-        self.shared.write_dir().expire_delta_tokens();
+        self.state().write_dir().expire_delta_tokens();
     }
 
     /// Every delta and skip token issued so far gets 410 Gone with a `Location` to start
     /// over.
     pub fn force_resync(&self) {
-        self.shared.write_dir().force_resync();
+        self.state().write_dir().force_resync();
     }
 
     /// Sets (or with `None` removes) the throttle.
     pub fn set_throttle(&self, settings: Option<ThrottleSettings>) {
-        self.shared
+        self.state()
             .throttle
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -600,7 +617,7 @@ impl Control {
 
     /// The throttle settings.
     pub fn throttle(&self) -> Option<ThrottleSettings> {
-        self.shared
+        self.state()
             .throttle
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -609,7 +626,7 @@ impl Control {
 
     /// Sets fault rate, kinds and latency.
     pub fn set_faults(&self, settings: FaultSettings) {
-        self.shared
+        self.state()
             .faults
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -618,7 +635,7 @@ impl Control {
 
     /// The fault settings.
     pub fn faults(&self) -> FaultSettings {
-        self.shared
+        self.state()
             .faults
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -628,12 +645,14 @@ impl Control {
 
     /// How `/authorize` behaves from now on.
     pub fn set_consent_mode(&self, mode: ConsentMode) {
-        self.shared.auth.set_consent_mode(mode);
+        self.shared.auth.set_consent_mode(self.tenant, mode);
     }
 
     /// Lifetime of access tokens issued from now on.
     pub fn set_access_token_lifetime(&self, lifetime: Duration) {
-        self.shared.auth.set_access_token_lifetime(lifetime);
+        self.shared
+            .auth
+            .set_access_token_lifetime(self.tenant, lifetime);
     }
 
     /// Approves a pending device code as a user (id or UPN), as a person entering the
@@ -646,12 +665,15 @@ impl Control {
             .user(id_or_upn)
             .map(|u| u.id)
             .ok_or_else(|| not_found("user", id_or_upn))?;
-        Ok(self.shared.auth.approve_device_code(user_code, &id))
+        Ok(self
+            .shared
+            .auth
+            .approve_device_code(self.tenant, user_code, &id))
     }
 
     /// Request counters since start or the last reset.
     pub fn counters(&self) -> RequestCounters {
-        self.shared
+        self.state()
             .counters
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -661,7 +683,7 @@ impl Control {
     /// Sets every counter to zero.
     pub fn reset_counters(&self) {
         *self
-            .shared
+            .state()
             .counters
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = RequestCounters::default();
@@ -816,149 +838,297 @@ fn fault_body(settings: &FaultSettings) -> FaultBody {
     }
 }
 
-/// The control routes, mounted under `/_sim` on the Graph listener.
+/// The [`Control`] of the tenant a request's path names (`/tenants/{tenant}/...`, by id
+/// or domain), tenant 0's for the unprefixed routes; 404 for an unknown tenant.
+struct TenantControl(Control);
+
+impl FromRequestParts<Arc<Shared>> for TenantControl {
+    type Rejection = ControlError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        shared: &Arc<Shared>,
+    ) -> Result<Self, Self::Rejection> {
+        let params = RawPathParams::from_request_parts(parts, shared)
+            .await
+            .map_err(|_| ControlError(not_found("tenant", "(unreadable path)")))?;
+        let index = match params.iter().find(|(name, _)| *name == "tenant") {
+            None => 0,
+            Some((_, tenant)) => shared
+                .tenant_index(tenant)
+                .ok_or_else(|| ControlError(not_found("tenant", tenant)))?,
+        };
+        Ok(Self(Control::new(Arc::clone(shared), index)))
+    }
+}
+
+#[derive(Deserialize)]
+struct IdPath {
+    id: String,
+}
+
+#[derive(Deserialize)]
+struct MemberPath {
+    id: String,
+    member: String,
+}
+
+/// The control routes, mounted under `/_sim` on the Graph listener: `GET /tenants`,
+/// then every per-tenant route twice, unprefixed for tenant 0 and under
+/// `/tenants/{tenant}` (id or domain) for any tenant.
+pub(crate) fn router(shared: Arc<Shared>) -> axum::Router {
+    axum::Router::new()
+        .route(
+            "/tenants",
+            get(|State(shared): State<Arc<Shared>>| async move {
+                Json(shared.tenants.iter().map(tenant_entry).collect::<Vec<_>>())
+            }),
+        )
+        .merge(tenant_routes())
+        .nest("/tenants/{tenant}", tenant_routes())
+        .with_state(shared)
+}
+
+/// One line of `GET /_sim/tenants`.
+fn tenant_entry(tenant: &TenantState) -> serde_json::Value {
+    let dir = tenant.read_dir();
+    let admin = dir.user(0);
+    json!({
+        "id": tenant.id,
+        "domain": dir.tenant_domain,
+        "adminUpn": admin.map(|u| u.user_principal_name.to_string()),
+        "adminId": dir.user_ids.first().map(ToString::to_string),
+        "index": tenant.index,
+    })
+}
+
+/// The routes that act on one tenant.
 #[expect(clippy::too_many_lines, reason = "one route table, read top to bottom")]
-pub(crate) fn router(control: Control) -> axum::Router {
+fn tenant_routes() -> axum::Router<Arc<Shared>> {
     axum::Router::new()
         .route(
             "/users",
-            get(|State(c): State<Control>, Query(l): Query<Limit>| async move {
-                Json(c.users().into_iter().take(l.limit.unwrap_or(100)).collect::<Vec<_>>())
-            })
-            .post(|State(c): State<Control>, Json(f): Json<UserFields>| async move {
-                ControlResult::Ok((StatusCode::CREATED, Json(c.add_user(&f)?)))
-            }),
+            get(
+                |TenantControl(c): TenantControl, Query(l): Query<Limit>| async move {
+                    Json(
+                        c.users()
+                            .into_iter()
+                            .take(l.limit.unwrap_or(100))
+                            .collect::<Vec<_>>(),
+                    )
+                },
+            )
+            .post(
+                |TenantControl(c): TenantControl, Json(f): Json<UserFields>| async move {
+                    ControlResult::Ok((StatusCode::CREATED, Json(c.add_user(&f)?)))
+                },
+            ),
         )
         .route(
             "/users/{id}",
-            get(|State(c): State<Control>, Path(id): Path<String>| async move {
-                c.user(&id).map(Json).ok_or_else(|| ControlError(not_found("user", &id)))
-            })
-            .patch(|State(c): State<Control>, Path(id): Path<String>, Json(f): Json<UserFields>| async move {
-                ControlResult::Ok(Json(c.update_user(&id, &f)?))
-            })
-            .delete(|State(c): State<Control>, Path(id): Path<String>, Query(o): Query<DeleteOptions>| async move {
-                c.delete_user(&id, deletion(&o))?;
-                ControlResult::Ok(StatusCode::NO_CONTENT)
-            }),
+            get(
+                |TenantControl(c): TenantControl, Path(IdPath { id }): Path<IdPath>| async move {
+                    c.user(&id)
+                        .map(Json)
+                        .ok_or_else(|| ControlError(not_found("user", &id)))
+                },
+            )
+            .patch(
+                |TenantControl(c): TenantControl,
+                 Path(IdPath { id }): Path<IdPath>,
+                 Json(f): Json<UserFields>| async move {
+                    ControlResult::Ok(Json(c.update_user(&id, &f)?))
+                },
+            )
+            .delete(
+                |TenantControl(c): TenantControl,
+                 Path(IdPath { id }): Path<IdPath>,
+                 Query(o): Query<DeleteOptions>| async move {
+                    c.delete_user(&id, deletion(&o))?;
+                    ControlResult::Ok(StatusCode::NO_CONTENT)
+                },
+            ),
         )
         .route(
             "/users/{id}/revoke",
-            post(|State(c): State<Control>, Path(id): Path<String>| async move {
-                ControlResult::Ok(Json(json!({"revoked": c.revoke_user_grants(&id)?})))
-            }),
+            post(
+                |TenantControl(c): TenantControl, Path(IdPath { id }): Path<IdPath>| async move {
+                    ControlResult::Ok(Json(json!({"revoked": c.revoke_user_grants(&id)?})))
+                },
+            ),
         )
         .route(
             "/groups",
-            get(|State(c): State<Control>, Query(l): Query<Limit>| async move {
-                Json(c.groups().into_iter().take(l.limit.unwrap_or(100)).collect::<Vec<_>>())
-            })
-            .post(|State(c): State<Control>, Json(f): Json<GroupFields>| async move {
-                ControlResult::Ok((StatusCode::CREATED, Json(c.add_group(f)?)))
-            }),
+            get(
+                |TenantControl(c): TenantControl, Query(l): Query<Limit>| async move {
+                    Json(
+                        c.groups()
+                            .into_iter()
+                            .take(l.limit.unwrap_or(100))
+                            .collect::<Vec<_>>(),
+                    )
+                },
+            )
+            .post(
+                |TenantControl(c): TenantControl, Json(f): Json<GroupFields>| async move {
+                    ControlResult::Ok((StatusCode::CREATED, Json(c.add_group(f)?)))
+                },
+            ),
         )
         .route(
             "/groups/{id}",
-            get(|State(c): State<Control>, Path(id): Path<String>| async move {
-                c.group(&id).map(Json).ok_or_else(|| ControlError(not_found("group", &id)))
-            })
-            .patch(|State(c): State<Control>, Path(id): Path<String>, Json(f): Json<GroupFields>| async move {
-                ControlResult::Ok(Json(c.update_group(&id, f)?))
-            })
-            .delete(|State(c): State<Control>, Path(id): Path<String>, Query(o): Query<DeleteOptions>| async move {
-                c.delete_group(&id, deletion(&o))?;
-                ControlResult::Ok(StatusCode::NO_CONTENT)
-            }),
+            get(
+                |TenantControl(c): TenantControl, Path(IdPath { id }): Path<IdPath>| async move {
+                    c.group(&id)
+                        .map(Json)
+                        .ok_or_else(|| ControlError(not_found("group", &id)))
+                },
+            )
+            .patch(
+                |TenantControl(c): TenantControl,
+                 Path(IdPath { id }): Path<IdPath>,
+                 Json(f): Json<GroupFields>| async move {
+                    ControlResult::Ok(Json(c.update_group(&id, f)?))
+                },
+            )
+            .delete(
+                |TenantControl(c): TenantControl,
+                 Path(IdPath { id }): Path<IdPath>,
+                 Query(o): Query<DeleteOptions>| async move {
+                    c.delete_group(&id, deletion(&o))?;
+                    ControlResult::Ok(StatusCode::NO_CONTENT)
+                },
+            ),
         )
         .route(
             "/groups/{id}/members",
-            get(|State(c): State<Control>, Path(id): Path<String>| async move { ControlResult::Ok(Json(c.group_member_ids(&id)?)) })
-                .post(|State(c): State<Control>, Path(id): Path<String>, Json(m): Json<MemberBody>| async move {
+            get(
+                |TenantControl(c): TenantControl, Path(IdPath { id }): Path<IdPath>| async move {
+                    ControlResult::Ok(Json(c.group_member_ids(&id)?))
+                },
+            )
+            .post(
+                |TenantControl(c): TenantControl,
+                 Path(IdPath { id }): Path<IdPath>,
+                 Json(m): Json<MemberBody>| async move {
                     ControlResult::Ok(Json(json!({"changed": c.add_member(&id, &m.id)?})))
-                }),
+                },
+            ),
         )
         .route(
             "/groups/{id}/members/{member}",
-            axum::routing::delete(|State(c): State<Control>, Path((id, member)): Path<(String, String)>| async move {
-                ControlResult::Ok(Json(json!({"changed": c.remove_member(&id, &member)?})))
-            }),
+            axum::routing::delete(
+                |TenantControl(c): TenantControl,
+                 Path(MemberPath { id, member }): Path<MemberPath>| async move {
+                    ControlResult::Ok(Json(json!({"changed": c.remove_member(&id, &member)?})))
+                },
+            ),
         )
         .route(
             "/refresh-tokens/revoke",
-            post(|State(c): State<Control>, Json(b): Json<RefreshTokenBody>| async move {
-                Json(json!({"revoked": c.revoke_refresh_token(&b.refresh_token)}))
-            }),
+            post(
+                |TenantControl(c): TenantControl, Json(b): Json<RefreshTokenBody>| async move {
+                    Json(json!({"revoked": c.revoke_refresh_token(&b.refresh_token)}))
+                },
+            ),
         )
         .route(
             "/delta/expire",
-            post(|State(c): State<Control>| async move {
+            post(|TenantControl(c): TenantControl| async move {
                 c.expire_delta_tokens();
                 StatusCode::NO_CONTENT
             }),
         )
         .route(
             "/delta/resync",
-            post(|State(c): State<Control>| async move {
+            post(|TenantControl(c): TenantControl| async move {
                 c.force_resync();
                 StatusCode::NO_CONTENT
             }),
         )
         .route(
             "/throttle",
-            get(|State(c): State<Control>| async move {
-                Json(c.throttle().map(|t| json!({"unitsPerSecond": t.units_per_second(), "burst": t.burst()})))
+            get(|TenantControl(c): TenantControl| async move {
+                Json(
+                    c.throttle().map(
+                        |t| json!({"unitsPerSecond": t.units_per_second(), "burst": t.burst()}),
+                    ),
+                )
             })
-            .put(|State(c): State<Control>, Json(b): Json<ThrottleBody>| async move {
-                let settings = ThrottleSettings::new(b.units_per_second, b.burst.unwrap_or(b.units_per_second.max(1.0)))?;
-                c.set_throttle(Some(settings));
-                ControlResult::Ok(StatusCode::NO_CONTENT)
-            })
-            .delete(|State(c): State<Control>| async move {
+            .put(
+                |TenantControl(c): TenantControl, Json(b): Json<ThrottleBody>| async move {
+                    let settings = ThrottleSettings::new(
+                        b.units_per_second,
+                        b.burst.unwrap_or(b.units_per_second.max(1.0)),
+                    )?;
+                    c.set_throttle(Some(settings));
+                    ControlResult::Ok(StatusCode::NO_CONTENT)
+                },
+            )
+            .delete(|TenantControl(c): TenantControl| async move {
                 c.set_throttle(None);
                 StatusCode::NO_CONTENT
             }),
         )
         .route(
             "/faults",
-            get(|State(c): State<Control>| async move { Json(fault_body(&c.faults())) }).put(
-                |State(c): State<Control>, Json(b): Json<FaultBody>| async move {
-                    let mut settings = FaultSettings::none().with_rate(b.rate)?.with_latency(Duration::from_millis(b.latency_ms));
-                    if let Some(kinds) = &b.kinds {
-                        settings = settings.with_kinds(kinds)?;
-                    }
-                    c.set_faults(settings);
+            get(|TenantControl(c): TenantControl| async move { Json(fault_body(&c.faults())) })
+                .put(
+                    |TenantControl(c): TenantControl, Json(b): Json<FaultBody>| async move {
+                        let mut settings = FaultSettings::none()
+                            .with_rate(b.rate)?
+                            .with_latency(Duration::from_millis(b.latency_ms));
+                        if let Some(kinds) = &b.kinds {
+                            settings = settings.with_kinds(kinds)?;
+                        }
+                        c.set_faults(settings);
+                        ControlResult::Ok(StatusCode::NO_CONTENT)
+                    },
+                ),
+        )
+        .route(
+            "/consent-mode",
+            put(
+                |TenantControl(c): TenantControl, Json(b): Json<ConsentBody>| async move {
+                    let mode = consent_mode(&b.mode).ok_or_else(|| {
+                        ControlError(Error::InvalidConfig(format!(
+                            "unknown consent mode '{}'",
+                            b.mode
+                        )))
+                    })?;
+                    c.set_consent_mode(mode);
                     ControlResult::Ok(StatusCode::NO_CONTENT)
                 },
             ),
         )
         .route(
-            "/consent-mode",
-            put(|State(c): State<Control>, Json(b): Json<ConsentBody>| async move {
-                let mode = consent_mode(&b.mode).ok_or_else(|| ControlError(Error::InvalidConfig(format!("unknown consent mode '{}'", b.mode))))?;
-                c.set_consent_mode(mode);
-                ControlResult::Ok(StatusCode::NO_CONTENT)
-            }),
-        )
-        .route(
             "/access-token-lifetime",
-            put(|State(c): State<Control>, Json(b): Json<LifetimeBody>| async move {
-                c.set_access_token_lifetime(Duration::from_secs(b.seconds));
-                StatusCode::NO_CONTENT
-            }),
+            put(
+                |TenantControl(c): TenantControl, Json(b): Json<LifetimeBody>| async move {
+                    c.set_access_token_lifetime(Duration::from_secs(b.seconds));
+                    StatusCode::NO_CONTENT
+                },
+            ),
         )
         .route(
             "/device-codes/approve",
-            post(|State(c): State<Control>, Json(b): Json<DeviceCodeBody>| async move {
-                ControlResult::Ok(Json(json!({"approved": c.approve_device_code(&b.user_code, &b.user_id)?})))
-            }),
+            post(
+                |TenantControl(c): TenantControl, Json(b): Json<DeviceCodeBody>| async move {
+                    ControlResult::Ok(Json(
+                        json!({"approved": c.approve_device_code(&b.user_code, &b.user_id)?}),
+                    ))
+                },
+            ),
         )
-        .route("/counters", get(|State(c): State<Control>| async move { Json(c.counters()) }))
+        .route(
+            "/counters",
+            get(|TenantControl(c): TenantControl| async move { Json(c.counters()) }),
+        )
         .route(
             "/counters/reset",
-            post(|State(c): State<Control>| async move {
+            post(|TenantControl(c): TenantControl| async move {
                 c.reset_counters();
                 StatusCode::NO_CONTENT
             }),
         )
-        .with_state(control)
 }

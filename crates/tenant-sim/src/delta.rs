@@ -66,22 +66,38 @@ fn split_select(text: &str) -> Option<Vec<String>> {
     })
 }
 
+/// A token's text inside its tenant's wrapping: `{tenant id}|{text}`.
+fn wrap(tenant_id: &str, text: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{tenant_id}|{text}"))
+}
+
+/// The text of a token minted for this tenant; `None` for another tenant's token (a
+/// delta link of tenant A used with a token of tenant B) or a malformed one.
+fn unwrap(tenant_id: &str, token: &str) -> Option<String> {
+    let text = String::from_utf8(URL_SAFE_NO_PAD.decode(token).ok()?).ok()?;
+    let (tenant, rest) = text.split_once('|')?;
+    (tenant == tenant_id).then(|| rest.to_string())
+}
+
 impl Cursor {
-    fn encode(&self) -> String {
+    fn encode(&self, tenant_id: &str) -> String {
         let from = self.from.map_or_else(|| "-".to_string(), |f| f.to_string());
-        URL_SAFE_NO_PAD.encode(format!(
-            "s|{}|{from}|{}|{}|{}|{}|{}",
-            kind_letter(self.kind),
-            self.end,
-            self.phase,
-            self.position,
-            self.sub,
-            join_select(self.select.as_ref())
-        ))
+        wrap(
+            tenant_id,
+            &format!(
+                "s|{}|{from}|{}|{}|{}|{}|{}",
+                kind_letter(self.kind),
+                self.end,
+                self.phase,
+                self.position,
+                self.sub,
+                join_select(self.select.as_ref())
+            ),
+        )
     }
 
-    fn decode(token: &str) -> Option<Self> {
-        let text = String::from_utf8(URL_SAFE_NO_PAD.decode(token).ok()?).ok()?;
+    fn decode(tenant_id: &str, token: &str) -> Option<Self> {
+        let text = unwrap(tenant_id, token)?;
         let parts: Vec<&str> = text.splitn(8, '|').collect();
         let ["s", kind, from, end, phase, position, sub, select] = parts.as_slice() else {
             return None;
@@ -111,18 +127,21 @@ struct DeltaToken {
 }
 
 impl DeltaToken {
-    fn encode(&self) -> String {
-        URL_SAFE_NO_PAD.encode(format!(
-            "d|{}|{}|{}|{}",
-            kind_letter(self.kind),
-            self.seq,
-            self.issued,
-            join_select(self.select.as_ref())
-        ))
+    fn encode(&self, tenant_id: &str) -> String {
+        wrap(
+            tenant_id,
+            &format!(
+                "d|{}|{}|{}|{}",
+                kind_letter(self.kind),
+                self.seq,
+                self.issued,
+                join_select(self.select.as_ref())
+            ),
+        )
     }
 
-    fn decode(token: &str) -> Option<Self> {
-        let text = String::from_utf8(URL_SAFE_NO_PAD.decode(token).ok()?).ok()?;
+    fn decode(tenant_id: &str, token: &str) -> Option<Self> {
+        let text = unwrap(tenant_id, token)?;
         let parts: Vec<&str> = text.splitn(5, '|').collect();
         let ["d", kind, seq, issued, select] = parts.as_slice() else {
             return None;
@@ -143,6 +162,8 @@ fn collection(kind: Kind) -> &'static str {
     }
 }
 
+/// A malformed token, or one minted for another tenant (opaque to clients, it is
+/// simply not a token of this tenant).
 fn invalid_token() -> GraphError {
     GraphError::bad_request(
         "Request_BadRequest",
@@ -232,7 +253,7 @@ pub(crate) fn handle(
                 "$select is not supported with $skiptoken.",
             ));
         }
-        let cursor = Cursor::decode(token)
+        let cursor = Cursor::decode(request.tenant_id, token)
             .filter(|c| c.kind == kind)
             .ok_or_else(invalid_token)?;
         check_age(
@@ -267,7 +288,7 @@ pub(crate) fn handle(
                     "{}/{}/delta?$deltatoken={}",
                     request.graph_base,
                     collection(kind),
-                    token.encode()
+                    token.encode(request.tenant_id)
                 );
                 let context = format!("{}/$metadata#{}", request.graph_base, collection(kind));
                 return Ok(json_response(
@@ -276,7 +297,7 @@ pub(crate) fn handle(
                 ));
             }
             Some(token) => {
-                let token = DeltaToken::decode(token)
+                let token = DeltaToken::decode(request.tenant_id, token)
                     .filter(|t| t.kind == kind)
                     .ok_or_else(invalid_token)?;
                 // `issued` comes from the client's token: saturate, a forged time must not overflow.
@@ -325,7 +346,7 @@ pub(crate) fn handle(
                 "{}/{}/delta?$skiptoken={}",
                 request.graph_base,
                 collection(kind),
-                next.encode()
+                next.encode(request.tenant_id)
             )),
             None,
         )
@@ -342,7 +363,7 @@ pub(crate) fn handle(
                 "{}/{}/delta?$deltatoken={}",
                 request.graph_base,
                 collection(kind),
-                token.encode()
+                token.encode(request.tenant_id)
             )),
         )
     };
@@ -684,7 +705,7 @@ mod tests {
             sub: 500,
             select: Some(vec!["displayName".into(), "members".into()]),
         };
-        assert_eq!(Cursor::decode(&cursor.encode()), Some(cursor));
+        assert_eq!(Cursor::decode("t", &cursor.encode("t")), Some(cursor));
         let initial = Cursor {
             kind: Kind::User,
             from: None,
@@ -694,24 +715,31 @@ mod tests {
             sub: 0,
             select: None,
         };
-        assert_eq!(Cursor::decode(&initial.encode()), Some(initial));
+        assert_eq!(
+            Cursor::decode("t", &initial.encode("t")),
+            Some(initial.clone())
+        );
+        // Bound to its tenant: another tenant cannot read it.
+        assert_eq!(Cursor::decode("other", &initial.encode("t")), None);
         let token = DeltaToken {
             kind: Kind::User,
             seq: 9,
             issued: 1_700_000_000,
             select: None,
         };
-        assert_eq!(DeltaToken::decode(&token.encode()), Some(token));
-        assert_eq!(DeltaToken::decode("garbage"), None);
+        assert_eq!(DeltaToken::decode("other", &token.encode("t")), None);
+        assert_eq!(DeltaToken::decode("t", &token.encode("t")), Some(token));
+        assert_eq!(DeltaToken::decode("t", "garbage"), None);
         assert_eq!(
             Cursor::decode(
+                "t",
                 &DeltaToken {
                     kind: Kind::User,
                     seq: 1,
                     issued: 0,
                     select: None
                 }
-                .encode()
+                .encode("t")
             ),
             None
         );

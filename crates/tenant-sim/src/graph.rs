@@ -938,6 +938,8 @@ fn member_value(dir: &Directory, member: Member, name: &str) -> Option<Value> {
 /// What a handler needs to know about its request.
 pub(crate) struct Request<'a> {
     pub dir: &'a Directory,
+    /// The id of the tenant the access token belongs to; page tokens are bound to it.
+    pub tenant_id: &'a str,
     pub graph_base: &'a str,
     /// The path after `/v1.0`, as sent (for nextLinks).
     pub path: &'a str,
@@ -1060,19 +1062,21 @@ impl Request<'_> {
     }
 }
 
-/// Page cursor inside a `$skiptoken`: opaque to clients ([spec 8a]).
-pub(crate) fn encode_skiptoken(tag: &str, position: usize) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{tag}:{position}"))
+/// Page cursor inside a `$skiptoken`, bound to its tenant: opaque to clients
+/// ([spec 8a]).
+pub(crate) fn encode_skiptoken(tenant_id: &str, tag: &str, position: usize) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{tenant_id}:{tag}:{position}"))
 }
 
-fn decode_skiptoken(tag: &str, token: Option<&str>) -> Result<usize, GraphError> {
+/// The position in a `$skiptoken`; another tenant's token is as invalid as a garbled one.
+fn decode_skiptoken(tenant_id: &str, tag: &str, token: Option<&str>) -> Result<usize, GraphError> {
     let Some(token) = token else { return Ok(0) };
     URL_SAFE_NO_PAD
         .decode(token)
         .ok()
         .and_then(|raw| String::from_utf8(raw).ok())
         .and_then(|text| {
-            text.strip_prefix(&format!("{tag}:"))
+            text.strip_prefix(&format!("{tenant_id}:{tag}:"))
                 .and_then(|p| p.parse().ok())
         })
         .ok_or_else(|| {
@@ -1400,7 +1404,11 @@ fn list_users(request: &Request<'_>) -> Result<Response, GraphError> {
         filter.is_some(),
     )?;
     let dir = request.dir;
-    let start = decode_skiptoken("users", request.query.skiptoken.as_deref())?;
+    let start = decode_skiptoken(
+        request.tenant_id,
+        "users",
+        request.query.skiptoken.as_deref(),
+    )?;
     let keep = user_predicate(dir, filter.as_ref(), search.as_ref());
     let sorted = match order {
         Some(("displayName", _)) => Some(dir.users_by_display_name()),
@@ -1430,7 +1438,12 @@ fn list_users(request: &Request<'_>) -> Result<Response, GraphError> {
         .wants_count()
         .then(|| count_matching(len, &at, &keep));
     let (slots, next) = page_positions(len, start, top, &at, &keep);
-    let next_link = next.map(|p| request.next_link("$skiptoken", &encode_skiptoken("users", p)));
+    let next_link = next.map(|p| {
+        request.next_link(
+            "$skiptoken",
+            &encode_skiptoken(request.tenant_id, "users", p),
+        )
+    });
     let context = request.context("users", select.as_deref(), "");
     let items = slots.into_iter().filter_map(|s| {
         dir.user(s)
@@ -1475,7 +1488,11 @@ fn list_groups(request: &Request<'_>) -> Result<Response, GraphError> {
     let search = request.search(&|p| contains(GROUP_SEARCHABLE, p))?;
     let order = order_by(request, &["displayName"], filter.is_some())?;
     let dir = request.dir;
-    let start = decode_skiptoken("groups", request.query.skiptoken.as_deref())?;
+    let start = decode_skiptoken(
+        request.tenant_id,
+        "groups",
+        request.query.skiptoken.as_deref(),
+    )?;
     let keep = group_predicate(dir, filter.as_ref(), search.as_ref());
     let mut slots: Vec<u32> = (0..dir.groups.len())
         .filter_map(|i| live_group(dir, i))
@@ -1491,7 +1508,12 @@ fn list_groups(request: &Request<'_>) -> Result<Response, GraphError> {
         .wants_count()
         .then(|| count_matching(slots.len(), at, &keep));
     let (page, next) = page_positions(slots.len(), start, top, at, &keep);
-    let next_link = next.map(|p| request.next_link("$skiptoken", &encode_skiptoken("groups", p)));
+    let next_link = next.map(|p| {
+        request.next_link(
+            "$skiptoken",
+            &encode_skiptoken(request.tenant_id, "groups", p),
+        )
+    });
     let context = request.context("groups", select.as_deref(), "");
     let items = page.into_iter().filter_map(|s| {
         dir.group(s)
@@ -1576,12 +1598,13 @@ fn list_members(
     }
     let top = request.query.page_size(100)?;
     let select = request.query.selected(&known, type_name)?;
-    let start = decode_skiptoken(tag, request.query.skiptoken.as_deref())?;
+    let start = decode_skiptoken(request.tenant_id, tag, request.query.skiptoken.as_deref())?;
     let count = request
         .wants_count()
         .then(|| count_matching(members.len(), at, keep));
     let (page, next) = page_positions(members.len(), start, top, at, keep);
-    let next_link = next.map(|p| request.next_link("$skiptoken", &encode_skiptoken(tag, p)));
+    let next_link =
+        next.map(|p| request.next_link("$skiptoken", &encode_skiptoken(request.tenant_id, tag, p)));
     let context = request.context(entity_set, select.as_deref(), "");
     let items = page.into_iter().filter_map(|m| match (cast, m) {
         (None, m) => object_json(dir, m, select.as_deref()),
@@ -1760,6 +1783,7 @@ mod tests {
     #[test]
     fn scopes_are_checked_per_endpoint() {
         let grant = |scopes: &[&str]| BearerGrant {
+            tenant: 0,
             user_id: "u".into(),
             scopes: scopes.iter().map(|s| (*s).to_string()).collect(),
         };

@@ -32,6 +32,7 @@ impl Authority for StubAuth {
         let mut parts = token.splitn(3, '|');
         match (parts.next(), parts.next(), parts.next()) {
             (Some("test"), Some(user), Some(scopes)) => Ok(BearerGrant {
+                tenant: 0,
                 user_id: user.to_string(),
                 scopes: scopes
                     .split(' ')
@@ -42,33 +43,33 @@ impl Authority for StubAuth {
             _ => Err(BearerError::Invalid),
         }
     }
-    fn revoke_user_grants(&self, user_id: &str) -> usize {
+    fn revoke_user_grants(&self, _tenant: usize, user_id: &str) -> usize {
         self.calls
             .lock()
             .map(|mut c| c.push(format!("revoke_user_grants {user_id}")))
             .ok();
         2
     }
-    fn revoke_refresh_token(&self, refresh_token: &str) -> bool {
+    fn revoke_refresh_token(&self, _tenant: usize, refresh_token: &str) -> bool {
         self.calls
             .lock()
             .map(|mut c| c.push(format!("revoke_refresh_token {refresh_token}")))
             .ok();
         true
     }
-    fn set_consent_mode(&self, mode: ConsentMode) {
+    fn set_consent_mode(&self, _tenant: usize, mode: ConsentMode) {
         self.calls
             .lock()
             .map(|mut c| c.push(format!("set_consent_mode {mode:?}")))
             .ok();
     }
-    fn set_access_token_lifetime(&self, lifetime: Duration) {
+    fn set_access_token_lifetime(&self, _tenant: usize, lifetime: Duration) {
         self.calls
             .lock()
             .map(|mut c| c.push(format!("set_access_token_lifetime {}", lifetime.as_secs())))
             .ok();
     }
-    fn approve_device_code(&self, user_code: &str, user_id: &str) -> bool {
+    fn approve_device_code(&self, _tenant: usize, user_code: &str, user_id: &str) -> bool {
         self.calls
             .lock()
             .map(|mut c| c.push(format!("approve_device_code {user_code} {user_id}")))
@@ -1372,8 +1373,11 @@ async fn forged_delta_token_with_extreme_issue_time_is_expired_not_a_panic() {
     let h = small().await;
     // A hostile client writes its own token: issued at i64::MIN would overflow the
     // age subtraction and panic the handler.
-    let forged =
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("d|u|0|{}|*", i64::MIN));
+    let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!(
+        "{}|d|u|0|{}|*",
+        h.sim.tenant_id(),
+        i64::MIN
+    ));
     let (status, body) = h.get(&format!("/users/delta?$deltatoken={forged}")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["error"]["code"], "syncStateNotFound", "{body}");

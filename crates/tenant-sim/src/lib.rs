@@ -13,9 +13,10 @@ mod query;
 mod server;
 mod throttle;
 
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use rand::rngs::StdRng;
@@ -33,18 +34,21 @@ pub use throttle::ThrottleSettings;
 
 use crate::data::{Directory, DirectoryAccounts, GenerateOptions};
 use crate::faults::Faults;
-use crate::server::{Authority, Shared};
+use crate::server::{Authority, Shared, TenantState};
 use crate::throttle::Throttle;
 
-/// Largest tenant the builder accepts.
+/// Largest tenant the builder accepts (and most users of all tenants together).
 const MAX_USERS: usize = 2_000_000;
 const MAX_GROUPS: usize = 200_000;
+/// Most tenants one simulated cloud serves.
+const MAX_TENANTS: usize = 10_000;
 
 /// Settings of a simulator; [`TenantSim::builder`] makes one, [`TenantSimBuilder::start`]
 /// runs it.
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct TenantSimBuilder {
+    tenants: usize,
     users: usize,
     groups: usize,
     seed: u64,
@@ -63,6 +67,7 @@ pub struct TenantSimBuilder {
 impl Default for TenantSimBuilder {
     fn default() -> Self {
         Self {
+            tenants: 1,
             users: 50,
             groups: 20,
             seed: 1,
@@ -81,13 +86,25 @@ impl Default for TenantSimBuilder {
 }
 
 impl TenantSimBuilder {
-    /// Number of users (default 50; at least 1, user 0 is the admin).
+    /// Number of tenants (directories) the one login host and the one Graph host serve
+    /// (default 1). Tenant 0 is the one [`TenantSim::tenant_id`] names, with the domain
+    /// of [`TenantSimBuilder::tenant_domain`]; tenant `i > 0` has domain
+    /// `tenant{i:04}.onmicrosoft.com` and its own ids and data from the seed and `i`.
+    /// [`TenantSimBuilder::users`], [`TenantSimBuilder::groups`], the throttle, faults,
+    /// consent mode and token lifetime apply to each tenant on its own.
+    pub fn tenants(mut self, tenants: usize) -> Self {
+        self.tenants = tenants;
+        self
+    }
+
+    /// Number of users per tenant (default 50; at least 1, user 0 is the admin).
     pub fn users(mut self, users: usize) -> Self {
         self.users = users;
         self
     }
 
-    /// Number of groups (default 20): "All Company", one per department, then teams.
+    /// Number of groups per tenant (default 20): "All Company", one per department, then
+    /// teams.
     pub fn groups(mut self, groups: usize) -> Self {
         self.groups = groups;
         self
@@ -182,6 +199,18 @@ impl TenantSimBuilder {
     }
 
     fn validate(&self) -> Result<FaultSettings, Error> {
+        if !(1..=MAX_TENANTS).contains(&self.tenants) {
+            return Err(Error::InvalidConfig(format!(
+                "tenants must be within 1..={MAX_TENANTS}, got {}",
+                self.tenants
+            )));
+        }
+        if self.users.saturating_mul(self.tenants) > MAX_USERS {
+            return Err(Error::InvalidConfig(format!(
+                "tenants x users must be at most {MAX_USERS}, got {} x {}",
+                self.tenants, self.users
+            )));
+        }
         if !(1..=MAX_USERS).contains(&self.users) {
             return Err(Error::InvalidConfig(format!(
                 "users must be within 1..={MAX_USERS}, got {}",
@@ -246,13 +275,11 @@ impl TenantSimBuilder {
         let login_base = format!("{scheme}://127.0.0.1:{}", port_of(&login_listener)?);
         let graph_root = format!("{scheme}://127.0.0.1:{}", port_of(&graph_listener)?);
 
+        // Tenant 0 and the app's credentials come from one stream, as they did when the
+        // simulator had one tenant: the same seed gives the same tenant 0.
         let mut rng = StdRng::seed_from_u64(self.seed ^ 0x7465_6e61_6e74);
-        let tenant_id = uuid::Builder::from_random_bytes(rng.random())
-            .into_uuid()
-            .to_string();
-        let client_id = uuid::Builder::from_random_bytes(rng.random())
-            .into_uuid()
-            .to_string();
+        let first_tenant_id = random_uuid(&mut rng);
+        let client_id = random_uuid(&mut rng);
         let secret_bytes: [u8; 24] = rng.random();
         let client_secret = format!(
             "sim~{}",
@@ -261,29 +288,16 @@ impl TenantSimBuilder {
                 secret_bytes
             )
         );
-
-        let options = GenerateOptions {
-            users: self.users,
-            groups: self.groups,
-            seed: self.seed,
-            tenant_domain: self.tenant_domain.clone(),
-        };
+        let plans: Vec<TenantPlan> = (0..self.tenants)
+            .map(|index| TenantPlan::new(&self, index, &first_tenant_id))
+            .collect();
+        let (users, groups) = (self.users, self.groups);
         // Generating 100,000 users is CPU work: keep it off the async workers.
-        let directory = tokio::task::spawn_blocking(move || Directory::generate(&options))
+        let generated = tokio::task::spawn_blocking(move || generate(plans, users, groups))
             .await
             .map_err(|e| Error::Start(format!("directory generation failed: {e}")))?;
-        let (admin_id, admin_upn) = {
-            let id = directory.user_ids[0].to_string();
-            let upn = directory
-                .user(0)
-                .map(|u| u.user_principal_name.to_string())
-                .unwrap_or_default();
-            (id, upn)
-        };
-        let dir = Arc::new(RwLock::new(directory));
+
         let config = auth::AuthConfig {
-            tenant_id: tenant_id.clone(),
-            tenant_domain: self.tenant_domain.clone(),
             client_id: client_id.clone(),
             client_secret: client_secret.clone(),
             login_base: login_base.clone(),
@@ -291,23 +305,58 @@ impl TenantSimBuilder {
             access_token_lifetime: self.access_token_lifetime,
             consent_mode: self.consent_mode,
         };
-        let entra = auth::Auth::new(config, Arc::new(DirectoryAccounts(Arc::clone(&dir))))?;
+        let auth_tenants = generated
+            .iter()
+            .map(|(plan, dir)| auth::AuthTenant {
+                id: plan.id.clone(),
+                domain: plan.domain.clone(),
+                directory: Arc::new(DirectoryAccounts(Arc::clone(dir))),
+            })
+            .collect();
+        let entra = auth::Auth::new(config, auth_tenants)?;
         let login_router = auth::router(Arc::clone(&entra));
+        let mut infos = Vec::with_capacity(generated.len());
+        let mut tenant_names = HashMap::with_capacity(generated.len() * 2);
+        let mut states = Vec::with_capacity(generated.len());
+        for (index, (plan, dir)) in generated.into_iter().enumerate() {
+            let (admin_id, admin_upn) = {
+                let dir = dir.read().unwrap_or_else(PoisonError::into_inner);
+                let id = dir.user_ids.first().map(ToString::to_string);
+                let upn = dir.user(0).map(|u| u.user_principal_name.to_string());
+                (id.unwrap_or_default(), upn.unwrap_or_default())
+            };
+            tenant_names.insert(plan.id.to_ascii_lowercase(), index);
+            tenant_names.insert(plan.domain.to_ascii_lowercase(), index);
+            infos.push(TenantInfo {
+                id: plan.id.clone(),
+                domain: plan.domain.clone(),
+                admin_upn,
+                admin_id,
+            });
+            states.push(TenantState {
+                index,
+                throttle_key: format!("{client_id}/{}", plan.id),
+                id: plan.id,
+                dir,
+                throttle: Mutex::new(Throttle::new(self.throttle)),
+                faults: Mutex::new(Faults::new(faults.clone(), plan.seed)),
+                counters: Mutex::new(RequestCounters::default()),
+            });
+        }
         let shared = Arc::new(Shared {
-            dir,
+            tenants: states,
+            tenant_names,
             auth: authority(Arc::clone(&entra)),
-            throttle: Mutex::new(Throttle::new(self.throttle)),
-            faults: Mutex::new(Faults::new(faults, self.seed)),
-            counters: Mutex::new(RequestCounters::default()),
             graph_base: format!("{graph_root}/v1.0"),
             delta_page_size: self.delta_page_size,
-            throttle_key: format!("{client_id}/{tenant_id}"),
         });
-        let control = Control::new(Arc::clone(&shared));
+        let controls = (0..infos.len())
+            .map(|index| Control::new(Arc::clone(&shared), index))
+            .collect();
         let graph_router = axum::Router::new()
             .fallback(server::graph_entry)
             .with_state(Arc::clone(&shared))
-            .nest("/_sim", control::router(control.clone()));
+            .nest("/_sim", control::router(Arc::clone(&shared)));
 
         let (tls, cert) = if self.tls {
             let (config, certificate) = make_certificate().await?;
@@ -330,19 +379,100 @@ impl TenantSimBuilder {
             login_base,
             graph_base: shared.graph_base.clone(),
             control_base: format!("{graph_root}/_sim"),
-            tenant_id,
-            tenant_domain: self.tenant_domain,
+            tenants: infos,
             client_id,
             client_secret: SecretString::from(client_secret),
-            admin_id,
-            admin_upn,
             cert,
-            control,
+            controls,
+            shared,
             entra,
             handles: vec![login_handle, graph_handle],
             tasks,
         })
     }
+}
+
+/// The name, ids and seed of one tenant, fixed before its directory is generated.
+struct TenantPlan {
+    id: String,
+    domain: String,
+    seed: u64,
+}
+
+impl TenantPlan {
+    /// Tenant 0 keeps the builder's seed and domain; tenant `index` gets a seed, an id
+    /// and a domain of its own, all from the builder's seed and the index.
+    fn new(builder: &TenantSimBuilder, index: usize, first_id: &str) -> Self {
+        if index == 0 {
+            return Self {
+                id: first_id.to_owned(),
+                domain: builder.tenant_domain.clone(),
+                seed: builder.seed,
+            };
+        }
+        let offset = u64::try_from(index)
+            .unwrap_or(u64::MAX)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let seed = builder.seed.wrapping_add(offset);
+        let mut rng = StdRng::seed_from_u64(seed ^ 0x7465_6e61_6e74);
+        Self {
+            id: random_uuid(&mut rng),
+            domain: format!("tenant{index:04}.onmicrosoft.com"),
+            seed,
+        }
+    }
+}
+
+fn random_uuid(rng: &mut StdRng) -> String {
+    uuid::Builder::from_random_bytes(rng.random())
+        .into_uuid()
+        .to_string()
+}
+
+/// Generates every tenant's directory, on all cores when there are many.
+fn generate(
+    plans: Vec<TenantPlan>,
+    users: usize,
+    groups: usize,
+) -> Vec<(TenantPlan, Arc<RwLock<Directory>>)> {
+    let make = |plan: &TenantPlan| {
+        Directory::generate(&GenerateOptions {
+            users,
+            groups,
+            seed: plan.seed,
+            tenant_domain: plan.domain.clone(),
+        })
+    };
+    let workers = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(plans.len());
+    let directories: Vec<Directory> = if workers <= 1 {
+        plans.iter().map(make).collect()
+    } else {
+        let chunk = plans.len().div_ceil(workers);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = plans
+                .chunks(chunk)
+                .map(|part| scope.spawn(move || part.iter().map(make).collect::<Vec<_>>()))
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|handle| match handle.join() {
+                    Ok(part) => part,
+                    // The generator does not panic; if it did, fail the start with it.
+                    Err(panic) => std::panic::resume_unwind(panic),
+                })
+                .collect()
+        })
+    };
+    plans
+        .into_iter()
+        .zip(
+            directories
+                .into_iter()
+                .map(|dir| Arc::new(RwLock::new(dir))),
+        )
+        .collect()
 }
 
 fn bind(port: u16) -> Result<TcpListener, Error> {
@@ -431,14 +561,14 @@ pub struct TenantSim {
     login_base: String,
     graph_base: String,
     control_base: String,
-    tenant_id: String,
-    tenant_domain: String,
+    /// Never empty: index 0 is the first tenant.
+    tenants: Vec<TenantInfo>,
     client_id: String,
     client_secret: SecretString,
-    admin_id: String,
-    admin_upn: String,
     cert: Option<Certificate>,
-    control: Control,
+    /// One per tenant, in index order.
+    controls: Vec<Control>,
+    shared: Arc<Shared>,
     entra: Arc<auth::Auth>,
     handles: Vec<axum_server::Handle>,
     tasks: Vec<JoinHandle<()>>,
@@ -449,10 +579,11 @@ impl std::fmt::Debug for TenantSim {
         f.debug_struct("TenantSim")
             .field("login_base", &self.login_base)
             .field("graph_base", &self.graph_base)
-            .field("tenant_id", &self.tenant_id)
+            .field("tenant_id", &self.tenant_id())
+            .field("tenants", &self.tenants.len())
             .field("client_id", &self.client_id)
             .field("client_secret", &"[REDACTED]")
-            .field("admin", &self.admin_upn)
+            .field("admin", &self.admin_upn())
             .finish_non_exhaustive()
     }
 }
@@ -479,14 +610,39 @@ impl TenantSim {
         &self.control_base
     }
 
-    /// The tenant id (GUID).
+    /// Tenant 0's id (GUID).
     pub fn tenant_id(&self) -> &str {
-        &self.tenant_id
+        self.first().id()
     }
 
-    /// The tenant's primary domain.
+    /// Tenant 0's primary domain.
     pub fn tenant_domain(&self) -> &str {
-        &self.tenant_domain
+        self.first().domain()
+    }
+
+    /// Every tenant, in index order (tenant 0 first).
+    pub fn tenants(&self) -> &[TenantInfo] {
+        &self.tenants
+    }
+
+    /// The control API of the tenant with this id or domain (case-insensitive).
+    pub fn tenant_control(&self, id_or_domain: &str) -> Option<&Control> {
+        self.shared
+            .tenant_index(id_or_domain)
+            .and_then(|index| self.controls.get(index))
+    }
+
+    /// Request counters of the whole simulator: every tenant's added up.
+    pub fn counters(&self) -> RequestCounters {
+        let mut total = RequestCounters::default();
+        for control in &self.controls {
+            total.add(&control.counters());
+        }
+        total
+    }
+
+    fn first(&self) -> &TenantInfo {
+        &self.tenants[0]
     }
 
     /// The registered app's client id.
@@ -499,14 +655,14 @@ impl TenantSim {
         &self.client_secret
     }
 
-    /// The Global Administrator's user principal name.
+    /// Tenant 0's Global Administrator's user principal name.
     pub fn admin_upn(&self) -> &str {
-        &self.admin_upn
+        self.first().admin_upn()
     }
 
-    /// The Global Administrator's object id.
+    /// Tenant 0's Global Administrator's object id.
     pub fn admin_id(&self) -> &str {
-        &self.admin_id
+        self.first().admin_id()
     }
 
     /// The self-signed certificate (PEM) when started with TLS.
@@ -519,9 +675,9 @@ impl TenantSim {
         self.cert.as_ref().map(|c| c.path.as_path())
     }
 
-    /// The in-process control API.
+    /// The in-process control API of tenant 0.
     pub fn control(&self) -> &Control {
-        &self.control
+        &self.controls[0]
     }
 
     /// The Entra half, for its own controls (`advance_clock`, `decline_device_code`,
@@ -533,18 +689,33 @@ impl TenantSim {
 
     /// The binary's first stdout line: one JSON object with `login_base`, `graph_base`,
     /// `control_base`, `tenant_id`, `tenant_domain`, `client_id`, `client_secret`,
-    /// `admin`, `admin_id` and, with TLS, `cert_pem_path`. It holds the client secret.
+    /// `admin`, `admin_id` (those of tenant 0), `tenants` (every tenant's `id`, `domain`,
+    /// `admin_upn` and `admin_id`, in index order) and, with TLS, `cert_pem_path`. It
+    /// holds the client secret.
     pub fn startup_json(&self) -> serde_json::Value {
+        let tenants: Vec<serde_json::Value> = self
+            .tenants
+            .iter()
+            .map(|tenant| {
+                serde_json::json!({
+                    "id": tenant.id,
+                    "domain": tenant.domain,
+                    "admin_upn": tenant.admin_upn,
+                    "admin_id": tenant.admin_id,
+                })
+            })
+            .collect();
         let mut info = serde_json::json!({
             "login_base": self.login_base,
             "graph_base": self.graph_base,
             "control_base": self.control_base,
-            "tenant_id": self.tenant_id,
-            "tenant_domain": self.tenant_domain,
+            "tenant_id": self.tenant_id(),
+            "tenant_domain": self.tenant_domain(),
             "client_id": self.client_id,
             "client_secret": self.client_secret.expose_secret(),
-            "admin": self.admin_upn,
-            "admin_id": self.admin_id,
+            "admin": self.admin_upn(),
+            "admin_id": self.admin_id(),
+            "tenants": tenants,
         });
         if let (Some(path), Some(map)) = (self.cert_pem_path(), info.as_object_mut()) {
             map.insert(
@@ -564,6 +735,37 @@ impl TenantSim {
         for task in self.tasks.drain(..) {
             let _ = task.await;
         }
+    }
+}
+
+/// One tenant of a running simulator: its id, primary domain and Global Administrator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantInfo {
+    id: String,
+    domain: String,
+    admin_upn: String,
+    admin_id: String,
+}
+
+impl TenantInfo {
+    /// The tenant id (GUID, the `tid` of its tokens).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The primary domain, e.g. `tenant0001.onmicrosoft.com`.
+    pub fn domain(&self) -> &str {
+        &self.domain
+    }
+
+    /// The Global Administrator's user principal name.
+    pub fn admin_upn(&self) -> &str {
+        &self.admin_upn
+    }
+
+    /// The Global Administrator's object id.
+    pub fn admin_id(&self) -> &str {
+        &self.admin_id
     }
 }
 

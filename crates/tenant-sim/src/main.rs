@@ -17,10 +17,13 @@ struct Args {
     /// Login listener port; the Graph listener takes the next one. 0: any free ports.
     #[arg(long, default_value_t = 0)]
     port: u16,
-    /// Number of users.
+    /// Number of tenants served by the one login host and the one Graph host.
+    #[arg(long, default_value_t = 1)]
+    tenants: usize,
+    /// Number of users per tenant.
     #[arg(long, default_value_t = 50)]
     users: usize,
-    /// Number of groups.
+    /// Number of groups per tenant.
     #[arg(long, default_value_t = 20)]
     groups: usize,
     /// Seed of the generated directory and credentials.
@@ -38,7 +41,7 @@ struct Args {
     /// Serve https with a self-signed certificate (its PEM path is in the JSON line).
     #[arg(long)]
     tls: bool,
-    /// The tenant's primary domain.
+    /// The primary domain of tenant 0.
     #[arg(long, default_value = "contoso.onmicrosoft.com")]
     tenant_domain: String,
     /// Access token lifetime in seconds.
@@ -58,6 +61,7 @@ async fn main() -> ExitCode {
         args.port.saturating_add(1)
     };
     let mut builder = TenantSim::builder()
+        .tenants(args.tenants)
         .users(args.users)
         .groups(args.groups)
         .seed(args.seed)

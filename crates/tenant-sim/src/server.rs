@@ -2,7 +2,7 @@
 //! scope check, throttle, then the endpoint; `$batch` runs its items through the same
 //! pipeline; counters see every request.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 use crate::auth::{BearerError, BearerGrant, ConsentMode};
 use crate::data::{Directory, Kind};
+
 use crate::faults::{FaultKind, Faults};
 use crate::graph::{Endpoint, GraphError, RequestIds, json_response};
 use crate::query::Query;
@@ -23,47 +24,54 @@ use crate::throttle::{Throttle, format_retry_after};
 
 /// What the Graph half needs from the Entra half; [`crate::auth::Auth`] implements it,
 /// and unit tests use a stand-in.
+/// Every method but `validate_bearer` acts on one tenant, by index.
 pub(crate) trait Authority: Send + Sync {
     fn validate_bearer(&self, authorization: Option<&str>) -> Result<BearerGrant, BearerError>;
-    fn revoke_user_grants(&self, user_id: &str) -> usize;
-    fn revoke_refresh_token(&self, refresh_token: &str) -> bool;
-    fn set_consent_mode(&self, mode: ConsentMode);
-    fn set_access_token_lifetime(&self, lifetime: Duration);
-    fn approve_device_code(&self, user_code: &str, user_id: &str) -> bool;
+    fn revoke_user_grants(&self, tenant: usize, user_id: &str) -> usize;
+    fn revoke_refresh_token(&self, tenant: usize, refresh_token: &str) -> bool;
+    fn set_consent_mode(&self, tenant: usize, mode: ConsentMode);
+    fn set_access_token_lifetime(&self, tenant: usize, lifetime: Duration);
+    fn approve_device_code(&self, tenant: usize, user_code: &str, user_id: &str) -> bool;
 }
 
 impl Authority for crate::auth::Auth {
     fn validate_bearer(&self, authorization: Option<&str>) -> Result<BearerGrant, BearerError> {
         Self::validate_bearer(self, authorization)
     }
-    fn revoke_user_grants(&self, user_id: &str) -> usize {
-        Self::revoke_user_grants(self, user_id)
+    fn revoke_user_grants(&self, tenant: usize, user_id: &str) -> usize {
+        Self::revoke_user_grants(self, tenant, user_id)
     }
-    fn revoke_refresh_token(&self, refresh_token: &str) -> bool {
-        Self::revoke_refresh_token(self, refresh_token)
+    fn revoke_refresh_token(&self, tenant: usize, refresh_token: &str) -> bool {
+        Self::revoke_refresh_token(self, tenant, refresh_token)
     }
-    fn set_consent_mode(&self, mode: ConsentMode) {
-        Self::set_consent_mode(self, mode);
+    fn set_consent_mode(&self, tenant: usize, mode: ConsentMode) {
+        Self::set_consent_mode(self, tenant, mode);
     }
-    fn set_access_token_lifetime(&self, lifetime: Duration) {
-        Self::set_access_token_lifetime(self, lifetime);
+    fn set_access_token_lifetime(&self, tenant: usize, lifetime: Duration) {
+        Self::set_access_token_lifetime(self, tenant, lifetime);
     }
-    fn approve_device_code(&self, user_code: &str, user_id: &str) -> bool {
-        Self::approve_device_code(self, user_code, user_id)
+    fn approve_device_code(&self, tenant: usize, user_code: &str, user_id: &str) -> bool {
+        Self::approve_device_code(self, tenant, user_code, user_id)
     }
 }
 
-/// Request counts since start (or the last reset), by endpoint and by status.
+/// Request counts since start (or the last reset), by endpoint and by status; one set
+/// per tenant (a request counts in its access token's tenant; one without a valid token
+/// in tenant 0's), and their sum for the whole simulator.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct RequestCounters {
     total: u64,
     by_endpoint: BTreeMap<String, u64>,
     by_status: BTreeMap<u16, u64>,
     by_endpoint_status: BTreeMap<String, BTreeMap<u16, u64>>,
+    first_pages: BTreeMap<String, u64>,
 }
 
 impl RequestCounters {
-    fn record(&mut self, endpoint: &str, status: StatusCode) {
+    fn record(&mut self, endpoint: &str, status: StatusCode, first_page: bool) {
+        if first_page && status.is_success() {
+            *self.first_pages.entry(endpoint.to_string()).or_default() += 1;
+        }
         self.total += 1;
         *self.by_endpoint.entry(endpoint.to_string()).or_default() += 1;
         *self.by_status.entry(status.as_u16()).or_default() += 1;
@@ -98,29 +106,83 @@ impl RequestCounters {
             .copied()
             .unwrap_or(0)
     }
+
+    /// Successful requests to one endpoint without `$skiptoken`: the first pages. For
+    /// `GET /users/delta` and `GET /groups/delta` that is the rounds started (the
+    /// initial request, `$deltatoken=latest`, or a saved delta link), not their
+    /// continuation pages; for `GET /users` and `GET /groups`, the listings started.
+    pub fn first_pages(&self, endpoint: &str) -> u64 {
+        self.first_pages.get(endpoint).copied().unwrap_or(0)
+    }
+
+    /// Adds another set of counts to this one.
+    pub(crate) fn add(&mut self, other: &Self) {
+        self.total += other.total;
+        for (endpoint, count) in &other.by_endpoint {
+            *self.by_endpoint.entry(endpoint.clone()).or_default() += count;
+        }
+        for (status, count) in &other.by_status {
+            *self.by_status.entry(*status).or_default() += count;
+        }
+        for (endpoint, statuses) in &other.by_endpoint_status {
+            let mine = self.by_endpoint_status.entry(endpoint.clone()).or_default();
+            for (status, count) in statuses {
+                *mine.entry(*status).or_default() += count;
+            }
+        }
+        for (endpoint, count) in &other.first_pages {
+            *self.first_pages.entry(endpoint.clone()).or_default() += count;
+        }
+    }
 }
 
-/// State shared by the Graph listener, the control API and [`crate::TenantSim`].
-pub(crate) struct Shared {
+/// One tenant's half of the Graph host: its directory (with its delta state), its
+/// app+tenant throttle bucket, its faults and its counters.
+pub(crate) struct TenantState {
+    pub index: usize,
+    pub id: String,
     pub dir: Arc<RwLock<Directory>>,
-    pub auth: Arc<dyn Authority>,
     pub throttle: Mutex<Throttle>,
     pub faults: Mutex<Faults>,
     pub counters: Mutex<RequestCounters>,
-    /// `http://127.0.0.1:{port}/v1.0`
-    pub graph_base: String,
-    pub delta_page_size: usize,
-    /// The app+tenant bucket key ([spec 10a]).
+    /// The app+tenant bucket key ([spec 10a]: Graph throttles per app per tenant).
     pub throttle_key: String,
 }
 
-impl Shared {
+impl TenantState {
     pub(crate) fn read_dir(&self) -> std::sync::RwLockReadGuard<'_, Directory> {
         self.dir.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub(crate) fn write_dir(&self) -> std::sync::RwLockWriteGuard<'_, Directory> {
         self.dir.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// State shared by the Graph listener, the control API and [`crate::TenantSim`]: one
+/// Graph host serving every tenant, as Microsoft's does.
+pub(crate) struct Shared {
+    /// Never empty; index 0 is the first tenant.
+    pub tenants: Vec<TenantState>,
+    /// Tenant ids and domains, lower case, to the tenant's index.
+    pub tenant_names: HashMap<String, usize>,
+    pub auth: Arc<dyn Authority>,
+    /// `http://127.0.0.1:{port}/v1.0`
+    pub graph_base: String,
+    pub delta_page_size: usize,
+}
+
+impl Shared {
+    /// The tenant with this index, tenant 0 for an unknown one.
+    pub(crate) fn tenant(&self, index: usize) -> &TenantState {
+        self.tenants.get(index).unwrap_or(&self.tenants[0])
+    }
+
+    /// The index of the tenant with this id or domain (case-insensitive).
+    pub(crate) fn tenant_index(&self, id_or_domain: &str) -> Option<usize> {
+        self.tenant_names
+            .get(&id_or_domain.to_ascii_lowercase())
+            .copied()
     }
 }
 
@@ -158,12 +220,21 @@ pub(crate) async fn serve_graph(
             .as_ref()
             .map_or_else(|| "(unknown)".to_string(), Endpoint::name)
     );
+    let first_page = Query::parse(request.uri().query())
+        .skiptoken
+        .is_none_or(|token| token.is_empty());
+    // The access token names the tenant whose directory, faults, throttle and counters
+    // serve the request; one without a valid token meets tenant 0's.
+    let bearer = shared
+        .auth
+        .validate_bearer(header_str(request.headers(), "authorization"));
+    let tenant = shared.tenant(bearer.as_ref().map_or(0, |grant| grant.tenant));
     // Faults hit the outer request only: a batch item is part of its batch's answer.
     let plan = if in_batch {
         None
     } else {
         Some(
-            shared
+            tenant
                 .faults
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -194,18 +265,26 @@ pub(crate) async fn serve_graph(
         )),
         _ => None,
     };
-    let mut response = match status_fault {
-        Some(error) => error.to_response(&ids),
-        None => match process(shared, request, endpoint, &path, &ids).await {
+    let mut response = if let Some(error) = status_fault {
+        error.to_response(&ids)
+    } else {
+        let call = Call {
+            tenant,
+            endpoint,
+            path: &path,
+            ids: &ids,
+            bearer,
+        };
+        match process(shared, request, call).await {
             Ok(response) => response,
             Err(error) => error.to_response(&ids),
-        },
+        }
     };
-    shared
+    tenant
         .counters
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .record(&counter_name, response.status());
+        .record(&counter_name, response.status(), first_page);
     for (name, value) in [
         ("request-id", &ids.request_id),
         ("client-request-id", &ids.client_request_id),
@@ -255,13 +334,27 @@ fn bearer_error(error: BearerError) -> GraphError {
         .with_header(header::WWW_AUTHENTICATE, "Bearer realm=\"\", authorization_uri=\"https://login.microsoftonline.com/common/oauth2/authorize\", client_id=\"00000003-0000-0000-c000-000000000000\"")
 }
 
+/// What the pipeline learnt about a request before its endpoint runs.
+struct Call<'a> {
+    tenant: &'a TenantState,
+    endpoint: Option<Endpoint>,
+    path: &'a str,
+    ids: &'a RequestIds,
+    bearer: Result<BearerGrant, BearerError>,
+}
+
 async fn process(
     shared: &Shared,
     request: axum::extract::Request,
-    endpoint: Option<Endpoint>,
-    path: &str,
-    ids: &RequestIds,
+    call: Call<'_>,
 ) -> Result<Response, GraphError> {
+    let Call {
+        tenant,
+        endpoint,
+        path,
+        ids,
+        bearer,
+    } = call;
     let Some(endpoint) = endpoint else {
         let segment = path
             .trim_matches('/')
@@ -286,25 +379,22 @@ async fn process(
         ));
     }
     let (parts, body) = request.into_parts();
-    let grant = shared
-        .auth
-        .validate_bearer(header_str(&parts.headers, "authorization"))
-        .map_err(bearer_error)?;
+    let grant = bearer.map_err(bearer_error)?;
     endpoint.authorize(&grant)?;
     let query = Query::parse(parts.uri.query());
     let cost = endpoint.cost(&query);
     let mut used_share = 0.0;
     if cost > 0 {
-        let taken = shared
+        let taken = tenant
             .throttle
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .take(&shared.throttle_key, cost, tokio::time::Instant::now());
+            .take(&tenant.throttle_key, cost, tokio::time::Instant::now());
         if let Err(wait) = taken {
             return Err(GraphError::throttled(&format_retry_after(wait))
                 .with_header(
                     header::HeaderName::from_static("x-ms-throttle-scope"),
-                    format!("Tenant_Application/ReadWrite/{}", shared.throttle_key),
+                    format!("Tenant_Application/ReadWrite/{}", tenant.throttle_key),
                 )
                 .with_header(
                     header::HeaderName::from_static("x-ms-throttle-information"),
@@ -321,9 +411,10 @@ async fn process(
             })?;
         return batch(shared, &parts.headers, &body, ids).await;
     }
-    let dir = shared.read_dir();
+    let dir = tenant.read_dir();
     let graph_request = crate::graph::Request {
         dir: &dir,
+        tenant_id: &tenant.id,
         graph_base: &shared.graph_base,
         path,
         query,

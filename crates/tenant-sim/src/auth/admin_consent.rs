@@ -29,10 +29,11 @@ pub(super) async fn admin_consent(
 ) -> Response {
     let diagnostics = Diagnostics::new(&headers, auth.clock.wall());
     let params = Params::from_query(query.as_deref());
-    if let Err(error) = checked_client(&auth, &tenant, &params) {
-        return error_page(&error, &diagnostics);
-    }
-    if auth.resolve_tenant(&tenant) == Some(TenantSegment::Common) {
+    let segment = match checked_client(&auth, &tenant, &params) {
+        Ok(segment) => segment,
+        Err(error) => return error_page(&error, &diagnostics),
+    };
+    if segment == TenantSegment::Common {
         // "Do not use common" (spec §1b); 90130 is Entra's "not supported over /common".
         let error = EntraError::new(
             "invalid_request",
@@ -67,7 +68,9 @@ pub(super) async fn admin_consent(
         Ok(scopes) => scopes,
         Err(error) => return answer_error(error),
     };
-    let mode = auth.consent_mode();
+    // On `organizations`, tenant 0's admin is the one who answers.
+    let consenting = segment.home().unwrap_or(0);
+    let mode = auth.consent_mode(consenting);
     let granted = match mode {
         ConsentMode::UserDeclines => {
             return answer_error(EntraError::new(
@@ -82,11 +85,11 @@ pub(super) async fn admin_consent(
         ConsentMode::MissingOneScope => scopes.without_last_graph(),
         _ => scopes,
     };
-    auth.grants().consent_for_tenant(&granted.graph);
+    auth.grants().consent_for_tenant(consenting, &granted.graph);
     let scope = granted.prefixed_graph(&auth.config.graph_resource);
     let mut pairs = vec![
         ("admin_consent", "True"),
-        ("tenant", auth.config.tenant_id.as_str()),
+        ("tenant", auth.tenant_id(consenting)),
         ("scope", scope.as_str()),
     ];
     if let Some(state) = state.as_deref() {

@@ -20,7 +20,7 @@ use super::pages;
 use super::redirect::{self, ResponseMode};
 use super::request::Params;
 use super::scopes::ScopeSet;
-use super::{Account, Auth, ConsentMode, random_token};
+use super::{Account, Auth, ConsentMode, TenantSegment, random_token};
 
 /// How many accounts the sign-in page offers.
 const CANDIDATES: usize = 20;
@@ -41,6 +41,9 @@ pub(super) enum Prompt {
 pub(super) struct AuthorizeRequest {
     /// The `{tenant}` segment as sent (the interactive forms post back to it).
     pub(super) tenant: String,
+    /// The tenant the segment names; `None` for `organizations`/`common`, where the
+    /// account that signs in decides.
+    pub(super) home: Option<usize>,
     /// The redirect URI exactly as sent: `/token` compares against it (spec §2a).
     pub(super) redirect_uri: String,
     pub(super) redirect: Url,
@@ -151,26 +154,32 @@ pub(super) fn checked_redirect(auth: &Auth, params: &Params) -> Result<(String, 
         })
 }
 
-/// Checks the app (`client_id`) of a browser request; errors are pages.
-pub(super) fn checked_client(auth: &Auth, tenant: &str, params: &Params) -> Result<(), EntraError> {
-    if auth.resolve_tenant(tenant).is_none() {
-        return Err(EntraError::tenant_not_found(tenant));
-    }
+/// Checks the tenant segment and the app (`client_id`) of a browser request; errors are
+/// pages.
+pub(super) fn checked_client(
+    auth: &Auth,
+    tenant: &str,
+    params: &Params,
+) -> Result<TenantSegment, EntraError> {
+    let segment = auth
+        .resolve_tenant(tenant)
+        .ok_or_else(|| EntraError::tenant_not_found(tenant))?;
     let client_id = params
         .get("client_id")
         .ok_or_else(|| EntraError::missing_parameter("client_id"))?;
     if !auth.is_client(client_id) {
         return Err(EntraError::unknown_client(client_id, tenant));
     }
-    Ok(())
+    Ok(segment)
 }
 
 fn validate(auth: &Auth, tenant: &str, params: &Params) -> Result<AuthorizeRequest, Failure> {
-    checked_client(auth, tenant, params).map_err(Failure::Page)?;
+    let segment = checked_client(auth, tenant, params).map_err(Failure::Page)?;
     let (redirect_uri, redirect) = checked_redirect(auth, params).map_err(Failure::Page)?;
     let mode = ResponseMode::parse(params.get("response_mode"));
     let mut request = AuthorizeRequest {
         tenant: tenant.to_owned(),
+        home: segment.home(),
         redirect_uri,
         redirect,
         response_mode: mode.unwrap_or(ResponseMode::Query),
@@ -288,7 +297,21 @@ pub(super) fn admin_approval_required(scopes: &[String]) -> EntraError {
 }
 
 fn start(auth: &Arc<Auth>, request: AuthorizeRequest, diagnostics: &Diagnostics) -> Response {
-    let mode = auth.consent_mode();
+    // The tenant whose settings answer: the one the URL names, else the hinted
+    // account's, else tenant 0 (whose admin the automatic modes sign in).
+    let hinted = request
+        .login_hint
+        .as_deref()
+        .map(|hint| auth.account_for(request.home, hint));
+    let tenant = request
+        .home
+        .or_else(|| {
+            hinted
+                .as_ref()
+                .and_then(|found| found.as_ref().map(|(t, _)| *t))
+        })
+        .unwrap_or(0);
+    let mode = auth.consent_mode(tenant);
     let silent = request.prompt == Some(Prompt::None);
     match mode {
         ConsentMode::Interactive if silent => request.error(
@@ -301,7 +324,7 @@ fn start(auth: &Arc<Auth>, request: AuthorizeRequest, diagnostics: &Diagnostics)
         ),
         ConsentMode::Interactive => {
             let flow = random_token(32);
-            let accounts = auth.directory.sign_in_candidates(CANDIDATES);
+            let accounts = auth.sign_in_candidates(tenant, CANDIDATES);
             let page = pages::sign_in(
                 &request.tenant,
                 &flow,
@@ -320,18 +343,25 @@ fn start(auth: &Arc<Auth>, request: AuthorizeRequest, diagnostics: &Diagnostics)
             request.error(&admin_approval_required(&scopes), diagnostics)
         }
         ConsentMode::AutoConsent | ConsentMode::MissingOneScope => {
-            let account = match request.login_hint.as_deref() {
-                Some(hint) => match auth.directory.account(hint) {
+            // A hint of another tenant's user on a tenant's own URL is AADSTS50034, as
+            // Entra answers.
+            let account = match (request.login_hint.as_deref(), hinted) {
+                (Some(_), Some(Some((_, account)))) => account,
+                (Some(hint), _) => {
+                    return error_page(&no_such_account(auth, tenant, hint), diagnostics);
+                }
+                (None, _) => match default_account(auth, tenant) {
                     Some(account) => account,
-                    None => return error_page(&no_such_account(auth, hint), diagnostics),
-                },
-                None => match default_account(auth) {
-                    Some(account) => account,
-                    None => return error_page(&no_such_account(auth, "(no account)"), diagnostics),
+                    None => {
+                        return error_page(
+                            &no_such_account(auth, tenant, "(no account)"),
+                            diagnostics,
+                        );
+                    }
                 },
             };
             let trim = mode == ConsentMode::MissingOneScope;
-            complete(auth, &request, &account, trim, true, diagnostics)
+            complete(auth, &request, tenant, &account, trim, true, diagnostics)
         }
     }
 }
@@ -349,22 +379,22 @@ fn consent_missing(auth: &Auth) -> EntraError {
     .with_suberror("consent_required")
 }
 
-fn no_such_account(auth: &Auth, name: &str) -> EntraError {
+fn no_such_account(auth: &Auth, tenant: usize, name: &str) -> EntraError {
     EntraError::new(
         "invalid_request",
         50_034,
         format!(
             "The user account {name} does not exist in the {} directory. To sign into this \
              application, the account must be added to the directory.",
-            auth.config.tenant_id
+            auth.tenant_id(tenant)
         ),
     )
 }
 
-/// The account that signs in without a browser: the first enabled administrator, else
-/// the first enabled account.
-pub(super) fn default_account(auth: &Auth) -> Option<Account> {
-    let candidates = auth.directory.sign_in_candidates(100);
+/// The account of tenant `tenant` that signs in without a browser: the first enabled
+/// administrator, else the first enabled account.
+pub(super) fn default_account(auth: &Auth, tenant: usize) -> Option<Account> {
+    let candidates = auth.sign_in_candidates(tenant, 100);
     candidates
         .iter()
         .find(|account| account.is_admin && account.account_enabled)
@@ -372,11 +402,12 @@ pub(super) fn default_account(auth: &Auth) -> Option<Account> {
         .cloned()
 }
 
-/// The signed-in `account` consents: checks it may, records the consent, issues a code
-/// and sends it to the app.
+/// The signed-in `account` of tenant `tenant` consents: checks it may, records the
+/// consent, issues a code bound to the tenant and sends it to the app.
 fn complete(
     auth: &Auth,
     request: &AuthorizeRequest,
+    tenant: usize,
     account: &Account,
     trim: bool,
     for_organization: bool,
@@ -390,10 +421,10 @@ fn complete(
     if account.is_admin {
         if for_organization {
             // The admin ticked "Consent on behalf of your organization".
-            grants.consent_for_tenant(&request.scopes.graph);
+            grants.consent_for_tenant(tenant, &request.scopes.graph);
         }
     } else {
-        let lacking = grants.lacking_tenant_consent(&admin_only);
+        let lacking = grants.lacking_tenant_consent(tenant, &admin_only);
         if !lacking.is_empty() {
             drop(grants);
             return request.error(&admin_approval_required(&lacking), diagnostics);
@@ -406,6 +437,7 @@ fn complete(
     };
     let code = random_token(48);
     let grant = Grant {
+        tenant,
         user_id: account.id.clone(),
         scopes,
     };
@@ -443,27 +475,32 @@ pub(super) async fn sign_in(
     let now = auth.clock.now();
     let flow = params.get("flow").unwrap_or_default().to_owned();
     let chosen = params.get("account").or_else(|| params.get("login"));
-    let account = chosen.and_then(|name| auth.directory.account(name));
     let mut grants = auth.grants();
     let Some(pending) = grants.pending_mut(&flow, now) else {
         return error_page(&flow_expired(), &diagnostics);
     };
-    let Some(account) = account else {
+    // On `organizations`/`common` the account typed names its tenant.
+    let home = pending.request.home;
+    let found = chosen.and_then(|name| auth.account_for(home, name));
+    let Some((account_tenant, account)) = found else {
         let message = format!(
             "This username may be incorrect. Make sure you typed it correctly. ({})",
             chosen.unwrap_or_default()
         );
-        let accounts = auth.directory.sign_in_candidates(CANDIDATES);
+        let accounts = auth.sign_in_candidates(home.unwrap_or(0), CANDIDATES);
         let page = pages::sign_in(&tenant, &flow, &accounts, chosen, Some(&message));
         return Html(page).into_response();
     };
     if !account.account_enabled {
         return error_page(&disabled(), &diagnostics);
     }
-    pending.account = Some(account.clone());
+    pending.account = Some((account_tenant, account.clone()));
     let admin_only = pending.request.scopes.admin_only();
     let scopes = pending.request.scopes.display_list();
-    let needs_admin = !account.is_admin && !grants.lacking_tenant_consent(&admin_only).is_empty();
+    let needs_admin = !account.is_admin
+        && !grants
+            .lacking_tenant_consent(account_tenant, &admin_only)
+            .is_empty();
     drop(grants);
     let page = if needs_admin {
         pages::admin_approval(&tenant, &flow, &account, &auth.config.client_id)
@@ -487,7 +524,7 @@ pub(super) async fn consent(
         return error_page(&flow_expired(), &diagnostics);
     };
     let request = pending.request;
-    let Some(account) = pending.account else {
+    let Some((tenant, account)) = pending.account else {
         return error_page(&flow_expired(), &diagnostics);
     };
     match params.get("decision") {
@@ -496,6 +533,7 @@ pub(super) async fn consent(
             complete(
                 &auth,
                 &request,
+                tenant,
                 &account,
                 false,
                 for_organization,

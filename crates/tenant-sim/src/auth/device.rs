@@ -41,9 +41,9 @@ pub(super) async fn device_code(
 }
 
 fn start(auth: &Auth, tenant: &str, params: &Params) -> Result<serde_json::Value, EntraError> {
-    if auth.resolve_tenant(tenant).is_none() {
-        return Err(EntraError::tenant_not_found(tenant));
-    }
+    let segment = auth
+        .resolve_tenant(tenant)
+        .ok_or_else(|| EntraError::tenant_not_found(tenant))?;
     let client_id = params
         .get("client_id")
         .ok_or_else(|| EntraError::missing_parameter("client_id"))?;
@@ -65,8 +65,13 @@ fn start(auth: &Auth, tenant: &str, params: &Params) -> Result<serde_json::Value
             .collect()
     };
     let verification_uri = format!("{}/devicelogin", auth.login_base());
-    auth.grants()
-        .insert_device_code(&device_code, user_code.clone(), scopes, auth.clock.now());
+    auth.grants().insert_device_code(
+        segment.home(),
+        &device_code,
+        user_code.clone(),
+        scopes,
+        auth.clock.now(),
+    );
     Ok(json!({
         "user_code": user_code,
         "device_code": device_code,
@@ -80,10 +85,11 @@ fn start(auth: &Auth, tenant: &str, params: &Params) -> Result<serde_json::Value
     }))
 }
 
-/// Approves a pending user code as `account`. `Err` when the code is not pending or the
-/// account is disabled.
+/// Approves a pending user code as `account` of tenant `tenant`. `Err` when the code is
+/// not pending, was asked for another tenant, or the account is disabled.
 pub(super) fn approve(
     auth: &Auth,
+    tenant: usize,
     user_code: &str,
     account: &Account,
     mode: ConsentMode,
@@ -94,6 +100,7 @@ pub(super) fn approve(
     let mut grants = auth.grants();
     let device = grants
         .device_by_user_code(user_code, auth.clock.now())
+        .filter(|device| device.home.is_none_or(|home| home == tenant))
         .ok_or(())?;
     let scopes = if mode == ConsentMode::MissingOneScope {
         device.scopes.without_last_graph()
@@ -101,11 +108,12 @@ pub(super) fn approve(
         device.scopes.clone()
     };
     device.state = DeviceState::Approved(Grant {
+        tenant,
         user_id: account.id.clone(),
         scopes: scopes.clone(),
     });
     if account.is_admin {
-        grants.consent_for_tenant(&scopes.graph);
+        grants.consent_for_tenant(tenant, &scopes.graph);
     }
     Ok(())
 }
@@ -122,10 +130,16 @@ pub(super) async fn enter_code(State(auth): State<Arc<Auth>>, body: Bytes) -> Ht
     let scopes = auth
         .grants()
         .device_by_user_code(user_code, auth.clock.now())
-        .map(|device| (device.user_code.clone(), device.scopes.display_list()));
+        .map(|device| {
+            (
+                device.user_code.clone(),
+                device.home,
+                device.scopes.display_list(),
+            )
+        });
     match scopes {
-        Some((user_code, scopes)) => {
-            let accounts = auth.directory.sign_in_candidates(20);
+        Some((user_code, home, scopes)) => {
+            let accounts = auth.sign_in_candidates(home.unwrap_or(0), 20);
             Html(pages::device_pick_account(&user_code, &accounts, &scopes))
         }
         None => Html(pages::device_enter_code(Some(
@@ -142,15 +156,19 @@ pub(super) async fn confirm(State(auth): State<Arc<Auth>>, body: Bytes) -> Html<
         auth.decline_device_code(user_code);
         return Html(pages::device_done(false));
     }
+    let home = auth
+        .grants()
+        .device_by_user_code(user_code, auth.clock.now())
+        .and_then(|device| device.home);
     let account = params
         .get("account")
-        .and_then(|account| auth.directory.account(account));
-    let approved = account.is_some_and(|account| {
-        let mode = match auth.consent_mode() {
+        .and_then(|account| auth.account_for(home, account));
+    let approved = account.is_some_and(|(tenant, account)| {
+        let mode = match auth.consent_mode(tenant) {
             ConsentMode::MissingOneScope => ConsentMode::MissingOneScope,
             _ => ConsentMode::Interactive,
         };
-        approve(&auth, user_code, &account, mode).is_ok()
+        approve(&auth, tenant, user_code, &account, mode).is_ok()
     });
     if approved {
         Html(pages::device_done(true))

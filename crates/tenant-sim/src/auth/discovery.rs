@@ -25,7 +25,9 @@ fn tenant_names(auth: &Auth, segment: &str) -> Option<(String, String)> {
             segment.to_ascii_lowercase(),
             format!("{base}/{{tenantid}}/v2.0"),
         )),
-        TenantSegment::ThisTenant => Some((auth.config.tenant_id.clone(), auth.issuer())),
+        TenantSegment::Tenant(index) => {
+            Some((auth.tenant_id(index).to_owned(), auth.issuer(index)))
+        }
     }
 }
 
@@ -49,10 +51,9 @@ pub(super) async fn openid_configuration(
         .ok()
         .and_then(|url| url.host_str().map(str::to_owned))
         .unwrap_or_else(|| "graph.microsoft.com".to_owned());
-    let region: Value = if tenant == auth.config.tenant_id {
-        "NA".into()
-    } else {
-        Value::Null
+    let region: Value = match auth.resolve_tenant(&segment) {
+        Some(TenantSegment::Tenant(_)) => "NA".into(),
+        _ => Value::Null,
     };
     Json(json!({
         "token_endpoint": format!("{base}/{tenant}/oauth2/v2.0/token"),

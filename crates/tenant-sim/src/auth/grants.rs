@@ -40,13 +40,16 @@ const EXPIRED_MEMORY: Duration = Duration::from_secs(24 * 60 * 60);
 /// An interactive sign-in between its pages, keyed by an unguessable flow id.
 pub(super) struct PendingSignIn {
     pub(super) request: AuthorizeRequest,
-    pub(super) account: Option<Account>,
+    /// The account picked, with its tenant's index.
+    pub(super) account: Option<(usize, Account)>,
     pub(super) expires: Instant,
 }
 
 /// What a code, refresh token or device code lets its holder get.
 #[derive(Debug, Clone)]
 pub(super) struct Grant {
+    /// The tenant the user signed in to (index): tokens are bound to it.
+    pub(super) tenant: usize,
     pub(super) user_id: String,
     pub(super) scopes: ScopeSet,
 }
@@ -93,6 +96,7 @@ pub(super) enum RefreshLookup {
 }
 
 struct AccessGrant {
+    tenant: usize,
     user_id: String,
     scopes: Vec<String>,
     expires: Instant,
@@ -106,6 +110,9 @@ pub(super) enum DeviceState {
 }
 
 pub(super) struct DeviceCode {
+    /// The tenant the `{tenant}` segment named; `None` for `organizations`/`common`
+    /// (the approving account's tenant then counts).
+    pub(super) home: Option<usize>,
     pub(super) user_code: String,
     pub(super) scopes: ScopeSet,
     pub(super) state: DeviceState,
@@ -132,8 +139,9 @@ pub(super) struct Grants {
     access_tokens: HashMap<Digest, AccessGrant>,
     device_codes: HashMap<Digest, DeviceCode>,
     redeemed_device_codes: HashMap<Digest, Instant>,
-    /// Graph scopes an administrator consented to for the whole tenant (lower case).
-    tenant_consent: HashSet<String>,
+    /// Graph scopes an administrator consented to for a whole tenant (tenant index,
+    /// scope in lower case).
+    tenant_consent: HashSet<(usize, String)>,
     pub(super) counters: AuthCounters,
 }
 
@@ -166,16 +174,27 @@ impl Grants {
 
     // ---- consent
 
-    pub(super) fn consent_for_tenant(&mut self, scopes: &[String]) {
-        self.tenant_consent
-            .extend(scopes.iter().map(|scope| scope.to_ascii_lowercase()));
+    pub(super) fn consent_for_tenant(&mut self, tenant: usize, scopes: &[String]) {
+        self.tenant_consent.extend(
+            scopes
+                .iter()
+                .map(|scope| (tenant, scope.to_ascii_lowercase())),
+        );
     }
 
     /// The admin-only scopes of `scopes` the tenant has not consented to.
-    pub(super) fn lacking_tenant_consent(&self, admin_only: &[String]) -> Vec<String> {
+    pub(super) fn lacking_tenant_consent(
+        &self,
+        tenant: usize,
+        admin_only: &[String],
+    ) -> Vec<String> {
         admin_only
             .iter()
-            .filter(|scope| !self.tenant_consent.contains(&scope.to_ascii_lowercase()))
+            .filter(|scope| {
+                !self
+                    .tenant_consent
+                    .contains(&(tenant, scope.to_ascii_lowercase()))
+            })
             .cloned()
             .collect()
     }
@@ -260,9 +279,13 @@ impl Grants {
         }
     }
 
-    pub(super) fn revoke_refresh_token(&mut self, key: &Digest) -> bool {
+    pub(super) fn revoke_refresh_token(&mut self, tenant: usize, key: &Digest) -> bool {
         let wall = time::OffsetDateTime::now_utc();
-        match self.refresh_tokens.get_mut(key) {
+        match self
+            .refresh_tokens
+            .get_mut(key)
+            .filter(|refresh| refresh.grant.tenant == tenant)
+        {
             Some(refresh) => {
                 if refresh.revoked.is_none() {
                     refresh.revoked = Some(wall);
@@ -274,19 +297,22 @@ impl Grants {
         }
     }
 
-    /// Revokes every refresh and access token of a user; returns how many refresh
-    /// tokens were still valid.
-    pub(super) fn revoke_user(&mut self, user_id: &str) -> usize {
+    /// Revokes every refresh and access token of a user of a tenant; returns how many
+    /// refresh tokens were still valid.
+    pub(super) fn revoke_user(&mut self, tenant: usize, user_id: &str) -> usize {
         let wall = time::OffsetDateTime::now_utc();
         let mut revoked = 0;
         for refresh in self.refresh_tokens.values_mut() {
-            if refresh.revoked.is_none() && refresh.grant.user_id == user_id {
+            if refresh.revoked.is_none()
+                && refresh.grant.tenant == tenant
+                && refresh.grant.user_id == user_id
+            {
                 refresh.revoked = Some(wall);
                 revoked += 1;
             }
         }
         self.access_tokens
-            .retain(|_, access| access.user_id != user_id);
+            .retain(|_, access| access.tenant != tenant || access.user_id != user_id);
         self.counters.refresh_tokens_revoked += revoked as u64;
         revoked
     }
@@ -311,6 +337,7 @@ impl Grants {
         self.access_tokens.insert(
             digest(token),
             AccessGrant {
+                tenant: grant.tenant,
                 user_id: grant.user_id.clone(),
                 scopes: grant.scopes.graph.clone(),
                 // The lifetime is set over the control API and may be absurd
@@ -330,6 +357,7 @@ impl Grants {
             return Err(BearerError::Expired);
         }
         Ok(BearerGrant {
+            tenant: access.tenant,
             user_id: access.user_id.clone(),
             scopes: access.scopes.clone(),
         })
@@ -339,6 +367,7 @@ impl Grants {
 
     pub(super) fn insert_device_code(
         &mut self,
+        home: Option<usize>,
         device_code: &str,
         user_code: String,
         scopes: ScopeSet,
@@ -350,6 +379,7 @@ impl Grants {
         self.device_codes.insert(
             digest(device_code),
             DeviceCode {
+                home,
                 user_code,
                 scopes,
                 state: DeviceState::Pending,
@@ -426,11 +456,12 @@ impl Grants {
         }
     }
 
-    /// The scopes a device code asked for.
-    pub(super) fn device_scopes(&self, device_code: &str) -> Option<ScopeSet> {
+    /// The tenant a device code was asked for (`None`: organizations or common) and
+    /// its scopes.
+    pub(super) fn device_request(&self, device_code: &str) -> Option<(Option<usize>, ScopeSet)> {
         self.device_codes
             .get(&digest(device_code))
-            .map(|device| device.scopes.clone())
+            .map(|device| (device.home, device.scopes.clone()))
     }
 
     /// Resolves a device code on its first poll (the simulated person in the
@@ -451,6 +482,7 @@ mod tests {
         let mut grants = Grants::default();
         let now = Instant::now();
         let grant = Grant {
+            tenant: 0,
             user_id: "u".into(),
             scopes: ScopeSet::default(),
         };

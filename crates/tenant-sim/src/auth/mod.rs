@@ -27,6 +27,7 @@ mod token;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -82,13 +83,10 @@ pub enum ConsentMode {
     MissingOneScope,
 }
 
-/// Settings of the Entra half.
+/// Settings of the Entra half: the one multi-tenant app and the login host it is
+/// registered on; [`AuthTenant`] names the tenants it serves.
 #[derive(Clone)]
 pub struct AuthConfig {
-    /// The tenant's id (`tid`), a GUID string.
-    pub tenant_id: String,
-    /// The tenant's primary domain, e.g. `contoso.onmicrosoft.com` (accepted as `{tenant}`).
-    pub tenant_domain: String,
     /// The registered app's client id.
     pub client_id: String,
     /// The registered app's client secret (confidential clients must send it).
@@ -98,17 +96,37 @@ pub struct AuthConfig {
     pub login_base: String,
     /// The Graph root the scopes are for, e.g. `https://graph.microsoft.com`.
     pub graph_resource: String,
-    /// Access token lifetime (`expires_in`).
+    /// Access token lifetime (`expires_in`) every tenant starts with.
     pub access_token_lifetime: Duration,
-    /// How `/authorize` behaves.
+    /// How `/authorize` behaves in every tenant at start.
     pub consent_mode: ConsentMode,
+}
+
+/// One tenant (directory) the login host serves, as Microsoft's one login host serves
+/// every tenant of its cloud.
+#[derive(Clone)]
+pub struct AuthTenant {
+    /// The tenant's id (`tid`), a GUID string.
+    pub id: String,
+    /// The tenant's primary domain, e.g. `contoso.onmicrosoft.com` (accepted as `{tenant}`,
+    /// and the domain of its users' UPNs).
+    pub domain: String,
+    /// Where its accounts are read from.
+    pub directory: Arc<dyn AccountDirectory>,
+}
+
+impl fmt::Debug for AuthTenant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthTenant")
+            .field("id", &self.id)
+            .field("domain", &self.domain)
+            .finish_non_exhaustive()
+    }
 }
 
 impl fmt::Debug for AuthConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AuthConfig")
-            .field("tenant_id", &self.tenant_id)
-            .field("tenant_domain", &self.tenant_domain)
             .field("client_id", &self.client_id)
             .field("client_secret", &"[redacted]")
             .field("login_base", &self.login_base)
@@ -122,6 +140,9 @@ impl fmt::Debug for AuthConfig {
 /// What Graph learns from a valid bearer token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BearerGrant {
+    /// The index of the tenant the token was issued in (the order of [`Auth::new`]'s
+    /// tenants).
+    pub tenant: usize,
     /// The signed-in user's object id.
     pub user_id: String,
     /// The granted delegated Graph scopes, without resource prefix (`User.Read.All`).
@@ -155,11 +176,25 @@ pub struct AuthCounters {
     pub refresh_tokens_revoked: u64,
 }
 
-/// Settings that the control methods change while the simulator runs.
-#[derive(Debug, Clone)]
-struct Settings {
+/// Settings of one tenant that the control methods change while the simulator runs.
+#[derive(Debug, Clone, Copy)]
+struct TenantSettings {
     consent_mode: ConsentMode,
     access_token_lifetime: Duration,
+}
+
+/// A served tenant and its settings.
+struct Tenant {
+    id: String,
+    domain: String,
+    directory: Arc<dyn AccountDirectory>,
+    settings: Mutex<TenantSettings>,
+}
+
+/// Settings of the app registration that the control methods change while the
+/// simulator runs.
+#[derive(Debug, Clone)]
+struct Settings {
     prefixed_scopes: bool,
     allow_public_client: bool,
     extra_redirect_uris: Vec<String>,
@@ -171,7 +206,9 @@ pub struct Auth {
     config: AuthConfig,
     /// SHA-256 of the client secret: the secret itself is not kept.
     client_secret_digest: [u8; 32],
-    directory: Arc<dyn AccountDirectory>,
+    tenants: Vec<Tenant>,
+    /// Tenant ids and domains, lower case, to the tenant's index.
+    tenant_names: HashMap<String, usize>,
     key: Arc<SigningKey>,
     clock: Clock,
     settings: Mutex<Settings>,
@@ -182,26 +219,54 @@ impl fmt::Debug for Auth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Auth")
             .field("config", &self.config)
+            .field("tenants", &self.tenants.len())
             .field("kid", &self.key.kid())
             .finish_non_exhaustive()
     }
 }
 
 impl Auth {
-    /// Builds the Entra half: empty grant tables and the RS256 signing key (made on first
-    /// use and shared by every simulator in the process, as Microsoft's keys are shared by
-    /// the tenants of a cloud).
+    /// Builds the Entra half serving `tenants` (index 0 first): empty grant tables and
+    /// the RS256 signing key (made on first use and shared by every simulator in the
+    /// process, as Microsoft's keys are shared by the tenants of a cloud).
     ///
     /// # Errors
-    /// When the signing key cannot be made.
-    pub fn new(
-        config: AuthConfig,
-        directory: Arc<dyn AccountDirectory>,
-    ) -> Result<Arc<Self>, crate::Error> {
+    /// [`crate::Error::InvalidConfig`] without tenants or when two share an id or domain;
+    /// [`crate::Error::Start`] when the signing key cannot be made.
+    pub fn new(config: AuthConfig, tenants: Vec<AuthTenant>) -> Result<Arc<Self>, crate::Error> {
+        if tenants.is_empty() {
+            return Err(crate::Error::InvalidConfig(
+                "the login host needs at least one tenant".into(),
+            ));
+        }
+        let mut tenant_names = HashMap::with_capacity(tenants.len() * 2);
+        for (index, tenant) in tenants.iter().enumerate() {
+            for name in [&tenant.id, &tenant.domain] {
+                if tenant_names
+                    .insert(name.to_ascii_lowercase(), index)
+                    .is_some_and(|other| other != index)
+                {
+                    return Err(crate::Error::InvalidConfig(format!(
+                        "two tenants are named '{name}'"
+                    )));
+                }
+            }
+        }
         let key = SigningKey::shared().map_err(crate::Error::Start)?;
-        let settings = Settings {
+        let initial = TenantSettings {
             consent_mode: config.consent_mode,
             access_token_lifetime: config.access_token_lifetime,
+        };
+        let tenants = tenants
+            .into_iter()
+            .map(|tenant| Tenant {
+                id: tenant.id,
+                domain: tenant.domain,
+                directory: tenant.directory,
+                settings: Mutex::new(initial),
+            })
+            .collect();
+        let settings = Settings {
             prefixed_scopes: true,
             allow_public_client: false,
             extra_redirect_uris: Vec::new(),
@@ -210,7 +275,8 @@ impl Auth {
         Ok(Arc::new(Self {
             client_secret_digest: digest(&config.client_secret),
             config,
-            directory,
+            tenants,
+            tenant_names,
             key,
             clock: Clock::default(),
             settings: Mutex::new(settings),
@@ -243,39 +309,47 @@ impl Auth {
         self.grants().validate_access_token(&digest(token), now)
     }
 
-    /// Revokes every refresh token (and access token) issued to this user: the next
-    /// refresh gets `invalid_grant` (AADSTS50173). Returns how many refresh tokens were
-    /// revoked.
-    pub fn revoke_user_grants(&self, user_id: &str) -> usize {
-        self.grants().revoke_user(user_id)
+    /// Revokes every refresh token (and access token) issued to this user of tenant
+    /// `tenant`: the next refresh gets `invalid_grant` (AADSTS50173). Returns how many
+    /// refresh tokens were revoked.
+    pub fn revoke_user_grants(&self, tenant: usize, user_id: &str) -> usize {
+        self.grants().revoke_user(tenant, user_id)
     }
 
-    /// Revokes one refresh token by its value. Returns whether it existed.
+    /// Revokes one refresh token of tenant `tenant` by its value. Returns whether it
+    /// existed there.
     ///
     /// Only this token is revoked; tokens rotated from it before, and after, keep
     /// working (Entra itself only revokes per user; this is the simulator's finer tool).
-    pub fn revoke_refresh_token(&self, refresh_token: &str) -> bool {
-        self.grants().revoke_refresh_token(&digest(refresh_token))
+    pub fn revoke_refresh_token(&self, tenant: usize, refresh_token: &str) -> bool {
+        self.grants()
+            .revoke_refresh_token(tenant, &digest(refresh_token))
     }
 
-    /// Changes how `/authorize` behaves from now on.
-    pub fn set_consent_mode(&self, mode: ConsentMode) {
-        self.settings().consent_mode = mode;
+    /// Changes how `/authorize` behaves in tenant `tenant` from now on (an unknown index
+    /// changes nothing).
+    pub fn set_consent_mode(&self, tenant: usize, mode: ConsentMode) {
+        if let Some(mut settings) = self.tenant_settings(tenant) {
+            settings.consent_mode = mode;
+        }
     }
 
-    /// Sets the access token lifetime for tokens issued from now on.
-    pub fn set_access_token_lifetime(&self, lifetime: Duration) {
-        self.settings().access_token_lifetime = lifetime;
+    /// Sets the access token lifetime for tokens tenant `tenant` issues from now on.
+    pub fn set_access_token_lifetime(&self, tenant: usize, lifetime: Duration) {
+        if let Some(mut settings) = self.tenant_settings(tenant) {
+            settings.access_token_lifetime = lifetime;
+        }
     }
 
-    /// Approves a pending device code as this user (what a person typing the user code
-    /// at the verification URI does). Returns whether the user code was pending.
-    pub fn approve_device_code(&self, user_code: &str, user_id: &str) -> bool {
-        let mode = self.settings().consent_mode;
-        let Some(account) = self.directory.account(user_id) else {
+    /// Approves a pending device code as this user of tenant `tenant` (what a person
+    /// typing the user code at the verification URI does). Returns whether the user code
+    /// was pending and may be approved in this tenant.
+    pub fn approve_device_code(&self, tenant: usize, user_code: &str, user_id: &str) -> bool {
+        let Some(account) = self.account_in(tenant, user_id) else {
             return false;
         };
-        device::approve(self, user_code, &account, mode).is_ok()
+        let mode = self.consent_mode(tenant);
+        device::approve(self, tenant, user_code, &account, mode).is_ok()
     }
 
     /// Declines a pending device code (the person pressed Cancel): the next poll gets
@@ -285,9 +359,9 @@ impl Auth {
             .decline_device_code(user_code, self.clock.now())
     }
 
-    /// The consent mode in force.
-    pub fn consent_mode(&self) -> ConsentMode {
-        self.settings().consent_mode
+    /// The consent mode in force in tenant `tenant` (tenant 0's for an unknown index).
+    pub fn consent_mode(&self, tenant: usize) -> ConsentMode {
+        self.settings_of(tenant).consent_mode
     }
 
     /// Whether token responses name Graph scopes with their resource prefix
@@ -341,25 +415,76 @@ impl Auth {
     }
 
     /// Which tenant a `{tenant}` path segment names (spec §1a): `organizations`,
-    /// `common`, this tenant's id or its domain (case-insensitive). `consumers` and other
-    /// tenants are not served by this simulated (work-account-only) tenant.
+    /// `common`, a served tenant's id or domain (case-insensitive). `consumers` and
+    /// unknown tenants are not served by this (work-account-only) login host.
     fn resolve_tenant(&self, segment: &str) -> Option<TenantSegment> {
         if segment.eq_ignore_ascii_case("organizations") {
             Some(TenantSegment::Organizations)
         } else if segment.eq_ignore_ascii_case("common") {
             Some(TenantSegment::Common)
-        } else if segment.eq_ignore_ascii_case(&self.config.tenant_id)
-            || segment.eq_ignore_ascii_case(&self.config.tenant_domain)
-        {
-            Some(TenantSegment::ThisTenant)
         } else {
-            None
+            self.tenant_names
+                .get(&segment.to_ascii_lowercase())
+                .map(|index| TenantSegment::Tenant(*index))
         }
     }
 
+    /// The tenant's id (`tid`); tenant 0's for an unknown index.
+    fn tenant_id(&self, tenant: usize) -> &str {
+        self.tenants
+            .get(tenant)
+            .or_else(|| self.tenants.first())
+            .map_or("", |tenant| tenant.id.as_str())
+    }
+
+    /// The tenant's primary domain; tenant 0's for an unknown index.
+    fn tenant_domain(&self, tenant: usize) -> &str {
+        self.tenants
+            .get(tenant)
+            .or_else(|| self.tenants.first())
+            .map_or("", |tenant| tenant.domain.as_str())
+    }
+
+    /// The account with this object id or UPN in tenant `tenant`.
+    fn account_in(&self, tenant: usize, id_or_upn: &str) -> Option<Account> {
+        self.tenants.get(tenant)?.directory.account(id_or_upn)
+    }
+
+    /// The account with this object id or UPN in whichever tenant holds it: a UPN's
+    /// domain names its tenant (guests' `#EXT#@domain` too), an object id is looked up
+    /// in every tenant. This is how `/organizations` and `/common` learn the tenant from
+    /// who signs in.
+    fn account_anywhere(&self, id_or_upn: &str) -> Option<(usize, Account)> {
+        if let Some((_, domain)) = id_or_upn.rsplit_once('@') {
+            let tenant = *self.tenant_names.get(&domain.to_ascii_lowercase())?;
+            return self.account_in(tenant, id_or_upn).map(|a| (tenant, a));
+        }
+        self.tenants
+            .iter()
+            .enumerate()
+            .find_map(|(index, tenant)| tenant.directory.account(id_or_upn).map(|a| (index, a)))
+    }
+
+    /// The account named on a request to `home` (a tenant the URL names, or `None` for
+    /// `organizations`/`common`).
+    fn account_for(&self, home: Option<usize>, id_or_upn: &str) -> Option<(usize, Account)> {
+        match home {
+            Some(tenant) => self.account_in(tenant, id_or_upn).map(|a| (tenant, a)),
+            None => self.account_anywhere(id_or_upn),
+        }
+    }
+
+    /// Accounts to offer on a sign-in page of tenant `tenant`.
+    fn sign_in_candidates(&self, tenant: usize, limit: usize) -> Vec<Account> {
+        self.tenants
+            .get(tenant)
+            .map(|tenant| tenant.directory.sign_in_candidates(limit))
+            .unwrap_or_default()
+    }
+
     /// `{login_base}/{tid}/v2.0`, the id token's `iss` (spec §5a).
-    fn issuer(&self) -> String {
-        format!("{}/{}/v2.0", self.login_base(), self.config.tenant_id)
+    fn issuer(&self, tenant: usize) -> String {
+        format!("{}/{}/v2.0", self.login_base(), self.tenant_id(tenant))
     }
 
     fn login_base(&self) -> &str {
@@ -378,6 +503,28 @@ impl Auth {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    fn tenant_settings(&self, tenant: usize) -> Option<MutexGuard<'_, TenantSettings>> {
+        self.tenants.get(tenant).map(|tenant| {
+            tenant
+                .settings
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        })
+    }
+
+    /// The settings of tenant `tenant` (tenant 0's for an unknown index).
+    fn settings_of(&self, tenant: usize) -> TenantSettings {
+        self.tenant_settings(tenant)
+            .or_else(|| self.tenant_settings(0))
+            .map_or(
+                TenantSettings {
+                    consent_mode: self.config.consent_mode,
+                    access_token_lifetime: self.config.access_token_lifetime,
+                },
+                |settings| *settings,
+            )
+    }
+
     fn grants(&self) -> MutexGuard<'_, Grants> {
         self.grants
             .lock()
@@ -385,12 +532,24 @@ impl Auth {
     }
 }
 
-/// The kinds of `{tenant}` path segment this tenant answers to.
+/// The kinds of `{tenant}` path segment the login host answers to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum TenantSegment {
     Organizations,
     Common,
-    ThisTenant,
+    /// A served tenant, by index.
+    Tenant(usize),
+}
+
+impl TenantSegment {
+    /// The tenant the URL names, `None` for `organizations` and `common` (the tenant
+    /// then comes from who signs in).
+    fn home(self) -> Option<usize> {
+        match self {
+            Self::Tenant(index) => Some(index),
+            Self::Organizations | Self::Common => None,
+        }
+    }
 }
 
 /// A random, unguessable value of `bytes` random bytes, base64url without padding.

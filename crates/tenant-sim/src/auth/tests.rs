@@ -97,8 +97,6 @@ async fn start() -> Sim {
         ),
     ])));
     let config = AuthConfig {
-        tenant_id: TENANT_ID.into(),
-        tenant_domain: DOMAIN.into(),
         client_id: CLIENT_ID.into(),
         client_secret: SECRET.into(),
         login_base: base.clone(),
@@ -106,7 +104,12 @@ async fn start() -> Sim {
         access_token_lifetime: Duration::from_secs(3600),
         consent_mode: ConsentMode::AutoConsent,
     };
-    let auth = Auth::new(config, directory.clone()).unwrap();
+    let tenant = AuthTenant {
+        id: TENANT_ID.into(),
+        domain: DOMAIN.into(),
+        directory: directory.clone(),
+    };
+    let auth = Auth::new(config, vec![tenant]).unwrap();
     let app = router(auth.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
     let http = reqwest::Client::builder()
@@ -497,7 +500,7 @@ async fn state_has_html_stripped() {
 #[tokio::test]
 async fn interactive_mode_shows_sign_in_then_permissions_and_accept_issues_a_code() {
     let sim = start().await;
-    sim.auth.set_consent_mode(ConsentMode::Interactive);
+    sim.auth.set_consent_mode(0, ConsentMode::Interactive);
     let page = sim.authorize(&[]).await.text().await.unwrap();
     assert!(page.contains("Pick an account"));
     assert!(
@@ -557,7 +560,7 @@ async fn interactive_mode_shows_sign_in_then_permissions_and_accept_issues_a_cod
 #[tokio::test]
 async fn interactive_typed_user_name_signs_in_that_account() {
     let sim = start().await;
-    sim.auth.set_consent_mode(ConsentMode::Interactive);
+    sim.auth.set_consent_mode(0, ConsentMode::Interactive);
     let page = sim
         .authorize(&[("login_hint", "nobody@x")])
         .await
@@ -594,7 +597,7 @@ async fn interactive_typed_user_name_signs_in_that_account() {
 #[tokio::test]
 async fn interactive_cancel_redirects_with_access_denied_65004() {
     let sim = start().await;
-    sim.auth.set_consent_mode(ConsentMode::Interactive);
+    sim.auth.set_consent_mode(0, ConsentMode::Interactive);
     let page = sim.authorize(&[]).await.text().await.unwrap();
     let flow = hidden(&page, "flow");
     sim.http
@@ -622,7 +625,7 @@ async fn interactive_cancel_redirects_with_access_denied_65004() {
 #[tokio::test]
 async fn interactive_non_admin_sees_need_admin_approval_then_consent_required_90094() {
     let sim = start().await;
-    sim.auth.set_consent_mode(ConsentMode::Interactive);
+    sim.auth.set_consent_mode(0, ConsentMode::Interactive);
     let page = sim.authorize(&[]).await.text().await.unwrap();
     let flow = hidden(&page, "flow");
     let approval = sim
@@ -651,7 +654,7 @@ async fn interactive_non_admin_sees_need_admin_approval_then_consent_required_90
 #[tokio::test]
 async fn interactive_disabled_account_gets_an_error_page_50057() {
     let sim = start().await;
-    sim.auth.set_consent_mode(ConsentMode::Interactive);
+    sim.auth.set_consent_mode(0, ConsentMode::Interactive);
     let flow = hidden(&sim.authorize(&[]).await.text().await.unwrap(), "flow");
     let response = sim
         .http
@@ -667,7 +670,7 @@ async fn interactive_disabled_account_gets_an_error_page_50057() {
 #[tokio::test]
 async fn interactive_prompt_none_is_login_required_50058() {
     let sim = start().await;
-    sim.auth.set_consent_mode(ConsentMode::Interactive);
+    sim.auth.set_consent_mode(0, ConsentMode::Interactive);
     let params = query(&location(&sim.authorize(&[("prompt", "none")]).await));
     assert_eq!(params["error"], "login_required");
     assert!(params["error_description"].starts_with("AADSTS50058: "));
@@ -676,7 +679,7 @@ async fn interactive_prompt_none_is_login_required_50058() {
 #[tokio::test]
 async fn user_declines_mode_redirects_with_access_denied_65004() {
     let sim = start().await;
-    sim.auth.set_consent_mode(ConsentMode::UserDeclines);
+    sim.auth.set_consent_mode(0, ConsentMode::UserDeclines);
     let params = query(&location(&sim.authorize(&[]).await));
     assert_eq!(params["error"], "access_denied");
     assert!(params["error_description"].starts_with("AADSTS65004: User declined to consent"));
@@ -688,7 +691,7 @@ async fn user_declines_mode_redirects_with_access_denied_65004() {
 async fn admin_approval_required_mode_redirects_with_consent_required_90094() {
     let sim = start().await;
     sim.auth
-        .set_consent_mode(ConsentMode::AdminApprovalRequired);
+        .set_consent_mode(0, ConsentMode::AdminApprovalRequired);
     let params = query(&location(&sim.authorize(&[]).await));
     assert_eq!(params["error"], "consent_required");
     let description = &params["error_description"];
@@ -718,7 +721,7 @@ async fn non_admin_login_hint_needs_tenant_consent_for_admin_only_scopes() {
 #[tokio::test]
 async fn missing_one_scope_mode_grants_all_but_the_last_graph_scope() {
     let sim = start().await;
-    sim.auth.set_consent_mode(ConsentMode::MissingOneScope);
+    sim.auth.set_consent_mode(0, ConsentMode::MissingOneScope);
     let body = sim.tokens().await;
     assert_eq!(
         body["scope"],
@@ -750,6 +753,7 @@ async fn code_redemption_answers_the_documented_keys() {
     assert_eq!(
         grant,
         BearerGrant {
+            tenant: 0,
             user_id: ADMIN_ID.into(),
             scopes: vec!["User.Read.All".into(), "Group.Read.All".into()],
         }
@@ -822,12 +826,12 @@ async fn client_info_is_answered_only_when_asked_for() {
 #[tokio::test]
 async fn client_info_names_the_user_who_approved_the_device_code() {
     let sim = start().await;
-    sim.auth.set_consent_mode(ConsentMode::Interactive);
+    sim.auth.set_consent_mode(0, ConsentMode::Interactive);
     let device = sim.device_code().await;
     assert_eq!(sim.poll(&device).await.1["error"], "authorization_pending");
     assert!(
         sim.auth
-            .approve_device_code(device["user_code"].as_str().unwrap(), USER_ID)
+            .approve_device_code(0, device["user_code"].as_str().unwrap(), USER_ID)
     );
     sim.auth.advance_clock(Duration::from_secs(5));
     let (status, body) = sim
@@ -1340,8 +1344,8 @@ async fn revoked_refresh_token_is_invalid_grant_50173() {
     let sim = start().await;
     let tokens = sim.tokens().await;
     let refresh_token = tokens["refresh_token"].as_str().unwrap();
-    assert!(sim.auth.revoke_refresh_token(refresh_token));
-    assert!(!sim.auth.revoke_refresh_token("never-issued"));
+    assert!(sim.auth.revoke_refresh_token(0, refresh_token));
+    assert!(!sim.auth.revoke_refresh_token(0, "never-issued"));
     let (status, body) = sim.refresh(refresh_token, None).await;
     assert_entra_error(
         status,
@@ -1359,8 +1363,8 @@ async fn revoking_a_users_grants_revokes_refresh_and_access_tokens() {
     let sim = start().await;
     let first = sim.tokens().await;
     let second = sim.tokens().await;
-    assert_eq!(sim.auth.revoke_user_grants(ADMIN_ID), 2);
-    assert_eq!(sim.auth.revoke_user_grants(USER_ID), 0);
+    assert_eq!(sim.auth.revoke_user_grants(0, ADMIN_ID), 2);
+    assert_eq!(sim.auth.revoke_user_grants(0, USER_ID), 0);
     for tokens in [&first, &second] {
         let (status, body) = sim
             .refresh(tokens["refresh_token"].as_str().unwrap(), None)
@@ -1438,7 +1442,8 @@ async fn refresh_token_expires_after_ninety_days() {
 #[tokio::test]
 async fn validate_bearer_refuses_missing_unknown_and_expired_tokens() {
     let sim = start().await;
-    sim.auth.set_access_token_lifetime(Duration::from_secs(60));
+    sim.auth
+        .set_access_token_lifetime(0, Duration::from_secs(60));
     let body = sim.tokens().await;
     assert_eq!(body["expires_in"], 60);
     let header = bearer(&body);
@@ -1471,7 +1476,8 @@ async fn validate_bearer_refuses_missing_unknown_and_expired_tokens() {
 #[tokio::test(start_paused = true)]
 async fn access_tokens_expire_on_paused_tokio_time() {
     let sim = start().await;
-    sim.auth.set_access_token_lifetime(Duration::from_secs(300));
+    sim.auth
+        .set_access_token_lifetime(0, Duration::from_secs(300));
     let body = sim.tokens().await;
     tokio::time::advance(Duration::from_secs(299)).await;
     assert!(sim.auth.validate_bearer(Some(&bearer(&body))).is_ok());
@@ -1807,7 +1813,7 @@ async fn admin_consent_redirects_with_admin_consent_true_tenant_scope_and_state(
 #[tokio::test]
 async fn admin_consent_declined_keeps_admin_consent_true_with_the_error() {
     let sim = start().await;
-    sim.auth.set_consent_mode(ConsentMode::UserDeclines);
+    sim.auth.set_consent_mode(0, ConsentMode::UserDeclines);
     let redirect = location(
         &sim.http
             .get(admin_consent_url(&sim, TENANT_ID))
@@ -1897,7 +1903,7 @@ async fn device_code_answer_has_the_documented_fields() {
 #[tokio::test]
 async fn device_code_is_pending_until_approved_then_issues_tokens() {
     let sim = start().await;
-    sim.auth.set_consent_mode(ConsentMode::Interactive);
+    sim.auth.set_consent_mode(0, ConsentMode::Interactive);
     let device = sim.device_code().await;
     let (status, body) = sim.poll(&device).await;
     assert_entra_error(
@@ -1911,9 +1917,9 @@ async fn device_code_is_pending_until_approved_then_issues_tokens() {
     assert_eq!(sim.poll(&device).await.1["error"], "authorization_pending");
     assert!(
         sim.auth
-            .approve_device_code(device["user_code"].as_str().unwrap(), USER_ID)
+            .approve_device_code(0, device["user_code"].as_str().unwrap(), USER_ID)
     );
-    assert!(!sim.auth.approve_device_code("NOTACODE1", USER_ID));
+    assert!(!sim.auth.approve_device_code(0, "NOTACODE1", USER_ID));
     sim.auth.advance_clock(Duration::from_secs(5));
     let (status, body) = sim.poll(&device).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -1953,7 +1959,7 @@ async fn device_code_is_pending_until_approved_then_issues_tokens() {
 #[tokio::test]
 async fn device_code_polled_too_fast_gets_slow_down() {
     let sim = start().await;
-    sim.auth.set_consent_mode(ConsentMode::Interactive);
+    sim.auth.set_consent_mode(0, ConsentMode::Interactive);
     let device = sim.device_code().await;
     assert_eq!(sim.poll(&device).await.1["error"], "authorization_pending");
     let (status, body) = sim.poll(&device).await;
@@ -1966,7 +1972,7 @@ async fn device_code_polled_too_fast_gets_slow_down() {
 #[tokio::test]
 async fn device_code_declined_is_authorization_declined() {
     let sim = start().await;
-    sim.auth.set_consent_mode(ConsentMode::Interactive);
+    sim.auth.set_consent_mode(0, ConsentMode::Interactive);
     let device = sim.device_code().await;
     assert!(
         sim.auth
@@ -1980,7 +1986,7 @@ async fn device_code_declined_is_authorization_declined() {
 #[tokio::test]
 async fn device_code_expires_after_fifteen_minutes() {
     let sim = start().await;
-    sim.auth.set_consent_mode(ConsentMode::Interactive);
+    sim.auth.set_consent_mode(0, ConsentMode::Interactive);
     let device = sim.device_code().await;
     sim.auth.advance_clock(Duration::from_secs(901));
     let (status, body) = sim.poll(&device).await;
@@ -2026,7 +2032,7 @@ async fn auto_consent_device_code_is_pending_once_then_approved_by_the_admin() {
 #[tokio::test]
 async fn user_declines_mode_declines_the_device_code() {
     let sim = start().await;
-    sim.auth.set_consent_mode(ConsentMode::UserDeclines);
+    sim.auth.set_consent_mode(0, ConsentMode::UserDeclines);
     let device = sim.device_code().await;
     assert_eq!(sim.poll(&device).await.1["error"], "authorization_pending");
     sim.auth.advance_clock(Duration::from_secs(5));
@@ -2036,7 +2042,7 @@ async fn user_declines_mode_declines_the_device_code() {
 #[tokio::test]
 async fn device_verification_page_takes_the_code_and_an_account() {
     let sim = start().await;
-    sim.auth.set_consent_mode(ConsentMode::Interactive);
+    sim.auth.set_consent_mode(0, ConsentMode::Interactive);
     let device = sim.device_code().await;
     let entry = sim
         .http
@@ -2089,8 +2095,6 @@ async fn device_verification_page_takes_the_code_and_an_account() {
 #[test]
 fn auth_config_debug_redacts_the_client_secret() {
     let config = AuthConfig {
-        tenant_id: TENANT_ID.into(),
-        tenant_domain: DOMAIN.into(),
         client_id: CLIENT_ID.into(),
         client_secret: SECRET.into(),
         login_base: "http://127.0.0.1:1".into(),

@@ -27,7 +27,7 @@ use super::grants::{
 };
 use super::request::{Params, basic_credentials};
 use super::scopes::ScopeSet;
-use super::{Account, Auth, ConsentMode, authorize, keys, random_token};
+use super::{Account, Auth, ConsentMode, TenantSegment, authorize, keys, random_token};
 
 const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -79,16 +79,17 @@ fn grant(
     headers: &HeaderMap,
     params: &Params,
 ) -> Result<Value, EntraError> {
-    if auth.resolve_tenant(tenant).is_none() {
-        return Err(EntraError::tenant_not_found(tenant));
-    }
+    let segment = auth
+        .resolve_tenant(tenant)
+        .ok_or_else(|| EntraError::tenant_not_found(tenant))?;
     let grant_type = params
         .get("grant_type")
         .ok_or_else(|| EntraError::missing_parameter("grant_type"))?;
-    let authenticated = client_credentials(auth, tenant, headers, params)?;
+    let authenticated = client_credentials(auth, tenant, segment, headers, params)?;
+    let home = segment.home();
     match grant_type {
-        "authorization_code" => code_grant(auth, params, authenticated),
-        "refresh_token" => refresh_grant(auth, params, authenticated),
+        "authorization_code" => code_grant(auth, home, params, authenticated),
+        "refresh_token" => refresh_grant(auth, home, params, authenticated),
         DEVICE_CODE_GRANT => device_grant(auth, params, authenticated),
         other => Err(EntraError::new(
             "unsupported_grant_type",
@@ -103,6 +104,7 @@ fn grant(
 fn client_credentials(
     auth: &Auth,
     tenant: &str,
+    segment: TenantSegment,
     headers: &HeaderMap,
     params: &Params,
 ) -> Result<bool, EntraError> {
@@ -152,7 +154,7 @@ fn client_credentials(
                 return Err(EntraError::missing_parameter("client_assertion_type"));
             }
             let certificates = auth.settings().client_certificates.clone();
-            let audiences = token_endpoints(auth, tenant);
+            let audiences = token_endpoints(auth, tenant, segment);
             keys::verify_assertion(assertion, &certificates, &auth.config.client_id, &audiences)
                 .map(|()| true)
                 .map_err(|_| {
@@ -168,13 +170,15 @@ fn client_credentials(
 }
 
 /// The `aud` values a client assertion may carry: this token endpoint under every name
-/// of the tenant (MSAL uses the authority's token endpoint, spec §2c).
-fn token_endpoints(auth: &Auth, tenant: &str) -> Vec<String> {
+/// of the tenant (MSAL uses the authority's token endpoint, spec §2c); on
+/// `organizations`/`common`, tenant 0's names too.
+fn token_endpoints(auth: &Auth, tenant: &str, segment: TenantSegment) -> Vec<String> {
     let base = auth.login_base();
+    let named = segment.home().unwrap_or(0);
     [
         tenant,
-        auth.config.tenant_id.as_str(),
-        auth.config.tenant_domain.as_str(),
+        auth.tenant_id(named),
+        auth.tenant_domain(named),
         "organizations",
         "common",
     ]
@@ -199,7 +203,12 @@ fn invalid_grant_malformed() -> EntraError {
     )
 }
 
-fn code_grant(auth: &Auth, params: &Params, authenticated: bool) -> Result<Value, EntraError> {
+fn code_grant(
+    auth: &Auth,
+    home: Option<usize>,
+    params: &Params,
+    authenticated: bool,
+) -> Result<Value, EntraError> {
     let code = params
         .get("code")
         .ok_or_else(|| EntraError::missing_parameter("code"))?;
@@ -231,6 +240,15 @@ fn code_grant(auth: &Auth, params: &Params, authenticated: bool) -> Result<Value
         }
         CodeLookup::Unknown => return Err(invalid_grant_malformed()),
     };
+    if home.is_some_and(|home| home != code.grant.tenant) {
+        // "A code must be redeemed against the same tenant segment it was issued for"
+        // (spec §2a, AADSTS700005).
+        return Err(EntraError::new(
+            "invalid_grant",
+            700_005,
+            "Provided Authorization Code is intended to use against other tenant, thus rejected.",
+        ));
+    }
     let Some(redirect_uri) = redirect_uri else {
         return Err(EntraError::missing_parameter("redirect_uri"));
     };
@@ -262,7 +280,7 @@ fn code_grant(auth: &Auth, params: &Params, authenticated: bool) -> Result<Value
             ));
         }
     }
-    let account = signed_in_account(auth, &code.grant.user_id)?;
+    let account = signed_in_account(auth, code.grant.tenant, &code.grant.user_id)?;
     let scopes = code.grant.scopes.clone();
     issue(
         auth,
@@ -275,7 +293,12 @@ fn code_grant(auth: &Auth, params: &Params, authenticated: bool) -> Result<Value
     )
 }
 
-fn refresh_grant(auth: &Auth, params: &Params, authenticated: bool) -> Result<Value, EntraError> {
+fn refresh_grant(
+    auth: &Auth,
+    home: Option<usize>,
+    params: &Params,
+    authenticated: bool,
+) -> Result<Value, EntraError> {
     let token = params
         .get("refresh_token")
         .ok_or_else(|| EntraError::missing_parameter("refresh_token"))?;
@@ -312,6 +335,23 @@ fn refresh_grant(auth: &Auth, params: &Params, authenticated: bool) -> Result<Va
     if refresh.confidential && !authenticated {
         return Err(credentials_required());
     }
+    if let Some(home) = home.filter(|home| *home != refresh.grant.tenant) {
+        // The refresh token's user is not a member (nor a guest) of the tenant the URL
+        // names (spec §4b: 50020, user not in tenant).
+        let upn = auth
+            .account_in(refresh.grant.tenant, &refresh.grant.user_id)
+            .map_or_else(|| refresh.grant.user_id.clone(), |a| a.user_principal_name);
+        return Err(EntraError::new(
+            "invalid_grant",
+            50_020,
+            format!(
+                "User account '{upn}' from identity provider '{}' does not exist in tenant '{}'                  and cannot access the application '{}' in that tenant.",
+                auth.issuer(refresh.grant.tenant),
+                auth.tenant_id(home),
+                auth.config.client_id
+            ),
+        ));
+    }
     let granted = &refresh.grant.scopes;
     let requested = match params.get("scope") {
         None => granted.clone(),
@@ -337,7 +377,7 @@ fn refresh_grant(auth: &Auth, params: &Params, authenticated: bool) -> Result<Va
             requested
         }
     };
-    let account = signed_in_account(auth, &refresh.grant.user_id)?;
+    let account = signed_in_account(auth, refresh.grant.tenant, &refresh.grant.user_id)?;
     issue(
         auth,
         &account,
@@ -405,7 +445,7 @@ fn device_grant(auth: &Auth, params: &Params, authenticated: bool) -> Result<Val
             )
         }),
         DevicePoll::Approved(grant) => {
-            let account = signed_in_account(auth, &grant.user_id)?;
+            let account = signed_in_account(auth, grant.tenant, &grant.user_id)?;
             let scopes = grant.scopes.clone();
             issue(
                 auth,
@@ -420,9 +460,14 @@ fn device_grant(auth: &Auth, params: &Params, authenticated: bool) -> Result<Val
     }
 }
 
-/// The device-code outcome of each non-interactive consent mode.
+/// The device-code outcome of each non-interactive consent mode; on
+/// `organizations`/`common` tenant 0's admin is the person.
 fn resolve_without_browser(auth: &Auth, device_code: &str) {
-    let mode = auth.consent_mode();
+    let Some((home, scopes)) = auth.grants().device_request(device_code) else {
+        return;
+    };
+    let tenant = home.unwrap_or(0);
+    let mode = auth.consent_mode(tenant);
     let state = match mode {
         ConsentMode::Interactive => return,
         ConsentMode::UserDeclines => DeviceState::Declined {
@@ -432,15 +477,11 @@ fn resolve_without_browser(auth: &Auth, device_code: &str) {
             admin_required: true,
         },
         ConsentMode::AutoConsent | ConsentMode::MissingOneScope => {
-            let Some(account) = authorize::default_account(auth) else {
-                return;
-            };
-            let mut grants = auth.grants();
-            let Some(scopes) = grants.device_scopes(device_code) else {
+            let Some(account) = authorize::default_account(auth, tenant) else {
                 return;
             };
             if account.is_admin {
-                grants.consent_for_tenant(&scopes.graph);
+                auth.grants().consent_for_tenant(tenant, &scopes.graph);
             }
             let scopes = if mode == ConsentMode::MissingOneScope {
                 scopes.without_last_graph()
@@ -448,6 +489,7 @@ fn resolve_without_browser(auth: &Auth, device_code: &str) {
                 scopes
             };
             DeviceState::Approved(Grant {
+                tenant,
                 user_id: account.id,
                 scopes,
             })
@@ -456,15 +498,15 @@ fn resolve_without_browser(auth: &Auth, device_code: &str) {
     auth.grants().resolve_device_code(device_code, state);
 }
 
-/// The user a grant belongs to, if it can still sign in.
-fn signed_in_account(auth: &Auth, user_id: &str) -> Result<Account, EntraError> {
-    let account = auth.directory.account(user_id).ok_or_else(|| {
+/// The user a grant of tenant `tenant` belongs to, if it can still sign in.
+fn signed_in_account(auth: &Auth, tenant: usize, user_id: &str) -> Result<Account, EntraError> {
+    let account = auth.account_in(tenant, user_id).ok_or_else(|| {
         EntraError::new(
             "invalid_grant",
             50_034,
             format!(
                 "The user account {user_id} does not exist in the {} directory.",
-                auth.config.tenant_id
+                auth.tenant_id(tenant)
             ),
         )
     })?;
@@ -482,16 +524,16 @@ fn wants_client_info(params: &Params) -> bool {
 /// The v2.0 token endpoint's `client_info`: base64url (no padding) of
 /// `{"uid":"<user object id>","utid":"<tenant id>"}`, from which MSAL keys the account
 /// as `<uid>.<utid>`.
-fn client_info(auth: &Auth, account: &Account) -> String {
-    let info = json!({ "uid": account.id, "utid": auth.config.tenant_id });
+fn client_info(auth: &Auth, tenant: usize, account: &Account) -> String {
+    let info = json!({ "uid": account.id, "utid": auth.tenant_id(tenant) });
     URL_SAFE_NO_PAD.encode(info.to_string())
 }
 
 /// Issues the tokens of spec §2d: an access token for `scopes`' Graph permissions, a new
 /// refresh token for the whole `grant` when it has `offline_access`, an id token when
 /// `scopes` has `openid`, and `client_info` when the request asked for it
-/// (`client_info=1`, as Microsoft answers only then). The refresh token is stored
-/// before the answer leaves.
+/// (`client_info=1`, as Microsoft answers only then), all bound to the grant's tenant.
+/// The refresh token is stored before the answer leaves.
 fn issue(
     auth: &Auth,
     account: &Account,
@@ -501,12 +543,11 @@ fn issue(
     confidential: bool,
     with_client_info: bool,
 ) -> Result<Value, EntraError> {
-    let (lifetime, prefixed) = {
-        let settings = auth.settings();
-        (settings.access_token_lifetime, settings.prefixed_scopes)
-    };
+    let tenant = grant.tenant;
+    let lifetime = auth.settings_of(tenant).access_token_lifetime;
+    let prefixed = auth.settings().prefixed_scopes;
     let id_token = if scopes.openid {
-        let claims = id_token_claims(auth, account, scopes, nonce);
+        let claims = id_token_claims(auth, tenant, account, scopes, nonce);
         Some(auth.key.sign(&claims).map_err(|_| {
             EntraError::new("server_error", 500_011, "The id token could not be signed.")
         })?)
@@ -519,6 +560,7 @@ fn issue(
     {
         let mut grants = auth.grants();
         let access = Grant {
+            tenant,
             user_id: account.id.clone(),
             scopes: scopes.clone(),
         };
@@ -555,7 +597,10 @@ fn issue(
             object.insert("id_token".into(), id_token.into());
         }
         if with_client_info {
-            object.insert("client_info".into(), client_info(auth, account).into());
+            object.insert(
+                "client_info".into(),
+                client_info(auth, tenant, account).into(),
+            );
         }
     }
     Ok(body)
@@ -565,6 +610,7 @@ fn issue(
 /// `preferred_username` and `oid` need the `profile` scope (spec §5a).
 fn id_token_claims(
     auth: &Auth,
+    tenant: usize,
     account: &Account,
     scopes: &ScopeSet,
     nonce: Option<&str>,
@@ -578,13 +624,13 @@ fn id_token_claims(
     ));
     let mut claims = json!({
         "ver": "2.0",
-        "iss": auth.issuer(),
+        "iss": auth.issuer(tenant),
         "sub": subject,
         "aud": auth.config.client_id,
         "exp": expires,
         "iat": issued,
         "nbf": issued,
-        "tid": auth.config.tenant_id,
+        "tid": auth.tenant_id(tenant),
         "aio": random_token(48),
     });
     if let Some(object) = claims.as_object_mut() {
