@@ -16,6 +16,7 @@ use m365_link_app::connect::SignIn;
 use m365_link_app::mirror::{Mirror, MirrorState, UserQuery};
 use m365_link_app::store::OpenedStore;
 use m365_link_app::web;
+use m365_link_app::web::accounts::{ATTEMPTS_PER_EMAIL, Customer, PasswordCost};
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use tenant_sim::{ConsentMode, TenantSim, UserType};
@@ -99,7 +100,10 @@ impl App {
     async fn start_with(sim: &TenantSim, db: Arc<Db>) -> Self {
         let data_dir =
             std::env::temp_dir().join(format!("m365-link-web-routes-{}", uuid::Uuid::new_v4()));
-        let config = web::Config::new(SignIn::simulated(sim), &data_dir);
+        let mut config = web::Config::new(SignIn::simulated(sim), &data_dir);
+        // The demo customers with the lightest Argon2 (a debug build spends about a
+        // second on the recommended cost): the tests are about the routes.
+        config.customers = Customer::demo_with_cost(PasswordCost::TestOnly);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let running = web::serve(config, &db.opened, listener)
             .await
@@ -161,6 +165,7 @@ impl Drop for App {
 #[derive(Debug)]
 struct Page {
     status: StatusCode,
+    headers: reqwest::header::HeaderMap,
     location: Option<String>,
     set_cookie: Vec<String>,
     content_type: String,
@@ -280,6 +285,7 @@ impl Browser {
         }
         Page {
             status,
+            headers: headers.clone(),
             location: headers
                 .get(LOCATION)
                 .map(|v| v.to_str().unwrap().to_owned()),
@@ -597,6 +603,57 @@ async fn sign_in_needs_the_right_password_and_csrf_and_replaces_the_session() {
         .get("/integrations")
         .await
         .assert_redirect("/sign-in");
+}
+
+/// Five attempts per email, then 429 with `Retry-After` (even with the right password)
+/// and the sign-in page saying how long to wait; other emails are not held back.
+#[tokio::test]
+async fn sign_in_attempts_beyond_the_limit_are_refused_with_429_and_retry_after() {
+    let sim = sim().await;
+    let app = App::start(&sim).await;
+    let mut browser = app.browser();
+    browser.get("/sign-in").await;
+    for _ in 0..ATTEMPTS_PER_EMAIL {
+        let page = browser
+            .post_form("/sign-in", &[("email", ALICE.0), ("password", "guess")])
+            .await;
+        assert_eq!(page.status, StatusCode::UNAUTHORIZED);
+    }
+    for password in ["guess", ALICE.1] {
+        let page = browser
+            .post_form(
+                "/sign-in",
+                &[("email", "ALICE@example.com"), ("password", password)],
+            )
+            .await;
+        assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS, "{}", page.body);
+        let retry_after: u64 = page
+            .headers
+            .get("retry-after")
+            .expect("a Retry-After header")
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=12).contains(&retry_after), "{retry_after}");
+        assert!(
+            page.body.contains("Too many sign-in attempts")
+                && page.body.contains(&format!("Wait {retry_after} seconds")),
+            "{}",
+            page.body
+        );
+        assert!(page.has_id("sign-in-form"), "the form is shown again");
+        assert!(page.location.is_none(), "not signed in");
+    }
+    browser
+        .get("/integrations")
+        .await
+        .assert_redirect("/sign-in");
+    // Bob, from the same address, signs in.
+    browser.sign_in(BOB).await;
+    let page = browser.get("/integrations").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains(BOB.0));
 }
 
 // ---------------------------------------------------------------------------------------

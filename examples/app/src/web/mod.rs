@@ -7,7 +7,7 @@
 //! [`serve`].
 //!
 //! - [`accounts`]: the service's own customers (the store's owners).
-//! - [`session`]: signed session cookies, server-side sessions, CSRF.
+//! - [`session`]: signed session cookies, sessions in the database, CSRF.
 //! - `routes` and `pages`: the handlers and their templates.
 //! - [`jobs`] and [`scheduler`]: "Sync now" in the background, and the interval sync,
 //!   each a sync of the connection into the directory mirror ([`crate::mirror`]) under
@@ -16,9 +16,11 @@
 //!   queries of the mirror.
 //!
 //! The app's state lives in the database it is given ([`crate::store::OpenedStore`]: the
-//! connections and their mirrors), except each connection's sync scope, a small file in
-//! [`Config::data_dir`]. Instances sharing one database and one data folder agree on
-//! everything.
+//! connections, their mirrors and the browser sessions), except each connection's sync
+//! scope, a small file in [`Config::data_dir`], and the sign-in rate limits, kept per
+//! instance ([`accounts::SignInLimiter`]). Instances sharing one database, one data folder
+//! and one [`Config::cookie_key`] agree on everything: a browser signed in on one is
+//! signed in on all.
 
 pub mod accounts;
 pub mod employees;
@@ -34,7 +36,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use axum::extract::FromRef;
 use axum_extra::extract::cookie::Key;
 use connection_store::{ConnectionId, ConnectionStore, OwnerId};
 use connection_store_sql::SqlStore;
@@ -64,7 +65,8 @@ pub struct Config {
     pub customers: Vec<accounts::Customer>,
     /// Sync every connection this often; `None` turns the scheduler off.
     pub sync_interval: Option<Duration>,
-    /// Signs the session cookie.
+    /// Signs the session cookie and seals the pending sign-ins in the session rows; every
+    /// instance sharing the database needs the same key.
     pub cookie_key: Key,
     /// Mark cookies `Secure` (when served over HTTPS).
     pub secure_cookies: bool,
@@ -100,6 +102,7 @@ struct Inner {
     mirror: Mirror,
     entra: EntraClient,
     sessions: session::Sessions,
+    sign_in_limiter: accounts::SignInLimiter,
     jobs: jobs::Jobs,
     /// One cell per connection: the first caller opens it, concurrent first callers wait
     /// for that one (single flight), so one token session serves them all.
@@ -130,12 +133,13 @@ impl AppState {
             .entra_client(&config.sign_in.cloud, Some(&redirect_uri))?;
         Ok(Self {
             inner: Arc::new(Inner {
+                sessions: session::Sessions::new(&config.cookie_key),
+                sign_in_limiter: accounts::SignInLimiter::default(),
                 config,
                 store: Arc::clone(&opened.store),
                 sql: opened.sql.clone(),
                 mirror: opened.mirror.clone(),
                 entra,
-                sessions: session::Sessions::default(),
                 jobs: jobs::Jobs::default(),
                 linked: std::sync::Mutex::default(),
             }),
@@ -157,9 +161,14 @@ impl AppState {
         &self.inner.entra
     }
 
-    /// The browser sessions.
+    /// The pending sign-ins of the browser sessions.
     pub(crate) fn sessions(&self) -> &session::Sessions {
         &self.inner.sessions
+    }
+
+    /// This instance's sign-in rate limits.
+    pub(crate) fn sign_in_limiter(&self) -> &accounts::SignInLimiter {
+        &self.inner.sign_in_limiter
     }
 
     /// The sync jobs of this process.
@@ -244,12 +253,6 @@ impl AppState {
     }
 }
 
-impl FromRef<AppState> for Key {
-    fn from_ref(state: &AppState) -> Self {
-        state.inner.config.cookie_key.clone()
-    }
-}
-
 /// A running app.
 pub struct Running {
     url: String,
@@ -258,6 +261,7 @@ pub struct Running {
     server: tokio::task::JoinHandle<()>,
     scheduler: Option<tokio::task::JoinHandle<()>>,
     stop_scheduler: tokio::sync::watch::Sender<bool>,
+    housekeeping: tokio::task::JoinHandle<()>,
 }
 
 /// How long a shutdown waits for running syncs.
@@ -282,6 +286,7 @@ impl Running {
         }
         let _ = self.stop_scheduler.send(true);
         let _ = (&mut self.server).await;
+        self.housekeeping.abort();
         if let Some(mut scheduler) = self.scheduler.take()
             && tokio::time::timeout(SHUTDOWN_GRACE, &mut scheduler)
                 .await
@@ -300,6 +305,7 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
+        self.housekeeping.abort();
         if let Some(scheduler) = self.scheduler.take() {
             scheduler.abort();
         }
@@ -309,15 +315,13 @@ impl Drop for Running {
     }
 }
 
-/// Serves the app on `listener` over `opened` (see [`AppState::new`]), and starts the
-/// scheduler when configured.
+/// Serves the app on `listener` over `opened` (see [`AppState::new`]), with the browser
+/// sessions in `opened`'s database (table [`session::TABLE`], created if missing), and
+/// starts the scheduler when configured.
 ///
 /// # Errors
-/// When the listener has no address or the app settings are invalid.
-#[expect(
-    clippy::unused_async,
-    reason = "async so that a caller's start-up can grow async steps without an API change"
-)]
+/// When the listener has no address, the app settings are invalid, or the sessions table
+/// cannot be created.
 pub async fn serve(
     config: Config,
     opened: &OpenedStore,
@@ -339,7 +343,14 @@ pub async fn serve(
             state.config().data_dir.display()
         )
     })?;
-    let app = routes::router(state.clone());
+    let sessions = session::Store::open(opened.sql.pool()).await?;
+    let session_layer = sessions.layer(
+        state.config().cookie_key.clone(),
+        state.config().secure_cookies,
+    );
+    let app = routes::router(state.clone(), session_layer)
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let housekeeping = tokio::spawn(housekeeping(state.clone(), sessions));
     let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
@@ -358,5 +369,21 @@ pub async fn serve(
         server,
         scheduler,
         stop_scheduler,
+        housekeeping,
     })
+}
+
+/// Every [`session::DELETE_EXPIRED_EVERY`]: deletes the expired sessions (shared by the
+/// instances; any of them may do it) and forgets this instance's idle rate-limit counters.
+async fn housekeeping(state: AppState, sessions: session::Store) {
+    use tower_sessions::ExpiredDeletion as _;
+    let mut every = tokio::time::interval(session::DELETE_EXPIRED_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        if let Err(error) = sessions.delete_expired().await {
+            tracing::warn!(%error, "could not delete the expired sessions");
+        }
+        state.sign_in_limiter().forget_idle();
+    }
 }

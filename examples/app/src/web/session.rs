@@ -1,50 +1,100 @@
-//! Browser sessions: a random session id in a signed, `HttpOnly`, `SameSite=Lax` cookie,
-//! the session itself on the server (who is signed in, the CSRF token, and the pending
-//! Microsoft sign-ins started from this browser).
+//! Browser sessions, kept in the app's database so that every instance sharing that
+//! database (and the cookie key) serves every browser: a random session id in a signed,
+//! `HttpOnly`, `SameSite=Lax` cookie (`Secure` behind https), the session itself in the
+//! table `web_sessions` (who is signed in, the CSRF token, and the pending Microsoft
+//! sign-ins started from this browser). `tower-sessions` runs the cookie and the
+//! session's lifecycle; `tower-sessions-sqlx-store` keeps the rows on the store's own
+//! pool (the same `SQLite` file or `PostgreSQL` database and schema), creating its table
+//! with its own `migrate()` at start.
 //!
 //! Key decisions:
-//! - The cookie carries only an id; the pending authorization (its PKCE verifier, nonce
-//!   and state) never leaves the server, and a callback is accepted only in the browser
-//!   session that started it (its `state` is looked up in that session alone).
-//! - Signing in replaces the session id (no session fixation); signing out drops it.
+//! - The cookie carries only the id (128 random bits) and its HMAC under the cookie key;
+//!   a database reader who sees the ids cannot make a cookie without that key.
+//! - Expiry is on inactivity: 8 hours for a signed-in session, 30 minutes for an
+//!   anonymous one (every visit to the sign-in page makes one). The row's expiry is
+//!   pushed forward at most once a minute of use, so browsing is not a write per
+//!   request; loads ignore expired rows and a housekeeping task deletes them (see
+//!   [`DELETE_EXPIRED_EVERY`]).
+//! - Signing in replaces the session id, deleting the anonymous row at once (no session
+//!   fixation); signing out deletes the row, which signs the browser out on every
+//!   instance.
 //! - Every form POST carries the session's CSRF token, compared in constant time.
-//! - Sessions live in memory: a restart signs everyone out. A service running several
-//!   instances keeps them in its shared database or cache instead.
+//! - The pending authorization (its PKCE verifier, nonce and state) never leaves the
+//!   server, and a callback is accepted only in the browser session that started it
+//!   (its `state` is looked up in that session alone); it is taken out and the session
+//!   saved before the code is redeemed, so it is used once across instances.
+//! - The verifier and nonce are secrets that, with a leaked authorization code, would
+//!   redeem it; the 15-minute lifetime is not enough for database backups and replicas,
+//!   which keep rows far longer. So each pending sign-in is stored sealed with
+//!   AES-256-GCM under a key derived from the cookie key (SHA-256 with a purpose label),
+//!   bound to its slot (a SHA-256 of its `state`, which is the slot's name, so the state
+//!   itself is not stored either): a database reader sees neither. The cookie key
+//!   is what instances already share; rotating it signs everyone out and drops pending
+//!   sign-ins alike.
+//! - A save writes the whole session (last writer wins). The writes are signing in and
+//!   out, adding and taking a pending sign-in, and the once-a-minute touch, so two
+//!   requests of one browser rarely race; a request under way while another instance
+//!   signs the browser out could write its session back only if it was one of those
+//!   writes.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use axum_extra::extract::SignedCookieJar;
-use axum_extra::extract::cookie::{Cookie, SameSite};
+use aes_gcm::aead::{Aead as _, KeyInit as _, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use anyhow::Context as _;
+use async_trait::async_trait;
 use base64::Engine as _;
 use connection_store::{ConnectionId, OwnerId};
+use connection_store_sql::{SqlPool, sqlx};
 use entra_auth::PendingAuthorization;
 use rand::RngCore as _;
 use secrecy::ExposeSecret as _;
+use secrecy::zeroize::Zeroizing;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
+use time::OffsetDateTime;
+use tower_sessions::cookie::{Key, SameSite};
+use tower_sessions::service::SignedCookie;
+use tower_sessions::session::{Id, Record};
+use tower_sessions::session_store::{self, ExpiredDeletion, SessionStore};
+use tower_sessions::{Expiry, Session, SessionManagerLayer};
+use tower_sessions_sqlx_store::{PostgresStore, SqliteStore};
 
 /// The session cookie's name.
 pub const COOKIE: &str = "m365link_session";
 
-/// A session unused for this long is gone.
-pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(8 * 60 * 60);
+/// The sessions' table (in the store's schema on `PostgreSQL`).
+pub const TABLE: &str = "web_sessions";
 
-/// A session nobody signed in with is dropped after this long unused (every visit to the
+/// A signed-in session unused for this long is gone.
+pub const IDLE_TIMEOUT: time::Duration = time::Duration::hours(8);
+
+/// A session nobody signed in with is gone after this long unused (every visit to the
 /// sign-in page makes one, so they must not pile up).
-pub(crate) const ANONYMOUS_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+pub const ANONYMOUS_IDLE_TIMEOUT: time::Duration = time::Duration::minutes(30);
 
-/// At most this many sessions; beyond it the anonymous ones go first.
-pub(crate) const MAX_SESSIONS: usize = 100_000;
+/// A session's expiry is pushed forward when it is used this long after the last push.
+pub(crate) const TOUCH_EVERY: time::Duration = time::Duration::minutes(1);
+
+/// How often expired sessions are deleted from the table.
+pub const DELETE_EXPIRED_EVERY: Duration = Duration::from_secs(5 * 60);
 
 /// A Microsoft sign-in left unfinished for this long is forgotten.
-pub(crate) const PENDING_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+pub(crate) const PENDING_TIMEOUT: time::Duration = time::Duration::minutes(15);
 
 /// Pending sign-ins kept per session (several tabs); the oldest goes first.
 const MAX_PENDING: usize = 5;
 
+// The session record's keys.
+const OWNER: &str = "owner";
+const CSRF: &str = "csrf";
+const TOUCHED: &str = "touched";
+const PENDING: &str = "pending";
+
 /// What a pending Microsoft sign-in is for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Intent {
     /// "Create a new connection" with this name.
     Create {
@@ -59,7 +109,7 @@ pub(crate) enum Intent {
 }
 
 /// A Microsoft sign-in started from this browser, waiting for Entra's redirect.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Pending {
     /// What the sign-in is for.
     pub intent: Intent,
@@ -67,63 +117,33 @@ pub(crate) struct Pending {
     pub authorization: PendingAuthorization,
     /// The owner who started it.
     pub owner: OwnerId,
-    started: Instant,
 }
 
-/// One browser session.
-pub(crate) struct SessionData {
-    /// The signed-in customer, if any.
-    pub owner: Option<OwnerId>,
-    /// The CSRF token every form of this session carries.
-    pub csrf: String,
-    pending: HashMap<String, Pending>,
-    last_seen: Instant,
+/// A pending sign-in as the session row keeps it: when it started (to drop old ones
+/// unopened) and the sealed [`Pending`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SealedPending {
+    started: i64,
+    sealed: String,
 }
 
-impl SessionData {
-    fn expired(&self, now: Instant) -> bool {
-        let timeout = if self.owner.is_some() {
-            IDLE_TIMEOUT
-        } else {
-            ANONYMOUS_IDLE_TIMEOUT
-        };
-        now.duration_since(self.last_seen) > timeout
-    }
-}
-
-/// A snapshot of a session for a request: who, and the CSRF token for its forms.
+/// This request's session, loaded: who, and the CSRF token for its forms.
 #[derive(Clone)]
 pub(crate) struct Current {
-    /// The session id (from the verified cookie).
-    pub id: String,
+    session: Session,
     /// The signed-in customer, if any.
     pub owner: Option<OwnerId>,
     /// The CSRF token to put in forms.
     pub csrf: String,
 }
 
-// The session id and the CSRF token are credentials: never in logs.
-impl std::fmt::Debug for SessionData {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SessionData")
-            .field("owner", &self.owner)
-            .field("pending", &self.pending.len())
-            .finish_non_exhaustive()
-    }
-}
-
+// The session (its id) and the CSRF token are credentials: never in logs.
 impl std::fmt::Debug for Current {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Current")
             .field("owner", &self.owner)
             .finish_non_exhaustive()
     }
-}
-
-/// All sessions of this process.
-#[derive(Clone, Default)]
-pub(crate) struct Sessions {
-    inner: Arc<Mutex<HashMap<String, SessionData>>>,
 }
 
 /// 32 random bytes, URL-safe base64.
@@ -133,127 +153,91 @@ pub(crate) fn random_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-impl Sessions {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, SessionData>> {
-        // A panic while holding the lock cannot leave a session half-written (every
-        // change is a single insert or remove), so a poisoned map is still usable.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The session named by the jar's verified cookie, touched; `None` when there is no
-    /// cookie, its signature is wrong, or the session expired.
-    pub(crate) fn current(&self, jar: &SignedCookieJar) -> Option<Current> {
-        let id = jar.get(COOKIE)?.value().to_owned();
-        let mut sessions = self.lock();
-        let now = Instant::now();
-        let data = sessions.get_mut(&id)?;
-        if data.expired(now) {
-            sessions.remove(&id);
-            return None;
-        }
-        data.last_seen = now;
-        Some(Current {
-            owner: data.owner.clone(),
-            csrf: data.csrf.clone(),
-            id,
-        })
-    }
-
-    /// Starts a new session for `owner` (or an anonymous one), dropping `replaces` (the
-    /// session id before signing in or out). Returns it and the cookie to set.
-    pub(crate) fn start(
-        &self,
-        owner: Option<OwnerId>,
-        replaces: Option<&str>,
-        secure: bool,
-    ) -> (Current, Cookie<'static>) {
-        let id = random_token();
-        let data = SessionData {
-            owner: owner.clone(),
-            csrf: random_token(),
-            pending: HashMap::new(),
-            last_seen: Instant::now(),
-        };
-        let current = Current {
-            id: id.clone(),
-            owner,
-            csrf: data.csrf.clone(),
-        };
-        let mut sessions = self.lock();
-        if let Some(old) = replaces {
-            sessions.remove(old);
-        }
-        let now = Instant::now();
-        sessions.retain(|_, s| !s.expired(now));
-        if sessions.len() >= MAX_SESSIONS {
-            sessions.retain(|_, s| s.owner.is_some());
-        }
-        sessions.insert(id.clone(), data);
-        (current, session_cookie(id, secure))
-    }
-
-    /// Ends session `id`.
-    pub(crate) fn end(&self, id: &str) {
-        self.lock().remove(id);
-    }
-
-    /// Keeps a pending sign-in in session `id` under its `state`.
-    pub(crate) fn add_pending(
-        &self,
-        id: &str,
-        owner: OwnerId,
-        intent: Intent,
-        authorization: PendingAuthorization,
-    ) -> bool {
-        let mut sessions = self.lock();
-        let Some(data) = sessions.get_mut(id) else {
-            return false;
-        };
-        let now = Instant::now();
-        data.pending
-            .retain(|_, p| now.duration_since(p.started) <= PENDING_TIMEOUT);
-        while data.pending.len() >= MAX_PENDING {
-            let oldest = data
-                .pending
-                .iter()
-                .min_by_key(|(_, p)| p.started)
-                .map(|(state, _)| state.clone());
-            match oldest {
-                Some(state) => data.pending.remove(&state),
-                None => break,
-            };
-        }
-        let state = authorization.state().expose_secret().to_owned();
-        data.pending.insert(
-            state,
-            Pending {
-                intent,
-                authorization,
-                owner,
-                started: now,
-            },
-        );
-        true
-    }
-
-    /// Takes the pending sign-in with this `state` out of session `id` (single use); `None`
-    /// when this browser session did not start it, or it is too old.
-    pub(crate) fn take_pending(&self, id: &str, state: &str) -> Option<Pending> {
-        let mut sessions = self.lock();
-        let pending = sessions.get_mut(id)?.pending.remove(state)?;
-        (Instant::now().duration_since(pending.started) <= PENDING_TIMEOUT).then_some(pending)
-    }
+/// Sets the idle timeout the row gets when this request saves it (`tower-sessions`
+/// keeps a session's expiry setting per request, not in the row).
+fn keep(session: &Session, signed_in: bool) {
+    let timeout = if signed_in {
+        IDLE_TIMEOUT
+    } else {
+        ANONYMOUS_IDLE_TIMEOUT
+    };
+    session.set_expiry(Some(Expiry::OnInactivity(timeout)));
 }
 
-/// The session cookie: `HttpOnly`, `SameSite=Lax` (it must come along on Entra's
-/// top-level redirect back to the callback), `Secure` when served over HTTPS.
-pub(crate) fn session_cookie(id: String, secure: bool) -> Cookie<'static> {
-    Cookie::build((COOKIE, id))
-        .http_only(true)
-        .same_site(SameSite::Lax)
-        .secure(secure)
-        .path("/")
-        .build()
+/// The request's session, if it has one (a verified cookie naming an unexpired row);
+/// pushes its expiry forward when [`TOUCH_EVERY`] has passed since the last push.
+///
+/// # Errors
+/// When the database fails or the row does not decode.
+pub(crate) async fn current(session: &Session) -> anyhow::Result<Option<Current>> {
+    current_at(session, OffsetDateTime::now_utc()).await
+}
+
+async fn current_at(session: &Session, now: OffsetDateTime) -> anyhow::Result<Option<Current>> {
+    let Some(csrf) = session.get::<String>(CSRF).await? else {
+        return Ok(None);
+    };
+    let owner = session.get::<OwnerId>(OWNER).await?;
+    let touched = session.get::<i64>(TOUCHED).await?.unwrap_or(i64::MIN);
+    if now.unix_timestamp().saturating_sub(touched) >= TOUCH_EVERY.whole_seconds() {
+        session.insert(TOUCHED, now.unix_timestamp()).await?;
+        keep(session, owner.is_some());
+    }
+    Ok(Some(Current {
+        session: session.clone(),
+        owner,
+        csrf,
+    }))
+}
+
+/// Starts an anonymous session (the sign-in page's), with its CSRF token.
+///
+/// # Errors
+/// When the session cannot be read.
+pub(crate) async fn start_anonymous(session: &Session) -> anyhow::Result<Current> {
+    session.clear().await;
+    let csrf = random_token();
+    session.insert(CSRF, &csrf).await?;
+    session
+        .insert(TOUCHED, OffsetDateTime::now_utc().unix_timestamp())
+        .await?;
+    keep(session, false);
+    Ok(Current {
+        session: session.clone(),
+        owner: None,
+        csrf,
+    })
+}
+
+/// Signs `owner` in: a new session id (the old row is deleted now, the new one written
+/// with the response) and a new CSRF token; nothing of the anonymous session is kept.
+///
+/// # Errors
+/// When the database fails.
+pub(crate) async fn sign_in(session: &Session, owner: &OwnerId) -> anyhow::Result<Current> {
+    session.cycle_id().await?;
+    session.clear().await;
+    let csrf = random_token();
+    session.insert(OWNER, owner).await?;
+    session.insert(CSRF, &csrf).await?;
+    session
+        .insert(TOUCHED, OffsetDateTime::now_utc().unix_timestamp())
+        .await?;
+    keep(session, true);
+    Ok(Current {
+        session: session.clone(),
+        owner: Some(owner.clone()),
+        csrf,
+    })
+}
+
+/// Ends the session: its row is deleted (on every instance) and the cookie removed.
+///
+/// # Errors
+/// When the database fails.
+pub(crate) async fn sign_out(current: &Current) -> anyhow::Result<()> {
+    current.session.flush().await?;
+    Ok(())
 }
 
 /// Whether `given` is the session's CSRF token (constant time).
@@ -262,10 +246,293 @@ pub(crate) fn csrf_matches(current: &Current, given: &str) -> bool {
     expected.len() == given.len() && bool::from(expected.ct_eq(given.as_bytes()))
 }
 
+/// Seals and opens the pending sign-ins kept in session rows.
+pub(crate) struct Sessions {
+    cipher: Aes256Gcm,
+}
+
+impl std::fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sessions").finish_non_exhaustive()
+    }
+}
+
+/// The label of the key derived from the cookie key (a new label is a new key).
+const SEAL_PURPOSE: &[u8] = b"m365-link web app: pending Microsoft sign-ins, AES-256-GCM, v1\0";
+
+/// The slot of a pending sign-in: SHA-256 of its `state`, URL-safe base64.
+fn slot_of(state: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(state.as_bytes()))
+}
+
+impl Sessions {
+    /// Sealing under a key derived from `cookie_key` (which instances share).
+    pub(crate) fn new(cookie_key: &Key) -> Self {
+        let mut derive = Sha256::new();
+        derive.update(SEAL_PURPOSE);
+        derive.update(cookie_key.master());
+        let key = Zeroizing::new(<[u8; 32]>::from(derive.finalize()));
+        Self {
+            cipher: Aes256Gcm::new(&aes_gcm::Key::<Aes256Gcm>::from(*key)),
+        }
+    }
+
+    /// Nonce (12 random bytes) then ciphertext and tag, URL-safe base64.
+    fn seal(&self, slot: &str, plain: &[u8]) -> anyhow::Result<String> {
+        let mut nonce = [0_u8; 12];
+        rand::rng().fill_bytes(&mut nonce);
+        let sealed = self
+            .cipher
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plain,
+                    aad: slot.as_bytes(),
+                },
+            )
+            .map_err(|_| anyhow::anyhow!("could not seal a pending sign-in"))?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(out))
+    }
+
+    /// The plaintext, or `None` when it does not authenticate (another key, another
+    /// slot, damaged).
+    fn open(&self, slot: &str, sealed: &str) -> Option<Zeroizing<Vec<u8>>> {
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(sealed)
+            .ok()?;
+        if bytes.len() < 12 {
+            return None;
+        }
+        let (nonce, ciphertext) = bytes.split_at(12);
+        self.cipher
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: slot.as_bytes(),
+                },
+            )
+            .ok()
+            .map(Zeroizing::new)
+    }
+
+    /// Keeps a pending sign-in in `current`'s session, sealed, under its `state`; drops
+    /// those older than [`PENDING_TIMEOUT`] and, beyond [`MAX_PENDING`], the oldest.
+    ///
+    /// # Errors
+    /// When the session cannot be read or the sign-in sealed.
+    pub(crate) async fn add_pending(
+        &self,
+        current: &Current,
+        owner: OwnerId,
+        intent: Intent,
+        authorization: PendingAuthorization,
+    ) -> anyhow::Result<()> {
+        self.add_pending_at(
+            current,
+            Pending {
+                intent,
+                authorization,
+                owner,
+            },
+            OffsetDateTime::now_utc(),
+        )
+        .await
+    }
+
+    async fn add_pending_at(
+        &self,
+        current: &Current,
+        pending: Pending,
+        now: OffsetDateTime,
+    ) -> anyhow::Result<()> {
+        let session = &current.session;
+        let mut kept: HashMap<String, SealedPending> =
+            session.get(PENDING).await?.unwrap_or_default();
+        let now = now.unix_timestamp();
+        kept.retain(|_, p| now.saturating_sub(p.started) <= PENDING_TIMEOUT.whole_seconds());
+        while kept.len() >= MAX_PENDING {
+            let oldest = kept
+                .iter()
+                .min_by_key(|(_, p)| p.started)
+                .map(|(slot, _)| slot.clone());
+            match oldest {
+                Some(slot) => kept.remove(&slot),
+                None => break,
+            };
+        }
+        let slot = slot_of(pending.authorization.state().expose_secret());
+        let plain = Zeroizing::new(serde_json::to_vec(&pending)?);
+        let sealed = self.seal(&slot, &plain)?;
+        kept.insert(
+            slot,
+            SealedPending {
+                started: now,
+                sealed,
+            },
+        );
+        session.insert(PENDING, kept).await?;
+        keep(session, current.owner.is_some());
+        Ok(())
+    }
+
+    /// Takes the pending sign-in with this `state` out of `current`'s session (single
+    /// use: the session is saved before this returns); `None` when this browser session
+    /// did not start it, or it is too old.
+    ///
+    /// # Errors
+    /// When the database fails.
+    pub(crate) async fn take_pending(
+        &self,
+        current: &Current,
+        state: &str,
+    ) -> anyhow::Result<Option<Pending>> {
+        self.take_pending_at(current, state, OffsetDateTime::now_utc())
+            .await
+    }
+
+    async fn take_pending_at(
+        &self,
+        current: &Current,
+        state: &str,
+        now: OffsetDateTime,
+    ) -> anyhow::Result<Option<Pending>> {
+        let session = &current.session;
+        let Some(mut kept) = session
+            .get::<HashMap<String, SealedPending>>(PENDING)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let slot = slot_of(state);
+        let Some(taken) = kept.remove(&slot) else {
+            return Ok(None);
+        };
+        session.insert(PENDING, kept).await?;
+        keep(session, current.owner.is_some());
+        session.save().await?;
+        if now.unix_timestamp().saturating_sub(taken.started) > PENDING_TIMEOUT.whole_seconds() {
+            return Ok(None);
+        }
+        let Some(plain) = self.open(&slot, &taken.sealed) else {
+            tracing::warn!("a pending sign-in did not decrypt (the cookie key changed?)");
+            return Ok(None);
+        };
+        match serde_json::from_slice::<Pending>(&plain) {
+            Ok(pending) => Ok(Some(pending)),
+            Err(error) => {
+                tracing::warn!(%error, "a pending sign-in did not decode");
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// The sessions' table: `SQLite` or `PostgreSQL`, on the store's pool.
+#[derive(Debug, Clone)]
+pub(crate) enum Store {
+    Sqlite(SqliteStore),
+    Postgres(PostgresStore),
+}
+
+impl Store {
+    /// The session store in `pool`'s database, its table created if missing (on
+    /// `PostgreSQL` in the pool's current schema, the store's).
+    ///
+    /// # Errors
+    /// When the database fails, or is neither `SQLite` nor `PostgreSQL`.
+    pub(crate) async fn open(pool: SqlPool) -> anyhow::Result<Self> {
+        let store = match pool {
+            SqlPool::Sqlite(pool) => Self::Sqlite(
+                SqliteStore::new(pool)
+                    .with_table_name(TABLE)
+                    .map_err(anyhow::Error::msg)?,
+            ),
+            SqlPool::Postgres(pool) => {
+                let schema: Option<String> = sqlx::query_scalar("SELECT current_schema()")
+                    .fetch_one(&pool)
+                    .await
+                    .context("could not read the database's schema")?;
+                let schema = schema.context("the database connection has no current schema")?;
+                Self::Postgres(
+                    PostgresStore::new(pool)
+                        .with_schema_name(schema)
+                        .and_then(|store| store.with_table_name(TABLE))
+                        .map_err(anyhow::Error::msg)?,
+                )
+            }
+            _ => anyhow::bail!("the sessions need a SQLite or PostgreSQL database"),
+        };
+        match &store {
+            Self::Sqlite(store) => store.migrate().await,
+            Self::Postgres(store) => store.migrate().await,
+        }
+        .context("could not create the sessions table")?;
+        Ok(store)
+    }
+
+    /// The layer that loads and saves each request's session: the cookie [`COOKIE`],
+    /// signed with `key`, `HttpOnly`, `SameSite=Lax` (it must come along on Entra's
+    /// top-level redirect back to the callback), `Secure` when served over HTTPS.
+    pub(crate) fn layer(&self, key: Key, secure: bool) -> SessionManagerLayer<Self, SignedCookie> {
+        SessionManagerLayer::new(self.clone())
+            .with_name(COOKIE)
+            .with_http_only(true)
+            .with_same_site(SameSite::Lax)
+            .with_secure(secure)
+            .with_path("/")
+            .with_expiry(Expiry::OnInactivity(IDLE_TIMEOUT))
+            .with_signed(key)
+    }
+}
+
+#[async_trait]
+impl SessionStore for Store {
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        match self {
+            Self::Sqlite(store) => store.create(record).await,
+            Self::Postgres(store) => store.create(record).await,
+        }
+    }
+
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        match self {
+            Self::Sqlite(store) => store.save(record).await,
+            Self::Postgres(store) => store.save(record).await,
+        }
+    }
+
+    async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        match self {
+            Self::Sqlite(store) => store.load(id).await,
+            Self::Postgres(store) => store.load(id).await,
+        }
+    }
+
+    async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        match self {
+            Self::Sqlite(store) => store.delete(id).await,
+            Self::Postgres(store) => store.delete(id).await,
+        }
+    }
+}
+
+#[async_trait]
+impl ExpiredDeletion for Store {
+    async fn delete_expired(&self) -> session_store::Result<()> {
+        match self {
+            Self::Sqlite(store) => store.delete_expired().await,
+            Self::Postgres(store) => store.delete_expired().await,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum_extra::extract::cookie::Key;
+    use std::sync::Arc;
 
     fn pending_authorization() -> PendingAuthorization {
         let client = entra_auth::EntraClient::builder("client")
@@ -276,76 +543,320 @@ mod tests {
         pending
     }
 
-    #[test]
-    fn a_session_is_found_only_through_its_signed_cookie() {
-        let sessions = Sessions::default();
-        let key = Key::generate();
-        let (current, cookie) = sessions.start(Some(OwnerId::new("a@x")), None, false);
-        assert!(cookie.http_only().unwrap_or(false));
-        assert_eq!(cookie.same_site(), Some(SameSite::Lax));
-
-        let jar = SignedCookieJar::new(key.clone()).add(cookie);
-        let found = sessions.current(&jar).unwrap();
-        assert_eq!(found.id, current.id);
-        assert_eq!(found.owner.unwrap().as_str(), "a@x");
-
-        // The same id signed with another key is refused.
-        let forged = SignedCookieJar::new(Key::generate()).add(session_cookie(current.id, false));
-        let forged_value = forged.get(COOKIE);
-        let other = SignedCookieJar::new(key);
-        assert!(forged_value.is_some());
-        assert!(sessions.current(&other).is_none());
+    async fn store() -> (Store, std::path::PathBuf) {
+        let (store, _, dir) = store_and_pool().await;
+        (store, dir)
     }
 
-    #[test]
-    fn signing_in_replaces_the_session_and_csrf_is_exact() {
-        let sessions = Sessions::default();
-        let (anonymous, _) = sessions.start(None, None, false);
-        let (signed_in, _) = sessions.start(Some(OwnerId::new("a@x")), Some(&anonymous.id), true);
-        assert_ne!(anonymous.id, signed_in.id);
+    async fn store_and_pool() -> (Store, sqlx::SqlitePool, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("m365-link-sessions-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .connect_with(
+                sqlx::sqlite::SqliteConnectOptions::new()
+                    .filename(dir.join("sessions.sqlite"))
+                    .create_if_missing(true),
+            )
+            .await
+            .unwrap();
+        let store = Store::open(SqlPool::Sqlite(pool.clone())).await.unwrap();
+        (store, pool, dir)
+    }
+
+    /// A session as a request on any instance sees it: a new handle on the row `id`.
+    fn request(store: &Store, id: Option<Id>) -> Session {
+        Session::new(
+            id,
+            Arc::new(store.clone()),
+            Some(Expiry::OnInactivity(IDLE_TIMEOUT)),
+        )
+    }
+
+    /// Ends a request: what the layer does with a modified session.
+    async fn respond(session: &Session) -> Option<Id> {
+        if session.is_modified() && !session.is_empty().await {
+            session.save().await.unwrap();
+        }
+        session.id()
+    }
+
+    #[tokio::test]
+    async fn signing_in_replaces_the_session_and_csrf_is_exact() {
+        let (store, dir) = store().await;
+        let page = request(&store, None);
+        let anonymous = start_anonymous(&page).await.unwrap();
+        let anonymous_id = respond(&page).await.unwrap();
+
+        let form = request(&store, Some(anonymous_id));
+        let found = current(&form)
+            .await
+            .unwrap()
+            .expect("the anonymous session");
+        assert_eq!(found.csrf, anonymous.csrf);
+        assert!(found.owner.is_none());
+        let signed_in = sign_in(&form, &OwnerId::new("a@x")).await.unwrap();
+        let signed_in_id = respond(&form).await.unwrap();
+        assert_ne!(anonymous_id, signed_in_id, "a new session id");
         assert_ne!(anonymous.csrf, signed_in.csrf);
-        assert!(sessions.lock().get(&anonymous.id).is_none());
-        assert!(csrf_matches(&signed_in, &signed_in.csrf.clone()));
-        assert!(!csrf_matches(&signed_in, &anonymous.csrf));
-        assert!(!csrf_matches(&signed_in, ""));
+        assert!(
+            store.load(&anonymous_id).await.unwrap().is_none(),
+            "the old row is gone"
+        );
+        assert!(
+            current(&request(&store, Some(anonymous_id)))
+                .await
+                .unwrap()
+                .is_none()
+        );
+
+        let again = current(&request(&store, Some(signed_in_id)))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(again.owner.as_ref().map(OwnerId::as_str), Some("a@x"));
+        assert!(csrf_matches(&again, &signed_in.csrf));
+        assert!(!csrf_matches(&again, &anonymous.csrf));
+        assert!(!csrf_matches(&again, ""));
+        assert!(!format!("{again:?}").contains(&again.csrf));
+
+        sign_out(&again).await.unwrap();
+        assert!(store.load(&signed_in_id).await.unwrap().is_none());
+        let _ = std::fs::remove_dir_all(dir);
     }
 
-    #[test]
-    fn a_pending_sign_in_is_taken_once_and_only_from_its_session() {
-        let sessions = Sessions::default();
+    #[tokio::test]
+    async fn anonymous_sessions_expire_sooner_and_use_pushes_the_expiry_once_a_minute() {
+        let (store, dir) = store().await;
+        let page = request(&store, None);
+        start_anonymous(&page).await.unwrap();
+        let id = respond(&page).await.unwrap();
+        let expires_in = |record: Record| record.expiry_date - OffsetDateTime::now_utc();
+        let left = expires_in(store.load(&id).await.unwrap().unwrap());
+        assert!(
+            left <= ANONYMOUS_IDLE_TIMEOUT
+                && left > ANONYMOUS_IDLE_TIMEOUT - time::Duration::minutes(1)
+        );
+
+        let form = request(&store, Some(id));
+        current(&form).await.unwrap().unwrap();
+        sign_in(&form, &OwnerId::new("a@x")).await.unwrap();
+        let id = respond(&form).await.unwrap();
+        let first = store.load(&id).await.unwrap().unwrap().expiry_date;
+        assert!(first - OffsetDateTime::now_utc() > IDLE_TIMEOUT - time::Duration::minutes(1));
+
+        // Used again within the minute: nothing to write.
+        let soon = request(&store, Some(id));
+        current_at(
+            &soon,
+            OffsetDateTime::now_utc() + time::Duration::seconds(30),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert!(!soon.is_modified());
+        // A minute later: the row's expiry moves on.
+        let later = request(&store, Some(id));
+        current_at(&later, OffsetDateTime::now_utc() + TOUCH_EVERY)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(later.is_modified());
+        respond(&later).await;
+        assert!(store.load(&id).await.unwrap().unwrap().expiry_date > first);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn a_pending_sign_in_is_taken_once_only_from_its_session_and_sealed_in_the_row() {
+        let (store, dir) = store().await;
         let owner = OwnerId::new("a@x");
-        let (mine, _) = sessions.start(Some(owner.clone()), None, false);
-        let (theirs, _) = sessions.start(Some(owner.clone()), None, false);
+        let start = |store: Store, owner: OwnerId| async move {
+            let session = request(&store, None);
+            start_anonymous(&session).await.unwrap();
+            sign_in(&session, &owner).await.unwrap();
+            respond(&session).await.unwrap()
+        };
+        let mine = start(store.clone(), owner.clone()).await;
+        let theirs = start(store.clone(), owner.clone()).await;
+        let sessions = Sessions::new(&Key::generate());
         let authorization = pending_authorization();
         let state = authorization.state().expose_secret().to_owned();
         let intent = Intent::Create {
             name: "Germany".into(),
         };
-        assert!(sessions.add_pending(&mine.id, owner, intent.clone(), authorization));
-        assert!(sessions.take_pending(&theirs.id, &state).is_none());
-        let taken = sessions.take_pending(&mine.id, &state).unwrap();
+        let session = request(&store, Some(mine));
+        let current_mine = current(&session).await.unwrap().unwrap();
+        sessions
+            .add_pending(&current_mine, owner.clone(), intent.clone(), authorization)
+            .await
+            .unwrap();
+        respond(&session).await;
+
+        // The row holds neither the state nor the verifier in the clear.
+        let row = serde_json::to_string(&store.load(&mine).await.unwrap().unwrap().data).unwrap();
+        assert!(!row.contains(&state), "{row}");
+        assert!(!row.contains("pkce") && !row.contains("nonce"), "{row}");
+
+        let other = current(&request(&store, Some(theirs)))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            sessions
+                .take_pending(&other, &state)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        // Another instance with another cookie key cannot open it.
+        let stranger = Sessions::new(&Key::generate());
+        let session = request(&store, Some(mine));
+        let mine_again = current(&session).await.unwrap().unwrap();
+        assert!(
+            stranger
+                .take_pending(&mine_again, &state)
+                .await
+                .unwrap()
+                .is_none()
+        );
+
+        // Put back by the right instance, it is taken once.
+        let authorization = pending_authorization();
+        let state = authorization.state().expose_secret().to_owned();
+        sessions
+            .add_pending(&mine_again, owner.clone(), intent.clone(), authorization)
+            .await
+            .unwrap();
+        respond(&session).await;
+        let session = request(&store, Some(mine));
+        let current_mine = current(&session).await.unwrap().unwrap();
+        let taken = sessions
+            .take_pending(&current_mine, &state)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(taken.intent, intent);
-        assert!(sessions.take_pending(&mine.id, &state).is_none());
+        assert_eq!(taken.owner, owner);
+        let session = request(&store, Some(mine));
+        let current_mine = current(&session).await.unwrap().unwrap();
+        assert!(
+            sessions
+                .take_pending(&current_mine, &state)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let _ = std::fs::remove_dir_all(dir);
     }
 
-    #[test]
-    fn at_most_five_pending_sign_ins_are_kept_per_session() {
-        let sessions = Sessions::default();
+    #[tokio::test]
+    async fn pending_sign_ins_expire_after_fifteen_minutes_and_at_most_five_are_kept() {
+        let (store, dir) = store().await;
         let owner = OwnerId::new("a@x");
-        let (mine, _) = sessions.start(Some(owner.clone()), None, false);
+        let session = request(&store, None);
+        start_anonymous(&session).await.unwrap();
+        let current_mine = sign_in(&session, &owner).await.unwrap();
+        let sessions = Sessions::new(&Key::generate());
+        let now = OffsetDateTime::now_utc();
         let mut states = Vec::new();
         for n in 0..7 {
             let authorization = pending_authorization();
             states.push(authorization.state().expose_secret().to_owned());
-            let intent = Intent::Create {
-                name: format!("n{n}"),
+            let pending = Pending {
+                intent: Intent::Create {
+                    name: format!("n{n}"),
+                },
+                authorization,
+                owner: owner.clone(),
             };
-            sessions.add_pending(&mine.id, owner.clone(), intent, authorization);
+            let at = now + time::Duration::seconds(n);
+            sessions
+                .add_pending_at(&current_mine, pending, at)
+                .await
+                .unwrap();
         }
-        let kept = states
-            .iter()
-            .filter(|s| sessions.take_pending(&mine.id, s).is_some())
-            .count();
+        respond(&session).await;
+        let mut kept = 0;
+        for state in &states {
+            if sessions
+                .take_pending_at(&current_mine, state, now + time::Duration::seconds(10))
+                .await
+                .unwrap()
+                .is_some()
+            {
+                kept += 1;
+            }
+        }
         assert_eq!(kept, MAX_PENDING);
+        assert!(
+            sessions
+                .take_pending_at(&current_mine, &states[0], now)
+                .await
+                .unwrap()
+                .is_none(),
+            "the oldest went first"
+        );
+
+        let authorization = pending_authorization();
+        let state = authorization.state().expose_secret().to_owned();
+        let pending = Pending {
+            intent: Intent::Reconnect {
+                id: "00000000-0000-4000-8000-000000000000".parse().unwrap(),
+            },
+            authorization,
+            owner,
+        };
+        sessions
+            .add_pending_at(&current_mine, pending, now)
+            .await
+            .unwrap();
+        let too_late = now + PENDING_TIMEOUT + time::Duration::seconds(1);
+        assert!(
+            sessions
+                .take_pending_at(&current_mine, &state, too_late)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn expired_rows_are_not_loaded_and_are_deleted() {
+        let (store, pool, dir) = store_and_pool().await;
+        let rows = || async {
+            sqlx::query_scalar::<_, i64>(&format!("SELECT count(*) FROM {TABLE}"))
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        };
+        let session = request(&store, None);
+        start_anonymous(&session).await.unwrap();
+        let expired = respond(&session).await.unwrap();
+        let mut record = store.load(&expired).await.unwrap().unwrap();
+        record.expiry_date = OffsetDateTime::now_utc() - time::Duration::seconds(1);
+        store.save(&record).await.unwrap();
+        let live = request(&store, None);
+        start_anonymous(&live).await.unwrap();
+        let live = respond(&live).await.unwrap();
+        assert_eq!(rows().await, 2);
+
+        assert!(
+            store.load(&expired).await.unwrap().is_none(),
+            "expired: not loaded"
+        );
+        assert!(
+            current(&request(&store, Some(expired)))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        store.delete_expired().await.unwrap();
+        assert_eq!(rows().await, 1, "the expired row is deleted");
+        assert!(
+            store.load(&live).await.unwrap().is_some(),
+            "unexpired rows stay"
+        );
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

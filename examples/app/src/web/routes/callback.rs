@@ -5,15 +5,15 @@
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum_extra::extract::SignedCookieJar;
 use connection_store::{ConnectionId, OwnerId, StoreError};
 use entra_auth::{AdminConsent, AuthError, Authority, CallbackParams};
+use tower_sessions::Session;
 
 use super::{Result, anonymous, html};
 use crate::connect::{new_connection, reconnect_of, same_tenant};
 use crate::web::AppState;
 use crate::web::pages::{self, BASE, Ctx};
-use crate::web::session::Intent;
+use crate::web::session::{self, Intent};
 
 /// A sign-in error in plain words: headline, detail, and the admin-consent link to
 /// forward when an administrator has to approve.
@@ -96,10 +96,10 @@ fn failed_page(
 /// or not: the pending sign-in is looked up in this session alone.
 pub(super) async fn callback(
     State(state): State<AppState>,
-    jar: SignedCookieJar,
+    session: Session,
     RawQuery(query): RawQuery,
 ) -> Result<Response> {
-    let current = state.sessions().current(&jar);
+    let current = session::current(&session).await?;
     let ctx = current.as_ref().map_or_else(anonymous, |c| Ctx {
         customer: c.owner.as_ref().map(|o| o.as_str().to_owned()),
         csrf: c.csrf.clone(),
@@ -131,10 +131,11 @@ pub(super) async fn callback(
             Err(_) => failed_page(&ctx, StatusCode::BAD_REQUEST, "Not a sign-in answer", "This page only receives Microsoft's answer to a sign-in.", None),
         });
     };
-    let Some(pending) = current
-        .as_ref()
-        .and_then(|c| state.sessions().take_pending(&c.id, &state_param))
-    else {
+    let pending = match &current {
+        Some(current) => state.sessions().take_pending(current, &state_param).await?,
+        None => None,
+    };
+    let Some(pending) = pending else {
         return Ok(failed_page(
             &ctx,
             StatusCode::BAD_REQUEST,

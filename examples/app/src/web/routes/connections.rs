@@ -136,6 +136,7 @@ pub(super) async fn create(
         None,
         Intent::Create { name },
     )
+    .await
 }
 
 pub(super) async fn reconnect(
@@ -154,11 +155,12 @@ pub(super) async fn reconnect(
         Some(&connection.admin.username),
         Intent::Reconnect { id: connection.id },
     )
+    .await
 }
 
 /// Starts a Microsoft sign-in for `intent`: keeps the pending authorization in this
 /// browser session and redirects to Entra.
-fn to_microsoft(
+async fn to_microsoft(
     state: &AppState,
     me: &SignedIn,
     authority: Authority,
@@ -176,12 +178,10 @@ fn to_microsoft(
         .build()
         .map_err(|e| AppError::Internal(e.into()))?
         .into_parts();
-    if !state
+    state
         .sessions()
-        .add_pending(&me.session.id, me.owner.clone(), intent, pending)
-    {
-        return Err(AppError::SignInRequired);
-    }
+        .add_pending(&me.session, me.owner.clone(), intent, pending)
+        .await?;
     Ok(Redirect::to(url.as_str()).into_response())
 }
 

@@ -1,15 +1,14 @@
 //! Why a request was refused, as the page the customer sees.
 
-use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum_extra::extract::SignedCookieJar;
 use connection_store::StoreError;
+use futures::future::OptionFuture;
+use tower_sessions::Session;
 
 use super::extract::SignedIn;
 use super::{anonymous, html};
 use crate::mirror::MirrorError;
-use crate::web::AppState;
 use crate::web::pages;
 
 /// Why a request was refused.
@@ -28,6 +27,12 @@ pub(super) enum AppError {
 impl From<anyhow::Error> for AppError {
     fn from(error: anyhow::Error) -> Self {
         Self::Internal(error)
+    }
+}
+
+impl From<tower_sessions::session::Error> for AppError {
+    fn from(error: tower_sessions::session::Error) -> Self {
+        Self::Internal(error.into())
     }
 }
 
@@ -93,17 +98,18 @@ impl IntoResponse for AppError {
 
 /// Error pages of a signed-in customer keep the header (who, and "Sign out").
 pub(super) async fn signed_in_error_pages(
-    State(state): State<AppState>,
-    jar: SignedCookieJar,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
+    let session = request.extensions().get::<Session>().cloned();
     let response = next.run(request).await;
     let Some(error) = response.extensions().get::<ErrorPage>().cloned() else {
         return response;
     };
-    // Looked up after the handler ran: a session it ended shows no header.
-    let Some(me) = SignedIn::from_jar(&state, &jar) else {
+    // Looked up after the handler ran (from the session it already loaded): a session
+    // it ended shows no header.
+    let Some(Ok(Some(me))) = OptionFuture::from(session.as_ref().map(SignedIn::from_session)).await
+    else {
         return response;
     };
     let status = response.status();

@@ -9,9 +9,8 @@ use std::convert::Infallible;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use axum_extra::extract::SignedCookieJar;
-use axum_extra::extract::cookie::Key;
 use connection_store::{Connection, ConnectionId, OwnerId};
+use tower_sessions::Session;
 
 use super::error::AppError;
 use super::{Fields, Result, field};
@@ -19,25 +18,39 @@ use crate::web::AppState;
 use crate::web::pages::Ctx;
 use crate::web::session::{self, Current};
 
-/// A signed-in customer: the store's owner, and their session (its id and CSRF token).
+/// A signed-in customer: the store's owner, and their session (its CSRF token).
 ///
-/// Rejection: [`AppError::SignInRequired`], the redirect to `/sign-in`. As an `Option`,
-/// `None` instead. Looked up once per request however many extractors ask (kept in the
-/// request's extensions).
+/// Rejection: [`AppError::SignInRequired`], the redirect to `/sign-in`;
+/// [`AppError::Internal`] when the session cannot be read. As an `Option`, `None` for
+/// both. Looked up once per request however many extractors ask (kept in the request's
+/// extensions).
 #[derive(Clone)]
 pub(super) struct SignedIn {
     /// The customer, the owner of every store call.
     pub owner: OwnerId,
-    /// The session: its id, and the CSRF token its forms carry.
+    /// The session, and the CSRF token its forms carry.
     pub session: Current,
 }
 
 impl SignedIn {
-    /// The customer signed in with the jar's session cookie, if any.
-    pub(super) fn from_jar(state: &AppState, jar: &SignedCookieJar) -> Option<Self> {
-        let session = state.sessions().current(jar)?;
-        let owner = session.owner.clone()?;
-        Some(Self { owner, session })
+    /// The customer signed in with this request's session, if any.
+    pub(super) async fn from_session(session: &Session) -> Result<Option<Self>> {
+        let Some(current) = session::current(session).await? else {
+            return Ok(None);
+        };
+        Ok(current.owner.clone().map(|owner| Self {
+            owner,
+            session: current,
+        }))
+    }
+
+    /// This request's session (the session layer puts it in every request).
+    pub(super) fn session_of(parts: &Parts) -> Result<Session> {
+        parts
+            .extensions
+            .get::<Session>()
+            .cloned()
+            .ok_or_else(|| AppError::Internal(anyhow::anyhow!("no session layer")))
     }
 
     /// What the pages need: who, and the CSRF token for their forms.
@@ -52,12 +65,14 @@ impl SignedIn {
 impl FromRequestParts<AppState> for SignedIn {
     type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+    async fn from_request_parts(parts: &mut Parts, _state: &AppState) -> Result<Self> {
         if let Some(me) = parts.extensions.get::<Self>() {
             return Ok(me.clone());
         }
-        let Ok(jar) = SignedCookieJar::<Key>::from_request_parts(parts, state).await;
-        let me = Self::from_jar(state, &jar).ok_or(AppError::SignInRequired)?;
+        let session = Self::session_of(parts)?;
+        let me = Self::from_session(&session)
+            .await?
+            .ok_or(AppError::SignInRequired)?;
         parts.extensions.insert(me.clone());
         Ok(me)
     }

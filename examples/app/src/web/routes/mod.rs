@@ -30,15 +30,22 @@ use maud::Markup;
 
 use self::error::AppError;
 use super::pages::{BASE, Ctx};
-use super::{AppState, CALLBACK_PATH};
+use super::{AppState, CALLBACK_PATH, session};
 
 /// Form fields as sent (`application/x-www-form-urlencoded`), repeated keys kept.
 type Fields = Vec<(String, String)>;
 
 type Result<T, E = AppError> = std::result::Result<T, E>;
 
-/// The app's routes.
-pub(crate) fn router(state: AppState) -> Router {
+/// The app's routes, with each request's browser session loaded and saved by `sessions`
+/// (outside the error pages, which look at the session after the handler).
+pub(crate) fn router(
+    state: AppState,
+    sessions: tower_sessions::SessionManagerLayer<
+        session::Store,
+        tower_sessions::service::SignedCookie,
+    >,
+) -> Router {
     Router::new()
         .route("/", get(sign_in::home))
         .route(
@@ -83,10 +90,8 @@ pub(crate) fn router(state: AppState) -> Router {
             get(photos::photo),
         )
         .fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            error::signed_in_error_pages,
-        ))
+        .layer(axum::middleware::from_fn(error::signed_in_error_pages))
+        .layer(sessions)
         .layer(axum::middleware::map_response_with_state(
             state.clone(),
             security_headers,
