@@ -127,6 +127,18 @@ async fn postgres_lease_race_across_two_pools_has_one_holder() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs TEST_POSTGRES_URL (PostgreSQL), see the crate README"]
+async fn postgres_claims_across_two_pools_take_each_connection_once() {
+    with_schemas(|schemas| async move {
+        let schema = schemas.fresh();
+        let one = schemas.open(&schema, ring(), Arc::new(SystemClock)).await;
+        let two = schemas.open(&schema, ring(), Arc::new(SystemClock)).await;
+        common::race_claims_across(&[one, two], 300).await;
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs TEST_POSTGRES_URL (PostgreSQL), see the crate README"]
 async fn postgres_concurrent_opens_migrate_once_and_record_the_schema_version() {

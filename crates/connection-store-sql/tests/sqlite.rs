@@ -164,6 +164,77 @@ async fn sqlite_lease_race_across_two_pools_has_one_holder() {
     common::race_lease_across(&[one, two]).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_claims_across_two_pools_take_each_connection_once() {
+    let dir = TempDir::new();
+    let path = dir.file("store.db");
+    let one = open_sqlite(&path, ring(), Arc::new(SystemClock)).await;
+    let two = open_sqlite(&path, ring(), Arc::new(SystemClock)).await;
+    common::race_claims_across(&[one, two], 150).await;
+}
+
+/// A file written by schema version 1 (migration 0001 only) opens at version 2: its rows
+/// have no failures and no retry time, and are claimable.
+#[tokio::test]
+async fn sqlite_upgrade_from_schema_1_keeps_rows_without_failures() {
+    let dir = TempDir::new();
+    let path = dir.file("store.db");
+    let v1 = dir.file("migrations-v1");
+    std::fs::create_dir_all(&v1).expect("dir");
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/migrations/sqlite/0001_connections.sql"
+        ),
+        v1.join("0001_connections.sql"),
+    )
+    .expect("copy migration 1");
+    std::fs::File::create(&path).expect("file");
+    let raw = raw_sqlite(&path).await;
+    sqlx::migrate::Migrator::new(v1.as_path())
+        .await
+        .expect("migrator")
+        .run(&raw)
+        .await
+        .expect("migrate to 1");
+    let id = connection_store::ConnectionId::new();
+    sqlx::query(
+        "INSERT INTO connections (id, owner_id, name, name_folded, tenant_id, cloud, \
+         admin_object_id, admin_username, scopes, status, created_at, updated_at, \
+         last_synced_at, revision, token_version, token_key_id, token_ciphertext) \
+         VALUES ($1, 'owner-v1', 'Old', 'old', 't-1', '{\"kind\":\"global\"}', 'o', 'u', '[]', \
+         'active', 1000000, 1000000, 2000000, 3, 1, 'test-1', x'00')",
+    )
+    .bind(id.to_string())
+    .execute(&raw)
+    .await
+    .expect("a version 1 row");
+    raw.close().await;
+
+    let store = open_sqlite(&path, ring(), Arc::new(SystemClock)).await;
+    let owner = connection_store::OwnerId::new("owner-v1");
+    let old = store.get(&owner, id).await.expect("get");
+    assert_eq!((old.failures, old.retry_at, old.revision), (0, None, 3));
+    let me = connection_store::LeaseHolder::new("worker").expect("holder");
+    let claims = store
+        .claim_due(
+            10,
+            &me,
+            std::time::Duration::from_secs(60),
+            std::time::Duration::from_secs(60),
+        )
+        .await
+        .expect("claim_due");
+    assert_eq!(claims.len(), 1);
+    assert_eq!(claims[0].connection, old);
+    let raw = raw_sqlite(&path).await;
+    let version: i64 = sqlx::query_scalar("SELECT MAX(version) FROM schema_version")
+        .fetch_one(&raw)
+        .await
+        .expect("version");
+    assert_eq!(version, SCHEMA_VERSION);
+}
+
 #[tokio::test]
 async fn sqlite_corrupt_rows_are_typed_errors_naming_the_part() {
     let dir = TempDir::new();
@@ -178,6 +249,8 @@ async fn sqlite_corrupt_rows_are_typed_errors_naming_the_part() {
         ("name", "''", "name"),
         ("revision", "-1", "revision"),
         ("created_at", "9223372036854775807", "created_at"),
+        ("failures", "-1", "failures"),
+        ("retry_at", "9223372036854775807", "retry_at"),
     ] {
         let (owner, id) = seeded(&store, "rt").await;
         sqlx::query(&format!(

@@ -173,6 +173,53 @@ pub async fn writer_lease(store: &SqlStore, owner: &OwnerId, id: ConnectionId) -
     writer
 }
 
+/// [`RACERS`] claimers spread over `stores` (separate pools on one database, which has no
+/// other due connections) loop `claim_due(7)` until nothing is due: each of `count` new
+/// connections is claimed exactly once.
+pub async fn race_claims_across(stores: &[SqlStore], count: usize) {
+    let owner = unique_owner("owner");
+    let mut ids = std::collections::HashSet::new();
+    for i in 0..count {
+        let tenant = ConnectionId::new().to_string();
+        let created = stores[0]
+            .create(
+                &owner,
+                sample_connection(&format!("due {i}"), &tenant, "rt"),
+            )
+            .await
+            .expect("create");
+        ids.insert(created.id);
+    }
+    let barrier = Arc::new(Barrier::new(RACERS));
+    let mut tasks = JoinSet::new();
+    for racer in 0..RACERS {
+        let store = stores[racer % stores.len()].clone();
+        let barrier = barrier.clone();
+        tasks.spawn(async move {
+            let me = LeaseHolder::new(format!("claimer-{racer}")).expect("holder");
+            barrier.wait().await;
+            let mut claimed = Vec::new();
+            loop {
+                let batch = store
+                    .claim_due(7, &me, Duration::from_secs(300), Duration::from_secs(3600))
+                    .await
+                    .expect("claim_due");
+                if batch.is_empty() {
+                    return claimed;
+                }
+                claimed.extend(batch.into_iter().map(|c| c.connection.id));
+            }
+        });
+    }
+    let mut seen = std::collections::HashSet::new();
+    while let Some(joined) = tasks.join_next().await {
+        for id in joined.expect("claimer") {
+            assert!(seen.insert(id), "{id} claimed twice");
+        }
+    }
+    assert_eq!(seen, ids, "every due connection claimed once");
+}
+
 pub fn manual_clock() -> (ManualClock, Arc<dyn Clock>) {
     let clock = ManualClock::default();
     (clock.clone(), Arc::new(clock))
