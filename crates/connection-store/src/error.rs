@@ -66,7 +66,9 @@ pub enum StoreError {
         current: TokenVersion,
     },
 
-    /// The sync lease is held by another holder (renew), so the caller must stop syncing.
+    /// The holder does not hold the sync lease (any more): `renew_lease` found it freed or
+    /// taken over, or a fenced write (`record_sync`, `record_failure`, `save_cursor`)
+    /// found it expired, freed or taken over and wrote nothing. Stop syncing.
     #[error("sync lease of connection {id} is not held by {holder}")]
     LeaseLost {
         /// The connection.

@@ -17,8 +17,9 @@ use crate::model::{
 /// Object safe and `Send + Sync`: services hold an `Arc<dyn ConnectionStore>`.
 ///
 /// Rules every implementation keeps (and [`testkit`](crate#test-kit) checks):
-/// - Every method takes the owner; a connection of another owner is
-///   [`StoreError::NotFound`] and is never read, changed or deleted.
+/// - Every method but the service-level [`claim_due`](Self::claim_due) takes the owner;
+///   a connection of another owner is [`StoreError::NotFound`] and is never read, changed
+///   or deleted.
 /// - Names go through [`ConnectionName::parse`](crate::ConnectionName::parse) (trimmed,
 ///   1–120 characters, no control characters) and are unique per owner by
 ///   [`ConnectionName::folded`](crate::ConnectionName::folded), else
