@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 
 use crate::data::{Directory, Kind, Member};
 use crate::graph::{
-    GraphError, Request, USER_DEFAULT, USER_PROPERTIES, group_json, json_response, now_unix,
+    GROUPS, GraphError, Request, USER_PROPERTIES, USERS, group_json, json_response, now_unix,
     user_property, write_page,
 };
 
@@ -380,49 +380,13 @@ pub(crate) fn handle(
 }
 
 fn select_for(request: &Request<'_>, kind: Kind) -> Result<Option<Vec<String>>, GraphError> {
-    let known = |name: &str| match kind {
-        Kind::User => {
-            name.eq_ignore_ascii_case("manager")
-                || crate::graph::USER_DEFAULT
-                    .iter()
-                    .any(|p| p.eq_ignore_ascii_case(name))
-                || user_property_known(name)
-        }
-        Kind::Group => {
-            name.eq_ignore_ascii_case("members")
-                || crate::graph::GROUP_DEFAULT
-                    .iter()
-                    .any(|p| p.eq_ignore_ascii_case(name))
-        }
+    let catalogue = match kind {
+        Kind::User => &USERS,
+        Kind::Group => &GROUPS,
     };
-    let type_name = match kind {
-        Kind::User => "user",
-        Kind::Group => "group",
-    };
-    request.query.selected(&known, type_name)
-}
-
-fn user_property_known(name: &str) -> bool {
-    [
-        "mailNickname",
-        "department",
-        "streetAddress",
-        "city",
-        "state",
-        "postalCode",
-        "country",
-        "usageLocation",
-        "companyName",
-        "employeeId",
-        "userType",
-        "accountEnabled",
-        "createdDateTime",
-        "otherMails",
-        "proxyAddresses",
-        "identities",
-    ]
-    .iter()
-    .any(|p| p.eq_ignore_ascii_case(name))
+    request
+        .query
+        .selected(&|name| catalogue.in_delta(name), catalogue.type_name)
 }
 
 fn removed(id: String, reason: &str) -> Map<String, Value> {
@@ -481,7 +445,7 @@ fn users_page(
                 let mut map = Map::new();
                 // id is always returned in delta ([spec 9]); the rest per $select.
                 let names: Vec<&str> = match select {
-                    None => USER_DEFAULT.to_vec(),
+                    None => USERS.default.to_vec(),
                     Some(names) => std::iter::once("id")
                         .chain(
                             names

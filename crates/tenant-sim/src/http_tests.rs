@@ -239,7 +239,8 @@ async fn users_pages_carry_default_properties_options_and_opaque_skiptokens() {
     );
     let value = page["value"].as_array().cloned().unwrap_or_default();
     assert_eq!(value.len(), 7);
-    let mut expected: Vec<String> = crate::graph::USER_DEFAULT
+    let mut expected: Vec<String> = crate::graph::USERS
+        .default
         .iter()
         .map(|s| (*s).to_string())
         .collect();

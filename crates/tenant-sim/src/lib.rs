@@ -9,7 +9,6 @@ mod delta;
 mod error;
 mod faults;
 mod graph;
-mod query;
 mod server;
 mod throttle;
 

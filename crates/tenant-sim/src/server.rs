@@ -18,8 +18,7 @@ use crate::auth::{BearerError, BearerGrant, ConsentMode};
 use crate::data::{Directory, Kind};
 
 use crate::faults::{FaultKind, Faults};
-use crate::graph::{Endpoint, GraphError, RequestIds, json_response};
-use crate::query::Query;
+use crate::graph::{Endpoint, GraphError, Query, RequestIds, json_response};
 use crate::throttle::{Throttle, format_retry_after};
 
 /// What the Graph half needs from the Entra half; [`crate::auth::Auth`] implements it,

@@ -14,8 +14,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use url::Url;
 
+use super::authorization::{AuthorizeRequest, PkceMethod, Prompt};
 use super::errors::{Diagnostics, EntraError};
-use super::grants::{Grant, PkceMethod};
+use super::grants::Grant;
 use super::pages;
 use super::redirect::{self, ResponseMode};
 use super::request::Params;
@@ -24,37 +25,6 @@ use super::{Account, Auth, ConsentMode, TenantSegment, random_token};
 
 /// How many accounts the sign-in page offers.
 const CANDIDATES: usize = 20;
-
-/// `prompt` values documented for v2 (spec §1a), plus MSAL's `create`; v1's
-/// `admin_consent` is read as `consent`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Prompt {
-    Login,
-    None,
-    Consent,
-    SelectAccount,
-    Create,
-}
-
-/// A validated authorization request.
-#[derive(Debug, Clone)]
-pub(super) struct AuthorizeRequest {
-    /// The `{tenant}` segment as sent (the interactive forms post back to it).
-    pub(super) tenant: String,
-    /// The tenant the segment names; `None` for `organizations`/`common`, where the
-    /// account that signs in decides.
-    pub(super) home: Option<usize>,
-    /// The redirect URI exactly as sent: `/token` compares against it (spec §2a).
-    pub(super) redirect_uri: String,
-    pub(super) redirect: Url,
-    pub(super) response_mode: ResponseMode,
-    pub(super) state: Option<String>,
-    pub(super) nonce: Option<String>,
-    pub(super) scopes: ScopeSet,
-    pub(super) code_challenge: Option<(String, PkceMethod)>,
-    pub(super) prompt: Option<Prompt>,
-    pub(super) login_hint: Option<String>,
-}
 
 impl AuthorizeRequest {
     /// Sends an error back to the app on its redirect URI.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use sha2::{Digest as _, Sha256};
 use tokio::time::Instant;
 
-use super::authorize::AuthorizeRequest;
+use super::authorization::{AuthorizeRequest, PkceMethod};
 use super::scopes::ScopeSet;
 use super::{Account, AuthCounters, BearerError, BearerGrant};
 
@@ -60,12 +60,6 @@ pub(super) struct AuthCode {
     pub(super) code_challenge: Option<(String, PkceMethod)>,
     pub(super) nonce: Option<String>,
     expires: Instant,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum PkceMethod {
-    Plain,
-    S256,
 }
 
 pub(super) enum CodeLookup {

@@ -11,6 +11,7 @@
 //! listed in `README-entra.md` next to this file.
 
 mod admin_consent;
+mod authorization;
 mod authorize;
 mod clock;
 mod device;

@@ -21,10 +21,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
+use super::authorization::PkceMethod;
 use super::errors::{Diagnostics, EntraError};
-use super::grants::{
-    CodeLookup, DevicePoll, DeviceState, Grant, PkceMethod, RefreshLookup, digest,
-};
+use super::grants::{CodeLookup, DevicePoll, DeviceState, Grant, RefreshLookup, digest};
 use super::request::{Params, basic_credentials};
 use super::scopes::ScopeSet;
 use super::{Account, Auth, ConsentMode, TenantSegment, authorize, keys, random_token};

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::graph::GraphError;
+use super::error::GraphError;
 
 /// The query string of one Graph request, decoded.
 #[derive(Debug, Default, Clone)]

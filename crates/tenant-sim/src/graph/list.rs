@@ -1,0 +1,275 @@
+//! `/users` and `/groups` (filter, search, order, page) and single users and groups.
+
+use axum::http::StatusCode;
+use axum::response::Response;
+
+use crate::data::Directory;
+
+use super::endpoint::UserRef;
+use super::error::GraphError;
+use super::paging::{
+    count_matching, decode_skiptoken, encode_skiptoken, page_positions, write_page,
+};
+use super::properties::{GROUPS, USERS, group_json, group_property, user_json, user_property};
+use super::query::{Filter, Search};
+use super::request::Request;
+use super::response::{json_response, single};
+
+pub(super) fn live_user(dir: &Directory, position: usize) -> Option<u32> {
+    let slot = u32::try_from(position).ok()?;
+    dir.user(slot).map(|_| slot)
+}
+
+pub(super) fn live_group(dir: &Directory, position: usize) -> Option<u32> {
+    let slot = u32::try_from(position).ok()?;
+    dir.group(slot).map(|_| slot)
+}
+
+pub(super) fn user_predicate<'a>(
+    dir: &'a Directory,
+    filter: Option<&'a Filter>,
+    search: Option<&'a Search>,
+) -> impl Fn(&u32) -> bool + 'a {
+    move |slot: &u32| {
+        let Some(user) = dir.user(*slot) else {
+            return false;
+        };
+        let property = |name: &str| user_property(dir, *slot, user, name).map(|(_, v)| v);
+        filter.is_none_or(|f| f.matches(&property)) && search.is_none_or(|s| s.matches(&property))
+    }
+}
+
+pub(super) fn group_predicate<'a>(
+    dir: &'a Directory,
+    filter: Option<&'a Filter>,
+    search: Option<&'a Search>,
+) -> impl Fn(&u32) -> bool + 'a {
+    move |slot: &u32| {
+        let Some(group) = dir.group(*slot) else {
+            return false;
+        };
+        let property = |name: &str| group_property(dir, *slot, group, name).map(|(_, v)| v);
+        filter.is_none_or(|f| f.matches(&property)) && search.is_none_or(|s| s.matches(&property))
+    }
+}
+
+/// `$orderby`: `displayName` (and `userPrincipalName` for users) work without advanced
+/// parameters; `$orderby` with `$filter` needs them ([spec 8c]).
+pub(super) fn order_by(
+    request: &Request<'_>,
+    allowed: &[&str],
+    has_filter: bool,
+) -> Result<Option<(&'static str, bool)>, GraphError> {
+    let Some(orderby) = &request.query.orderby else {
+        return Ok(None);
+    };
+    let mut parts = orderby.split_whitespace();
+    let property = parts.next().unwrap_or_default();
+    let descending = match parts.next() {
+        None => false,
+        Some(d) if d.eq_ignore_ascii_case("asc") => false,
+        Some(d) if d.eq_ignore_ascii_case("desc") => true,
+        Some(_) => {
+            return Err(GraphError::bad_request(
+                "BadRequest",
+                format!("Invalid $orderby: {orderby}"),
+            ));
+        }
+    };
+    let Some(property) = ["displayName", "userPrincipalName"].into_iter().find(|p| {
+        p.eq_ignore_ascii_case(property) && allowed.iter().any(|a| a.eq_ignore_ascii_case(p))
+    }) else {
+        return Err(GraphError::bad_request(
+            "Request_UnsupportedQuery",
+            "Sorting not supported for current query.",
+        ));
+    };
+    if has_filter && !request.advanced() {
+        return Err(GraphError::bad_request(
+            "Request_UnsupportedQuery",
+            "Unsupported Query.",
+        ));
+    }
+    Ok(Some((property, descending)))
+}
+
+pub(super) fn list_users(request: &Request<'_>) -> Result<Response, GraphError> {
+    request.no_expand()?;
+    if request.query.skip.is_some() {
+        return Err(GraphError::bad_request(
+            "Request_BadRequest",
+            "'$skip' is not supported by the service.",
+        ));
+    }
+    let top = request.query.page_size(100)?;
+    let select = request
+        .query
+        .selected(&|p| USERS.is_property(p), USERS.type_name)?;
+    if let Some(names) = &select
+        && names.iter().any(|n| USERS.is_single_only(n))
+    {
+        // error-delta-property-not-supported-501.json
+        return Err(GraphError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "NotImplemented",
+            "This operation target is not yet supported.",
+        ));
+    }
+    let filter = request.filter(&|p| USERS.is_filterable(p))?;
+    let search = request.search(&|p| USERS.is_searchable(p))?;
+    let order = order_by(
+        request,
+        &["displayName", "userPrincipalName"],
+        filter.is_some(),
+    )?;
+    let dir = request.dir;
+    let start = decode_skiptoken(
+        request.tenant_id,
+        "users",
+        request.query.skiptoken.as_deref(),
+    )?;
+    let keep = user_predicate(dir, filter.as_ref(), search.as_ref());
+    let sorted = match order {
+        Some(("displayName", _)) => Some(dir.users_by_display_name()),
+        Some((_, _)) => {
+            let mut slots: Vec<u32> = (0..dir.users.len())
+                .filter_map(|i| live_user(dir, i))
+                .collect();
+            slots
+                .sort_by_cached_key(|s| dir.user(*s).map(|u| u.user_principal_name.to_lowercase()));
+            Some(std::sync::Arc::new(slots))
+        }
+        None => None,
+    };
+    let descending = order.is_some_and(|(_, d)| d);
+    let (len, at): (usize, Box<dyn Fn(usize) -> Option<u32>>) = match &sorted {
+        Some(slots) => {
+            let slots = std::sync::Arc::clone(slots);
+            let len = slots.len();
+            (
+                len,
+                Box::new(move |i| slots.get(if descending { len - 1 - i } else { i }).copied()),
+            )
+        }
+        None => (dir.users.len(), Box::new(|i| live_user(dir, i))),
+    };
+    let count = request
+        .wants_count()
+        .then(|| count_matching(len, &at, &keep));
+    let (slots, next) = page_positions(len, start, top, &at, &keep);
+    let next_link = next.map(|p| {
+        request.next_link(
+            "$skiptoken",
+            &encode_skiptoken(request.tenant_id, "users", p),
+        )
+    });
+    let context = request.context("users", select.as_deref(), "");
+    let items = slots.into_iter().filter_map(|s| {
+        dir.user(s)
+            .map(|u| user_json(dir, s, u, select.as_deref(), false))
+    });
+    Ok(json_response(
+        StatusCode::OK,
+        write_page(&context, count, next_link.as_deref(), None, items),
+    ))
+}
+
+pub(super) fn get_user(request: &Request<'_>, user: &UserRef) -> Result<Response, GraphError> {
+    request.no_expand()?;
+    let slot = request.user_slot(user)?;
+    let select = request
+        .query
+        .selected(&|p| USERS.is_property(p), USERS.type_name)?;
+    let dir = request.dir;
+    let Some(u) = dir.user(slot) else {
+        return Err(GraphError::not_found("user"));
+    };
+    let map = user_json(dir, slot, u, select.as_deref(), false);
+    Ok(single(
+        select.as_deref(),
+        request.context("users", select.as_deref(), "/$entity"),
+        map,
+    ))
+}
+
+pub(super) fn list_groups(request: &Request<'_>) -> Result<Response, GraphError> {
+    request.no_expand()?;
+    let top = request.query.page_size(100)?;
+    let select = request
+        .query
+        .selected(&|p| GROUPS.is_property(p), GROUPS.type_name)?;
+    if let Some(names) = &select
+        && names.iter().any(|n| GROUPS.is_single_only(n))
+    {
+        return Err(GraphError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "NotImplemented",
+            "This operation target is not yet supported.",
+        ));
+    }
+    let filter = request.filter(&|p| GROUPS.is_filterable(p))?;
+    let search = request.search(&|p| GROUPS.is_searchable(p))?;
+    let order = order_by(request, &["displayName"], filter.is_some())?;
+    let dir = request.dir;
+    let start = decode_skiptoken(
+        request.tenant_id,
+        "groups",
+        request.query.skiptoken.as_deref(),
+    )?;
+    let keep = group_predicate(dir, filter.as_ref(), search.as_ref());
+    let mut slots: Vec<u32> = (0..dir.groups.len())
+        .filter_map(|i| live_group(dir, i))
+        .collect();
+    if let Some((_, descending)) = order {
+        slots.sort_by_cached_key(|s| dir.group(*s).map(|g| g.display_name.to_lowercase()));
+        if descending {
+            slots.reverse();
+        }
+    }
+    let at = |i: usize| slots.get(i).copied();
+    let count = request
+        .wants_count()
+        .then(|| count_matching(slots.len(), at, &keep));
+    let (page, next) = page_positions(slots.len(), start, top, at, &keep);
+    let next_link = next.map(|p| {
+        request.next_link(
+            "$skiptoken",
+            &encode_skiptoken(request.tenant_id, "groups", p),
+        )
+    });
+    let context = request.context("groups", select.as_deref(), "");
+    let items = page.into_iter().filter_map(|s| {
+        dir.group(s)
+            .map(|g| group_json(dir, s, g, select.as_deref(), false))
+    });
+    Ok(json_response(
+        StatusCode::OK,
+        write_page(&context, count, next_link.as_deref(), None, items),
+    ))
+}
+
+pub(super) fn get_group(request: &Request<'_>, id: &str) -> Result<Response, GraphError> {
+    request.no_expand()?;
+    let slot = request.group_slot(id)?;
+    let select = request
+        .query
+        .selected(&|p| GROUPS.is_property(p), GROUPS.type_name)?;
+    let dir = request.dir;
+    let Some(group) = dir.group(slot) else {
+        return Err(GraphError::not_found(id));
+    };
+    let mut names = select.clone();
+    // Exchange-backed properties come back with the id (group-get-select.json).
+    if let Some(list) = &mut names
+        && list.iter().any(|n| GROUPS.is_single_only(n))
+        && !list.iter().any(|n| n.eq_ignore_ascii_case("id"))
+    {
+        list.insert(0, "id".into());
+    }
+    let map = group_json(dir, slot, group, names.as_deref(), false);
+    Ok(single(
+        select.as_deref(),
+        request.context("groups", select.as_deref(), "/$entity"),
+        map,
+    ))
+}
