@@ -71,7 +71,8 @@ struct Args {
     data_dir: Option<PathBuf>,
 
     /// A customer account that may sign in, as email:password (repeat for more; a
-    /// password given here is visible in the process list: this is a demo sign-in).
+    /// password given here is visible in the process list: this is a demo sign-in; it
+    /// is kept as an Argon2id hash).
     /// Default: the two demo customers printed at start.
     #[arg(long = "customer", value_name = "EMAIL:PASSWORD", value_parser = Customer::parse)]
     customers: Vec<Customer>,
@@ -84,8 +85,10 @@ struct Args {
     )]
     sync_every_minutes: u64,
 
-    /// The key signing session cookies: base64 of at least 64 bytes. Default: a random
-    /// key (everyone is signed out when the app restarts).
+    /// The key signing session cookies (and sealing the pending Microsoft sign-ins kept in
+    /// the sessions, which live in the store's database): base64 of at least 64 bytes.
+    /// Instances sharing the store need the same key to share the sessions. Default: a
+    /// random key (everyone is signed out when the app restarts).
     #[arg(long, env = "M365_LINK_COOKIE_KEY", hide_env_values = true)]
     cookie_key: Option<String>,
 

@@ -737,6 +737,8 @@ mod tests {
             .unwrap();
         assert_eq!(taken.intent, intent);
         assert_eq!(taken.owner, owner);
+        assert!(!format!("{taken:?}").contains(&state), "redacted");
+        assert_eq!(format!("{sessions:?}"), "Sessions { .. }");
         let session = request(&store, Some(mine));
         let current_mine = current(&session).await.unwrap().unwrap();
         assert!(
