@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use connection_store::{
-    Backoff, Claim, Connection, ConnectionId, ConnectionStatus, ConnectionStore, CursorKey, Lease,
-    LeaseHolder, NewConnection, OwnerId, Reconnect, SecretString, StoreError, StoredToken,
-    TokenVersion,
+    Backoff, Claim, Clock, Connection, ConnectionId, ConnectionStatus, ConnectionStore, CursorKey,
+    Lease, LeaseHolder, ManualClock, NewConnection, OwnerId, Reconnect, SecretString, StoreError,
+    StoredToken, SystemClock, TokenVersion,
 };
 use connection_store_sql::{EncryptionKey, KeyId, KeyRing, SqlStore};
 use entra_auth::{Authority, CallbackParams};
@@ -27,8 +27,9 @@ use m365_link_app::store::OpenedStore;
 use m365_link_app::web;
 use m365_link_app::web::AppState;
 use m365_link_app::web::accounts::Customer;
-use m365_link_app::web::jobs::{JobState, Outcome};
-use m365_link_app::web::scheduler::{Visit, round};
+use m365_link_app::web::jobs::JobState;
+use m365_link_app::web::scheduler::round;
+use m365_link_app::worker::{Outcome, RoundReport};
 use secrecy::SecretString as Secret;
 use tenant_sim::{ConsentMode, Deletion, TenantSim, UserFields};
 use time::OffsetDateTime;
@@ -135,13 +136,16 @@ async fn commits(state: &AppState, id: ConnectionId) -> u64 {
         .map_or(0, |mirrored| mirrored.commits)
 }
 
-fn outcome_of(visits: &[Visit], id: ConnectionId) -> Option<Outcome> {
-    visits
-        .iter()
-        .find(|v| v.id == id)
-        .unwrap_or_else(|| panic!("{id} was not visited: {visits:?}"))
-        .outcome
-        .clone()
+/// What the round did with connection `id`; `None` when it did not claim it (not due,
+/// leased elsewhere, or needing an admin).
+fn outcome_of(report: &RoundReport, id: ConnectionId) -> Option<Outcome> {
+    let mut visits = report.visits.iter().filter(|(visited, _)| *visited == id);
+    let outcome = visits.next().map(|(_, outcome)| *outcome);
+    assert!(
+        visits.next().is_none(),
+        "{id} was claimed twice: {report:?}"
+    );
+    outcome
 }
 
 /// A store and its mirror as `m365_link_app::store::open` gives them.
@@ -156,12 +160,17 @@ async fn opened(sql: SqlStore) -> OpenedStore {
 }
 
 async fn sqlite(path: &Path, key: &EncryptionKey) -> OpenedStore {
+    sqlite_with_clock(path, key, Arc::new(SystemClock)).await
+}
+
+async fn sqlite_with_clock(path: &Path, key: &EncryptionKey, clock: Arc<dyn Clock>) -> OpenedStore {
     let keys = KeyRing::new(
         KeyId::new("test").unwrap(),
         EncryptionKey::from_base64(&key.to_base64()).unwrap(),
     );
     let sql = SqlStore::sqlite(path)
         .key_ring(keys)
+        .clock(clock)
         .open()
         .await
         .expect("the SQLite store opens");
@@ -215,9 +224,13 @@ async fn two_instances_sync_each_connection(first: &OpenedStore, second: &Opened
     }
 
     let now = OffsetDateTime::now_utc();
-    let (visits_a, visits_b) = tokio::join!(round(&a, HOUR, now), round(&b, HOUR, now));
-    assert_eq!(visits_a.len(), ids.len(), "{visits_a:?}");
-    assert_eq!(visits_b.len(), ids.len(), "{visits_b:?}");
+    let (visits_a, visits_b) = tokio::join!(round(&a, HOUR), round(&b, HOUR));
+    // Each connection is claimed by exactly one of them, and synced.
+    assert_eq!(
+        visits_a.claimed + visits_b.claimed,
+        ids.len(),
+        "{visits_a:?} {visits_b:?}"
+    );
     for (owner, id) in &ids {
         let outcomes = [outcome_of(&visits_a, *id), outcome_of(&visits_b, *id)];
         let synced = outcomes
@@ -225,12 +238,10 @@ async fn two_instances_sync_each_connection(first: &OpenedStore, second: &Opened
             .filter(|o| **o == Some(Outcome::Synced))
             .count();
         assert_eq!(synced, 1, "{id}: {outcomes:?}");
-        for outcome in outcomes.iter().filter(|o| **o != Some(Outcome::Synced)) {
-            assert!(
-                matches!(outcome, None | Some(Outcome::LeaseHeld)),
-                "{id}: the other instance found it held or not due: {outcomes:?}"
-            );
-        }
+        assert!(
+            outcomes.contains(&None),
+            "{id}: claimed by both: {outcomes:?}"
+        );
         // One commit in the mirror, as both instances read it, and no data folder.
         for instance in [&a, &b] {
             assert_eq!(commits(instance, *id).await, 1, "{id}");
@@ -240,8 +251,12 @@ async fn two_instances_sync_each_connection(first: &OpenedStore, second: &Opened
         assert!(connection.last_synced_at.is_some_and(|at| at >= now));
     }
     // Nothing is due for either instance any more.
-    let (again_a, again_b) = tokio::join!(round(&a, HOUR, now), round(&b, HOUR, now));
-    assert!(again_a.iter().chain(&again_b).all(|v| v.outcome.is_none()));
+    let (again_a, again_b) = tokio::join!(round(&a, HOUR), round(&b, HOUR));
+    assert_eq!(
+        (again_a.claimed, again_b.claimed),
+        (0, 0),
+        "{again_a:?} {again_b:?}"
+    );
 
     for (owner, id) in ids {
         a.store().delete(&owner, id).await.unwrap();
@@ -446,9 +461,12 @@ async fn a_held_lease_skips_the_connection_until_it_is_released() {
         .await
         .unwrap();
     assert!(lease.is_some());
-    let now = OffsetDateTime::now_utc();
-    let visits = round(&app, HOUR, now).await;
-    assert_eq!(outcome_of(&visits, id), Some(Outcome::LeaseHeld));
+    let visits = round(&app, HOUR).await;
+    assert_eq!(
+        outcome_of(&visits, id),
+        None,
+        "a leased connection is not claimed"
+    );
     assert_eq!(
         commits(&app, id).await,
         0,
@@ -466,10 +484,10 @@ async fn a_held_lease_skips_the_connection_until_it_is_released() {
     assert_eq!(app.jobs().state(id).name(), "idle");
 
     // Still held at the next round; then released.
-    let visits = round(&app, HOUR, now).await;
-    assert_eq!(outcome_of(&visits, id), Some(Outcome::LeaseHeld));
+    let visits = round(&app, HOUR).await;
+    assert_eq!(outcome_of(&visits, id), None);
     store.release_lease(&owner, id, &other).await.unwrap();
-    let visits = round(&app, HOUR, now).await;
+    let visits = round(&app, HOUR).await;
     assert_eq!(outcome_of(&visits, id), Some(Outcome::Synced));
     assert_eq!(commits(&app, id).await, 1);
     assert!(
@@ -492,9 +510,12 @@ async fn a_held_lease_skips_the_connection_until_it_is_released() {
 async fn a_round_syncs_what_is_due_by_delta_and_skips_what_needs_an_admin() {
     let sim = sim().await;
     let dir = TempDir::new();
-    let opened = sqlite(
+    // The store's clock decides what is due; it is moved by hand.
+    let clock = ManualClock::new(OffsetDateTime::now_utc());
+    let opened = sqlite_with_clock(
         &dir.0.join("connections.sqlite"),
         &EncryptionKey::generate(),
+        Arc::new(clock.clone()),
     )
     .await;
     let store = Arc::clone(&opened.store);
@@ -506,8 +527,7 @@ async fn a_round_syncs_what_is_due_by_delta_and_skips_what_needs_an_admin() {
     }
 
     // Never synced: all due, a full import each.
-    let start = OffsetDateTime::now_utc();
-    let visits = round(&app, HOUR, start).await;
+    let visits = round(&app, HOUR).await;
     for id in &ids {
         assert_eq!(outcome_of(&visits, *id), Some(Outcome::Synced));
         assert!(matches!(app.jobs().state(*id), JobState::Done { ref kind, .. } if kind == "full"));
@@ -522,12 +542,13 @@ async fn a_round_syncs_what_is_due_by_delta_and_skips_what_needs_an_admin() {
     };
 
     // Right after: nothing is due, nothing runs.
-    let visits = round(&app, HOUR, OffsetDateTime::now_utc()).await;
-    assert!(visits.iter().all(|v| v.outcome.is_none()), "{visits:?}");
+    let visits = round(&app, HOUR).await;
+    assert_eq!(visits.claimed, 0, "{visits:?}");
     // Just short of the interval: still not due.
     let earliest = synced_at.values().min().unwrap();
-    let visits = round(&app, HOUR, *earliest + HOUR - Duration::from_secs(1)).await;
-    assert!(visits.iter().all(|v| v.outcome.is_none()), "{visits:?}");
+    clock.set(*earliest + HOUR - Duration::from_secs(1));
+    let visits = round(&app, HOUR).await;
+    assert_eq!(visits.claimed, 0, "{visits:?}");
 
     // One connection needs a reconnect, one is disabled: skipped until an admin acts.
     let needs = ConnectionStatus::NeedsReconnect {
@@ -544,8 +565,9 @@ async fn a_round_syncs_what_is_due_by_delta_and_skips_what_needs_an_admin() {
         .unwrap();
 
     // An interval later the active one is synced again, by delta.
-    let later = OffsetDateTime::now_utc() + HOUR;
-    let visits = round(&app, HOUR, later).await;
+    clock.set(*synced_at.values().max().unwrap() + HOUR);
+    let visits = round(&app, HOUR).await;
+    assert_eq!(visits.claimed, 1, "{visits:?}");
     assert_eq!(outcome_of(&visits, ids[0]), Some(Outcome::Synced));
     assert!(
         matches!(app.jobs().state(ids[0]), JobState::Done { ref kind, .. } if kind == "delta"),
@@ -572,15 +594,15 @@ async fn a_round_syncs_what_is_due_by_delta_and_skips_what_needs_an_admin() {
 
 type Hook = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
 
-/// A store handle that runs `hook` (once) just before its first `acquire_lease`: the
-/// moment another instance may finish a sync of the same connection.
-struct BeforeLease {
+/// A store handle that runs `hook` (once) just before its first `claim_due`: the moment
+/// another instance may finish a sync of the same connection.
+struct BeforeClaim {
     inner: Arc<dyn ConnectionStore>,
     hook: Mutex<Option<Hook>>,
 }
 
 #[async_trait]
-impl ConnectionStore for BeforeLease {
+impl ConnectionStore for BeforeClaim {
     async fn create(&self, owner: &OwnerId, new: NewConnection) -> Result<Connection, StoreError> {
         self.inner.create(owner, new).await
     }
@@ -687,14 +709,6 @@ impl ConnectionStore for BeforeLease {
         holder: &LeaseHolder,
         ttl: Duration,
     ) -> Result<Option<Lease>, StoreError> {
-        let hook = self
-            .hook
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        if let Some(hook) = hook {
-            hook().await;
-        }
         self.inner.acquire_lease(owner, id, holder, ttl).await
     }
     async fn renew_lease(
@@ -721,6 +735,14 @@ impl ConnectionStore for BeforeLease {
         ttl: Duration,
         interval: Duration,
     ) -> Result<Vec<Claim>, StoreError> {
+        let hook = self
+            .hook
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(hook) = hook {
+            hook().await;
+        }
         self.inner.claim_due(limit, holder, ttl, interval).await
     }
 }
@@ -740,8 +762,8 @@ async fn a_connection_synced_by_another_instance_meanwhile_is_not_synced_again()
     let a = instance(&sim, &opened, &customers, &dir.0, "a");
     let id = link(&a, &owner, "Germany").await;
 
-    // Instance b finds the connection due; before b takes the lease, instance a syncs
-    // it completely (takes the lease, writes, records the sync, frees the lease).
+    // Instance b's round starts; before b claims, instance a syncs the connection
+    // completely (takes the lease, writes, records the sync, frees the lease).
     let synced_by_a = Arc::new(Mutex::new(None));
     let hook: Hook = {
         let (a, owner, synced_by_a) = (a.clone(), owner.clone(), synced_by_a.clone());
@@ -753,7 +775,7 @@ async fn a_connection_synced_by_another_instance_meanwhile_is_not_synced_again()
         })
     };
     let racing = OpenedStore {
-        store: Arc::new(BeforeLease {
+        store: Arc::new(BeforeClaim {
             inner: store.clone(),
             hook: Mutex::new(Some(hook)),
         }),
@@ -762,12 +784,12 @@ async fn a_connection_synced_by_another_instance_meanwhile_is_not_synced_again()
         description: "racing".to_owned(),
     };
     let b = instance(&sim, &racing, &customers, &dir.0, "b");
-    let visits = round(&b, HOUR, OffsetDateTime::now_utc()).await;
+    let visits = round(&b, HOUR).await;
     assert_eq!(*synced_by_a.lock().unwrap(), Some(Outcome::Synced));
-    assert_ne!(
+    assert_eq!(
         outcome_of(&visits, id),
-        Some(Outcome::Synced),
-        "synced twice: b did not notice that a synced it while b waited for the lease"
+        None,
+        "synced twice: b claimed a connection a had just synced"
     );
     assert_eq!(commits(&b, id).await, 1, "b committed a second sync");
 }
@@ -777,7 +799,7 @@ async fn a_connection_synced_by_another_instance_meanwhile_is_not_synced_again()
 // ---------------------------------------------------------------------------------------
 
 /// A "Sync now" running in this instance: the scheduler leaves the connection alone
-/// (it does not take the lease, which would make that sync report "lease held"), and
+/// (it frees the lease it claimed at once, so that sync does not find it "held"), and
 /// syncs it at the next round once it is free.
 #[tokio::test]
 async fn a_sync_running_here_is_left_alone_and_its_lease_untouched() {
@@ -797,10 +819,9 @@ async fn a_sync_running_here_is_left_alone_and_its_lease_untouched() {
     // What `jobs::spawn` does first when "Sync now" is pressed.
     let before = app.jobs().claim(id).expect("nothing runs yet");
     assert_eq!(before, JobState::Idle);
-    let now = OffsetDateTime::now_utc();
-    let visits = round(&app, HOUR, now).await;
+    let visits = round(&app, HOUR).await;
     assert_eq!(outcome_of(&visits, id), Some(Outcome::AlreadyRunning));
-    // The lease is free for that sync: the scheduler did not take it.
+    // The lease is free for that sync: the scheduler gave back what it claimed.
     let other = LeaseHolder::new("the-sync-now").unwrap();
     assert!(
         store
@@ -813,7 +834,7 @@ async fn a_sync_running_here_is_left_alone_and_its_lease_untouched() {
     assert_eq!(app.jobs().state(id).name(), "running");
 
     app.jobs().unclaim(id, before);
-    let visits = round(&app, HOUR, now).await;
+    let visits = round(&app, HOUR).await;
     assert_eq!(outcome_of(&visits, id), Some(Outcome::Synced));
     assert_eq!(commits(&app, id).await, 1);
 }

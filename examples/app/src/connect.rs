@@ -192,13 +192,13 @@ impl SignIn {
         let client = self
             .app
             .entra_client(&self.cloud, Some(&redirect.redirect_uri()))?;
-        let mut request = client
-            .authorization_request()
-            .authority(self.authority()?)
-            .prompt(Prompt::SelectAccount);
-        if let Some(hint) = login_hint {
-            request = request.login_hint(hint);
-        }
+        let request = client.authorization_request().authority(self.authority()?);
+        // With a hint the account is chosen already; without one the admin picks it
+        // (Entra refuses `login_hint` together with `prompt=select_account`).
+        let request = match login_hint {
+            Some(hint) => request.login_hint(hint),
+            None => request.prompt(Prompt::SelectAccount),
+        };
         let (url, pending) = request.build()?.into_parts();
         open_browser(&url);
         let callback = redirect.wait(timeout).await?;
@@ -262,6 +262,27 @@ pub fn simulated_browser(url: &url::Url) {
             tracing::warn!(%error, "simulated browser could not finish the sign-in");
         }
     });
+}
+
+/// Links the tenant of `admin` (a user principal name) on a simulator that consents by
+/// itself, for `owner`: the admin signs in through `sign_in` with a `login_hint` (which
+/// tells a multi-tenant simulator's `organizations` authority the tenant), and the
+/// connection is stored as `name`. For the demo, the fleet benchmark and tests.
+///
+/// # Errors
+/// A failed sign-in, or the store refusing the connection (name taken, tenant linked).
+pub async fn link_simulated(
+    sign_in: &SignIn,
+    store: &dyn ConnectionStore,
+    owner: &OwnerId,
+    admin: &str,
+    name: &str,
+) -> anyhow::Result<Connection> {
+    let (_client, grant) = sign_in
+        .browser(Some(admin), Duration::from_secs(30), simulated_browser)
+        .await
+        .with_context(|| format!("the simulated sign-in of {admin} failed"))?;
+    create_connection(store, owner, name, sign_in.cloud.clone(), &grant).await
 }
 
 /// The connection fields a grant gives: tenant, admin, scopes.

@@ -263,10 +263,8 @@ impl Linked {
     ) -> anyhow::Result<Self> {
         let connection = store.get(owner, id).await.map_err(describe_store_error)?;
         let client = app.entra_client(&connection.cloud, None)?;
-        let tenant = entra_auth::TenantId::parse(connection.tenant.as_str())
-            .context("the stored tenant id is not valid")?;
         let tokens = Arc::new(ConnectionTokens::new(store, owner.clone(), id));
-        let session = TokenSession::builder(client, tenant, tokens).build()?;
+        let session = session(&client, &connection, tokens)?;
         let graph = graph_client(&connection.cloud, session.clone())?;
         Ok(Self {
             connection,
@@ -274,6 +272,20 @@ impl Linked {
             graph,
         })
     }
+}
+
+/// A token session for `connection`'s tenant over its stored refresh token.
+///
+/// # Errors
+/// When the stored tenant id is not valid.
+pub(crate) fn session(
+    client: &EntraClient,
+    connection: &Connection,
+    tokens: Arc<ConnectionTokens>,
+) -> anyhow::Result<TokenSession> {
+    let tenant = entra_auth::TenantId::parse(connection.tenant.as_str())
+        .context("the stored tenant id is not valid")?;
+    Ok(TokenSession::builder(client.clone(), tenant, tokens).build()?)
 }
 
 /// A Graph client for `cloud` over `session`.

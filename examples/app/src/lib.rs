@@ -13,6 +13,8 @@
 //! - [`store`]: the connection store and its mirror the examples open (`SQLite` or `PostgreSQL`).
 //! - [`sync`]: one sync of a stored connection into a sink (the mirror), under its lease.
 //! - [`web`]: the web app of the product flow (axum, maud).
+//! - [`worker`]: syncs every due connection of a store, many at once, sharing the work
+//!   with other workers and web app instances on the same database.
 
 pub mod connect;
 pub mod glue;
@@ -21,3 +23,4 @@ pub mod present;
 pub mod store;
 pub mod sync;
 pub mod web;
+pub mod worker;

@@ -152,7 +152,24 @@ pub async fn run(
     else {
         return Err(SyncStop::LeaseHeld.into());
     };
+    run_leased(graph, target, sink, options, progress).await
+}
 
+/// [`run`] for a connection whose sync lease `options.holder` holds already (a worker
+/// claimed it with `ConnectionStore::claim_due`, which also checked its status): renews
+/// the lease while the engine runs, records the sync time or the failure under it, and
+/// frees it.
+///
+/// # Errors
+/// As [`run`], but never [`SyncStop::LeaseHeld`] or [`SyncStop::Disabled`].
+pub async fn run_leased(
+    graph: &GraphClient,
+    target: &Target,
+    sink: &mut dyn DirectorySink,
+    options: &Options,
+    progress: &dyn SyncProgress,
+) -> anyhow::Result<SyncReport> {
+    let store = target.store.as_ref();
     let result = tokio::select! {
         synced = graph_client::sync::run(graph, sink, &options.engine, progress) => {
             synced.map_err(Failure::Engine)
@@ -201,6 +218,23 @@ pub async fn run(
         tracing::warn!(%error, "could not release the sync lease");
     }
     outcome
+}
+
+/// Gives up on a claimed connection whose sync could not start (its settings are
+/// invalid): records the failure for the backoff and frees `holder`'s lease.
+pub async fn give_up(target: &Target, holder: &LeaseHolder) {
+    let store = target.store.as_ref();
+    let (owner, id) = (&target.owner, target.id);
+    let now = time::OffsetDateTime::now_utc();
+    if let Err(error) = store
+        .record_failure(owner, id, holder, now, &Backoff::default())
+        .await
+    {
+        tracing::warn!(%error, connection = %id, "could not record the failed sync");
+    }
+    if let Err(error) = store.release_lease(owner, id, holder).await {
+        tracing::warn!(%error, connection = %id, "could not release the sync lease");
+    }
 }
 
 /// A failed `record_sync`: the lease lost meanwhile is [`SyncStop::LeaseLost`].

@@ -16,6 +16,7 @@ use time::OffsetDateTime;
 
 use super::AppState;
 use crate::sync::{self, SyncStop, Target};
+use crate::worker::{self, Outcome};
 
 /// What the Manage page shows about a connection's sync.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -68,23 +69,6 @@ impl JobState {
             Self::Failed { .. } => "failed",
         }
     }
-}
-
-/// How a requested sync went.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// It ran and finished.
-    Synced,
-    /// A sync of this connection was already running in this process.
-    AlreadyRunning,
-    /// Another instance holds the connection's sync lease.
-    LeaseHeld,
-    /// The connection needs a reconnect (or just turned out to).
-    NeedsReconnect,
-    /// The connection is disabled.
-    Disabled,
-    /// It failed.
-    Failed,
 }
 
 /// The sync jobs of this process.
@@ -202,38 +186,30 @@ pub(crate) async fn run_claimed(
     holder: Option<LeaseHolder>,
 ) -> Outcome {
     let jobs = state.jobs().clone();
-    let (outcome, next) = match sync_once(state, owner, id, holder).await {
-        Ok(report) => (Outcome::Synced, done(report.kind, &report.summary)),
-        Err(error) => match error.downcast_ref::<SyncStop>() {
-            Some(SyncStop::NeedsReconnect { reason }) => (
-                Outcome::NeedsReconnect,
-                JobState::NeedsReconnect {
-                    message: reason.clone(),
-                },
-            ),
-            Some(SyncStop::LeaseHeld) => (
-                Outcome::LeaseHeld,
-                JobState::Failed {
-                    message: "another instance of the app is syncing this connection right \
-                              now; its result shows here after its next sync"
-                        .to_owned(),
-                },
-            ),
-            Some(SyncStop::Disabled) => (
-                Outcome::Disabled,
-                JobState::Failed {
-                    message: "the connection is disabled".to_owned(),
-                },
-            ),
-            _ => {
-                tracing::warn!(connection = %id, error = %format!("{error:#}"), "sync failed");
-                (
-                    Outcome::Failed,
-                    JobState::Failed {
-                        message: first_line(&error),
-                    },
-                )
-            }
+    let result = sync_once(state, owner, id, holder).await;
+    let outcome = worker::outcome_of(id, &result);
+    let next = match (&result, outcome) {
+        (Ok(report), _) => done(report.kind, &report.summary),
+        (Err(error), Outcome::NeedsReconnect) => JobState::NeedsReconnect {
+            message: match error.downcast_ref::<SyncStop>() {
+                Some(SyncStop::NeedsReconnect { reason }) => reason.clone(),
+                _ => first_line(error),
+            },
+        },
+        (Err(_), Outcome::LeaseHeld) => JobState::Failed {
+            message: "another instance of the app is syncing this connection right now; its \
+                      result shows here after its next sync"
+                .to_owned(),
+        },
+        (Err(_), Outcome::LeaseLost) => JobState::Failed {
+            message: "another instance of the app took this sync over; nothing was written"
+                .to_owned(),
+        },
+        (Err(_), Outcome::Disabled) => JobState::Failed {
+            message: "the connection is disabled".to_owned(),
+        },
+        (Err(error), _) => JobState::Failed {
+            message: first_line(error),
         },
     };
     // Removed while it ran: the store took the mirror rows with the connection, and a

@@ -1,0 +1,495 @@
+//! The fleet worker: syncs every due connection of a store into the directory mirror, many
+//! at once, sharing the work with any number of other workers and web app instances on
+//! the same database.
+//!
+//! A round claims due connections in batches with the store's service-level
+//! [`ConnectionStore::claim_due`] (active, last sync older than the interval or never,
+//! past its failure backoff, lease free or expired; oldest due first), which takes their
+//! sync leases in the same statement, so two workers never claim one connection. Each
+//! claimed connection is synced by [`sync::run_leased`] (the lease renewed while it runs,
+//! the sync time or the failure recorded under the lease, the lease freed), up to
+//! `concurrency` at once. The round ends when nothing more is due.
+//!
+//! Key decisions:
+//! - The batch is topped up when half the slots are free, so a round costs one claim
+//!   query per `concurrency / 2` connections rather than one per connection.
+//! - One Entra client and one Graph connection pool per cloud serve every tenant; each
+//!   tenant gets its own token session and Graph throttle gate
+//!   ([`GraphClient::with_tokens`]), so a throttled tenant waits alone.
+//! - A failed sync is retried after the store's growing backoff ([`connection_store::Backoff`]), not every
+//!   round; a connection whose grant Microsoft refused is marked "reconnect needed" by the
+//!   glue and is never claimed again until an admin reconnects.
+//! - On stop, no more connections are claimed; running syncs get `grace` to finish, and
+//!   the leases of those that did not are freed, so another worker takes them at once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use connection_store::{
+    Claim, Cloud, Connection, ConnectionId, ConnectionStore, LeaseHolder, OwnerId,
+};
+use connection_store_sql::SqlStore;
+use entra_auth::EntraClient;
+use futures::StreamExt as _;
+use futures::stream::FuturesUnordered;
+use graph_client::GraphClient;
+use graph_client::sync::{NoProgress, SyncOptions, SyncReport};
+use time::OffsetDateTime;
+
+use crate::glue::{self, App, ConnectionTokens, Linked, SessionTokens};
+use crate::mirror::Mirror;
+use crate::sync::{self, SyncStop, Target};
+
+/// What one claimed sync came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// It ran and committed.
+    Synced,
+    /// A sync of this connection was already running in this process; it was left alone.
+    AlreadyRunning,
+    /// Another holder had the connection's sync lease.
+    LeaseHeld,
+    /// The lease was taken over while it ran; nothing was written.
+    LeaseLost,
+    /// Microsoft refused the grant: "reconnect needed".
+    NeedsReconnect,
+    /// The connection is disabled.
+    Disabled,
+    /// It failed; it is retried after the backoff.
+    Failed,
+}
+
+/// Syncs one claimed connection. The worker's own is [`MirrorSyncer`]; the web app's
+/// scheduler wraps it to show progress on the Manage page.
+#[async_trait]
+pub trait SyncClaimed: Send + Sync {
+    /// Syncs `claim`'s connection as `holder`, which holds its sync lease, and frees the
+    /// lease before returning.
+    async fn sync(&self, claim: &Claim, holder: &LeaseHolder) -> Outcome;
+}
+
+/// How a worker runs.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// Syncs running at once (I/O bound: mostly waiting for Graph).
+    pub concurrency: usize,
+    /// A connection is due when its last sync is older than this.
+    pub interval: Duration,
+    /// The sync lease's time-to-live; renewed every third of it.
+    pub lease_ttl: Duration,
+    /// How long running syncs may take to finish after a stop.
+    pub grace: Duration,
+}
+
+impl Default for WorkerOptions {
+    /// Concurrency 32, hourly, a 60 s lease, 30 s grace.
+    fn default() -> Self {
+        Self {
+            concurrency: usize::from(DEFAULT_CONCURRENCY),
+            interval: Duration::from_secs(60 * 60),
+            lease_ttl: sync::DEFAULT_LEASE_TTL,
+            grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The default number of syncs at once: they mostly wait on the network.
+pub const DEFAULT_CONCURRENCY: u16 = 32;
+
+/// What one round did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoundReport {
+    /// Connections claimed.
+    pub claimed: usize,
+    /// Synced and committed.
+    pub synced: usize,
+    /// Failed (retried after their backoff).
+    pub failed: usize,
+    /// Found needing a reconnect.
+    pub needs_reconnect: usize,
+    /// Skipped: running here already, lease held or lost, disabled meanwhile.
+    pub skipped: usize,
+    /// How long the most overdue claimed connection had been due.
+    pub lag: Option<Duration>,
+    /// Claim queries made.
+    pub claims: usize,
+    /// Claim queries that failed (the round ends early and the next one retries).
+    pub store_errors: usize,
+    /// Wall time of the round.
+    pub elapsed: Duration,
+    /// The claimed connections, in claim order, with their outcomes.
+    pub visits: Vec<(ConnectionId, Outcome)>,
+}
+
+impl RoundReport {
+    fn count(&mut self, id: ConnectionId, outcome: Outcome) {
+        match outcome {
+            Outcome::Synced => self.synced += 1,
+            Outcome::Failed => self.failed += 1,
+            Outcome::NeedsReconnect => self.needs_reconnect += 1,
+            Outcome::AlreadyRunning
+            | Outcome::LeaseHeld
+            | Outcome::LeaseLost
+            | Outcome::Disabled => self.skipped += 1,
+        }
+        self.visits.push((id, outcome));
+    }
+
+    fn note_claim(&mut self, connection: &Connection, interval: Duration, now: OffsetDateTime) {
+        self.claimed += 1;
+        let lag = (now - connection.due_at(interval)).try_into().ok();
+        self.lag = self.lag.max(lag);
+    }
+}
+
+impl std::fmt::Display for RoundReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "claimed {}, synced {}, failed {}, needing reconnect {}, skipped {}, oldest due \
+             {} ago, in {:.1} s",
+            self.claimed,
+            self.synced,
+            self.failed,
+            self.needs_reconnect,
+            self.skipped,
+            self.lag.map_or_else(
+                || "-".to_owned(),
+                |lag| format!("{:.1} s", lag.as_secs_f64())
+            ),
+            self.elapsed.as_secs_f64(),
+        )
+    }
+}
+
+/// Syncs due connections, `options.concurrency` at once, through `syncer`.
+pub struct Worker {
+    store: Arc<dyn ConnectionStore>,
+    holder: LeaseHolder,
+    options: WorkerOptions,
+    syncer: Arc<dyn SyncClaimed>,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("holder", &self.holder)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Worker {
+    /// A worker claiming from `store` as `holder`.
+    pub fn new(
+        store: Arc<dyn ConnectionStore>,
+        holder: LeaseHolder,
+        options: WorkerOptions,
+        syncer: Arc<dyn SyncClaimed>,
+    ) -> Self {
+        Self {
+            store,
+            holder,
+            options,
+            syncer,
+        }
+    }
+
+    /// Who this worker's leases belong to.
+    pub fn holder(&self) -> &LeaseHolder {
+        &self.holder
+    }
+
+    /// One round: claims and syncs until nothing is due, or until `stop` turns true
+    /// (then no more is claimed, and running syncs get the grace time to finish; the
+    /// leases of those that do not are freed).
+    pub async fn round(&self, stop: &mut tokio::sync::watch::Receiver<bool>) -> RoundReport {
+        let started = Instant::now();
+        let mut report = RoundReport::default();
+        let concurrency = self.options.concurrency.max(1);
+        let mut running = FuturesUnordered::new();
+        let mut in_flight: HashMap<ConnectionId, OwnerId> = HashMap::new();
+        let mut exhausted = false;
+        // Set when the stop is seen: running syncs may finish until then.
+        let mut deadline: Option<tokio::time::Instant> = None;
+        loop {
+            if !exhausted && !*stop.borrow() && running.len() <= concurrency / 2 {
+                let want = concurrency - running.len();
+                report.claims += 1;
+                match self
+                    .store
+                    .claim_due(
+                        want,
+                        &self.holder,
+                        self.options.lease_ttl,
+                        self.options.interval,
+                    )
+                    .await
+                {
+                    Ok(claims) => {
+                        exhausted = claims.len() < want;
+                        let now = OffsetDateTime::now_utc();
+                        for claim in claims {
+                            report.note_claim(&claim.connection, self.options.interval, now);
+                            in_flight.insert(claim.connection.id, claim.connection.owner.clone());
+                            let syncer = Arc::clone(&self.syncer);
+                            let holder = self.holder.clone();
+                            running.push(async move {
+                                let outcome = syncer.sync(&claim, &holder).await;
+                                (claim.connection.id, outcome)
+                            });
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "could not claim due connections");
+                        report.store_errors += 1;
+                        exhausted = true;
+                    }
+                }
+            }
+            if running.is_empty() {
+                break;
+            }
+            if deadline.is_none() && *stop.borrow() {
+                deadline = Some(tokio::time::Instant::now() + self.options.grace);
+            }
+            tokio::select! {
+                next = running.next() => {
+                    if let Some((id, outcome)) = next {
+                        in_flight.remove(&id);
+                        report.count(id, outcome);
+                    }
+                }
+                _ = stop.wait_for(|stopped| *stopped), if deadline.is_none() => {}
+                () = sleep_until(deadline), if deadline.is_some() => {
+                    tracing::warn!(running = running.len(), "stopping syncs still running");
+                    break;
+                }
+            }
+        }
+        // Syncs cut off by the stop: drop them (each leaves its mirror at its last
+        // commit) and free their leases for the other workers.
+        drop(running);
+        for (id, owner) in in_flight {
+            if let Err(error) = self.store.release_lease(&owner, id, &self.holder).await {
+                tracing::warn!(%error, connection = %id, "could not free a sync lease");
+            }
+        }
+        report.elapsed = started.elapsed();
+        report
+    }
+
+    /// Rounds until `stop` turns true: a round, then one every `check_every` (sooner
+    /// after a round that found work, so a backlog drains at once). `on_round` sees
+    /// each round's report.
+    pub async fn run(
+        &self,
+        check_every: Duration,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+        mut on_round: impl FnMut(&RoundReport) + Send,
+    ) {
+        let every = check_every.max(Duration::from_millis(100));
+        loop {
+            let report = self.round(&mut stop).await;
+            on_round(&report);
+            if *stop.borrow() {
+                break;
+            }
+            let busy = report.claimed > 0 && report.store_errors == 0;
+            let wait = if busy { Duration::ZERO } else { every };
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                _ = stop.wait_for(|stopped| *stopped) => break,
+            }
+        }
+    }
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The worker's own syncer: the claimed connection into its directory mirror, with one
+/// Entra client and one Graph connection pool per cloud shared by every tenant.
+pub struct MirrorSyncer {
+    store: Arc<dyn ConnectionStore>,
+    sql: SqlStore,
+    mirror: Mirror,
+    clients: Clients,
+    engine: SyncOptions,
+    lease_ttl: Duration,
+}
+
+impl MirrorSyncer {
+    /// Syncs into `mirror` (beside `sql`, the same store as `store`) with `engine`'s
+    /// options, signing in as `app`.
+    pub fn new(
+        store: Arc<dyn ConnectionStore>,
+        sql: SqlStore,
+        mirror: Mirror,
+        app: App,
+        engine: SyncOptions,
+        lease_ttl: Duration,
+    ) -> Self {
+        Self {
+            store,
+            sql,
+            mirror,
+            clients: Clients::new(app),
+            engine,
+            lease_ttl,
+        }
+    }
+}
+
+#[async_trait]
+impl SyncClaimed for MirrorSyncer {
+    async fn sync(&self, claim: &Claim, holder: &LeaseHolder) -> Outcome {
+        let connection = &claim.connection;
+        let target = Target {
+            store: Arc::clone(&self.store),
+            owner: connection.owner.clone(),
+            id: connection.id,
+        };
+        let linked = match self
+            .clients
+            .link(Arc::clone(&self.store), connection.clone())
+        {
+            Ok(linked) => linked,
+            Err(error) => {
+                tracing::warn!(connection = %connection.id, error = %format!("{error:#}"), "cannot open the connection");
+                sync::give_up(&target, holder).await;
+                return Outcome::Failed;
+            }
+        };
+        let options = sync::Options {
+            engine: self.engine.clone(),
+            lease_ttl: self.lease_ttl,
+            holder: holder.clone(),
+        };
+        let mut sink = self
+            .mirror
+            .sink(&self.sql, connection.id)
+            .with_fence(holder.clone());
+        let result =
+            sync::run_leased(&linked.graph, &target, &mut sink, &options, &NoProgress).await;
+        outcome_of(connection.id, &result)
+    }
+}
+
+/// What a sync's result means for the round.
+pub fn outcome_of(id: ConnectionId, result: &anyhow::Result<SyncReport>) -> Outcome {
+    match result {
+        Ok(_) => Outcome::Synced,
+        Err(error) => match error.downcast_ref::<SyncStop>() {
+            Some(SyncStop::NeedsReconnect { .. }) => Outcome::NeedsReconnect,
+            Some(SyncStop::LeaseHeld) => Outcome::LeaseHeld,
+            Some(SyncStop::LeaseLost) => Outcome::LeaseLost,
+            Some(SyncStop::Disabled) => Outcome::Disabled,
+            _ => {
+                tracing::warn!(connection = %id, error = %format!("{error:#}"), "sync failed");
+                Outcome::Failed
+            }
+        },
+    }
+}
+
+/// One Entra client and one Graph client per cloud; per tenant, a token session and a
+/// Graph client derived from the cloud's (same connection pool, own throttle gate).
+struct Clients {
+    app: App,
+    by_cloud: Mutex<HashMap<Cloud, (EntraClient, GraphClient)>>,
+}
+
+impl Clients {
+    fn new(app: App) -> Self {
+        Self {
+            app,
+            by_cloud: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `connection` opened for a sync: a session over its stored refresh token and a
+    /// Graph client sharing its cloud's pool. Makes no request.
+    fn link(
+        &self,
+        store: Arc<dyn ConnectionStore>,
+        connection: Connection,
+    ) -> anyhow::Result<Linked> {
+        let mut by_cloud = self.by_cloud.lock().unwrap_or_else(PoisonError::into_inner);
+        let tokens = Arc::new(ConnectionTokens::new(
+            store,
+            connection.owner.clone(),
+            connection.id,
+        ));
+        let (entra, graph) = if let Some(clients) = by_cloud.get(&connection.cloud) {
+            clients.clone()
+        } else {
+            let entra = self.app.entra_client(&connection.cloud, None)?;
+            let session = glue::session(&entra, &connection, tokens.clone())?;
+            let graph = glue::graph_client(&connection.cloud, session.clone())?;
+            by_cloud.insert(connection.cloud.clone(), (entra, graph.clone()));
+            return Ok(Linked {
+                connection,
+                session,
+                graph,
+            });
+        };
+        drop(by_cloud);
+        let session = glue::session(&entra, &connection, tokens)?;
+        let graph = graph.with_tokens(SessionTokens::new(session.clone()));
+        Ok(Linked {
+            connection,
+            session,
+            graph,
+        })
+    }
+}
+
+/// A duration as the `worker` example's options take it: `90s`, `15m`, `1h`, `500ms`, or
+/// plain seconds.
+///
+/// # Errors
+/// Not a number with one of those units, or too long.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 90s, 15m or 1h"))?;
+    let seconds = match unit {
+        "ms" => return Ok(Duration::from_millis(number)),
+        "" | "s" => number,
+        "m" => number.checked_mul(60).ok_or("the duration is too long")?,
+        "h" => number.checked_mul(3600).ok_or("the duration is too long")?,
+        other => return Err(format!("unknown unit {other:?} (use ms, s, m or h)")),
+    };
+    Ok(Duration::from_secs(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_with_their_units() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_duration("1d").is_err());
+        assert!(parse_duration("h").is_err());
+        assert!(parse_duration(&format!("{}h", u64::MAX)).is_err());
+    }
+}
