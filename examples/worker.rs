@@ -65,8 +65,8 @@ struct Args {
     #[arg(long)]
     once: bool,
 
-    /// Print each round's report as one JSON line on stdout (with this process's peak
-    /// memory), instead of a sentence on stderr.
+    /// Print each round's report as one JSON line on stdout (with this worker's lease
+    /// holder name and this process's peak memory), instead of a sentence on stderr.
     #[arg(long)]
     json: bool,
 
@@ -133,7 +133,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
             args.interval
         );
     }
-    let print = |report: &RoundReport| print_round(report, args.json);
+    let holder_name = worker.holder().to_string();
+    let print = |report: &RoundReport| print_round(report, &holder_name, args.json);
     if args.once {
         let mut stopped = stopped;
         print(&worker.round(&mut stopped).await);
@@ -145,7 +146,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_round(report: &RoundReport, json: bool) {
+fn print_round(report: &RoundReport, holder: &str, json: bool) {
     if !json {
         if report.claimed > 0 || report.store_errors > 0 {
             eprintln!("round: {report}");
@@ -153,6 +154,7 @@ fn print_round(report: &RoundReport, json: bool) {
         return;
     }
     let line = serde_json::json!({
+        "holder": holder,
         "claimed": report.claimed,
         "synced": report.synced,
         "failed": report.failed,
