@@ -41,8 +41,9 @@ struct Args {
     #[arg(long, default_value = m365_link_app::store::DEFAULT_STORE)]
     store: String,
 
-    /// Syncs running at once. They mostly wait for Graph, so many per core is right.
-    #[arg(long, default_value_t = m365_link_app::worker::DEFAULT_CONCURRENCY, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    /// Syncs running at once (default: 16 per core). They mostly wait for Graph, so many
+    /// per core is right.
+    #[arg(long, default_value_t = m365_link_app::worker::default_concurrency(), value_parser = clap::value_parser!(u16).range(1..=1024))]
     concurrency: u16,
 
     /// Sync a connection when its last sync is older than this (e.g. 90s, 15m, 1h).

@@ -85,10 +85,10 @@ pub struct WorkerOptions {
 }
 
 impl Default for WorkerOptions {
-    /// Concurrency 32, hourly, a 60 s lease, 30 s grace.
+    /// [`default_concurrency`], hourly, a 60 s lease, 30 s grace.
     fn default() -> Self {
         Self {
-            concurrency: usize::from(DEFAULT_CONCURRENCY),
+            concurrency: usize::from(default_concurrency()),
             interval: Duration::from_secs(60 * 60),
             lease_ttl: sync::DEFAULT_LEASE_TTL,
             grace: Duration::from_secs(30),
@@ -96,8 +96,20 @@ impl Default for WorkerOptions {
     }
 }
 
-/// The default number of syncs at once: they mostly wait on the network.
-pub const DEFAULT_CONCURRENCY: u16 = 32;
+/// Syncs at once per core by default: a sync mostly waits for Graph and the database.
+const SYNCS_PER_CORE: u16 = 16;
+
+/// The default number of syncs at once, sized for the machine: [`SYNCS_PER_CORE`] per
+/// core (32 on 2 cores), at least 8 and at most 256.
+pub fn default_concurrency() -> u16 {
+    let cores = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(16);
+    u16::try_from(cores)
+        .unwrap_or(16)
+        .saturating_mul(SYNCS_PER_CORE)
+        .clamp(8, 256)
+}
 
 /// What one round did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -74,6 +74,9 @@ pub async fn round(state: &AppState, interval: Duration) -> RoundReport {
 fn worker(state: &AppState, interval: Duration) -> anyhow::Result<Worker> {
     let options = WorkerOptions {
         interval,
+        // Within the app's shutdown grace, so the leases of cut-off syncs are freed
+        // before the task is dropped.
+        grace: super::SHUTDOWN_GRACE / 2,
         ..WorkerOptions::default()
     };
     Ok(Worker::new(
