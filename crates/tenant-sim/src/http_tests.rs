@@ -1369,6 +1369,36 @@ async fn malformed_paging_and_delta_tokens_are_bad_requests() {
 }
 
 #[tokio::test]
+async fn listings_report_the_first_bad_option_in_their_own_order() {
+    let h = small().await;
+    let members = format!("/groups/{}/members", h.sim.control().groups()[0].id);
+    let top = "Invalid page size";
+    let select = "Could not find a property";
+    let filter = "Invalid filter clause";
+    let token = "page token value";
+    for (path, first) in [
+        // users and groups read $top before $select and $filter, $skiptoken last
+        ("/users?$skiptoken=x&$select=nope&$top=0".to_string(), top),
+        ("/users?$skiptoken=x&$select=nope".to_string(), select),
+        ("/users?$skiptoken=x&$filter=nope".to_string(), filter),
+        ("/users?$skiptoken=x".to_string(), token),
+        ("/groups?$filter=nope&$select=nope&$top=0".to_string(), top),
+        ("/groups?$skiptoken=x&$select=nope".to_string(), select),
+        ("/groups?$skiptoken=x".to_string(), token),
+        // member lists read $filter before $top, and $top before $select
+        (format!("{members}?$top=0&$filter=nope"), filter),
+        (format!("{members}?$skiptoken=x&$select=nope&$top=0"), top),
+        (format!("{members}?$skiptoken=x&$select=nope"), select),
+        (format!("{members}?$skiptoken=x"), token),
+    ] {
+        let (status, body) = h.get(&path).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(first), "{path}: {message}");
+    }
+}
+
+#[tokio::test]
 async fn forged_delta_token_with_extreme_issue_time_is_expired_not_a_panic() {
     use base64::Engine as _;
     let h = small().await;

@@ -7,13 +7,13 @@ use crate::data::Directory;
 
 use super::endpoint::UserRef;
 use super::error::GraphError;
-use super::paging::{
-    count_matching, decode_skiptoken, encode_skiptoken, page_positions, write_page,
+use super::paging::Pager;
+use super::properties::{
+    Catalogue, GROUPS, USERS, group_json, group_property, user_json, user_property,
 };
-use super::properties::{GROUPS, USERS, group_json, group_property, user_json, user_property};
 use super::query::{Filter, Search};
 use super::request::Request;
-use super::response::{json_response, single};
+use super::response::single;
 
 pub(super) fn live_user(dir: &Directory, position: usize) -> Option<u32> {
     let slot = u32::try_from(position).ok()?;
@@ -93,6 +93,27 @@ pub(super) fn order_by(
     Ok(Some((property, descending)))
 }
 
+/// The `$select` of a users or groups listing: properties only a single object returns
+/// are refused (error-delta-property-not-supported-501.json).
+fn listed_select(
+    request: &Request<'_>,
+    catalogue: &Catalogue,
+) -> Result<Option<Vec<String>>, GraphError> {
+    let select = request
+        .query
+        .selected(&|p| catalogue.is_property(p), catalogue.type_name)?;
+    if let Some(names) = &select
+        && names.iter().any(|n| catalogue.is_single_only(n))
+    {
+        return Err(GraphError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "NotImplemented",
+            "This operation target is not yet supported.",
+        ));
+    }
+    Ok(select)
+}
+
 pub(super) fn list_users(request: &Request<'_>) -> Result<Response, GraphError> {
     request.no_expand()?;
     if request.query.skip.is_some() {
@@ -101,20 +122,8 @@ pub(super) fn list_users(request: &Request<'_>) -> Result<Response, GraphError> 
             "'$skip' is not supported by the service.",
         ));
     }
-    let top = request.query.page_size(100)?;
-    let select = request
-        .query
-        .selected(&|p| USERS.is_property(p), USERS.type_name)?;
-    if let Some(names) = &select
-        && names.iter().any(|n| USERS.is_single_only(n))
-    {
-        // error-delta-property-not-supported-501.json
-        return Err(GraphError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "NotImplemented",
-            "This operation target is not yet supported.",
-        ));
-    }
+    let pager = Pager::new(request, "users")?;
+    let select = listed_select(request, &USERS)?;
     let filter = request.filter(&|p| USERS.is_filterable(p))?;
     let search = request.search(&|p| USERS.is_searchable(p))?;
     let order = order_by(
@@ -123,11 +132,6 @@ pub(super) fn list_users(request: &Request<'_>) -> Result<Response, GraphError> 
         filter.is_some(),
     )?;
     let dir = request.dir;
-    let start = decode_skiptoken(
-        request.tenant_id,
-        "users",
-        request.query.skiptoken.as_deref(),
-    )?;
     let keep = user_predicate(dir, filter.as_ref(), search.as_ref());
     let sorted = match order {
         Some(("displayName", _)) => Some(dir.users_by_display_name()),
@@ -153,25 +157,16 @@ pub(super) fn list_users(request: &Request<'_>) -> Result<Response, GraphError> 
         }
         None => (dir.users.len(), Box::new(|i| live_user(dir, i))),
     };
-    let count = request
-        .wants_count()
-        .then(|| count_matching(len, &at, &keep));
-    let (slots, next) = page_positions(len, start, top, &at, &keep);
-    let next_link = next.map(|p| {
-        request.next_link(
-            "$skiptoken",
-            &encode_skiptoken(request.tenant_id, "users", p),
-        )
-    });
-    let context = request.context("users", select.as_deref(), "");
-    let items = slots.into_iter().filter_map(|s| {
-        dir.user(s)
-            .map(|u| user_json(dir, s, u, select.as_deref(), false))
-    });
-    Ok(json_response(
-        StatusCode::OK,
-        write_page(&context, count, next_link.as_deref(), None, items),
-    ))
+    pager.page(
+        &request.context("users", select.as_deref(), ""),
+        len,
+        at,
+        keep,
+        |s| {
+            dir.user(s)
+                .map(|u| user_json(dir, s, u, select.as_deref(), false))
+        },
+    )
 }
 
 pub(super) fn get_user(request: &Request<'_>, user: &UserRef) -> Result<Response, GraphError> {
@@ -194,28 +189,12 @@ pub(super) fn get_user(request: &Request<'_>, user: &UserRef) -> Result<Response
 
 pub(super) fn list_groups(request: &Request<'_>) -> Result<Response, GraphError> {
     request.no_expand()?;
-    let top = request.query.page_size(100)?;
-    let select = request
-        .query
-        .selected(&|p| GROUPS.is_property(p), GROUPS.type_name)?;
-    if let Some(names) = &select
-        && names.iter().any(|n| GROUPS.is_single_only(n))
-    {
-        return Err(GraphError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "NotImplemented",
-            "This operation target is not yet supported.",
-        ));
-    }
+    let pager = Pager::new(request, "groups")?;
+    let select = listed_select(request, &GROUPS)?;
     let filter = request.filter(&|p| GROUPS.is_filterable(p))?;
     let search = request.search(&|p| GROUPS.is_searchable(p))?;
     let order = order_by(request, &["displayName"], filter.is_some())?;
     let dir = request.dir;
-    let start = decode_skiptoken(
-        request.tenant_id,
-        "groups",
-        request.query.skiptoken.as_deref(),
-    )?;
     let keep = group_predicate(dir, filter.as_ref(), search.as_ref());
     let mut slots: Vec<u32> = (0..dir.groups.len())
         .filter_map(|i| live_group(dir, i))
@@ -226,26 +205,16 @@ pub(super) fn list_groups(request: &Request<'_>) -> Result<Response, GraphError>
             slots.reverse();
         }
     }
-    let at = |i: usize| slots.get(i).copied();
-    let count = request
-        .wants_count()
-        .then(|| count_matching(slots.len(), at, &keep));
-    let (page, next) = page_positions(slots.len(), start, top, at, &keep);
-    let next_link = next.map(|p| {
-        request.next_link(
-            "$skiptoken",
-            &encode_skiptoken(request.tenant_id, "groups", p),
-        )
-    });
-    let context = request.context("groups", select.as_deref(), "");
-    let items = page.into_iter().filter_map(|s| {
-        dir.group(s)
-            .map(|g| group_json(dir, s, g, select.as_deref(), false))
-    });
-    Ok(json_response(
-        StatusCode::OK,
-        write_page(&context, count, next_link.as_deref(), None, items),
-    ))
+    pager.page(
+        &request.context("groups", select.as_deref(), ""),
+        slots.len(),
+        |i| slots.get(i).copied(),
+        keep,
+        |s| {
+            dir.group(s)
+                .map(|g| group_json(dir, s, g, select.as_deref(), false))
+        },
+    )
 }
 
 pub(super) fn get_group(request: &Request<'_>, id: &str) -> Result<Response, GraphError> {

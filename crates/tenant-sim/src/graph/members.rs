@@ -1,20 +1,15 @@
 //! directoryObject collections: members, transitiveMembers, memberOf ([spec 13]).
 
-use axum::http::StatusCode;
 use axum::response::Response;
 
 use crate::data::Member;
 
 use super::endpoint::Cast;
 use super::error::GraphError;
-use super::paging::{
-    count_matching, decode_skiptoken, encode_skiptoken, page_positions, write_page,
-};
+use super::paging::{Pager, count_matching};
 use super::properties::{GROUPS, USERS, group_json, member_value, object_json, user_json};
 use super::request::Request;
-use super::response::json_response;
 
-/// A page of a directoryObject collection (members, transitiveMembers, memberOf).
 /// A page of a directoryObject collection (members, transitiveMembers, memberOf), or
 /// with an `OData` cast only its users or groups, without `@odata.type`.
 pub(super) fn list_members(
@@ -59,27 +54,21 @@ pub(super) fn list_members(
     if count_only {
         return request.count_only(count_matching(members.len(), at, keep));
     }
-    let top = request.query.page_size(100)?;
+    let pager = Pager::new(request, tag)?;
     let select = request.query.selected(&known, type_name)?;
-    let start = decode_skiptoken(request.tenant_id, tag, request.query.skiptoken.as_deref())?;
-    let count = request
-        .wants_count()
-        .then(|| count_matching(members.len(), at, keep));
-    let (page, next) = page_positions(members.len(), start, top, at, keep);
-    let next_link =
-        next.map(|p| request.next_link("$skiptoken", &encode_skiptoken(request.tenant_id, tag, p)));
-    let context = request.context(entity_set, select.as_deref(), "");
-    let items = page.into_iter().filter_map(|m| match (cast, m) {
-        (None, m) => object_json(dir, m, select.as_deref()),
-        (Some(_), Member::User(s)) => dir
-            .user(s)
-            .map(|u| user_json(dir, s, u, select.as_deref(), false)),
-        (Some(_), Member::Group(s)) => dir
-            .group(s)
-            .map(|g| group_json(dir, s, g, select.as_deref(), false)),
-    });
-    Ok(json_response(
-        StatusCode::OK,
-        write_page(&context, count, next_link.as_deref(), None, items),
-    ))
+    pager.page(
+        &request.context(entity_set, select.as_deref(), ""),
+        members.len(),
+        at,
+        keep,
+        |m| match (cast, m) {
+            (None, m) => object_json(dir, m, select.as_deref()),
+            (Some(_), Member::User(s)) => dir
+                .user(s)
+                .map(|u| user_json(dir, s, u, select.as_deref(), false)),
+            (Some(_), Member::Group(s)) => dir
+                .group(s)
+                .map(|g| group_json(dir, s, g, select.as_deref(), false)),
+        },
+    )
 }

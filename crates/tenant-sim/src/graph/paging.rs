@@ -1,17 +1,90 @@
-//! Paging: `$skiptoken`s bound to their tenant, nextLinks that carry the query, pages
-//! written one object at a time ([spec 8a]).
+//! Paging: `$top`, `$skiptoken`s bound to their tenant and listing, nextLinks that carry
+//! the query, `@odata.count`, pages written one object at a time ([spec 8a]). Users,
+//! groups and directoryObject collections all page through one [`Pager`].
 
 use std::fmt::Write as _;
 
+use axum::http::StatusCode;
+use axum::response::Response;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 
 use super::error::GraphError;
+use super::request::Request;
+use super::response::json_response;
+
+/// Graph's page size when `$top` is not sent ([spec 8a]).
+const DEFAULT_PAGE_SIZE: usize = 100;
+
+/// The paging of one listing (users, groups, a directoryObject collection). `$top` is
+/// read when the pager is made, so each listing makes it where Graph reports a bad
+/// `$top` among its other options; [`Pager::page`] does the rest.
+pub(super) struct Pager<'r> {
+    request: &'r Request<'r>,
+    /// Binds the listing's `$skiptoken`s to it, as well as to the tenant.
+    tag: &'r str,
+    top: usize,
+}
+
+impl<'r> Pager<'r> {
+    /// Reads `$top`: [`DEFAULT_PAGE_SIZE`] unless sent, 1..=999 when sent.
+    pub(super) fn new(request: &'r Request<'r>, tag: &'r str) -> Result<Self, GraphError> {
+        let top = request.query.page_size(DEFAULT_PAGE_SIZE)?;
+        Ok(Self { request, tag, top })
+    }
+
+    /// The page of the listing's positions `0..len` where `$skiptoken` left off: the items
+    /// at `at` that `keep` admits, written by `render` under `context`, with
+    /// `@odata.count` on a first page that asked for it and a nextLink while more match.
+    /// `$skiptoken` is read here, after every other option of the listing.
+    pub(super) fn page<T>(
+        &self,
+        context: &str,
+        len: usize,
+        at: impl Fn(usize) -> Option<T>,
+        keep: impl Fn(&T) -> bool,
+        render: impl FnMut(T) -> Option<Map<String, Value>>,
+    ) -> Result<Response, GraphError> {
+        let request = self.request;
+        let start = decode_skiptoken(
+            request.tenant_id,
+            self.tag,
+            request.query.skiptoken.as_deref(),
+        )?;
+        let count = request
+            .wants_count()
+            .then(|| count_matching(len, &at, &keep));
+        let (page, next) = page_positions(len, start, self.top, &at, &keep);
+        let next_link =
+            next.map(|p| next_link(request, &encode_skiptoken(request.tenant_id, self.tag, p)));
+        let items = page.into_iter().filter_map(render);
+        Ok(json_response(
+            StatusCode::OK,
+            write_page(context, count, next_link.as_deref(), None, items),
+        ))
+    }
+}
+
+/// `{graph_base}{path}?{original options}&$skiptoken={token}`: the original query
+/// options are carried into the nextLink ([spec 8a]).
+fn next_link(request: &Request<'_>, token: &str) -> String {
+    let mut link = format!("{}{}?", request.graph_base, request.path);
+    for (key, value) in &request.query.carried {
+        let _ = write!(
+            link,
+            "{}={}&",
+            encode_component(key),
+            encode_component(value)
+        );
+    }
+    let _ = write!(link, "$skiptoken={token}");
+    link
+}
 
 /// Percent-encodes a query component, keeping the characters Graph leaves readable in
 /// its nextLinks (`$`, `,`, `(`, `)`, `'`, `:`).
-pub(crate) fn encode_component(text: &str) -> String {
+fn encode_component(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for byte in text.bytes() {
         if byte.is_ascii_alphanumeric() || b"-._~$,()':!*@/".contains(&byte) {
@@ -25,16 +98,12 @@ pub(crate) fn encode_component(text: &str) -> String {
 
 /// Page cursor inside a `$skiptoken`, bound to its tenant: opaque to clients
 /// ([spec 8a]).
-pub(crate) fn encode_skiptoken(tenant_id: &str, tag: &str, position: usize) -> String {
+fn encode_skiptoken(tenant_id: &str, tag: &str, position: usize) -> String {
     URL_SAFE_NO_PAD.encode(format!("{tenant_id}:{tag}:{position}"))
 }
 
 /// The position in a `$skiptoken`; another tenant's token is as invalid as a garbled one.
-pub(super) fn decode_skiptoken(
-    tenant_id: &str,
-    tag: &str,
-    token: Option<&str>,
-) -> Result<usize, GraphError> {
+fn decode_skiptoken(tenant_id: &str, tag: &str, token: Option<&str>) -> Result<usize, GraphError> {
     let Some(token) = token else { return Ok(0) };
     URL_SAFE_NO_PAD
         .decode(token)
@@ -97,7 +166,7 @@ impl std::fmt::Write for Utf8<'_> {
 
 /// One page of positions `start..len` whose item passes `keep`; the position of the
 /// next match, if any, continues the listing.
-pub(super) fn page_positions<T>(
+fn page_positions<T>(
     len: usize,
     start: usize,
     top: usize,

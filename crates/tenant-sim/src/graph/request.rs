@@ -1,8 +1,6 @@
 //! What a handler knows about its request: the tenant's directory, the query, headers
 //! and the bearer's grant.
 
-use std::fmt::Write as _;
-
 use axum::http::HeaderMap;
 use axum::response::Response;
 
@@ -11,7 +9,6 @@ use crate::data::Directory;
 
 use super::endpoint::UserRef;
 use super::error::GraphError;
-use super::paging::encode_component;
 use super::query::{Filter, Query, Search, parse_filter};
 use super::response::text_response;
 
@@ -71,22 +68,6 @@ impl Request<'_> {
             ),
             _ => format!("{}/$metadata#{entity_set}{suffix}", self.graph_base),
         }
-    }
-
-    /// `{graph_base}{path}?{original options}&$skiptoken={token}`: the original query
-    /// options are carried into the nextLink ([spec 8a]).
-    pub(crate) fn next_link(&self, token_name: &str, token: &str) -> String {
-        let mut link = format!("{}{}?", self.graph_base, self.path);
-        for (key, value) in &self.query.carried {
-            let _ = write!(
-                link,
-                "{}={}&",
-                encode_component(key),
-                encode_component(value)
-            );
-        }
-        let _ = write!(link, "{token_name}={token}");
-        link
     }
 
     pub(super) fn no_expand(&self) -> Result<(), GraphError> {
