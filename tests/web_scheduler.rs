@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use connection_store::{
-    Backoff, Claim, Clock, Connection, ConnectionId, ConnectionStatus, ConnectionStore, CursorKey,
+    Backoff, Claims, Clock, Connection, ConnectionId, ConnectionStatus, ConnectionStore, CursorKey,
     Lease, LeaseHolder, ManualClock, NewConnection, OwnerId, Reconnect, SecretString, StoreError,
     StoredToken, SystemClock, TokenVersion,
 };
@@ -734,7 +734,7 @@ impl ConnectionStore for BeforeClaim {
         holder: &LeaseHolder,
         ttl: Duration,
         interval: Duration,
-    ) -> Result<Vec<Claim>, StoreError> {
+    ) -> Result<Claims, StoreError> {
         let hook = self
             .hook
             .lock()

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use connection_store::{
-    AdminAccount, Backoff, Claim, Clock, Cloud, Connection, ConnectionId, ConnectionName,
+    AdminAccount, Backoff, Claim, Claims, Clock, Cloud, Connection, ConnectionId, ConnectionName,
     ConnectionStatus, ConnectionStore, CursorKey, Lease, LeaseHolder, NewConnection, OwnerId,
     Reconnect, StoreError, StoredToken, TenantId, TokenVersion,
 };
@@ -35,35 +35,47 @@ macro_rules! on_pool {
     };
 }
 
-/// Reads the columns of [`COLUMNS`] from a row of either database.
+/// Reads the columns of [`COLUMNS`] from a row of either database. An error names the
+/// column that failed and, when the `id` column is readable, the connection.
 macro_rules! raw_connection {
     ($row:expr) => {{
         let row = &$row;
-        (|| -> Result<RawConnection, sqlx::Error> {
+        let id: Option<ConnectionId> = row
+            .try_get::<String, _>("id")
+            .ok()
+            .and_then(|id| id.parse().ok());
+        (|| -> Result<RawConnection, StoreError> {
             Ok(RawConnection {
-                id: row.try_get("id")?,
-                owner_id: row.try_get("owner_id")?,
-                name: row.try_get("name")?,
-                tenant_id: row.try_get("tenant_id")?,
-                cloud: row.try_get("cloud")?,
-                admin_object_id: row.try_get("admin_object_id")?,
-                admin_username: row.try_get("admin_username")?,
-                admin_display_name: row.try_get("admin_display_name")?,
-                scopes: row.try_get("scopes")?,
-                status: row.try_get("status")?,
-                status_reason: row.try_get("status_reason")?,
-                status_since: row.try_get("status_since")?,
-                created_at: row.try_get("created_at")?,
-                updated_at: row.try_get("updated_at")?,
-                last_synced_at: row.try_get("last_synced_at")?,
-                failures: row.try_get("failures")?,
-                retry_at: row.try_get("retry_at")?,
-                revision: row.try_get("revision")?,
+                id: column!(row, id, "id"),
+                owner_id: column!(row, id, "owner_id"),
+                name: column!(row, id, "name"),
+                tenant_id: column!(row, id, "tenant_id"),
+                cloud: column!(row, id, "cloud"),
+                admin_object_id: column!(row, id, "admin_object_id"),
+                admin_username: column!(row, id, "admin_username"),
+                admin_display_name: column!(row, id, "admin_display_name"),
+                scopes: column!(row, id, "scopes"),
+                status: column!(row, id, "status"),
+                status_reason: column!(row, id, "status_reason"),
+                status_since: column!(row, id, "status_since"),
+                created_at: column!(row, id, "created_at"),
+                updated_at: column!(row, id, "updated_at"),
+                last_synced_at: column!(row, id, "last_synced_at"),
+                failures: column!(row, id, "failures"),
+                retry_at: column!(row, id, "retry_at"),
+                revision: column!(row, id, "revision"),
             })
         })()
-        .map_err(|err| StoreError::corrupt_with(None, "connection row", err))
         .and_then(RawConnection::into_connection)
     }};
+}
+
+/// One column of a row, or [`StoreError::Corrupt`] naming it.
+macro_rules! column {
+    ($row:expr, $id:expr, $name:literal) => {
+        $row.try_get($name)
+            .map_err(|err| StoreError::corrupt_with($id, $name, err))?
+    };
 }
 
 const COLUMNS: &str = "id, owner_id, name, tenant_id, cloud, admin_object_id, admin_username, \
@@ -452,7 +464,7 @@ impl SqlStore {
         holder: &LeaseHolder,
         ttl: Duration,
         interval: Duration,
-    ) -> Result<Vec<Claim>, StoreError> {
+    ) -> Result<Claims, StoreError> {
         const OP: &str = "claim_due";
         let (now, now_micros) = self.now()?;
         let expires = to_micros(Lease::expiry(now, ttl)?)?;
@@ -473,7 +485,8 @@ impl SqlStore {
                 "WITH picked AS (SELECT seq FROM connections WHERE {due} \
                  ORDER BY {order}, id COLLATE \"C\" LIMIT $3 FOR UPDATE SKIP LOCKED) \
                  UPDATE connections SET lease_holder = $4, lease_expires_at = $5 \
-                 FROM picked WHERE connections.seq = picked.seq RETURNING {COLUMNS}"
+                 FROM picked WHERE connections.seq = picked.seq \
+                 RETURNING {COLUMNS}, connections.seq AS seq"
             ),
             // One write statement is one write transaction: SQLite takes the write lock
             // before the statement reads (as BEGIN IMMEDIATE does), so claimers in other
@@ -481,21 +494,36 @@ impl SqlStore {
             Pool::Sqlite(_) => format!(
                 "UPDATE connections SET lease_holder = $4, lease_expires_at = $5 \
                  WHERE seq IN (SELECT seq FROM connections WHERE {due} \
-                 ORDER BY {order}, id LIMIT $3) RETURNING {COLUMNS}"
+                 ORDER BY {order}, id LIMIT $3) RETURNING {COLUMNS}, seq"
             ),
         };
         let cutoff = now_micros.saturating_sub(interval_micros);
-        let mut claimed: Vec<Connection> = on_pool!(self, pool => {
+        // Each row is decoded on its own: one unreadable row must not fail the batch and
+        // strand the leases just taken on the others.
+        let decoded: Vec<(Result<Connection, StoreError>, Option<i64>)> = on_pool!(self, pool => {
             let rows = sqlx::query(&sql)
                 .bind(cutoff).bind(now_micros).bind(limit).bind(holder.as_str())
                 .bind(expires).bind(interval_micros)
                 .fetch_all(pool).await
                 .map_err(|err| StoreError::backend(OP, err))?;
-            rows.iter().map(|row| raw_connection!(row)).collect::<Result<_, _>>()?
+            rows.iter()
+                .map(|row| (raw_connection!(row), row.try_get::<i64, _>("seq").ok()))
+                .collect()
         });
+        let mut claimed = Vec::with_capacity(decoded.len());
+        let mut corrupt = Vec::new();
+        for (connection, seq) in decoded {
+            match connection {
+                Ok(connection) => claimed.push(connection),
+                Err(error) => {
+                    self.defer_corrupt(holder, now, seq, &error).await;
+                    corrupt.push(error);
+                }
+            }
+        }
         // RETURNING comes in no particular order.
         claimed.sort_by_key(|c| (c.due_at(interval), c.id));
-        Ok(claimed
+        let claims = claimed
             .into_iter()
             .map(|connection| {
                 let lease = Lease {
@@ -505,9 +533,65 @@ impl SqlStore {
                 };
                 Claim::new(connection, lease)
             })
-            .collect())
+            .collect();
+        Ok(Claims::with_corrupt(claims, corrupt))
+    }
+
+    /// Frees `holder`'s fresh lease on the claimed row `seq` that could not be read, and
+    /// sets its `retry_at` [`CORRUPT_DEFERRAL`] ahead, so it neither waits out the lease
+    /// nor, being the oldest due, takes a place in every later batch. Only the lease and
+    /// `retry_at` are written: the record stays for someone to repair (or reconnect,
+    /// which clears `retry_at`). Best effort: when this write fails, the row's lease
+    /// expires after its `ttl` as any other, and the healthy claims of the batch are
+    /// still handed out.
+    async fn defer_corrupt(
+        &self,
+        holder: &LeaseHolder,
+        now: OffsetDateTime,
+        seq: Option<i64>,
+        error: &StoreError,
+    ) {
+        const SQL: &str = "UPDATE connections \
+             SET lease_holder = NULL, lease_expires_at = NULL, retry_at = $1 \
+             WHERE seq = $2 AND lease_holder = $3";
+        let (id, column) = match error {
+            StoreError::Corrupt { id, what, .. } => (*id, what.as_str()),
+            _ => (None, "?"),
+        };
+        let id = id.map(|id| id.to_string());
+        let retry_at = now.saturating_add(CORRUPT_DEFERRAL);
+        let deferred = match (seq, to_micros(retry_at)) {
+            (Some(seq), Ok(retry_at)) => on_pool!(self, pool => sqlx::query(SQL)
+                .bind(retry_at).bind(seq).bind(holder.as_str())
+                .execute(pool).await.map(|r| r.rows_affected()))
+            .map_err(|err| StoreError::backend("claim_due", err)),
+            (None, _) => Err(StoreError::corrupt(None, "seq")),
+            (_, Err(err)) => Err(err),
+        };
+        match deferred {
+            Ok(_) => tracing::warn!(
+                connection = id.as_deref(),
+                seq,
+                column,
+                %retry_at,
+                "due connection cannot be read: not claimed, lease freed, deferred"
+            ),
+            Err(defer_error) => tracing::warn!(
+                connection = id.as_deref(),
+                seq,
+                column,
+                error = %defer_error,
+                "due connection cannot be read: not claimed, and could not be deferred \
+                 (its lease expires as usual)"
+            ),
+        }
     }
 }
+
+/// How long [`claim_due`](ConnectionStore::claim_due) puts off a due connection whose
+/// record cannot be read: long enough not to crowd every batch, short enough that a
+/// repaired row syncs again by itself.
+const CORRUPT_DEFERRAL: time::Duration = time::Duration::days(1);
 
 /// The fence of the writes a sync makes, with the holder at `$3` and the store's clock
 /// at `$5`: the holder's lease has not expired.
@@ -1021,9 +1105,9 @@ impl ConnectionStore for SqlStore {
         holder: &LeaseHolder,
         ttl: Duration,
         interval: Duration,
-    ) -> Result<Vec<Claim>, StoreError> {
+    ) -> Result<Claims, StoreError> {
         if limit == 0 {
-            return Ok(Vec::new());
+            return Ok(Claims::default());
         }
         self.claim(limit, holder, ttl, interval).await
     }

@@ -9,7 +9,7 @@ use std::future::Future;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
-use common::{key, ring, secret, seeded};
+use common::{claim_batch_with_a_corrupt_row, key, manual_clock, ring, secret, seeded};
 use connection_store::testkit;
 use connection_store::{
     Clock, ConnectionStore, ExposeSecret, StoreError, SystemClock, TokenVersion,
@@ -168,6 +168,35 @@ async fn postgres_concurrent_opens_migrate_once_and_record_the_schema_version() 
             .await
             .expect("count");
         assert_eq!(rows, 1, "migrations ran once");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs TEST_POSTGRES_URL (PostgreSQL), see the crate README"]
+async fn postgres_claim_batch_with_a_corrupt_row_returns_the_healthy_claims_and_defers_it() {
+    with_schemas(|schemas| async move {
+        for (column, value) in [("scopes", "'42'"), ("revision", "-1")] {
+            let schema = schemas.fresh();
+            let (clock, shared) = manual_clock();
+            let store = schemas.open(&schema, ring(), shared).await;
+            let raw = schemas.raw(&schema).await;
+            claim_batch_with_a_corrupt_row(&store, &clock, column, |id| {
+                let raw = raw.clone();
+                async move {
+                    sqlx::query(&format!(
+                        "UPDATE connections SET {column} = {value} WHERE id = $1"
+                    ))
+                    .bind(id.to_string())
+                    .execute(&raw)
+                    .await
+                    .expect("corrupt the row");
+                }
+            })
+            .await;
+            store.close().await;
+            raw.close().await;
+        }
     })
     .await;
 }

@@ -4,10 +4,16 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
+use std::time::Duration;
 
-use common::{TempDir, manual_clock, open_sqlite, raw_sqlite, ring, secret, seeded};
+use common::{
+    TempDir, claim_batch_with_a_corrupt_row, manual_clock, open_sqlite, raw_sqlite, ring, secret,
+    seeded,
+};
 use connection_store::testkit::{self, sample_connection, unique_owner};
-use connection_store::{ConnectionStore, ExposeSecret, StoreError, SystemClock, TokenVersion};
+use connection_store::{
+    Clock, ConnectionStore, ExposeSecret, StoreError, SystemClock, TokenVersion,
+};
 use connection_store_sql::{SCHEMA_VERSION, SqlStore, SqlStoreError};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -226,7 +232,7 @@ async fn sqlite_upgrade_from_schema_1_keeps_rows_without_failures() {
         .await
         .expect("claim_due");
     assert_eq!(claims.len(), 1);
-    assert_eq!(claims[0].connection, old);
+    assert_eq!(claims.claims[0].connection, old);
     let raw = raw_sqlite(&path).await;
     let version: i64 = sqlx::query_scalar("SELECT MAX(version) FROM schema_version")
         .fetch_one(&raw)
@@ -297,6 +303,89 @@ async fn sqlite_corrupt_rows_are_typed_errors_naming_the_part() {
         store.load_token(&owner, id).await,
         Err(StoreError::Corrupt { what, .. }) if what == "token_version"
     ));
+}
+
+#[tokio::test]
+async fn sqlite_claim_batch_with_a_corrupt_row_returns_the_healthy_claims_and_defers_it() {
+    // Due rows (status active, times in range) whose other columns do not read back: a
+    // bad value, and (SQLite keeps what it is given) text in an integer column.
+    for (column, value) in [
+        ("scopes", "'42'"),
+        ("cloud", "'{not json'"),
+        ("name", "''"),
+        ("revision", "-1"),
+        ("failures", "'many'"),
+        ("admin_username", "x'00ff'"),
+    ] {
+        let dir = TempDir::new();
+        let path = dir.file("store.db");
+        let (clock, shared) = manual_clock();
+        let store = open_sqlite(&path, ring(), shared).await;
+        let raw = raw_sqlite(&path).await;
+        claim_batch_with_a_corrupt_row(&store, &clock, column, |id| {
+            let raw = raw.clone();
+            async move {
+                sqlx::query(&format!(
+                    "UPDATE connections SET {column} = {value} WHERE id = $1"
+                ))
+                .bind(id.to_string())
+                .execute(&raw)
+                .await
+                .expect("corrupt the row");
+            }
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn sqlite_claim_defers_a_corrupt_row_by_writing_only_its_lease_and_retry_at() {
+    let dir = TempDir::new();
+    let path = dir.file("store.db");
+    let (clock, shared) = manual_clock();
+    let store = open_sqlite(&path, ring(), shared).await;
+    let raw = raw_sqlite(&path).await;
+    let (_, id) = seeded(&store, "rt").await;
+    sqlx::query("UPDATE connections SET scopes = 'not json' WHERE id = $1")
+        .bind(id.to_string())
+        .execute(&raw)
+        .await
+        .expect("corrupt");
+    let before: (String, i64, i64, i64) = sqlx::query_as(
+        "SELECT scopes, revision, updated_at, failures FROM connections WHERE id = $1",
+    )
+    .bind(id.to_string())
+    .fetch_one(&raw)
+    .await
+    .expect("row");
+    let me = connection_store::LeaseHolder::new("worker").expect("holder");
+    let batch = store
+        .claim_due(5, &me, Duration::from_secs(60), Duration::from_secs(60))
+        .await
+        .expect("claim_due");
+    assert!(batch.is_empty());
+    assert_eq!(batch.corrupt.len(), 1);
+    let after: (String, i64, i64, i64) = sqlx::query_as(
+        "SELECT scopes, revision, updated_at, failures FROM connections WHERE id = $1",
+    )
+    .bind(id.to_string())
+    .fetch_one(&raw)
+    .await
+    .expect("row");
+    assert_eq!(after, before, "the record is left for repair");
+    let (holder, expires, retry_at): (Option<String>, Option<i64>, Option<i64>) = sqlx::query_as(
+        "SELECT lease_holder, lease_expires_at, retry_at FROM connections WHERE id = $1",
+    )
+    .bind(id.to_string())
+    .fetch_one(&raw)
+    .await
+    .expect("row");
+    assert_eq!((holder, expires), (None, None), "the lease is free");
+    let day_ahead = clock.now() + Duration::from_secs(24 * 3600);
+    assert_eq!(
+        retry_at,
+        Some(i64::try_from(day_ahead.unix_timestamp_nanos() / 1000).expect("micros"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -16,7 +16,7 @@ pub use crate::clock::{Clock, ManualClock, SystemClock};
 pub use crate::error::{BoxError, InvalidNameReason, StoreError};
 pub use crate::memory::MemoryStore;
 pub use crate::model::{
-    AdminAccount, Backoff, Claim, Cloud, Connection, ConnectionId, ConnectionName,
+    AdminAccount, Backoff, Claim, Claims, Cloud, Connection, ConnectionId, ConnectionName,
     ConnectionStatus, CursorKey, Lease, LeaseHolder, MAX_NAME_CHARS, NewConnection, OwnerId,
     Reconnect, StoredToken, TenantId, TokenVersion,
 };

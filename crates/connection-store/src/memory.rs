@@ -11,8 +11,8 @@ use time::OffsetDateTime;
 use crate::clock::{Clock, SystemClock};
 use crate::error::StoreError;
 use crate::model::{
-    Backoff, Claim, Connection, ConnectionId, ConnectionName, ConnectionStatus, CursorKey, Lease,
-    LeaseHolder, NewConnection, OwnerId, Reconnect, StoredToken, TokenVersion,
+    Backoff, Claim, Claims, Connection, ConnectionId, ConnectionName, ConnectionStatus, CursorKey,
+    Lease, LeaseHolder, NewConnection, OwnerId, Reconnect, StoredToken, TokenVersion,
 };
 use crate::store::ConnectionStore;
 
@@ -439,9 +439,9 @@ impl ConnectionStore for MemoryStore {
         holder: &LeaseHolder,
         ttl: Duration,
         interval: Duration,
-    ) -> Result<Vec<Claim>, StoreError> {
+    ) -> Result<Claims, StoreError> {
         if limit == 0 {
-            return Ok(Vec::new());
+            return Ok(Claims::default());
         }
         let now = self.clock.now();
         let expires_at = Lease::expiry(now, ttl)?;
@@ -473,6 +473,7 @@ impl ConnectionStore for MemoryStore {
                 ));
             }
         }
-        Ok(claims)
+        // Records in memory are always readable: nothing is ever corrupt.
+        Ok(Claims::new(claims))
     }
 }

@@ -363,6 +363,86 @@ impl Claim {
     }
 }
 
+/// What one [`crate::ConnectionStore::claim_due`] took: the claims to sync, and the due
+/// connections it found but could not read. Plain data, built by stores
+/// ([`Claims::new`], [`Claims::with_corrupt`]); iterating it yields the claims.
+///
+/// A corrupt connection is not handed out and does not hold up the others: the store
+/// freed its lease and deferred it (the SQL store by a day), so it does not fill every
+/// later batch, and the record itself stays as it was for someone to repair or
+/// reconnect. `claims.len() + corrupt.len()` is at most the `limit` asked for; fewer
+/// means nothing more was due.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct Claims {
+    /// The connections claimed, oldest due first, each with its sync lease.
+    pub claims: Vec<Claim>,
+    /// One [`StoreError::Corrupt`] per due connection whose record could not be read,
+    /// naming the connection (when its id is readable) and the column.
+    pub corrupt: Vec<StoreError>,
+}
+
+impl Claims {
+    /// A batch of `claims` with no corrupt connections; for backends.
+    pub fn new(claims: Vec<Claim>) -> Self {
+        Self {
+            claims,
+            corrupt: Vec::new(),
+        }
+    }
+
+    /// A batch of `claims` and the errors of the due connections that could not be read;
+    /// for backends.
+    pub fn with_corrupt(claims: Vec<Claim>, corrupt: Vec<StoreError>) -> Self {
+        Self { claims, corrupt }
+    }
+
+    /// How many connections were claimed.
+    pub fn len(&self) -> usize {
+        self.claims.len()
+    }
+
+    /// Nothing was claimed (there may still be [`corrupt`](Self::corrupt) ones).
+    pub fn is_empty(&self) -> bool {
+        self.claims.is_empty()
+    }
+
+    /// How many due connections the call took up, claimed or corrupt: compare with the
+    /// `limit` to learn whether more may be due.
+    pub fn taken(&self) -> usize {
+        self.claims.len() + self.corrupt.len()
+    }
+
+    /// The claims, in order.
+    pub fn iter(&self) -> std::slice::Iter<'_, Claim> {
+        self.claims.iter()
+    }
+}
+
+impl IntoIterator for Claims {
+    type Item = Claim;
+    type IntoIter = std::vec::IntoIter<Claim>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.claims.into_iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a Claims {
+    type Item = &'a Claim;
+    type IntoIter = std::slice::Iter<'a, Claim>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.claims.iter()
+    }
+}
+
+impl From<Vec<Claim>> for Claims {
+    fn from(claims: Vec<Claim>) -> Self {
+        Self::new(claims)
+    }
+}
+
 /// How long a connection waits after failed syncs before it is claimable again: `base`
 /// after the first failure, doubling with each further consecutive one, never more than
 /// `max`. Deterministic (no jitter): [`claim_due`](crate::ConnectionStore::claim_due)'s

@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 
 use crate::error::StoreError;
 use crate::model::{
-    Backoff, Claim, Connection, ConnectionId, ConnectionStatus, CursorKey, Lease, LeaseHolder,
+    Backoff, Claims, Connection, ConnectionId, ConnectionStatus, CursorKey, Lease, LeaseHolder,
     NewConnection, OwnerId, Reconnect, StoredToken, TokenVersion,
 };
 
@@ -42,7 +42,7 @@ use crate::model::{
 ///
 /// [`claim_due`](Self::claim_due) is the only method that is not owner-scoped: it is for
 /// the service's scheduler (workers, replicas), never for a customer's request, and it
-/// looks at every owner's connections. Each [`Claim`] names the connection's owner for
+/// looks at every owner's connections. Each [`Claim`](crate::Claim) names the connection's owner for
 /// the owner-scoped calls that follow. A service runs its syncs like this:
 ///
 /// 1. `claim_due(limit, holder, ttl, interval)` takes a batch of due connections, oldest
@@ -281,14 +281,22 @@ pub trait ConnectionStore: Send + Sync {
     ///
     /// Claiming is a lease write, not a record change: `revision` and `updated_at` stay.
     ///
+    /// A due connection whose record cannot be read is not claimed and does not fail the
+    /// call: it comes back in [`Claims::corrupt`] as a [`StoreError::Corrupt`] (naming
+    /// the connection and the column), and in the same call its lease is freed and it is
+    /// deferred (not due again for a while, the SQL store's a day) so it does not take
+    /// a place in every later batch. Its record stays as it was (only its lease and
+    /// `retry_at` are written): owner calls still answer [`StoreError::Corrupt`], and a
+    /// [`reconnect`](Self::reconnect) makes it claimable at once.
+    ///
     /// # Errors
     /// [`StoreError::InvalidInput`] when `ttl` is zero or longer than a year;
-    /// [`StoreError::Corrupt`] when a claimed row cannot be read; [`StoreError::Backend`].
+    /// [`StoreError::Backend`].
     async fn claim_due(
         &self,
         limit: usize,
         holder: &LeaseHolder,
         ttl: Duration,
         interval: Duration,
-    ) -> Result<Vec<Claim>, StoreError>;
+    ) -> Result<Claims, StoreError>;
 }

@@ -1248,15 +1248,17 @@ async fn claim(
     ttl: Duration,
     interval: Duration,
 ) -> Vec<Claim> {
-    let claims = match store.claim_due(limit, holder, ttl, interval).await {
-        Ok(claims) => claims,
+    let batch = match store.claim_due(limit, holder, ttl, interval).await {
+        Ok(batch) => batch,
         Err(err) => panic!("claim_due by {holder}: {err:?}"),
     };
     assert!(
-        claims.len() <= limit,
-        "claim_due({limit}) gave {} claims",
-        claims.len()
+        batch.taken() <= limit,
+        "claim_due({limit}) gave {} claims and {} corrupt",
+        batch.claims.len(),
+        batch.corrupt.len()
     );
+    let claims = batch.claims;
     let keys: Vec<_> = claims
         .iter()
         .map(|c| (c.connection.due_at(interval), c.connection.id))

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use connection_store::testkit::{self, DynStore};
 use connection_store::{
-    Backoff, Claim, Clock, Connection, ConnectionId, ConnectionStatus, ConnectionStore, CursorKey,
-    Lease, LeaseHolder, ManualClock, MemoryStore, NewConnection, OwnerId, Reconnect, SecretString,
-    StoreError, StoredToken, TokenVersion, async_trait,
+    Backoff, Claim, Claims, Clock, Connection, ConnectionId, ConnectionStatus, ConnectionStore,
+    CursorKey, Lease, LeaseHolder, ManualClock, MemoryStore, NewConnection, OwnerId, Reconnect,
+    SecretString, StoreError, StoredToken, TokenVersion, async_trait,
 };
 use time::OffsetDateTime;
 
@@ -255,10 +255,11 @@ impl ConnectionStore for Faulty {
         holder: &LeaseHolder,
         ttl: Duration,
         interval: Duration,
-    ) -> Result<Vec<Claim>, StoreError> {
-        let mut claims = self.inner.claim_due(limit, holder, ttl, interval).await?;
+    ) -> Result<Claims, StoreError> {
+        let mut batch = self.inner.claim_due(limit, holder, ttl, interval).await?;
+        let claims = &mut batch.claims;
         let mut holders = self.holders.lock().unwrap();
-        for claim in &claims {
+        for claim in claims.iter() {
             holders.insert(claim.connection.id, holder.clone());
         }
         drop(holders);
@@ -275,7 +276,7 @@ impl ConnectionStore for Faulty {
             claims.push(Claim::new(again.connection, lease));
         }
         claimed.extend(claims.iter().filter(|c| c.lease.holder == *holder).cloned());
-        Ok(claims)
+        Ok(batch)
     }
 }
 

@@ -224,3 +224,122 @@ pub fn manual_clock() -> (ManualClock, Arc<dyn Clock>) {
     let clock = ManualClock::default();
     (clock.clone(), Arc::new(clock))
 }
+
+/// The oldest due connection of a batch cannot be read: `corrupt` breaks its `column` by
+/// raw SQL. `claim_due` still hands out the healthy ones, reports the corrupt one naming
+/// it and the column, frees its lease in the same call and defers it by a day (it is not
+/// claimed again when the healthy leases expire), and leaves its record (and token) as
+/// they were.
+pub async fn claim_batch_with_a_corrupt_row<F, Fut>(
+    store: &SqlStore,
+    clock: &ManualClock,
+    column: &str,
+    corrupt: F,
+) where
+    F: FnOnce(ConnectionId) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let ttl = Duration::from_secs(300);
+    let interval = Duration::from_secs(3600);
+    let (bad_owner, bad) = seeded(store, "rt-bad").await;
+    let mut healthy = Vec::new();
+    for _ in 0..3 {
+        clock.advance(Duration::from_secs(1));
+        healthy.push(seeded(store, "rt-good").await);
+    }
+    corrupt(bad).await;
+    let first = LeaseHolder::new("first").expect("holder");
+    let batch = store
+        .claim_due(10, &first, ttl, interval)
+        .await
+        .expect("one corrupt row does not fail the batch");
+    let claimed: Vec<_> = batch.iter().map(|c| c.connection.id).collect();
+    let want: Vec<_> = healthy.iter().map(|(_, id)| *id).collect();
+    assert_eq!(
+        claimed, want,
+        "{column}: the healthy connections are claimed"
+    );
+    match batch.corrupt.as_slice() {
+        [StoreError::Corrupt { id, what, .. }] => {
+            assert_eq!((*id, what.as_str()), (Some(bad), column));
+        }
+        other => panic!("{column}: expected one Corrupt, got {other:?}"),
+    }
+    assert_eq!(batch.taken(), 4);
+
+    // The healthy leases are the caller's; the corrupt row's was freed at once.
+    let other = LeaseHolder::new("other").expect("holder");
+    for (owner, id) in &healthy {
+        assert!(
+            store
+                .acquire_lease(owner, *id, &other, ttl)
+                .await
+                .expect("acquire")
+                .is_none(),
+            "{column}: a healthy claim keeps its lease"
+        );
+    }
+    assert!(
+        store
+            .acquire_lease(&bad_owner, bad, &other, ttl)
+            .await
+            .expect("acquire")
+            .is_some(),
+        "{column}: the corrupt row's lease is free"
+    );
+    store
+        .release_lease(&bad_owner, bad, &other)
+        .await
+        .expect("release");
+
+    // Deferred: not claimed again at once, nor when the healthy leases expire.
+    let again = store
+        .claim_due(10, &other, ttl, interval)
+        .await
+        .expect("claim again");
+    assert!(again.is_empty() && again.corrupt.is_empty(), "{again:?}");
+    clock.advance(ttl + Duration::from_secs(1));
+    let after_ttl = store
+        .claim_due(10, &other, ttl, interval)
+        .await
+        .expect("claim after ttl");
+    let reclaimed: Vec<_> = after_ttl.iter().map(|c| c.connection.id).collect();
+    assert_eq!(reclaimed, want, "{column}: the expired healthy leases");
+    assert!(
+        after_ttl.corrupt.is_empty(),
+        "{column}: the corrupt row stays out of the due set: {after_ttl:?}"
+    );
+
+    // Nothing is lost: the record still reads as corrupt, the token is intact.
+    assert!(matches!(
+        store.get(&bad_owner, bad).await,
+        Err(StoreError::Corrupt { id: Some(found), what, .. }) if found == bad && what == column
+    ));
+    assert_eq!(
+        secrecy::ExposeSecret::expose_secret(
+            &store
+                .load_token(&bad_owner, bad)
+                .await
+                .expect("token")
+                .token
+        ),
+        "rt-bad"
+    );
+
+    // A day later it is due again, and reported again (never silently dropped).
+    clock.advance(Duration::from_secs(24 * 3600));
+    let next_day = store
+        .claim_due(
+            10,
+            &LeaseHolder::new("later").expect("holder"),
+            ttl,
+            interval,
+        )
+        .await
+        .expect("claim a day later");
+    assert_eq!(next_day.len(), 3);
+    assert!(
+        matches!(next_day.corrupt.as_slice(), [StoreError::Corrupt { id: Some(found), .. }] if *found == bad),
+        "{next_day:?}"
+    );
+}
