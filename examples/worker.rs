@@ -47,7 +47,7 @@ struct Args {
     concurrency: u16,
 
     /// Sync a connection when its last sync is older than this (e.g. 90s, 15m, 1h).
-    #[arg(long, default_value = "1h", value_parser = worker::parse_duration)]
+    #[arg(long, default_value = "1h", value_parser = parse_interval)]
     interval: Duration,
 
     /// How often to look for due connections when idle.
@@ -55,7 +55,7 @@ struct Args {
     check_every: Duration,
 
     /// The sync lease's time-to-live; it is renewed every third of it while a sync runs.
-    #[arg(long, default_value = "60s", value_parser = worker::parse_duration)]
+    #[arg(long, default_value = "60s", value_parser = parse_lease_ttl)]
     lease_ttl: Duration,
 
     /// How long running syncs may take to finish after SIGTERM or Ctrl-C.
@@ -163,6 +163,7 @@ fn print_round(report: &RoundReport, holder: &str, json: bool) {
         "skipped": report.skipped,
         "lag_seconds": report.lag.map(|lag| lag.as_secs_f64()),
         "claims": report.claims,
+        "corrupt": report.corrupt,
         "store_errors": report.store_errors,
         "elapsed_seconds": report.elapsed.as_secs_f64(),
         "peak_rss_bytes": peak_rss_bytes(),
@@ -205,4 +206,22 @@ async fn stop_on_signal(stop: tokio::sync::watch::Sender<bool>) {
     let _ = ctrl_c.await;
     eprintln!("stopping: running syncs finish, nothing more is claimed");
     let _ = stop.send(true);
+}
+
+/// `--interval`: at least a second (zero would make every connection due forever).
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    at_least(text, Duration::from_secs(1))
+}
+
+/// `--lease-ttl`: at least 3 s, so its renewals (every third) come well before it ends.
+fn parse_lease_ttl(text: &str) -> Result<Duration, String> {
+    at_least(text, Duration::from_secs(3))
+}
+
+fn at_least(text: &str, min: Duration) -> Result<Duration, String> {
+    let duration = worker::parse_duration(text)?;
+    if duration < min {
+        return Err(format!("must be at least {min:?}"));
+    }
+    Ok(duration)
 }

@@ -93,9 +93,9 @@ struct Worker {
 }
 
 impl Worker {
-    fn start(binary: &PathBuf, sim: &TenantSim, db: &Database, key: &str) -> Self {
+    fn start(binary: &PathBuf, sim: &TenantSim, db: &str, key: &str) -> Self {
         let mut child = tokio::process::Command::new(binary)
-            .args(["--store", &db.url, "--json", "--interval", "1h"])
+            .args(["--store", db, "--json", "--interval", "1h"])
             .args(["--concurrency", &CONCURRENCY.to_string()])
             .args([
                 "--lease-ttl",
@@ -231,7 +231,8 @@ async fn check_every_tenant(
 /// linked by a customer of its own.
 struct Fleet {
     sim: TenantSim,
-    db: Database,
+    /// The fresh database's URL.
+    db: String,
     key: EncryptionKey,
     sql: SqlStore,
     mirror: Mirror,
@@ -241,7 +242,7 @@ struct Fleet {
 }
 
 impl Fleet {
-    async fn start() -> Self {
+    async fn start(db: &Database) -> Self {
         // Each Graph request takes 60 ms, so the round lasts long enough to kill a worker
         // in the middle of it.
         let sim = TenantSim::builder()
@@ -253,7 +254,6 @@ impl Fleet {
             .start()
             .await
             .expect("tenant-sim starts");
-        let db = Database::create().await;
         let key = EncryptionKey::generate();
         let ring = KeyRing::new(
             KeyId::new("m365-link-1").unwrap(),
@@ -297,7 +297,7 @@ impl Fleet {
         }
         Self {
             sim,
-            db,
+            db: db.url.clone(),
             key,
             sql,
             mirror,
@@ -311,6 +311,18 @@ impl Fleet {
 #[ignore = "needs TEST_POSTGRES_URL (PostgreSQL)"]
 async fn three_worker_processes_on_postgres_sync_200_tenants_once_and_survive_a_sigkill() {
     let binary = worker_binary();
+    let db = Database::create().await;
+    let fleet = Fleet::start(&db).await;
+    // The database goes whatever happens in the scenario.
+    let outcome = tokio::spawn(kill_one_of_three_workers(binary, fleet)).await;
+    db.drop_it().await;
+    if let Err(error) = outcome {
+        std::panic::resume_unwind(error.into_panic());
+    }
+}
+
+/// The scenario: three workers, one killed (SIGKILL) mid-round, the other two finish.
+async fn kill_one_of_three_workers(binary: PathBuf, fleet: Fleet) {
     let Fleet {
         sim,
         db,
@@ -319,7 +331,7 @@ async fn three_worker_processes_on_postgres_sync_200_tenants_once_and_survive_a_
         mirror,
         store,
         linked,
-    } = Fleet::start().await;
+    } = fleet;
     let key_text = key.to_base64();
     let key_text = key_text.expose_secret();
     let killed = Worker::start(&binary, &sim, &db, key_text);
@@ -418,5 +430,4 @@ async fn three_worker_processes_on_postgres_sync_200_tenants_once_and_survive_a_
     );
 
     mirror.close().await;
-    db.drop_it().await;
 }

@@ -373,7 +373,7 @@ async fn two_instances_take_turns(first: &OpenedStore, second: &OpenedStore) {
     let b = instance(&sim, second, &customers, &dir.0, "b");
     let id = link(&a, &owner, "Germany").await;
 
-    assert_eq!(web::jobs::run(&a, &owner, id, None).await, Outcome::Synced);
+    assert_eq!(web::jobs::run(&a, &owner, id).await, Outcome::Synced);
     assert!(matches!(a.jobs().state(id), JobState::Done { ref kind, .. } if kind == "full"));
     let imported = Content::mirrored(b.mirror(), id).await;
     assert_eq!(imported.users.len(), sim.control().users().len());
@@ -400,7 +400,7 @@ async fn two_instances_take_turns(first: &OpenedStore, second: &OpenedStore) {
     let leaving = control.group_member_ids(&groups[0].id).unwrap()[0].clone();
     assert!(control.remove_member(&groups[0].id, &leaving).unwrap());
 
-    assert_eq!(web::jobs::run(&b, &owner, id, None).await, Outcome::Synced);
+    assert_eq!(web::jobs::run(&b, &owner, id).await, Outcome::Synced);
     let JobState::Done { kind, changed, .. } = b.jobs().state(id) else {
         panic!("b's sync did not finish: {:?}", b.jobs().state(id));
     };
@@ -769,7 +769,7 @@ async fn a_connection_synced_by_another_instance_meanwhile_is_not_synced_again()
         let (a, owner, synced_by_a) = (a.clone(), owner.clone(), synced_by_a.clone());
         Box::new(move || {
             Box::pin(async move {
-                let outcome = web::jobs::run(&a, &owner, id, None).await;
+                let outcome = web::jobs::run(&a, &owner, id).await;
                 *synced_by_a.lock().unwrap() = Some(outcome);
             })
         })
@@ -866,7 +866,7 @@ async fn removing_a_connection_while_it_syncs_leaves_no_mirror_rows_and_no_files
 
     let sync = tokio::spawn({
         let (app, owner) = (app.clone(), owner.clone());
-        async move { web::jobs::run(&app, &owner, id, None).await }
+        async move { web::jobs::run(&app, &owner, id).await }
     });
     // Remove it once the sync is under way, as the remove route does.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);

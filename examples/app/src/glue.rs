@@ -296,10 +296,20 @@ pub(crate) fn graph_client(
     cloud: &connection_store::Cloud,
     session: TokenSession,
 ) -> anyhow::Result<GraphClient> {
-    let graph = GraphClient::builder(Arc::new(SessionTokens::new(session)))
+    graph_client_with(cloud, SessionTokens::new(session))
+}
+
+/// A Graph client for `cloud` over any token provider.
+///
+/// # Errors
+/// When the Graph URL is invalid (`http` is accepted only on loopback).
+pub(crate) fn graph_client_with(
+    cloud: &connection_store::Cloud,
+    tokens: impl TokenProvider + 'static,
+) -> anyhow::Result<GraphClient> {
+    Ok(GraphClient::builder(tokens)
         .base_url(graph_base(cloud))
-        .build()?;
-    Ok(graph)
+        .build()?)
 }
 
 /// A store error in plain words, with what to do next.

@@ -32,11 +32,10 @@ use connection_store::{
 };
 use connection_store_sql::SqlStore;
 use entra_auth::EntraClient;
-use futures::StreamExt as _;
-use futures::stream::FuturesUnordered;
-use graph_client::GraphClient;
+use graph_client::secrecy::SecretString;
 use graph_client::sync::{NoProgress, SyncOptions, SyncReport};
-use time::OffsetDateTime;
+use graph_client::{GraphClient, TokenError, TokenProvider};
+use tokio::task::JoinSet;
 
 use crate::glue::{self, App, ConnectionTokens, Linked, SessionTokens};
 use crate::mirror::Mirror;
@@ -128,6 +127,9 @@ pub struct RoundReport {
     pub lag: Option<Duration>,
     /// Claim queries made.
     pub claims: usize,
+    /// Due connections whose stored record is corrupt: the store deferred them (a day)
+    /// and logged which column; they need a repair or a reconnect.
+    pub corrupt: usize,
     /// Claim queries that failed (the round ends early and the next one retries).
     pub store_errors: usize,
     /// Wall time of the round.
@@ -150,9 +152,13 @@ impl RoundReport {
         self.visits.push((id, outcome));
     }
 
-    fn note_claim(&mut self, connection: &Connection, interval: Duration, now: OffsetDateTime) {
+    fn note_claim(&mut self, claim: &Claim, options: &WorkerOptions) {
         self.claimed += 1;
-        let lag = (now - connection.due_at(interval)).try_into().ok();
+        // The store's clock at the claim, from the lease it gave.
+        let claimed_at = claim.lease.expires_at - options.lease_ttl;
+        let lag = (claimed_at - claim.connection.due_at(options.interval))
+            .try_into()
+            .ok();
         self.lag = self.lag.max(lag);
     }
 }
@@ -215,20 +221,27 @@ impl Worker {
         &self.holder
     }
 
-    /// One round: claims and syncs until nothing is due, or until `stop` turns true
-    /// (then no more is claimed, and running syncs get the grace time to finish; the
-    /// leases of those that do not are freed).
+    /// One round: claims and syncs until nothing is due, or until `stop` turns true (or
+    /// its sender is gone): then no more is claimed, running syncs get the grace time to
+    /// finish, and the leases of those that do not are freed.
+    ///
+    /// Each sync runs as a task of its own (so syncs use every core and keep renewing
+    /// their leases while a claim waits for the database); one that panics counts as
+    /// failed and its lease is freed.
     pub async fn round(&self, stop: &mut tokio::sync::watch::Receiver<bool>) -> RoundReport {
         let started = Instant::now();
         let mut report = RoundReport::default();
         let concurrency = self.options.concurrency.max(1);
-        let mut running = FuturesUnordered::new();
+        let mut running: JoinSet<(ConnectionId, Outcome)> = JoinSet::new();
+        // Task → connection, and connection → owner, of the syncs running.
+        let mut tasks: HashMap<tokio::task::Id, ConnectionId> = HashMap::new();
         let mut in_flight: HashMap<ConnectionId, OwnerId> = HashMap::new();
         let mut exhausted = false;
+        let mut stopping = *stop.borrow();
         // Set when the stop is seen: running syncs may finish until then.
         let mut deadline: Option<tokio::time::Instant> = None;
         loop {
-            if !exhausted && !*stop.borrow() && running.len() <= concurrency / 2 {
+            if !exhausted && !stopping && running.len() <= concurrency / 2 {
                 let want = concurrency - running.len();
                 report.claims += 1;
                 match self
@@ -242,17 +255,24 @@ impl Worker {
                     .await
                 {
                     Ok(claims) => {
-                        exhausted = claims.len() < want;
-                        let now = OffsetDateTime::now_utc();
-                        for claim in claims {
-                            report.note_claim(&claim.connection, self.options.interval, now);
-                            in_flight.insert(claim.connection.id, claim.connection.owner.clone());
+                        // Corrupt rows count as taken (the store deferred them).
+                        exhausted = claims.taken() < want;
+                        report.corrupt += claims.corrupt.len();
+                        for claim in claims.claims {
+                            let id = claim.connection.id;
+                            if in_flight.contains_key(&id) {
+                                // Re-claimed by this worker while its sync still runs
+                                // (the renewals failed for a whole lease): leave it.
+                                report.count(id, Outcome::AlreadyRunning);
+                                continue;
+                            }
+                            report.note_claim(&claim, &self.options);
+                            in_flight.insert(id, claim.connection.owner.clone());
                             let syncer = Arc::clone(&self.syncer);
                             let holder = self.holder.clone();
-                            running.push(async move {
-                                let outcome = syncer.sync(&claim, &holder).await;
-                                (claim.connection.id, outcome)
-                            });
+                            let task = running
+                                .spawn(async move { (id, syncer.sync(&claim, &holder).await) });
+                            tasks.insert(task.id(), id);
                         }
                     }
                     Err(error) => {
@@ -265,33 +285,53 @@ impl Worker {
             if running.is_empty() {
                 break;
             }
-            if deadline.is_none() && *stop.borrow() {
+            if stopping && deadline.is_none() {
                 deadline = Some(tokio::time::Instant::now() + self.options.grace);
             }
             tokio::select! {
-                next = running.next() => {
-                    if let Some((id, outcome)) = next {
+                next = running.join_next_with_id() => match next {
+                    Some(Ok((task, (id, outcome)))) => {
+                        tasks.remove(&task);
                         in_flight.remove(&id);
                         report.count(id, outcome);
                     }
+                    Some(Err(error)) => {
+                        // A sync that panicked: failed; its lease is freed below.
+                        if let Some(id) = tasks.remove(&error.id()) {
+                            tracing::error!(connection = %id, "a sync panicked");
+                            report.count(id, Outcome::Failed);
+                            if let Some(owner) = in_flight.remove(&id) {
+                                self.release(&owner, id).await;
+                            }
+                        }
+                    }
+                    None => {}
+                },
+                // A closed channel stops too. (The guard `wait_for` gives must not live
+                // across the awaits of the other arms: it is dropped in here.)
+                () = async { drop(stop.wait_for(|stopped| *stopped).await); }, if !stopping => {
+                    stopping = true;
                 }
-                _ = stop.wait_for(|stopped| *stopped), if deadline.is_none() => {}
                 () = sleep_until(deadline), if deadline.is_some() => {
                     tracing::warn!(running = running.len(), "stopping syncs still running");
                     break;
                 }
             }
         }
-        // Syncs cut off by the stop: drop them (each leaves its mirror at its last
+        // Syncs cut off by the stop: abort them (each leaves its mirror at its last
         // commit) and free their leases for the other workers.
-        drop(running);
+        running.shutdown().await;
         for (id, owner) in in_flight {
-            if let Err(error) = self.store.release_lease(&owner, id, &self.holder).await {
-                tracing::warn!(%error, connection = %id, "could not free a sync lease");
-            }
+            self.release(&owner, id).await;
         }
         report.elapsed = started.elapsed();
         report
+    }
+
+    async fn release(&self, owner: &OwnerId, id: ConnectionId) {
+        if let Err(error) = self.store.release_lease(owner, id, &self.holder).await {
+            tracing::warn!(%error, connection = %id, "could not free a sync lease");
+        }
     }
 
     /// Rounds until `stop` turns true: a round, then one every `check_every` (sooner
@@ -435,34 +475,45 @@ impl Clients {
         store: Arc<dyn ConnectionStore>,
         connection: Connection,
     ) -> anyhow::Result<Linked> {
-        let mut by_cloud = self.by_cloud.lock().unwrap_or_else(PoisonError::into_inner);
+        let (entra, base) = {
+            let mut by_cloud = self.by_cloud.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(clients) = by_cloud.get(&connection.cloud) {
+                clients.clone()
+            } else {
+                let entra = self.app.entra_client(&connection.cloud, None)?;
+                // The cloud's pool, over no tenant's tokens: each tenant derives its own.
+                let base = glue::graph_client_with(&connection.cloud, NoTokens)?;
+                by_cloud.insert(connection.cloud.clone(), (entra.clone(), base.clone()));
+                (entra, base)
+            }
+        };
         let tokens = Arc::new(ConnectionTokens::new(
             store,
             connection.owner.clone(),
             connection.id,
         ));
-        let (entra, graph) = if let Some(clients) = by_cloud.get(&connection.cloud) {
-            clients.clone()
-        } else {
-            let entra = self.app.entra_client(&connection.cloud, None)?;
-            let session = glue::session(&entra, &connection, tokens.clone())?;
-            let graph = glue::graph_client(&connection.cloud, session.clone())?;
-            by_cloud.insert(connection.cloud.clone(), (entra, graph.clone()));
-            return Ok(Linked {
-                connection,
-                session,
-                graph,
-            });
-        };
-        drop(by_cloud);
         let session = glue::session(&entra, &connection, tokens)?;
-        let graph = graph.with_tokens(SessionTokens::new(session.clone()));
+        let graph = base.with_tokens(SessionTokens::new(session.clone()));
         Ok(Linked {
             connection,
             session,
             graph,
         })
     }
+}
+
+/// The tokens of the per-cloud base client, which sends no request of its own.
+struct NoTokens;
+
+#[async_trait]
+impl TokenProvider for NoTokens {
+    async fn access_token(&self) -> Result<SecretString, TokenError> {
+        Err(TokenError::new(
+            "the per-cloud base client has no tenant; derive one with with_tokens",
+        ))
+    }
+
+    async fn rejected(&self, _token: &SecretString) {}
 }
 
 /// A duration as the `worker` example's options take it: `90s`, `15m`, `1h`, `500ms`, or

@@ -164,29 +164,25 @@ pub(crate) fn spawn(state: &AppState, owner: OwnerId, id: ConnectionId) -> bool 
     true
 }
 
-/// Runs a sync of `owner`'s connection `id` now and waits for it (the scheduler), as
-/// `holder` of the sync lease when given (the scheduler took it already).
-pub async fn run(
-    state: &AppState,
-    owner: &OwnerId,
-    id: ConnectionId,
-    holder: Option<LeaseHolder>,
-) -> Outcome {
+/// Runs a sync of `owner`'s connection `id` now, under a lease of its own, and waits for
+/// it.
+pub async fn run(state: &AppState, owner: &OwnerId, id: ConnectionId) -> Outcome {
     if state.jobs().claim(id).is_none() {
         return Outcome::AlreadyRunning;
     }
-    run_claimed(state, owner, id, holder).await
+    run_claimed(state, owner, id, None).await
 }
 
-/// Runs a sync whose job [`Jobs::claim`] marked running.
+/// Runs a sync whose job [`Jobs::claim`] marked running: under its own new lease, or
+/// under `claimed`, the lease the scheduler claimed it with.
 pub(crate) async fn run_claimed(
     state: &AppState,
     owner: &OwnerId,
     id: ConnectionId,
-    holder: Option<LeaseHolder>,
+    claimed: Option<LeaseHolder>,
 ) -> Outcome {
     let jobs = state.jobs().clone();
-    let result = sync_once(state, owner, id, holder).await;
+    let result = sync_once(state, owner, id, claimed).await;
     let outcome = worker::outcome_of(id, &result);
     let next = match (&result, outcome) {
         (Ok(report), _) => done(report.kind, &report.summary),
@@ -256,19 +252,32 @@ async fn sync_once(
     state: &AppState,
     owner: &OwnerId,
     id: ConnectionId,
-    holder: Option<LeaseHolder>,
+    claimed: Option<LeaseHolder>,
 ) -> anyhow::Result<SyncReport> {
-    let linked = state.linked(owner, id).await?;
-    let mut options = sync::Options::new()?;
-    options.engine = SyncOptions::new().user_select(super::employees::USER_SELECT);
-    if let Some(holder) = holder {
-        options.holder = holder;
-    }
     let target = Target {
         store: state.store(),
         owner: owner.clone(),
         id,
     };
+    let prepared = async {
+        let linked = state.linked(owner, id).await?;
+        let options = sync::Options::new()?;
+        anyhow::Ok((linked, options))
+    };
+    let (linked, mut options) = match prepared.await {
+        Ok(prepared) => prepared,
+        Err(error) => {
+            // A claimed connection that cannot even start: back off, free the lease.
+            if let Some(holder) = &claimed {
+                sync::give_up(&target, holder).await;
+            }
+            return Err(error);
+        }
+    };
+    options.engine = SyncOptions::new().user_select(super::employees::USER_SELECT);
+    if let Some(holder) = &claimed {
+        options.holder = holder.clone();
+    }
     let mut sink = state
         .mirror()
         .sink(state.sql(), id)
@@ -277,7 +286,12 @@ async fn sync_once(
         jobs: state.jobs().clone(),
         id,
     };
-    sync::run(&linked.graph, &target, &mut sink, &options, &progress).await
+    if claimed.is_some() {
+        // Claimed by the scheduler: the lease is held and the status was checked.
+        sync::run_leased(&linked.graph, &target, &mut sink, &options, &progress).await
+    } else {
+        sync::run(&linked.graph, &target, &mut sink, &options, &progress).await
+    }
 }
 
 /// Feeds a running sync's progress into [`Jobs`], phase by phase.

@@ -278,8 +278,9 @@ impl Running {
         &self.state
     }
 
-    /// Stops serving (requests under way finish), stops the scheduler after its round,
-    /// and waits up to [`SHUTDOWN_GRACE`] for running syncs.
+    /// Stops serving (requests under way finish), stops the scheduler (its running syncs
+    /// get half of [`SHUTDOWN_GRACE`] to finish, the leases of the rest are freed), and
+    /// waits up to [`SHUTDOWN_GRACE`] for running "Sync now" jobs.
     pub async fn shutdown(mut self) {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());

@@ -14,7 +14,8 @@
 //!   like a "Sync now".
 //! - A connection whose "Sync now" is running in this instance is left alone (its lease
 //!   is freed again at once); one that needs a reconnect or is disabled is never claimed.
-//! - A round runs until nothing is due; the next starts after [`CHECK_EVERY`] (or the
+//! - A round runs until nothing is due; the next starts at once after a round that
+//!   found work (a backlog drains without waiting), else after [`CHECK_EVERY`] (or the
 //!   interval, if shorter).
 
 use std::sync::Arc;
