@@ -762,10 +762,6 @@ const COUNTER_REQUESTS_AT_ONCE: usize = 32;
 /// The store keeps times as Unix microseconds (`migrations/postgres/0001_connections.sql`).
 const MOVE_BACK_MICROS: i64 = 2 * 60 * 60 * 1_000_000;
 
-/// The key id `m365_link_app::store` seals with when the key comes from
-/// `M365_LINK_STORE_KEY`, so the worker processes open what the bench stored.
-const STORE_KEY_ID: &str = "m365-link-1";
-
 /// The targets.
 const DELTA_TARGET_SECONDS: f64 = 30.0;
 const DELTA_TARGET_TENANTS: usize = 1000;
@@ -1249,7 +1245,7 @@ impl FleetRun<'_> {
         let key = EncryptionKey::generate();
         let key_text = key.to_base64();
         let store = SqlStore::postgres(self.database.url.clone())
-            .key_ring(KeyRing::new(KeyId::new(STORE_KEY_ID)?, key))
+            .key_ring(KeyRing::new(KeyId::new(m365_link_app::store::KEY_ID)?, key))
             // One for each sign-in at once.
             .max_connections(16)
             .open()

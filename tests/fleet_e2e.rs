@@ -256,7 +256,7 @@ impl Fleet {
             .expect("tenant-sim starts");
         let key = EncryptionKey::generate();
         let ring = KeyRing::new(
-            KeyId::new("m365-link-1").unwrap(),
+            KeyId::new(m365_link_app::store::KEY_ID).unwrap(),
             EncryptionKey::from_base64(&key.to_base64()).unwrap(),
         );
         let sql = SqlStore::postgres(&db.url)

@@ -27,8 +27,9 @@ pub const DEFAULT_STORE: &str = "m365-link.sqlite";
 pub const KEY_VARIABLE: &str = "M365_LINK_STORE_KEY";
 
 /// The id stored next to every ciphertext. The same for the key file and the variable,
-/// so a key moved from the file into the variable keeps working.
-const KEY_ID: &str = "m365-link-1";
+/// so a key moved from the file into the variable keeps working; a process that opens
+/// the store itself (the fleet benchmark, tests) seals under it too.
+pub const KEY_ID: &str = "m365-link-1";
 
 /// An opened store with its directory mirror, and where it is.
 pub struct OpenedStore {
