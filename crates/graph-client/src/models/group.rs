@@ -3,118 +3,151 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::{ObjectId, Removed, RemovedReason, null_as_default, timestamp};
+use super::{ObjectId, Removed, RemovedReason, timestamp};
 
 /// A Microsoft Entra group as Graph returns it (`microsoft.graph.group`).
 ///
 /// Every property is optional (see [`User`](crate::User)); other selected properties land
 /// in [`extra`](Group::extra).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct Group {
     /// Object id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<ObjectId>,
     /// Display name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
     /// Description.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// SMTP address (mail-enabled groups).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub mail: Option<String>,
     /// Whether the group is mail-enabled.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub mail_enabled: Option<bool>,
     /// Mail alias.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub mail_nickname: Option<String>,
     /// Whether the group is a security group.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub security_enabled: Option<bool>,
     /// `Unified` (Microsoft 365 group), `DynamicMembership`, or empty.
-    #[serde(
-        default,
-        skip_serializing_if = "Vec::is_empty",
-        deserialize_with = "null_as_default"
-    )]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub group_types: Vec<String>,
     /// `Public`, `Private` or `HiddenMembership`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub visibility: Option<String>,
     /// Dynamic membership rule.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub membership_rule: Option<String>,
     /// `On` or `Paused`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub membership_rule_processing_state: Option<String>,
     /// Classification (e.g. low/medium/high business impact).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub classification: Option<String>,
     /// Proxy addresses.
-    #[serde(
-        default,
-        skip_serializing_if = "Vec::is_empty",
-        deserialize_with = "null_as_default"
-    )]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub proxy_addresses: Vec<String>,
     /// Security identifier (SID) in Entra.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub security_identifier: Option<String>,
     /// Whether Entra roles can be assigned to the group.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub is_assignable_to_role: Option<bool>,
     /// Preferred language.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub preferred_language: Option<String>,
     /// When the group was created.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "timestamp")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "timestamp::serialize"
+    )]
     pub created_date_time: Option<OffsetDateTime>,
     /// When the group was deleted (deleted items only).
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "timestamp")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "timestamp::serialize"
+    )]
     pub deleted_date_time: Option<OffsetDateTime>,
     /// When the group was last renewed.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "timestamp")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "timestamp::serialize"
+    )]
     pub renewed_date_time: Option<OffsetDateTime>,
     /// When the group expires, if an expiration policy applies.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "timestamp")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "timestamp::serialize"
+    )]
     pub expiration_date_time: Option<OffsetDateTime>,
     /// True when synced from on-premises Active Directory.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub on_premises_sync_enabled: Option<bool>,
     /// On-premises `sAMAccountName`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub on_premises_sam_account_name: Option<String>,
     /// On-premises SID.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub on_premises_security_identifier: Option<String>,
     /// On-premises domain (FQDN).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub on_premises_domain_name: Option<String>,
     /// On-premises `NetBIOS` name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub on_premises_net_bios_name: Option<String>,
     /// Last on-premises sync.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "timestamp")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "timestamp::serialize"
+    )]
     pub on_premises_last_sync_date_time: Option<OffsetDateTime>,
     /// Membership changes in a delta round (`members@delta`), merged across pages by the
     /// delta stream (spec 9). Empty outside delta.
-    #[serde(
-        rename = "members@delta",
-        default,
-        deserialize_with = "null_as_default",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(rename = "members@delta", skip_serializing_if = "Vec::is_empty")]
     pub members_delta: Vec<MemberChange>,
     /// The delta `@removed` marker.
-    #[serde(rename = "@removed", default, skip_serializing)]
+    #[serde(rename = "@removed", skip_serializing)]
     pub(crate) removed: Option<Removed>,
     /// Every other property in the response.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
+
+super::decode::deserialize_model!(Group, "a Graph group object", {
+    "id" => id: value,
+    "displayName" => display_name: value,
+    "description" => description: value,
+    "mail" => mail: value,
+    "mailEnabled" => mail_enabled: value,
+    "mailNickname" => mail_nickname: value,
+    "securityEnabled" => security_enabled: value,
+    "groupTypes" => group_types: list,
+    "visibility" => visibility: value,
+    "membershipRule" => membership_rule: value,
+    "membershipRuleProcessingState" => membership_rule_processing_state: value,
+    "classification" => classification: value,
+    "proxyAddresses" => proxy_addresses: list,
+    "securityIdentifier" => security_identifier: value,
+    "isAssignableToRole" => is_assignable_to_role: value,
+    "preferredLanguage" => preferred_language: value,
+    "createdDateTime" => created_date_time: time,
+    "deletedDateTime" => deleted_date_time: time,
+    "renewedDateTime" => renewed_date_time: time,
+    "expirationDateTime" => expiration_date_time: time,
+    "onPremisesSyncEnabled" => on_premises_sync_enabled: value,
+    "onPremisesSamAccountName" => on_premises_sam_account_name: value,
+    "onPremisesSecurityIdentifier" => on_premises_security_identifier: value,
+    "onPremisesDomainName" => on_premises_domain_name: value,
+    "onPremisesNetBiosName" => on_premises_net_bios_name: value,
+    "onPremisesLastSyncDateTime" => on_premises_last_sync_date_time: time,
+    "members@delta" => members_delta: list,
+    "@removed" => removed: value,
+});
 
 /// One entry of a group's `members@delta`: a member added, or removed (`@removed`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,5 +1,6 @@
 //! Typed Graph models: [`User`], [`Group`], [`DirectoryObject`] and their ids.
 
+pub(crate) mod decode;
 pub(crate) mod directory_object;
 pub(crate) mod group;
 pub(crate) mod user;
@@ -83,16 +84,6 @@ impl<'de> Deserialize<'de> for Removed {
         };
         Ok(Self(reason))
     }
-}
-
-/// Deserializes `null` as the type's default (e.g. an empty list): "limited information"
-/// objects carry null for every property (spec 8b).
-pub(crate) fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Default + Deserialize<'de>,
-{
-    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 /// Graph timestamps (`2017-07-31T18:56:16Z`) as `time::OffsetDateTime`, `null` as `None`.

@@ -4,167 +4,209 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::directory_object::DirectoryObject;
-use super::{ObjectId, Removed, null_as_default, timestamp};
+use super::{ObjectId, Removed, timestamp};
 
 /// A Microsoft Entra user as Graph returns it (`microsoft.graph.user`).
 ///
 /// Every property is optional: Graph returns only the default set unless `$select` asks
 /// for more (spec 8b), "limited information" objects carry only the id, and some documented
 /// delta items even lack the id. Any other selected property lands in [`extra`](User::extra).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct User {
     /// Object id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<ObjectId>,
     /// Name shown in the address book.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
     /// First name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub given_name: Option<String>,
     /// Last name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub surname: Option<String>,
     /// Primary SMTP address.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub mail: Option<String>,
     /// Sign-in name (UPN).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub user_principal_name: Option<String>,
     /// Mail alias.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub mail_nickname: Option<String>,
     /// Additional e-mail addresses.
-    #[serde(
-        default,
-        skip_serializing_if = "Vec::is_empty",
-        deserialize_with = "null_as_default"
-    )]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub other_mails: Vec<String>,
     /// Proxy addresses (`SMTP:` is the primary).
-    #[serde(
-        default,
-        skip_serializing_if = "Vec::is_empty",
-        deserialize_with = "null_as_default"
-    )]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub proxy_addresses: Vec<String>,
     /// Instant-messaging (SIP) addresses.
-    #[serde(
-        default,
-        skip_serializing_if = "Vec::is_empty",
-        deserialize_with = "null_as_default"
-    )]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub im_addresses: Vec<String>,
     /// Job title.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub job_title: Option<String>,
     /// Department.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub department: Option<String>,
     /// Company name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub company_name: Option<String>,
     /// Office location.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub office_location: Option<String>,
     /// Business phone numbers (Graph allows one).
-    #[serde(
-        default,
-        skip_serializing_if = "Vec::is_empty",
-        deserialize_with = "null_as_default"
-    )]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub business_phones: Vec<String>,
     /// Mobile phone number.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub mobile_phone: Option<String>,
     /// Fax number.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub fax_number: Option<String>,
     /// Street address of the place of business.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub street_address: Option<String>,
     /// City.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub city: Option<String>,
     /// State or province.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
     /// Postal code.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub postal_code: Option<String>,
     /// Country or region.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub country: Option<String>,
     /// Two-letter usage location (licensing).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub usage_location: Option<String>,
     /// Employee id from the HR system.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub employee_id: Option<String>,
     /// Employee type (Employee, Contractor, ...).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub employee_type: Option<String>,
     /// Hire date.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "timestamp")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "timestamp::serialize"
+    )]
     pub employee_hire_date: Option<OffsetDateTime>,
     /// Whether the account can sign in.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub account_enabled: Option<bool>,
     /// `Member` or `Guest`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub user_type: Option<String>,
     /// Invitation state of a guest (`PendingAcceptance`, `Accepted`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub external_user_state: Option<String>,
     /// When the user was created.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "timestamp")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "timestamp::serialize"
+    )]
     pub created_date_time: Option<OffsetDateTime>,
     /// When the user was deleted (deleted items only).
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "timestamp")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "timestamp::serialize"
+    )]
     pub deleted_date_time: Option<OffsetDateTime>,
     /// Preferred language (ISO 639-1, e.g. `en-US`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub preferred_language: Option<String>,
     /// True when synced from on-premises Active Directory.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub on_premises_sync_enabled: Option<bool>,
     /// On-premises immutable id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub on_premises_immutable_id: Option<String>,
     /// On-premises `sAMAccountName`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub on_premises_sam_account_name: Option<String>,
     /// On-premises UPN.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub on_premises_user_principal_name: Option<String>,
     /// On-premises domain (FQDN).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub on_premises_domain_name: Option<String>,
     /// On-premises distinguished name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub on_premises_distinguished_name: Option<String>,
     /// On-premises SID.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub on_premises_security_identifier: Option<String>,
     /// Last on-premises sync.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "timestamp")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "timestamp::serialize"
+    )]
     pub on_premises_last_sync_date_time: Option<OffsetDateTime>,
     /// `onPremisesExtensionAttributes` (extension attributes 1-15 from Exchange / AD).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub on_premises_extension_attributes: Option<OnPremisesExtensionAttributes>,
     /// The manager, when the request used `$expand=manager`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub manager: Option<Box<DirectoryObject>>,
     /// The delta `@removed` marker; delta turns it into [`DeltaChange::Removed`](crate::DeltaChange::Removed).
-    #[serde(rename = "@removed", default, skip_serializing)]
+    #[serde(rename = "@removed", skip_serializing)]
     pub(crate) removed: Option<Removed>,
     /// Every other property in the response (`@odata.*` annotations, schema extensions,
     /// properties selected by name that this model does not type).
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
+
+super::decode::deserialize_model!(User, "a Graph user object", {
+    "id" => id: value,
+    "displayName" => display_name: value,
+    "givenName" => given_name: value,
+    "surname" => surname: value,
+    "mail" => mail: value,
+    "userPrincipalName" => user_principal_name: value,
+    "mailNickname" => mail_nickname: value,
+    "otherMails" => other_mails: list,
+    "proxyAddresses" => proxy_addresses: list,
+    "imAddresses" => im_addresses: list,
+    "jobTitle" => job_title: value,
+    "department" => department: value,
+    "companyName" => company_name: value,
+    "officeLocation" => office_location: value,
+    "businessPhones" => business_phones: list,
+    "mobilePhone" => mobile_phone: value,
+    "faxNumber" => fax_number: value,
+    "streetAddress" => street_address: value,
+    "city" => city: value,
+    "state" => state: value,
+    "postalCode" => postal_code: value,
+    "country" => country: value,
+    "usageLocation" => usage_location: value,
+    "employeeId" => employee_id: value,
+    "employeeType" => employee_type: value,
+    "employeeHireDate" => employee_hire_date: time,
+    "accountEnabled" => account_enabled: value,
+    "userType" => user_type: value,
+    "externalUserState" => external_user_state: value,
+    "createdDateTime" => created_date_time: time,
+    "deletedDateTime" => deleted_date_time: time,
+    "preferredLanguage" => preferred_language: value,
+    "onPremisesSyncEnabled" => on_premises_sync_enabled: value,
+    "onPremisesImmutableId" => on_premises_immutable_id: value,
+    "onPremisesSamAccountName" => on_premises_sam_account_name: value,
+    "onPremisesUserPrincipalName" => on_premises_user_principal_name: value,
+    "onPremisesDomainName" => on_premises_domain_name: value,
+    "onPremisesDistinguishedName" => on_premises_distinguished_name: value,
+    "onPremisesSecurityIdentifier" => on_premises_security_identifier: value,
+    "onPremisesLastSyncDateTime" => on_premises_last_sync_date_time: time,
+    "onPremisesExtensionAttributes" => on_premises_extension_attributes: value,
+    "manager" => manager: value,
+    "@removed" => removed: value,
+});
 
 /// `onPremisesExtensionAttributes`: the fifteen Exchange custom attributes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
