@@ -691,6 +691,57 @@ async fn bad_bearers_get_401_and_missing_scopes_403() {
     assert_eq!(status, StatusCode::OK);
 }
 
+#[tokio::test]
+async fn requests_without_a_valid_token_count_in_no_tenant_and_meet_no_faults() {
+    let h = small().await;
+    // Tenant 0 answers every request it serves with a 503.
+    h.sim.control().set_faults(
+        FaultSettings::none()
+            .with_rate(1.0)
+            .and_then(|f| f.with_kinds(&[FaultKind::ServiceUnavailable]))
+            .unwrap_or_else(|e| panic!("{e}")),
+    );
+    let response = h
+        .http
+        .get(h.url("/users"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    assert_graph_error(&body, "InvalidAuthenticationToken");
+    assert_eq!(body["error"]["message"], "Access token is empty.");
+    for (token, message) in [
+        (
+            "forged",
+            "CompactToken parsing failed with error code: 80049217",
+        ),
+        ("expired", "Access token has expired or is not yet valid."),
+    ] {
+        let (status, _, body) = h.get_with("/users", token, &[]).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{token}: {body}");
+        assert_graph_error(&body, "InvalidAuthenticationToken");
+        assert_eq!(body["error"]["message"], message);
+    }
+    let (status, _, body) = h.get_with("/nowhere", "forged", &[]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_graph_error(&body, "BadRequest");
+
+    let counters = h.sim.control().counters();
+    assert_eq!(counters.total(), 0, "{counters:?}");
+    assert!(counters.by_endpoint().is_empty(), "{counters:?}");
+    assert!(counters.by_status().is_empty(), "{counters:?}");
+    assert_eq!(h.sim.counters().total(), 0, "nor in the simulator's sum");
+
+    // The tenant's own request still meets its fault and counts.
+    let (status, body) = h.get("/users").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let counters = h.sim.control().counters();
+    assert_eq!(counters.total(), 1);
+    assert_eq!(counters.count("GET /users", 503), 1);
+    assert_eq!(counters.count("GET /users", 401), 0);
+}
+
 // ------------------------------------------------------------------ batch, throttle, faults
 
 #[tokio::test]

@@ -1,6 +1,6 @@
 //! The Graph listener's request pipeline: request ids, faults and latency, bearer check,
 //! scope check, throttle, then the endpoint; `$batch` runs its items through the same
-//! pipeline; counters see every request.
+//! pipeline; counters see every request that carries a valid access token.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -56,7 +56,7 @@ impl Authority for crate::auth::Auth {
 
 /// Request counts since start (or the last reset), by endpoint and by status; one set
 /// per tenant (a request counts in its access token's tenant; one without a valid token
-/// in tenant 0's), and their sum for the whole simulator.
+/// belongs to no tenant and counts nowhere), and their sum for the whole simulator.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct RequestCounters {
     total: u64,
@@ -223,22 +223,27 @@ pub(crate) async fn serve_graph(
         .skiptoken
         .is_none_or(|token| token.is_empty());
     // The access token names the tenant whose directory, faults, throttle and counters
-    // serve the request; one without a valid token meets tenant 0's.
+    // serve the request. One without a valid token belongs to no tenant: it gets its 401
+    // (or the 400/405 of a bad path or method) without any tenant's faults or latency,
+    // and counts in no tenant's counters, so a client's bad token never skews another
+    // tenant's figures.
     let bearer = shared
         .auth
         .validate_bearer(header_str(request.headers(), "authorization"));
-    let tenant = shared.tenant(bearer.as_ref().map_or(0, |grant| grant.tenant));
+    let tenant = bearer
+        .as_ref()
+        .ok()
+        .map(|grant| shared.tenant(grant.tenant));
     // Faults hit the outer request only: a batch item is part of its batch's answer.
-    let plan = if in_batch {
-        None
-    } else {
-        Some(
+    let plan = match tenant {
+        Some(tenant) if !in_batch => Some(
             tenant
                 .faults
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .plan(),
-        )
+        ),
+        _ => None,
     };
     if let Some(plan) = plan
         && !plan.delay.is_zero()
@@ -268,7 +273,6 @@ pub(crate) async fn serve_graph(
         error.to_response(&ids)
     } else {
         let call = Call {
-            tenant,
             endpoint,
             path: &path,
             ids: &ids,
@@ -279,11 +283,13 @@ pub(crate) async fn serve_graph(
             Err(error) => error.to_response(&ids),
         }
     };
-    tenant
-        .counters
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .record(&counter_name, response.status(), first_page);
+    if let Some(tenant) = tenant {
+        tenant
+            .counters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .record(&counter_name, response.status(), first_page);
+    }
     for (name, value) in [
         ("request-id", &ids.request_id),
         ("client-request-id", &ids.client_request_id),
@@ -335,7 +341,6 @@ fn bearer_error(error: BearerError) -> GraphError {
 
 /// What the pipeline learnt about a request before its endpoint runs.
 struct Call<'a> {
-    tenant: &'a TenantState,
     endpoint: Option<Endpoint>,
     path: &'a str,
     ids: &'a RequestIds,
@@ -348,7 +353,6 @@ async fn process(
     call: Call<'_>,
 ) -> Result<Response, GraphError> {
     let Call {
-        tenant,
         endpoint,
         path,
         ids,
@@ -379,6 +383,7 @@ async fn process(
     }
     let (parts, body) = request.into_parts();
     let grant = bearer.map_err(bearer_error)?;
+    let tenant = shared.tenant(grant.tenant);
     endpoint.authorize(&grant)?;
     let query = Query::parse(parts.uri.query());
     let cost = endpoint.cost(&query);
