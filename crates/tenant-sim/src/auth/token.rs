@@ -344,7 +344,8 @@ fn refresh_grant(
             "invalid_grant",
             50_020,
             format!(
-                "User account '{upn}' from identity provider '{}' does not exist in tenant '{}'                  and cannot access the application '{}' in that tenant.",
+                "User account '{upn}' from identity provider '{}' does not exist in tenant '{}' \
+                 and cannot access the application '{}' in that tenant.",
                 auth.issuer(refresh.grant.tenant),
                 auth.tenant_id(home),
                 auth.config.client_id
