@@ -133,6 +133,16 @@ impl<T> Page<T> {
         self.count
     }
 
+    /// A page of these items without links or count.
+    pub(crate) fn from_items(items: Vec<T>) -> Self {
+        Self {
+            items,
+            next_link: None,
+            delta_link: None,
+            count: None,
+        }
+    }
+
     pub(crate) fn set_eventual(&mut self, eventual: bool) {
         if let Some(link) = &mut self.next_link {
             link.eventual = eventual;
@@ -276,6 +286,14 @@ where
 /// [`GraphClient::resume_pages`].
 #[must_use = "streams do nothing unless polled"]
 pub struct Pages<T>(Pin<Box<dyn Stream<Item = Result<Page<T>, GraphError>> + Send>>);
+
+impl<T> Pages<T> {
+    pub(crate) fn from_stream(
+        pages: impl Stream<Item = Result<Page<T>, GraphError>> + Send + 'static,
+    ) -> Self {
+        Self(Box::pin(pages))
+    }
+}
 
 impl<T> Stream for Pages<T> {
     type Item = Result<Page<T>, GraphError>;

@@ -9,7 +9,7 @@
 //! whose number is above the token's" without copying the directory.
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use rand::rngs::StdRng;
@@ -156,7 +156,9 @@ pub(crate) struct Directory {
     pub groups: Vec<Option<Group>>,
     pub group_ids: Vec<Uuid>,
     user_by_id: HashMap<Uuid, u32>,
-    user_by_upn: HashMap<String, u32>,
+    /// Lower-case UPN → slot, ordered: `startsWith(userPrincipalName, ..)` filters and
+    /// their counts read prefix ranges of it instead of scanning every user.
+    user_by_upn: BTreeMap<String, u32>,
     group_by_id: HashMap<Uuid, u32>,
     /// The last sequence number handed out.
     pub seq: u64,
@@ -478,7 +480,7 @@ impl Directory {
         let user_count = options.users.max(1);
         let mut users = Vec::with_capacity(user_count);
         let mut user_ids = Vec::with_capacity(user_count);
-        let mut user_by_upn = HashMap::with_capacity(user_count);
+        let mut user_by_upn = BTreeMap::new();
         let mut name_counts: HashMap<(&str, &str), u32> = HashMap::new();
         let mut departments_of: Vec<u8> = Vec::with_capacity(user_count);
         for index in 0..user_count {
@@ -765,6 +767,19 @@ impl Directory {
             Err(_) => self.user_by_upn.get(&id_or_upn.to_lowercase()).copied(),
         }?;
         self.user(slot).map(|_| slot)
+    }
+
+    /// The live users whose lower-case UPN starts with `prefix` (lower-case), through
+    /// the UPN index.
+    pub(crate) fn users_with_upn_prefix<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> impl Iterator<Item = u32> + 'a {
+        self.user_by_upn
+            .range::<str, _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded))
+            .take_while(move |(upn, _)| upn.starts_with(prefix))
+            .map(|(_, slot)| *slot)
+            .filter(|slot| self.user(*slot).is_some())
     }
 
     pub(crate) fn find_group(&self, id: &str) -> Option<u32> {

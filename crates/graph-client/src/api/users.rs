@@ -27,6 +27,10 @@ impl GraphClient {
 }
 
 impl UsersApi {
+    pub(crate) fn client(&self) -> &GraphClient {
+        &self.client
+    }
+
     /// `GET /users`: all users, paged (100 per page unless `$top` or the client's page size says otherwise).
     pub fn list(&self) -> ListRequest<User> {
         ListRequest::new(self.client.clone(), Ok(self.client.fixed_url(&["users"])))

@@ -30,7 +30,29 @@ pub(super) fn user_predicate<'a>(
     filter: Option<&'a Filter>,
     search: Option<&'a Search>,
 ) -> impl Fn(&u32) -> bool + 'a {
+    // A filter of `startsWith(userPrincipalName, ..)` terms reads its candidates from the
+    // UPN index (as Graph's indexed properties do); the filter still decides, so lists
+    // and counts answer the same as a scan would.
+    let candidates = filter
+        .and_then(|f| f.prefixes_of("userPrincipalName"))
+        .map(|prefixes| {
+            let mut marked = vec![false; dir.users.len()];
+            for prefix in prefixes {
+                let prefix = prefix.to_lowercase();
+                for slot in dir.users_with_upn_prefix(&prefix) {
+                    if let Some(mark) = marked.get_mut(slot as usize) {
+                        *mark = true;
+                    }
+                }
+            }
+            marked
+        });
     move |slot: &u32| {
+        if let Some(marked) = &candidates
+            && !marked.get(*slot as usize).copied().unwrap_or(false)
+        {
+            return false;
+        }
         let Some(user) = dir.user(*slot) else {
             return false;
         };

@@ -150,6 +150,22 @@ impl Filter {
         }
     }
 
+    /// The prefixes of a filter that is only `startsWith(property, ..)` terms joined by
+    /// `or` (how a partitioned listing asks for its range), else `None`.
+    pub(crate) fn prefixes_of(&self, property: &str) -> Option<Vec<&str>> {
+        match self {
+            Self::StartsWith(p, prefix) if p.eq_ignore_ascii_case(property) => {
+                Some(vec![prefix.as_str()])
+            }
+            Self::Or(a, b) => {
+                let mut prefixes = a.prefixes_of(property)?;
+                prefixes.extend(b.prefixes_of(property)?);
+                Some(prefixes)
+            }
+            _ => None,
+        }
+    }
+
     /// Checks every property against the filterable ones.
     pub(crate) fn check(&self, filterable: &dyn Fn(&str) -> bool) -> Result<(), GraphError> {
         match self {
@@ -186,8 +202,9 @@ impl Filter {
                     Comparison::Range => false,
                 }
             }
-            Self::StartsWith(p, prefix) => text_of(property(p).as_ref())
-                .is_some_and(|t| t.to_lowercase().starts_with(&prefix.to_lowercase())),
+            Self::StartsWith(p, prefix) => {
+                text_of(property(p).as_ref()).is_some_and(|t| starts_with_folded(t, prefix))
+            }
             Self::EndsWith(p, suffix) => text_of(property(p).as_ref())
                 .is_some_and(|t| t.to_lowercase().ends_with(&suffix.to_lowercase())),
             Self::In(p, values) => {
@@ -196,6 +213,19 @@ impl Filter {
             }
         }
     }
+}
+
+/// Whether `text` starts with `prefix`, case folded: directory string comparisons ignore
+/// case (Microsoft's sample answers `startswith(displayName,'a')` with "AAD Contoso
+/// Users", user-list-memberof.md Example 5). ASCII is compared without allocating.
+pub(crate) fn starts_with_folded(text: &str, prefix: &str) -> bool {
+    if prefix.is_ascii() {
+        return text
+            .as_bytes()
+            .get(..prefix.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(prefix.as_bytes()));
+    }
+    text.to_lowercase().starts_with(&prefix.to_lowercase())
 }
 
 fn not_indexed() -> GraphError {
