@@ -628,6 +628,17 @@ impl ConnectionStore for BeforeClaim {
     ) -> Result<Connection, StoreError> {
         self.inner.set_status(owner, id, status).await
     }
+    async fn set_status_fenced(
+        &self,
+        owner: &OwnerId,
+        id: ConnectionId,
+        holder: &LeaseHolder,
+        status: ConnectionStatus,
+    ) -> Result<Connection, StoreError> {
+        self.inner
+            .set_status_fenced(owner, id, holder, status)
+            .await
+    }
     async fn record_sync(
         &self,
         owner: &OwnerId,

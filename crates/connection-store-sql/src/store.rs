@@ -755,6 +755,36 @@ impl ConnectionStore for SqlStore {
             .ok_or(StoreError::NotFound { id })
     }
 
+    async fn set_status_fenced(
+        &self,
+        owner: &OwnerId,
+        id: ConnectionId,
+        holder: &LeaseHolder,
+        status: ConnectionStatus,
+    ) -> Result<Connection, StoreError> {
+        const OP: &str = "set_status_fenced";
+        let (_, now) = self.now()?;
+        let (kind, reason, since) = status_columns(&status)?;
+        // The fence is part of the WHERE: checked and written in one statement.
+        let sql = format!(
+            "UPDATE connections SET status = $4, status_reason = $6, status_since = $7, \
+             updated_at = $5, revision = revision + 1 \
+             WHERE id = $1 AND owner_id = $2 AND {FENCE} RETURNING {COLUMNS}"
+        );
+        let binds = vec![
+            Bind::Text(Some(holder.as_str().to_owned())),
+            Bind::Text(Some(kind.to_owned())),
+            Bind::Int(Some(now)),
+            Bind::Text(reason),
+            Bind::Int(since),
+        ];
+        let written = self
+            .update_returning(&sql, id, owner, binds)
+            .await
+            .map_err(backend(OP))?;
+        self.fenced(OP, owner, id, holder, written).await
+    }
+
     async fn record_sync(
         &self,
         owner: &OwnerId,

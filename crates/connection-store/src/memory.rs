@@ -213,6 +213,22 @@ impl ConnectionStore for MemoryStore {
         Ok(entry.connection.clone())
     }
 
+    async fn set_status_fenced(
+        &self,
+        owner: &OwnerId,
+        id: ConnectionId,
+        holder: &LeaseHolder,
+        status: ConnectionStatus,
+    ) -> Result<Connection, StoreError> {
+        let now = self.clock.now();
+        let mut inner = self.lock();
+        let entry = inner.entry_mut(owner, id)?;
+        entry.check_fence(holder, now)?;
+        entry.connection.status = status;
+        touch(&mut entry.connection, now);
+        Ok(entry.connection.clone())
+    }
+
     async fn record_sync(
         &self,
         owner: &OwnerId,

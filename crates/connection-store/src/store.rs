@@ -32,11 +32,12 @@ use crate::model::{
 /// - Record changes (rename, status, sync time, failure, reconnect) set `updated_at` to
 ///   the store's clock and add one to `revision`; token, cursor and lease writes do not.
 /// - Fenced writes ([`record_sync`](Self::record_sync),
-///   [`record_failure`](Self::record_failure), [`save_cursor`](Self::save_cursor)) take
-///   the [`LeaseHolder`] the sync runs under and succeed only while it holds an
-///   *unexpired* sync lease, checked in the same statement or transaction as the write;
-///   otherwise they change nothing and answer [`StoreError::LeaseLost`]. So a stalled
-///   worker whose lease expired or was taken over never overwrites newer work.
+///   [`record_failure`](Self::record_failure), [`save_cursor`](Self::save_cursor),
+///   [`set_status_fenced`](Self::set_status_fenced)) take the [`LeaseHolder`] the sync
+///   runs under and succeed only while it holds an *unexpired* sync lease, checked in the
+///   same statement or transaction as the write; otherwise they change nothing and
+///   answer [`StoreError::LeaseLost`]. So a stalled worker whose lease expired or was
+///   taken over never overwrites newer work.
 ///
 /// # Service-level operations
 ///
@@ -106,6 +107,24 @@ pub trait ConnectionStore: Send + Sync {
         &self,
         owner: &OwnerId,
         id: ConnectionId,
+        status: ConnectionStatus,
+    ) -> Result<Connection, StoreError>;
+
+    /// [`set_status`](Self::set_status) for a sync running under `holder`'s lease, e.g.
+    /// "reconnect needed" when Microsoft refused the refresh token during the sync.
+    /// Fenced like [`record_sync`](Self::record_sync): only while `holder` holds an
+    /// unexpired sync lease on the connection, so a stalled worker cannot overwrite the
+    /// status after another one took the connection over.
+    ///
+    /// # Errors
+    /// [`StoreError::LeaseLost`] when `holder`'s lease expired, was taken over or
+    /// released (nothing is written); [`StoreError::NotFound`],
+    /// [`StoreError::InvalidInput`] (a time out of range), [`StoreError::Backend`].
+    async fn set_status_fenced(
+        &self,
+        owner: &OwnerId,
+        id: ConnectionId,
+        holder: &LeaseHolder,
         status: ConnectionStatus,
     ) -> Result<Connection, StoreError>;
 

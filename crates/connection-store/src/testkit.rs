@@ -479,6 +479,13 @@ pub async fn owner_isolation_on_every_method(store: DynStore, clock: ManualClock
         "set_status",
     );
     assert_not_found(
+        store
+            .set_status_fenced(&intruder, id, &mine, ConnectionStatus::Disabled)
+            .await,
+        id,
+        "set_status_fenced",
+    );
+    assert_not_found(
         store.record_sync(&intruder, id, &mine, clock.now()).await,
         id,
         "record_sync",
@@ -592,6 +599,13 @@ pub async fn unknown_connection_is_not_found(store: DynStore, clock: ManualClock
         store.set_status(&owner, id, ConnectionStatus::Active).await,
         id,
         "set_status",
+    );
+    assert_not_found(
+        store
+            .set_status_fenced(&owner, id, &h, ConnectionStatus::Active)
+            .await,
+        id,
+        "set_status_fenced",
     );
     assert_not_found(
         store.record_sync(&owner, id, &h, clock.now()).await,
@@ -735,8 +749,8 @@ pub async fn replace_token_race_has_exactly_one_winner(store: DynStore, _clock: 
     );
 }
 
-/// `set_status` and `record_sync` store what they are given, set `updated_at` and bump
-/// the revision.
+/// `set_status`, `record_sync` and (under the lease) `set_status_fenced` store what they
+/// are given, set `updated_at` and bump the revision.
 pub async fn status_and_sync_time_update_the_record(store: DynStore, clock: ManualClock) {
     let owner = unique_owner("owner");
     let created = create(&store, &owner, "status").await;
@@ -777,6 +791,21 @@ pub async fn status_and_sync_time_update_the_record(store: DynStore, clock: Manu
     assert_eq!(synced.updated_at, clock.now());
     assert_eq!(synced.status, ConnectionStatus::Disabled);
     assert_eq!(store.get(&owner, created.id).await.expect("get"), synced);
+
+    clock.advance(Duration::from_secs(5));
+    let revoked = ConnectionStatus::NeedsReconnect {
+        reason: "AADSTS50173: the provided grant has expired".to_owned(),
+        since: clock.now(),
+    };
+    let marked = store
+        .set_status_fenced(&owner, created.id, &me, revoked.clone())
+        .await
+        .expect("set_status_fenced under the lease");
+    assert_eq!(marked.status, revoked);
+    assert_eq!(marked.revision, 5);
+    assert_eq!(marked.updated_at, clock.now());
+    assert_eq!(marked.last_synced_at, Some(synced_at));
+    assert_eq!(store.get(&owner, created.id).await.expect("get"), marked);
 }
 
 /// `reconnect` stores the new token (version + 1, whatever was expected), admin and
@@ -1699,9 +1728,11 @@ pub async fn failure_backoff_grows_and_resets_on_success(store: DynStore, clock:
     assert_eq!(reconnected.last_synced_at, Some(at));
 }
 
-/// `record_sync`, `record_failure` and `save_cursor` succeed only under an unexpired
-/// lease of the given holder: without a lease, after it expired, after a takeover, after
-/// a release and for another holder they fail with `LeaseLost` and change nothing.
+/// `record_sync`, `record_failure`, `set_status_fenced` and `save_cursor` succeed only
+/// under an unexpired lease of the given holder: without a lease, after it expired, after
+/// a takeover, after a release and for another holder they fail with `LeaseLost` and
+/// change nothing; in particular a stale holder cannot set the status ("reconnect
+/// needed" found by a worker whose lease was taken over is not written).
 #[expect(
     clippy::too_many_lines,
     reason = "one block per way of losing the lease"
@@ -1744,6 +1775,24 @@ pub async fn fenced_writes_fail_with_lease_lost_after_expiry_or_takeover(
                 id,
                 &by,
                 &format!("record_failure {what}"),
+            );
+            let revoked = ConnectionStatus::NeedsReconnect {
+                reason: "AADSTS50173: stale".to_owned(),
+                since: now,
+            };
+            assert_lease_lost(
+                store.set_status_fenced(&owner, id, &by, revoked).await,
+                id,
+                &by,
+                &format!("set_status_fenced {what}"),
+            );
+            assert_lease_lost(
+                store
+                    .set_status_fenced(&owner, id, &by, ConnectionStatus::Disabled)
+                    .await,
+                id,
+                &by,
+                &format!("set_status_fenced (disabled) {what}"),
             );
             assert_lease_lost(
                 store
@@ -1817,6 +1866,25 @@ pub async fn fenced_writes_fail_with_lease_lost_after_expiry_or_takeover(
     assert_eq!(
         cursor(store.clone(), owner.clone()).await.as_deref(),
         Some("cursor-2")
+    );
+    let revoked = ConnectionStatus::NeedsReconnect {
+        reason: "AADSTS50173: the provided grant has expired".to_owned(),
+        since: at,
+    };
+    let marked = store
+        .set_status_fenced(&owner, id, &two, revoked.clone())
+        .await
+        .expect("set_status_fenced by the new holder");
+    assert_eq!(marked.status, revoked);
+    refused(
+        one.clone(),
+        "after a takeover, once the new holder set the status",
+    )
+    .await;
+    assert_eq!(
+        store.get(&owner, id).await.expect("get").status,
+        revoked,
+        "the stale holder did not overwrite the status"
     );
 
     store

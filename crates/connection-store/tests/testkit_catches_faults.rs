@@ -27,6 +27,8 @@ enum Fault {
     ClaimIgnoresLease,
     /// Fenced writes land whoever holds the lease (as the last known holder).
     UnfencedWrites,
+    /// `set_status_fenced` writes as `set_status` does, without the fence.
+    UnfencedStatus,
 }
 
 struct Faulty {
@@ -101,6 +103,21 @@ impl ConnectionStore for Faulty {
         status: ConnectionStatus,
     ) -> Result<Connection, StoreError> {
         self.inner.set_status(owner, id, status).await
+    }
+    async fn set_status_fenced(
+        &self,
+        owner: &OwnerId,
+        id: ConnectionId,
+        holder: &LeaseHolder,
+        status: ConnectionStatus,
+    ) -> Result<Connection, StoreError> {
+        if self.fault == Fault::UnfencedStatus {
+            return self.inner.set_status(owner, id, status).await;
+        }
+        let writer = self.writer(owner, id, holder).await?;
+        self.inner
+            .set_status_fenced(owner, id, &writer, status)
+            .await
     }
     async fn record_sync(
         &self,
@@ -360,15 +377,25 @@ async fn testkit_fails_a_store_whose_sync_writes_ignore_the_fence() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn testkit_fails_a_store_whose_status_write_ignores_the_fence() {
+    let (store, clock) = faulty(Fault::UnfencedStatus);
+    assert!(
+        fails(testkit::fenced_writes_fail_with_lease_lost_after_expiry_or_takeover(store, clock))
+            .await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn testkit_passes_the_same_wrapper_without_a_fault() {
-    for check in 0..6 {
+    for check in 0..7 {
         let (store, clock) = faulty(match check {
             0 => Fault::GetIgnoresOwner,
             1 => Fault::BlindReplace,
             2 => Fault::LeaseNotExclusive,
             3 => Fault::LeaseNeverExpires,
             4 => Fault::ClaimIgnoresLease,
-            _ => Fault::UnfencedWrites,
+            5 => Fault::UnfencedWrites,
+            _ => Fault::UnfencedStatus,
         });
         // Each fault only touches its own method; the other rules still pass.
         let passed = match check {
@@ -394,8 +421,15 @@ async fn testkit_passes_the_same_wrapper_without_a_fault() {
                 ))
                 .await
             }
-            _ => {
+            5 => {
                 !fails(testkit::claim_race_claims_each_due_connection_exactly_once(
+                    store, clock,
+                ))
+                .await
+            }
+            // Only the fenced status write is broken: the unfenced one still works.
+            _ => {
+                !fails(testkit::status_and_sync_time_update_the_record(
                     store, clock,
                 ))
                 .await

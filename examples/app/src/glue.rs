@@ -3,7 +3,8 @@
 //! 1. [`ConnectionTokens`]: `entra_auth::RefreshTokenStore` over a
 //!    `connection_store::ConnectionStore`. The session saves each rotated refresh token
 //!    through it (compare-and-swap on the token version), and when Microsoft refuses the
-//!    grant for good it sets the connection's status to "reconnect needed".
+//!    grant for good it sets the connection's status to "reconnect needed", fenced by the
+//!    sync lease when the refusal came during a leased sync.
 //! 2. [`SessionTokens`]: `graph_client::TokenProvider` over an `entra_auth::TokenSession`,
 //!    so Graph requests get fresh access tokens and a token Graph rejects is dropped.
 //! 3. [`App`] and [`Linked`]: the app registration, and a stored connection opened into a
@@ -12,12 +13,12 @@
 //! The library crates never depend on each other; these adapters are all the wiring a
 //! service needs. Copy them into your own service as they are.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::Context as _;
 use async_trait::async_trait;
 use connection_store::{
-    Connection, ConnectionId, ConnectionStatus, ConnectionStore, OwnerId, StoreError,
+    Connection, ConnectionId, ConnectionStatus, ConnectionStore, LeaseHolder, OwnerId, StoreError,
 };
 use entra_auth::secrecy::{ExposeSecret as _, SecretString};
 use entra_auth::{
@@ -39,17 +40,83 @@ pub(crate) const GLOBAL_GRAPH_RESOURCE: &str = "https://graph.microsoft.com";
 ///
 /// The two crates have their own `TokenVersion` types (neither depends on the other);
 /// both count the same thing, so the numbers are copied across.
+///
+/// "Reconnect needed" is written with [`ConnectionStore::set_status`], or, while a sync
+/// lease fences it ([`with_fence`](Self::with_fence), [`fence_while`](Self::fence_while)),
+/// with [`ConnectionStore::set_status_fenced`]: a worker whose lease expired or was taken
+/// over then writes nothing (the lease's new holder decides), like its other sync writes.
 #[derive(Clone)]
 pub struct ConnectionTokens {
     store: Arc<dyn ConnectionStore>,
     owner: OwnerId,
     id: ConnectionId,
+    fence: Arc<Mutex<Option<LeaseHolder>>>,
 }
 
 impl ConnectionTokens {
-    /// The refresh token of connection `id` of `owner` in `store`.
+    /// The refresh token of connection `id` of `owner` in `store`; the status write is
+    /// not fenced.
     pub fn new(store: Arc<dyn ConnectionStore>, owner: OwnerId, id: ConnectionId) -> Self {
-        Self { store, owner, id }
+        Self {
+            store,
+            owner,
+            id,
+            fence: Arc::default(),
+        }
+    }
+
+    /// Fences the status write by `holder`'s sync lease, for a session that serves one
+    /// leased sync (the worker opens one per claimed connection).
+    #[must_use]
+    pub fn with_fence(mut self, holder: LeaseHolder) -> Self {
+        self.fence = Arc::new(Mutex::new(Some(holder)));
+        self
+    }
+
+    /// Fences the status write by `holder`'s sync lease until the guard is dropped, for
+    /// a session that outlives one sync (the web app keeps one per connection for syncs
+    /// and photos): refusals seen meanwhile, by the sync or by any other caller of the
+    /// session, are written only while `holder` holds the lease. One leased sync at a
+    /// time per session; clones share the fence.
+    pub fn fence_while(&self, holder: LeaseHolder) -> FenceGuard {
+        *self.fence_slot() = Some(holder.clone());
+        FenceGuard {
+            fence: Arc::clone(&self.fence),
+            holder,
+        }
+    }
+
+    fn fence_slot(&self) -> std::sync::MutexGuard<'_, Option<LeaseHolder>> {
+        // Plain data replaced whole: a poisoned lock still holds a valid value.
+        self.fence.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl std::fmt::Debug for ConnectionTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionTokens")
+            .field("owner", &self.owner)
+            .field("id", &self.id)
+            .field("fence", &*self.fence_slot())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Ends a [`ConnectionTokens::fence_while`] when dropped (also when the sync's future is
+/// dropped), unless another sync set its own fence meanwhile.
+#[derive(Debug)]
+#[must_use = "the fence ends when the guard is dropped"]
+pub struct FenceGuard {
+    fence: Arc<Mutex<Option<LeaseHolder>>>,
+    holder: LeaseHolder,
+}
+
+impl Drop for FenceGuard {
+    fn drop(&mut self) {
+        let mut slot = self.fence.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot.as_ref() == Some(&self.holder) {
+            *slot = None;
+        }
     }
 }
 
@@ -93,12 +160,30 @@ impl RefreshTokenStore for ConnectionTokens {
             reason: plain_reason(reason),
             since: OffsetDateTime::now_utc(),
         };
-        self.store
-            .set_status(&self.owner, self.id, status)
-            .await
-            .map_err(AuthError::store)?;
-        tracing::warn!(connection = %self.id, "connection needs a reconnect");
-        Ok(())
+        let fence = self.fence_slot().clone();
+        let written = match &fence {
+            Some(holder) => {
+                self.store
+                    .set_status_fenced(&self.owner, self.id, holder, status)
+                    .await
+            }
+            None => self.store.set_status(&self.owner, self.id, status).await,
+        };
+        match written {
+            Ok(_) => {
+                tracing::warn!(connection = %self.id, "connection needs a reconnect");
+                Ok(())
+            }
+            Err(error) => {
+                if matches!(error, StoreError::LeaseLost { .. }) {
+                    tracing::warn!(
+                        connection = %self.id,
+                        "the sync lease was lost: \"reconnect needed\" not written, the new holder decides"
+                    );
+                }
+                Err(AuthError::store(error))
+            }
+        }
     }
 }
 
@@ -244,6 +329,9 @@ pub struct Linked {
     pub connection: Connection,
     /// Its access tokens.
     pub session: TokenSession,
+    /// Where the session keeps the refresh token; fence its status write with
+    /// [`ConnectionTokens::fence_while`] while a leased sync runs.
+    pub tokens: Arc<ConnectionTokens>,
     /// Microsoft Graph, signed in as the connection's admin.
     pub graph: GraphClient,
 }
@@ -264,11 +352,12 @@ impl Linked {
         let connection = store.get(owner, id).await.map_err(describe_store_error)?;
         let client = app.entra_client(&connection.cloud, None)?;
         let tokens = Arc::new(ConnectionTokens::new(store, owner.clone(), id));
-        let session = session(&client, &connection, tokens)?;
+        let session = session(&client, &connection, Arc::clone(&tokens))?;
         let graph = graph_client(&connection.cloud, session.clone())?;
         Ok(Self {
             connection,
             session,
+            tokens,
             graph,
         })
     }
@@ -335,7 +424,146 @@ pub fn describe_store_error(error: StoreError) -> anyhow::Error {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use connection_store::{
+        AdminAccount, Cloud, ManualClock, MemoryStore, NewConnection, TenantId,
+    };
+    use entra_auth::EntraError;
+
     use super::*;
+
+    const TTL: Duration = Duration::from_secs(30);
+
+    /// A store on a manual clock with one connection, and its owner and id.
+    async fn one_connection() -> (Arc<dyn ConnectionStore>, ManualClock, OwnerId, ConnectionId) {
+        let clock = ManualClock::default();
+        let store: Arc<dyn ConnectionStore> =
+            Arc::new(MemoryStore::with_clock(Arc::new(clock.clone())));
+        let owner = OwnerId::new("customer-1");
+        let connection = store
+            .create(
+                &owner,
+                NewConnection {
+                    name: "Contoso".into(),
+                    tenant: TenantId::new("72f988bf-86f1-41af-91ab-2d7cd011db47"),
+                    cloud: Cloud::Global,
+                    admin: AdminAccount {
+                        object_id: "6e7b768e-07e2-4810-8459-485f84f8f204".into(),
+                        username: "admin@contoso.onmicrosoft.com".into(),
+                        display_name: None,
+                    },
+                    scopes: vec!["User.Read.All".into()],
+                    refresh_token: SecretString::from("rt-1"),
+                },
+            )
+            .await
+            .expect("create");
+        (store, clock, owner, connection.id)
+    }
+
+    fn revoked() -> AuthError {
+        AuthError::ReauthorizationRequired(Box::new(
+            EntraError::new("invalid_grant")
+                .with_description("AADSTS50173: The provided grant has expired.\r\nTrace ID: t-1"),
+        ))
+    }
+
+    fn holder(name: &str) -> LeaseHolder {
+        LeaseHolder::new(name).expect("valid holder")
+    }
+
+    /// Takes `holder`'s lease, after any earlier one expired.
+    async fn take_lease(
+        store: &Arc<dyn ConnectionStore>,
+        clock: &ManualClock,
+        owner: &OwnerId,
+        id: ConnectionId,
+        holder: &LeaseHolder,
+    ) {
+        clock.advance(TTL + Duration::from_secs(1));
+        let lease = store
+            .acquire_lease(owner, id, holder, TTL)
+            .await
+            .expect("acquire_lease");
+        assert!(lease.is_some(), "{holder} gets the lease");
+    }
+
+    #[tokio::test]
+    async fn reconnect_needed_is_not_written_by_a_holder_whose_lease_was_taken_over() {
+        let (store, clock, owner, id) = one_connection().await;
+        let (stale, current) = (holder("worker-1"), holder("worker-2"));
+        take_lease(&store, &clock, &owner, id, &stale).await;
+        let stale_tokens =
+            ConnectionTokens::new(Arc::clone(&store), owner.clone(), id).with_fence(stale);
+        take_lease(&store, &clock, &owner, id, &current).await;
+        let before = store.get(&owner, id).await.expect("get");
+
+        let refused = stale_tokens.mark_reauthorization_required(&revoked()).await;
+        assert!(refused.is_err(), "{refused:?}");
+        assert_eq!(
+            store.get(&owner, id).await.expect("get"),
+            before,
+            "nothing written"
+        );
+
+        let current_tokens =
+            ConnectionTokens::new(Arc::clone(&store), owner.clone(), id).with_fence(current);
+        current_tokens
+            .mark_reauthorization_required(&revoked())
+            .await
+            .expect("the lease's holder writes the status");
+        let marked = store.get(&owner, id).await.expect("get");
+        let ConnectionStatus::NeedsReconnect { reason, .. } = &marked.status else {
+            panic!("not marked: {:?}", marked.status);
+        };
+        assert_eq!(
+            reason,
+            "Microsoft refused the saved sign-in: AADSTS50173: The provided grant has expired."
+        );
+        assert_eq!(marked.revision, before.revision + 1);
+    }
+
+    #[tokio::test]
+    async fn a_shared_session_is_fenced_only_while_its_sync_runs() {
+        let (store, clock, owner, id) = one_connection().await;
+        let tokens = ConnectionTokens::new(Arc::clone(&store), owner.clone(), id);
+        let sync = holder("web-sync-1");
+        take_lease(&store, &clock, &owner, id, &sync).await;
+        let fenced = tokens.clone().fence_while(sync.clone());
+        take_lease(&store, &clock, &owner, id, &holder("other-instance")).await;
+
+        // A clone (the session's copy) sees the fence of the running sync.
+        let refused = tokens.mark_reauthorization_required(&revoked()).await;
+        assert!(refused.is_err(), "{refused:?}");
+        assert_eq!(
+            store.get(&owner, id).await.expect("get").status,
+            ConnectionStatus::Active
+        );
+
+        // The sync ended: a refusal seen by a photo request afterwards is written.
+        drop(fenced);
+        tokens
+            .mark_reauthorization_required(&revoked())
+            .await
+            .expect("unfenced write");
+        assert!(matches!(
+            store.get(&owner, id).await.expect("get").status,
+            ConnectionStatus::NeedsReconnect { .. }
+        ));
+    }
+
+    #[test]
+    fn a_fence_guard_does_not_end_a_later_syncs_fence() {
+        let store: Arc<dyn ConnectionStore> = Arc::new(MemoryStore::new());
+        let tokens = ConnectionTokens::new(store, OwnerId::new("o"), ConnectionId::new());
+        let first = tokens.fence_while(holder("sync-1"));
+        let second = tokens.fence_while(holder("sync-2"));
+        drop(first);
+        assert_eq!(*tokens.fence_slot(), Some(holder("sync-2")));
+        drop(second);
+        assert_eq!(*tokens.fence_slot(), None);
+    }
 
     #[test]
     fn app_debug_redacts_the_secret() {

@@ -412,7 +412,7 @@ impl SyncClaimed for MirrorSyncer {
         };
         let linked = match self
             .clients
-            .link(Arc::clone(&self.store), connection.clone())
+            .link(Arc::clone(&self.store), connection.clone(), holder)
         {
             Ok(linked) => linked,
             Err(error) => {
@@ -468,12 +468,14 @@ impl Clients {
         }
     }
 
-    /// `connection` opened for a sync: a session over its stored refresh token and a
-    /// Graph client sharing its cloud's pool. Makes no request.
+    /// `connection` opened for a sync under `holder`'s lease: a session over its stored
+    /// refresh token (its "reconnect needed" write fenced by the lease) and a Graph
+    /// client sharing its cloud's pool. Makes no request.
     fn link(
         &self,
         store: Arc<dyn ConnectionStore>,
         connection: Connection,
+        holder: &LeaseHolder,
     ) -> anyhow::Result<Linked> {
         let (entra, base) = {
             let mut by_cloud = self.by_cloud.lock().unwrap_or_else(PoisonError::into_inner);
@@ -487,16 +489,16 @@ impl Clients {
                 (entra, base)
             }
         };
-        let tokens = Arc::new(ConnectionTokens::new(
-            store,
-            connection.owner.clone(),
-            connection.id,
-        ));
-        let session = glue::session(&entra, &connection, tokens)?;
+        let tokens = Arc::new(
+            ConnectionTokens::new(store, connection.owner.clone(), connection.id)
+                .with_fence(holder.clone()),
+        );
+        let session = glue::session(&entra, &connection, Arc::clone(&tokens))?;
         let graph = base.with_tokens(SessionTokens::new(session.clone()));
         Ok(Linked {
             connection,
             session,
+            tokens,
             graph,
         })
     }

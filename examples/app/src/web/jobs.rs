@@ -286,6 +286,9 @@ async fn sync_once(
         jobs: state.jobs().clone(),
         id,
     };
+    // The session is this instance's for the connection (photos use it too); while the
+    // sync runs, a refused grant is written only under its lease.
+    let _fenced = linked.tokens.fence_while(options.holder.clone());
     if claimed.is_some() {
         // Claimed by the scheduler: the lease is held and the status was checked.
         sync::run_leased(&linked.graph, &target, &mut sink, &options, &progress).await
