@@ -8,7 +8,9 @@
 //! sync leases in the same statement, so two workers never claim one connection. Each
 //! claimed connection is synced by [`sync::run_leased`] (the lease renewed while it runs,
 //! the sync time or the failure recorded under the lease, the lease freed), up to
-//! `concurrency` at once. The round ends when nothing more is due.
+//! `concurrency` at once. The round stops claiming when nothing more is due, or once it
+//! has claimed the backlog it saw at its start (see [`Worker::round`]), so that under a
+//! constant backlog rounds still end and report; the next one starts at once.
 //!
 //! Key decisions:
 //! - The batch is topped up when half the slots are free, so a round costs one claim
@@ -22,7 +24,7 @@
 //! - On stop, no more connections are claimed; running syncs get `grace` to finish, and
 //!   the leases of those that did not are freed, so another worker takes them at once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -35,6 +37,7 @@ use entra_auth::EntraClient;
 use graph_client::secrecy::SecretString;
 use graph_client::sync::{NoProgress, SyncOptions, SyncReport};
 use graph_client::{GraphClient, TokenError, TokenProvider};
+use time::OffsetDateTime;
 use tokio::task::JoinSet;
 
 use crate::glue::{self, App, ConnectionTokens, Linked, SessionTokens};
@@ -132,6 +135,10 @@ pub struct RoundReport {
     pub corrupt: usize,
     /// Claim queries that failed (the round ends early and the next one retries).
     pub store_errors: usize,
+    /// It stopped claiming with connections still due: it had claimed the backlog due at
+    /// its start, and met one that became due after that, or one it had claimed before
+    /// in this round. The next round takes the rest.
+    pub capped: bool,
     /// Wall time of the round.
     pub elapsed: Duration,
     /// The claimed connections, in claim order, with their outcomes.
@@ -168,7 +175,7 @@ impl std::fmt::Display for RoundReport {
         write!(
             f,
             "claimed {}, synced {}, failed {}, needing reconnect {}, skipped {}, oldest due \
-             {} ago, in {:.1} s",
+             {} ago, in {:.1} s{}",
             self.claimed,
             self.synced,
             self.failed,
@@ -179,6 +186,11 @@ impl std::fmt::Display for RoundReport {
                 |lag| format!("{:.1} s", lag.as_secs_f64())
             ),
             self.elapsed.as_secs_f64(),
+            if self.capped {
+                " (more became due meanwhile: next round)"
+            } else {
+                ""
+            },
         )
     }
 }
@@ -225,6 +237,16 @@ impl Worker {
     /// its sender is gone): then no more is claimed, running syncs get the grace time to
     /// finish, and the leases of those that do not are freed.
     ///
+    /// A round takes the backlog due at its start and no more, so it ends and reports
+    /// even while connections become due faster than they are synced: claims come oldest
+    /// due first, so once a claimed connection became due after the round's first claim
+    /// (by the store's clock, read from the lease it gave), everything due before has been
+    /// claimed, and the round stops claiming. It also stops when it claims a connection
+    /// a second time (a sync that freed its lease without recording anything), so it
+    /// claims each connection at most once: at most the connections due at its start,
+    /// plus the last batch (up to `concurrency`). The rest is the next round's, which
+    /// [`run`](Self::run) starts at once ([`RoundReport::capped`]).
+    ///
     /// Each sync runs as a task of its own (so syncs use every core and keep renewing
     /// their leases while a claim waits for the database); one that panics counts as
     /// failed and its lease is freed.
@@ -236,6 +258,9 @@ impl Worker {
         // Task → connection, and connection → owner, of the syncs running.
         let mut tasks: HashMap<tokio::task::Id, ConnectionId> = HashMap::new();
         let mut in_flight: HashMap<ConnectionId, OwnerId> = HashMap::new();
+        // Every connection this round claimed, and the store's clock at its first claim.
+        let mut seen: HashSet<ConnectionId> = HashSet::new();
+        let mut started_at: Option<OffsetDateTime> = None;
         let mut exhausted = false;
         let mut stopping = *stop.borrow();
         // Set when the stop is seen: running syncs may finish until then.
@@ -260,6 +285,16 @@ impl Worker {
                         report.corrupt += claims.corrupt.len();
                         for claim in claims.claims {
                             let id = claim.connection.id;
+                            let claimed_at = claim.lease.expires_at - self.options.lease_ttl;
+                            let start = *started_at.get_or_insert(claimed_at);
+                            let newly_due = claim.connection.due_at(self.options.interval) > start;
+                            let again = !seen.insert(id);
+                            if (newly_due || again) && !exhausted {
+                                // The backlog seen at the start is claimed: this batch is
+                                // the round's last.
+                                exhausted = true;
+                                report.capped = true;
+                            }
                             if in_flight.contains_key(&id) {
                                 // Re-claimed by this worker while its sync still runs
                                 // (the renewals failed for a whole lease): leave it.
@@ -544,7 +579,221 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 #[cfg(test)]
 mod tests {
+    use connection_store::{
+        AdminAccount, Clock as _, ManualClock, MemoryStore, NewConnection, TenantId,
+    };
+
     use super::*;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    /// Links a new tenant for a new customer, as a sign-in would.
+    async fn link(store: &dyn ConnectionStore, n: usize) -> ConnectionId {
+        let owner = OwnerId::new(format!("customer-{n}"));
+        let new = NewConnection {
+            name: "Microsoft 365".into(),
+            tenant: TenantId::new(format!("tenant-{n}")),
+            cloud: Cloud::Global,
+            admin: AdminAccount {
+                object_id: format!("admin-{n}"),
+                username: format!("admin@tenant-{n}.example"),
+                display_name: None,
+            },
+            scopes: vec!["User.Read.All".into()],
+            refresh_token: SecretString::from(format!("rt-{n}")),
+        };
+        store.create(&owner, new).await.expect("create").id
+    }
+
+    /// What each sync of a [`Backlog`] does besides taking a second of the store's clock.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mode {
+        /// Records the sync, and meanwhile one more customer links a tenant: the backlog
+        /// never empties.
+        Grow,
+        /// Records the sync; nobody links.
+        Steady,
+        /// Frees the lease without recording anything: the connection stays due.
+        Forget,
+    }
+
+    struct Backlog {
+        store: Arc<MemoryStore>,
+        clock: ManualClock,
+        mode: Mode,
+        linked: Mutex<Vec<ConnectionId>>,
+        next: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Backlog {
+        fn new(store: Arc<MemoryStore>, clock: ManualClock, first: usize, mode: Mode) -> Self {
+            Self {
+                store,
+                clock,
+                mode,
+                linked: Mutex::new(Vec::new()),
+                next: first.into(),
+            }
+        }
+
+        fn linked(&self) -> Vec<ConnectionId> {
+            self.linked
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone()
+        }
+    }
+
+    #[async_trait]
+    impl SyncClaimed for Backlog {
+        async fn sync(&self, claim: &Claim, holder: &LeaseHolder) -> Outcome {
+            let (owner, id) = (&claim.connection.owner, claim.connection.id);
+            self.clock.advance(Duration::from_secs(1));
+            if self.mode == Mode::Forget {
+                self.store
+                    .release_lease(owner, id, holder)
+                    .await
+                    .expect("release");
+                return Outcome::Failed;
+            }
+            if self.mode == Mode::Grow {
+                let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let new = link(self.store.as_ref(), n).await;
+                self.linked
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(new);
+            }
+            self.store
+                .record_sync(owner, id, holder, self.clock.now())
+                .await
+                .expect("record_sync under the claimed lease");
+            self.store
+                .release_lease(owner, id, holder)
+                .await
+                .expect("release");
+            Outcome::Synced
+        }
+    }
+
+    fn worker(store: Arc<MemoryStore>, syncer: Arc<Backlog>, concurrency: usize) -> Worker {
+        let options = WorkerOptions {
+            concurrency,
+            interval: HOUR,
+            lease_ttl: Duration::from_secs(60),
+            grace: Duration::from_secs(30),
+        };
+        let holder = LeaseHolder::new("worker-1").expect("holder");
+        Worker::new(store, holder, options, syncer)
+    }
+
+    /// One round, failing the test instead of hanging when it never ends.
+    async fn bounded_round(worker: &Worker) -> RoundReport {
+        let (_stop, mut stopped) = tokio::sync::watch::channel(false);
+        tokio::time::timeout(Duration::from_secs(60), worker.round(&mut stopped))
+            .await
+            .expect("the round ends")
+    }
+
+    fn visited(report: &RoundReport) -> Vec<ConnectionId> {
+        report.visits.iter().map(|(id, _)| *id).collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_round_under_a_constant_backlog_ends_after_the_backlog_due_at_its_start() {
+        const DUE: usize = 10;
+        const CONCURRENCY: usize = 4;
+        let clock = ManualClock::default();
+        let store = Arc::new(MemoryStore::with_clock(Arc::new(clock.clone())));
+        let mut due = Vec::new();
+        for n in 0..DUE {
+            due.push(link(store.as_ref(), n).await);
+            clock.advance(Duration::from_millis(10));
+        }
+        let syncer = Arc::new(Backlog::new(
+            Arc::clone(&store),
+            clock.clone(),
+            DUE,
+            Mode::Grow,
+        ));
+        let worker = worker(Arc::clone(&store), Arc::clone(&syncer), CONCURRENCY);
+
+        let first = bounded_round(&worker).await;
+        assert!(first.capped, "{first:?}");
+        assert_eq!(first.store_errors, 0);
+        // Each connection due at the start synced exactly once, plus at most the last
+        // batch of those linked meanwhile.
+        let visits = visited(&first);
+        for id in &due {
+            assert_eq!(visits.iter().filter(|v| *v == id).count(), 1, "{first:?}");
+        }
+        assert!(
+            (DUE..=DUE + CONCURRENCY).contains(&first.claimed),
+            "{first:?}"
+        );
+        assert_eq!(first.synced, first.claimed);
+        let unique: HashSet<ConnectionId> = visits.iter().copied().collect();
+        assert_eq!(unique.len(), visits.len(), "none twice: {first:?}");
+
+        // The next round starts with the tenants linked during the first one.
+        let left: Vec<ConnectionId> = syncer
+            .linked()
+            .into_iter()
+            .filter(|id| !unique.contains(id))
+            .collect();
+        assert!(!left.is_empty());
+        let second = bounded_round(&worker).await;
+        let next_visits = visited(&second);
+        for id in &left {
+            assert!(next_visits.contains(id), "{id} waits: {second:?}");
+        }
+        assert!(
+            next_visits.iter().all(|id| !due.contains(id)),
+            "synced already"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_round_ends_when_it_claims_a_connection_a_second_time() {
+        let clock = ManualClock::default();
+        let store = Arc::new(MemoryStore::with_clock(Arc::new(clock.clone())));
+        let oldest = link(store.as_ref(), 0).await;
+        clock.advance(Duration::from_millis(10));
+        link(store.as_ref(), 1).await;
+        // Syncs that free their leases without recording: the oldest stays first in line.
+        let syncer = Arc::new(Backlog::new(
+            Arc::clone(&store),
+            clock.clone(),
+            2,
+            Mode::Forget,
+        ));
+        let worker = worker(Arc::clone(&store), syncer, 1);
+
+        let report = bounded_round(&worker).await;
+        assert!(report.capped, "{report:?}");
+        assert_eq!(visited(&report), vec![oldest, oldest]);
+        assert_eq!((report.claimed, report.failed), (2, 2));
+    }
+
+    #[tokio::test]
+    async fn a_round_that_drains_the_backlog_is_not_capped() {
+        let clock = ManualClock::default();
+        let store = Arc::new(MemoryStore::with_clock(Arc::new(clock.clone())));
+        for n in 0..3 {
+            link(store.as_ref(), n).await;
+        }
+        let syncer = Arc::new(Backlog::new(
+            Arc::clone(&store),
+            clock.clone(),
+            3,
+            Mode::Steady,
+        ));
+        // Two at once: two claims of a full batch, then one short batch ends the round.
+        let worker = worker(Arc::clone(&store), syncer, 2);
+        let report = bounded_round(&worker).await;
+        assert!(!report.capped, "{report:?}");
+        assert_eq!((report.claimed, report.synced), (3, 3), "{report:?}");
+    }
 
     #[test]
     fn durations_read_with_their_units() {

@@ -14,9 +14,10 @@
 //!   like a "Sync now".
 //! - A connection whose "Sync now" is running in this instance is left alone (its lease
 //!   is freed again at once); one that needs a reconnect or is disabled is never claimed.
-//! - A round runs until nothing is due; the next starts at once after a round that
-//!   found work (a backlog drains without waiting), else after [`CHECK_EVERY`] (or the
-//!   interval, if shorter).
+//! - A round runs until nothing is due, or until it has claimed the backlog due at its
+//!   start ([`Worker::round`](crate::worker::Worker::round)); the next starts at once
+//!   after a round that found work (a backlog drains without waiting), else after
+//!   [`CHECK_EVERY`] (or the interval, if shorter).
 
 use std::sync::Arc;
 use std::time::Duration;
