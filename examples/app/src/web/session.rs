@@ -21,8 +21,14 @@
 //! - Every form POST carries the session's CSRF token, compared in constant time.
 //! - The pending authorization (its PKCE verifier, nonce and state) never leaves the
 //!   server, and a callback is accepted only in the browser session that started it
-//!   (its `state` is looked up in that session alone); it is taken out and the session
-//!   saved before the code is redeemed, so it is used once across instances.
+//!   (its `state` is looked up in that session alone). It is taken out and the session
+//!   saved before the code is redeemed, so a callback that comes after that save, on any
+//!   instance, finds no pending sign-in. That is all the session gives: a save writes
+//!   the whole row (last writer wins, no compare-and-swap), so two callbacks of the same
+//!   browser session with the same `state` that both load the row before either saves
+//!   (a double-submitted redirect, on one instance or two) can both take it; then only
+//!   one of them gets tokens and saves a connection, because Entra redeems an
+//!   authorization code once (AADSTS54005 for the other, spec §1a).
 //! - The verifier and nonce are secrets that, with a leaked authorization code, would
 //!   redeem it; the 15-minute lifetime is not enough for database backups and replicas,
 //!   which keep rows far longer. So each pending sign-in is stored sealed with
@@ -378,8 +384,10 @@ impl Sessions {
         Ok(())
     }
 
-    /// Takes the pending sign-in with this `state` out of `current`'s session (single
-    /// use: the session is saved before this returns); `None` when this browser session
+    /// Takes the pending sign-in with this `state` out of `current`'s session (the
+    /// session is saved without it before this returns, so a later call, on any
+    /// instance, gets `None`; two calls racing on copies of the session loaded before
+    /// that save can both get it, see the module docs); `None` when this browser session
     /// did not start it, or it is too old.
     ///
     /// # Errors
