@@ -14,13 +14,15 @@
 //! - An unknown email costs one verification too (against a dummy hash with the same
 //!   parameters), so the answer's timing does not tell which emails are customers.
 //! - [`SignInLimiter`]: sign-in attempts are rate limited per email and per client
-//!   address (GCRA, the `governor` crate), in this instance's memory: with N instances
-//!   behind one address an attacker gets N times the budget, still a handful of guesses
-//!   a minute against Argon2. Keeping the counters in the database would cost a write
-//!   per attempt on every instance for little gain, so they stay per instance.
+//!   address (GCRA, the `governor` crate), an IPv6 client by its /64 prefix (one
+//!   subscriber's block, in which it rotates its addresses at will), in this instance's
+//!   memory: with N instances behind one address an attacker gets N times the budget,
+//!   still a handful of guesses a minute against Argon2. Keeping the counters in the
+//!   database would cost a write per attempt on every instance for little gain, so they
+//!   stay per instance.
 
 use std::hash::Hash;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -230,8 +232,23 @@ pub(crate) async fn authenticate(
 pub const ATTEMPTS_PER_EMAIL: u32 = 5;
 
 /// Sign-in attempts per client address: a burst of 20, then 20 a minute (offices share
-/// an address; one address still cannot spray many emails).
+/// an address; one address still cannot spray many emails). An IPv6 client counts by its
+/// /64 prefix (see [`budget_address`]).
 pub const ATTEMPTS_PER_ADDRESS: u32 = 20;
+
+/// The address whose budget an attempt from `address` spends: an IPv4 address as it is
+/// (also when it arrives IPv4-mapped, `::ffff:a.b.c.d`, on a dual-stack listener), an
+/// IPv6 address with its last 64 bits zeroed. A /64 is the smallest block a subscriber
+/// or network is given (RFC 6177), and hosts pick and rotate the last 64 bits
+/// themselves (SLAAC with temporary addresses, RFC 8981), so one client per /128 could
+/// try from a new address every time.
+pub(crate) fn budget_address(address: IpAddr) -> IpAddr {
+    const PREFIX_64: u128 = u128::MAX << 64;
+    match address.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & PREFIX_64)),
+        v4 @ IpAddr::V4(_) => v4,
+    }
+}
 
 /// The clock of the limiter: tokio's, so that tests on paused time move it.
 #[derive(Debug, Clone, Copy, Default)]
@@ -272,10 +289,16 @@ impl Default for SignInLimiter {
 }
 
 impl SignInLimiter {
-    /// Counts an attempt to sign in as `email` from `address`: `Err` with how long to wait
-    /// when either limit is reached (the attempt is then not counted against the other).
+    /// Counts an attempt to sign in as `email` from `address` (by its
+    /// [`budget_address`]): `Err` with how long to wait when either limit is reached.
+    ///
+    /// The address is checked first. An attempt the address limit refuses is not counted
+    /// against the email; one the email limit refuses has been counted against the
+    /// address already (`governor` has no check that does not count). So an address over
+    /// its budget can no longer spend any customer's email budget, and someone retrying
+    /// one email past its limit spends their address's budget meanwhile.
     pub(crate) fn check(&self, email: &str, address: IpAddr) -> Result<(), Duration> {
-        check(&self.by_address, &address)?;
+        check(&self.by_address, &budget_address(address))?;
         check(&self.by_email, &normalize(email))
     }
 
@@ -414,5 +437,77 @@ mod tests {
         }
         assert!(limiter.check("new@x", here).is_err());
         assert_eq!(limiter.check("new@x", there), Ok(()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_email_refusal_still_spends_the_address_budget_and_an_address_refusal_not_the_emails()
+     {
+        let limiter = SignInLimiter::default();
+        let here: IpAddr = [198, 51, 100, 7].into();
+        let there: IpAddr = [198, 51, 100, 8].into();
+        for _ in 0..ATTEMPTS_PER_EMAIL {
+            assert_eq!(limiter.check("a@x", here), Ok(()));
+        }
+        // Refused by a@x's limit, yet counted against the address: as documented.
+        let refused_by_email = ATTEMPTS_PER_ADDRESS - ATTEMPTS_PER_EMAIL;
+        for _ in 0..refused_by_email {
+            assert!(limiter.check("a@x", here).is_err());
+        }
+        assert!(
+            limiter.check("b@x", here).is_err(),
+            "the address spent its 20"
+        );
+        // b@x was refused by the address: its own budget is whole.
+        for _ in 0..ATTEMPTS_PER_EMAIL {
+            assert_eq!(limiter.check("b@x", there), Ok(()));
+        }
+    }
+
+    #[test]
+    fn ipv6_clients_are_keyed_by_their_64_prefix_and_mapped_ipv4_as_ipv4() {
+        let address = |text: &str| text.parse::<IpAddr>().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            budget_address(address("2001:db8:1:2:a:b:c:d")),
+            address("2001:db8:1:2::")
+        );
+        assert_eq!(
+            budget_address(address("2001:db8:1:2:ffff:ffff:ffff:ffff")),
+            address("2001:db8:1:2::")
+        );
+        assert_eq!(
+            budget_address(address("2001:db8:1:3::1")),
+            address("2001:db8:1:3::")
+        );
+        assert_eq!(budget_address(address("192.0.2.1")), address("192.0.2.1"));
+        assert_eq!(
+            budget_address(address("::ffff:192.0.2.1")),
+            address("192.0.2.1")
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_ipv6_client_rotating_addresses_in_its_64_shares_one_budget() {
+        let limiter = SignInLimiter::default();
+        let in_prefix = |n: u16| IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 7, 9, 0xa, 0, 1, n));
+        for n in 0..u16::try_from(ATTEMPTS_PER_ADDRESS).unwrap_or(u16::MAX) {
+            assert_eq!(
+                limiter.check(&format!("user{n}@x"), in_prefix(n)),
+                Ok(()),
+                "{n}"
+            );
+        }
+        // A fresh address in the same /64 gets no fresh budget.
+        assert!(limiter.check("new@x", in_prefix(1_000)).is_err());
+        // Another /64 has its own.
+        let next_prefix = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 7, 10, 0, 0, 0, 1));
+        assert_eq!(limiter.check("new@x", next_prefix), Ok(()));
+        // Dual-stack listeners see IPv4 clients IPv4-mapped: each keeps its own budget.
+        let mapped =
+            |last: u8| IpAddr::V6(std::net::Ipv4Addr::new(192, 0, 2, last).to_ipv6_mapped());
+        for n in 0..ATTEMPTS_PER_ADDRESS {
+            assert_eq!(limiter.check(&format!("v4-{n}@x"), mapped(1)), Ok(()));
+        }
+        assert!(limiter.check("v4-new@x", mapped(1)).is_err());
+        assert_eq!(limiter.check("v4-new@x", mapped(2)), Ok(()));
     }
 }
