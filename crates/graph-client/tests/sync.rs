@@ -15,7 +15,7 @@ use graph_client::sync::{
 };
 use graph_client::{ErrorAction, GraphClient, ObjectId};
 use serde_json::{Value, json};
-use wiremock::matchers::{method, path, query_param, query_param_is_missing};
+use wiremock::matchers::{header, method, path, query_param, query_param_is_missing};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 fn user(id: &str, name: &str) -> Value {
@@ -111,6 +111,19 @@ async fn mount_full_import(
                 "value": [],
                 "@odata.deltaLink": format!("{b}/{resource}/delta?$deltatoken={token}"),
             })))
+            .mount(server)
+            .await;
+    }
+    // A small tenant: the partitioned listing sizes each collection and lists it as the
+    // single chain.
+    for (resource, size) in [
+        ("users", tenant.users.len()),
+        ("groups", tenant.groups.len()),
+    ] {
+        Mock::given(method("GET"))
+            .and(path(format!("/v1.0/{resource}/$count")))
+            .and(header("ConsistencyLevel", "eventual"))
+            .respond_with(ResponseTemplate::new(200).set_body_string(size.to_string()))
             .mount(server)
             .await;
     }
@@ -229,13 +242,17 @@ async fn full_import_takes_links_from_now_first_then_lists_and_expands_every_gro
         sent[0].starts_with("GET /v1.0/users/delta?") && sent[0].contains("$deltatoken=latest")
     );
     assert!(sent[1].starts_with("GET /v1.0/groups/delta?") && sent[1].contains("members"));
-    assert!(sent[2].starts_with("GET /v1.0/users?") && sent[2].contains("$top=999"));
-    assert!(sent[2].contains("$select=id,displayName"), "{}", sent[2]);
-    assert_eq!(sent[3], "GET /v1.0/users?$skiptoken=page2");
-    assert!(sent[4].starts_with("GET /v1.0/groups?"));
-    assert_eq!(sent[5], "POST /v1.0/$batch?");
-    assert_eq!(sent[6], "GET /v1.0/groups/g1/members?$skiptoken=more");
-    assert_eq!(sent.len(), 7);
+    // Each listing is sized first; three users are one chain.
+    assert_eq!(sent[2], "GET /v1.0/users/$count?");
+    assert!(sent[3].starts_with("GET /v1.0/users?") && sent[3].contains("$top=999"));
+    assert!(sent[3].contains("$select=id,displayName"), "{}", sent[3]);
+    assert!(!sent[3].contains("$filter"), "{}", sent[3]);
+    assert_eq!(sent[4], "GET /v1.0/users?$skiptoken=page2");
+    assert_eq!(sent[5], "GET /v1.0/groups/$count?");
+    assert!(sent[6].starts_with("GET /v1.0/groups?"));
+    assert_eq!(sent[7], "POST /v1.0/$batch?");
+    assert_eq!(sent[8], "GET /v1.0/groups/g1/members?$skiptoken=more");
+    assert_eq!(sent.len(), 9);
 }
 
 /// The documented large-group delta pages (one group over two pages, each with a slice

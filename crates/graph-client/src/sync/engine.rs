@@ -52,6 +52,7 @@ pub struct SyncOptions {
     group_select: Vec<String>,
     force_full: bool,
     concurrency: usize,
+    max_partitions: usize,
 }
 
 impl Default for SyncOptions {
@@ -61,6 +62,7 @@ impl Default for SyncOptions {
             group_select: normalized(DEFAULT_GROUP_SELECT),
             force_full: false,
             concurrency: crate::members::DEFAULT_MEMBER_CONCURRENCY,
+            max_partitions: crate::partition::DEFAULT_MAX_PARTITIONS,
         }
     }
 }
@@ -113,6 +115,15 @@ impl SyncOptions {
     #[must_use]
     pub fn concurrency(mut self, concurrency: usize) -> Self {
         self.concurrency = concurrency.max(1);
+        self
+    }
+
+    /// The most concurrent chains a full import lists users and groups with (default
+    /// [`DEFAULT_MAX_PARTITIONS`](crate::DEFAULT_MAX_PARTITIONS); 1 lists each as the
+    /// single `@odata.nextLink` chain). See [`PartitionedList`](crate::PartitionedList).
+    #[must_use]
+    pub fn max_partitions(mut self, max: usize) -> Self {
+        self.max_partitions = max.max(1);
         self
     }
 
@@ -360,11 +371,14 @@ async fn full(
         .map_err(graph(SyncStep::StartTracking))?;
 
     progress.started(Phase::Users, None);
+    // Both listings run as concurrent ranges (each object once, the same set as the
+    // single chain; see `PartitionedList`), so a large tenant's import is not one page
+    // per round trip.
     let users = client
         .users()
-        .list()
+        .list_partitioned()
         .select(options.user_properties().unwrap_or_default())
-        .top(999)
+        .max_partitions(options.max_partitions)
         .pages();
     pump(sink, users, SyncStep::ListUsers, |page: Page<User>| {
         let changes = page
@@ -383,9 +397,9 @@ async fn full(
     let mut group_ids: Vec<ObjectId> = Vec::new();
     let groups = client
         .groups()
-        .list()
+        .list_partitioned()
         .select(&options.group_select)
-        .top(999)
+        .max_partitions(options.max_partitions)
         .pages();
     pump(sink, groups, SyncStep::ListGroups, |page: Page<Group>| {
         let changes = page
