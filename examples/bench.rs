@@ -131,6 +131,12 @@ struct Args {
     client_secret: Option<String>,
     #[arg(long, hide = true)]
     full: bool,
+    /// Internal: the sync child's `SyncOptions::max_partitions` (1: the single chain).
+    #[arg(long, hide = true)]
+    max_partitions: Option<usize>,
+    /// Internal: the sync child's member concurrency.
+    #[arg(long, hide = true)]
+    member_concurrency: Option<usize>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -143,6 +149,11 @@ enum Only {
     /// Full import, quiet delta and 1 % delta into the `SQLite` mirror, each sync in a
     /// process of its own (needs `--sim-binary`).
     Mirror,
+    /// Issue 14 (needs `--sim-binary`): the listing against the plain-struct floor, then
+    /// with `--latency-ms` (100) on every Graph request the single chain against the
+    /// partitioned listing, a whole first import into the mirror both ways (each in a
+    /// process of its own), and the partitioned listing under an 800 units/s throttle.
+    Partitioned,
     /// `--tenants` tenants synced by worker processes into `PostgreSQL`: a full import,
     /// a delta round with one worker and one with three (needs `--sim-binary`).
     Fleet,
@@ -192,14 +203,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         return match args.only {
             Only::Listing => external_listing(external, &args).await,
             Only::Mirror => external_mirror(external, &args).await,
+            Only::Partitioned => partitioned(external, &args).await,
             _ => anyhow::bail!(
-                "--sim-binary measures the listing or the mirror; add --only listing or --only mirror"
+                "--sim-binary measures the listing, the mirror or the partitioned listing; add --only listing, mirror or partitioned"
             ),
         };
     }
     anyhow::ensure!(
-        args.only != Only::Mirror,
-        "--only mirror needs --sim-binary"
+        !matches!(args.only, Only::Mirror | Only::Partitioned),
+        "--only mirror and --only partitioned need --sim-binary"
     );
     let sim = TenantSim::builder()
         .users(args.users)
@@ -533,7 +545,14 @@ async fn sync_child(args: &Args) -> anyhow::Result<()> {
     };
     let linked = Linked::open(Arc::clone(&opened.store), &owner, id, &app).await?;
     let mut options = m365_link_app::sync::Options::new()?;
-    options.engine = graph_client::sync::SyncOptions::new().force_full(args.full);
+    let mut engine = graph_client::sync::SyncOptions::new().force_full(args.full);
+    if let Some(max) = args.max_partitions {
+        engine = engine.max_partitions(max);
+    }
+    if let Some(concurrency) = args.member_concurrency {
+        engine = engine.concurrency(concurrency);
+    }
+    options.engine = engine;
     let target = m365_link_app::sync::Target {
         store: Arc::clone(&opened.store),
         owner,
@@ -574,6 +593,29 @@ async fn sync_child(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs one sync of connection `id` in the store `db` in a process of its own (this bench
+/// with `--sync-child` and `flags`) and reads what it reported.
+async fn sync_process(
+    db: &str,
+    id: connection_store::ConnectionId,
+    endpoints: &Endpoints,
+    flags: &[&str],
+) -> anyhow::Result<SyncRun> {
+    let output = tokio::process::Command::new(std::env::current_exe()?)
+        .args(["--sync-child", "--db", db, "--connection-id", &id.to_string()])
+        .args(["--client-id", &endpoints.client_id])
+        .args(["--client-secret", endpoints.client_secret.expose_secret()])
+        .args(flags)
+        .output()
+        .await?;
+    anyhow::ensure!(
+        output.status.success(),
+        "the sync process failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).context("the sync process printed no report")
+}
+
 #[expect(
     clippy::too_many_lines,
     reason = "one scenario: set up, four syncs, the table"
@@ -592,32 +634,11 @@ async fn external_mirror(mut external: External, args: &Args) -> anyhow::Result<
         http: reqwest::Client::new(),
         control_base: external.control_base.clone(),
     };
-    let exe = std::env::current_exe()?;
     let endpoints = &external.endpoints;
     let child = async |full: bool| -> anyhow::Result<(SyncRun, u64)> {
         counters.reset().await?;
-        let mut command = tokio::process::Command::new(&exe);
-        command
-            .args([
-                "--sync-child",
-                "--db",
-                &db_text,
-                "--connection-id",
-                &id.to_string(),
-            ])
-            .args(["--client-id", &endpoints.client_id])
-            .args(["--client-secret", endpoints.client_secret.expose_secret()]);
-        if full {
-            command.arg("--full");
-        }
-        let output = command.output().await?;
-        anyhow::ensure!(
-            output.status.success(),
-            "the sync process failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let run: SyncRun =
-            serde_json::from_slice(&output.stdout).context("the sync process printed no report")?;
+        let flags: &[&str] = if full { &["--full"] } else { &[] };
+        let run = sync_process(&db_text, id, endpoints, flags).await?;
         Ok((run, counters.total().await?))
     };
     let (full, full_requests) = child(true).await?;
@@ -1451,6 +1472,313 @@ fn print_fleet_table(title: &str, figures: &FleetFigures, concurrency: usize) {
     ]);
     println!("{title}");
     println!("{table}");
+}
+
+// ---------------------------------------------------------------------------------------
+// partitioned listing (issue 14)
+// ---------------------------------------------------------------------------------------
+
+/// The engine's member concurrency before issue 14 tuned it: the import it is compared with.
+const MEMBER_CONCURRENCY_BEFORE: usize = 8;
+
+/// The simulator's control API, for the scenarios that drive it from outside.
+struct SimControl {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl SimControl {
+    async fn latency(&self, ms: u64) -> anyhow::Result<()> {
+        self.http
+            .put(format!("{}/faults", self.base))
+            .json(&serde_json::json!({"rate": 0.0, "latencyMs": ms}))
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(())
+    }
+
+    async fn throttle(&self, bucket: Option<(f64, f64)>) -> anyhow::Result<()> {
+        let url = format!("{}/throttle", self.base);
+        let request = match bucket {
+            Some((rate, burst)) => self
+                .http
+                .put(url)
+                .json(&serde_json::json!({"unitsPerSecond": rate, "burst": burst})),
+            None => self.http.delete(url),
+        };
+        request.send().await?.error_for_status()?;
+        Ok(())
+    }
+
+    async fn counters(&self) -> anyhow::Result<serde_json::Value> {
+        Ok(self
+            .http
+            .get(format!("{}/counters", self.base))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?)
+    }
+
+    async fn reset(&self) -> anyhow::Result<()> {
+        self.http
+            .post(format!("{}/counters/reset", self.base))
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(())
+    }
+}
+
+/// Every user id of a listing, and how long it took.
+async fn timed_ids(
+    pages: graph_client::Pages<User>,
+) -> anyhow::Result<(Duration, HashSet<String>, u64)> {
+    let started = Instant::now();
+    let mut pages = pages;
+    let mut ids = HashSet::new();
+    let mut listed = 0;
+    while let Some(page) = pages.try_next().await? {
+        for user in page.items() {
+            listed += 1;
+            if let Some(id) = &user.id {
+                ids.insert(id.to_string());
+            }
+        }
+    }
+    Ok((started.elapsed(), ids, listed))
+}
+
+#[expect(
+    clippy::too_many_lines,
+    reason = "one scenario: four measures and the table"
+)]
+async fn partitioned(external: External, args: &Args) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("m365-link-bench-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir)?;
+    // Each import runs into a store and mirror of its own, so both are first imports.
+    let mut imports = Vec::new();
+    for name in ["single", "partitioned"] {
+        let db = dir.join(format!("{name}.sqlite")).to_string_lossy().into_owned();
+        let opened = m365_link_app::store::open(&db).await?;
+        let linked = connect_in(&external.endpoints, Arc::clone(&opened.store)).await?;
+        imports.push((db, linked));
+    }
+    let linked = &imports[0].1;
+    let graph = linked.graph.clone();
+    let token = linked
+        .session
+        .access_token()
+        .await
+        .context("no access token")?
+        .into_secret();
+    let control = SimControl {
+        http: reqwest::Client::new(),
+        base: external.control_base.clone(),
+    };
+    let counters = Counters::Remote {
+        http: reqwest::Client::new(),
+        control_base: external.control_base.clone(),
+    };
+    let mut rows = Vec::new();
+
+    // 1. Decoding at the floor, no added latency.
+    let (listing_row, floor_row) = listing(
+        &counters,
+        &external.endpoints.graph_base,
+        &graph,
+        token.expose_secret(),
+        args.runs,
+    )
+    .await?;
+    rows.push(listing_row);
+    rows.push(floor_row);
+
+    // 2. The single chain against the partitioned listing, with latency on every request.
+    let latency_ms = args.latency_ms.unwrap_or(100);
+    control.latency(latency_ms).await?;
+    control.reset().await?;
+    let (single_wall, single_ids, single_listed) = timed_ids(
+        graph
+            .users()
+            .list()
+            .select(LISTING_SELECT)
+            .top(999)
+            .pages(),
+    )
+    .await?;
+    let single_requests = counters.total().await?;
+    control.reset().await?;
+    let (split_wall, split_ids, split_listed) = timed_ids(
+        graph
+            .users()
+            .list_partitioned()
+            .select(LISTING_SELECT)
+            .pages(),
+    )
+    .await?;
+    let split_requests = counters.total().await?;
+    anyhow::ensure!(
+        split_ids == single_ids && split_listed == single_listed,
+        "the partitioned listing returned {} ids ({} items), the single chain {} ({})",
+        split_ids.len(),
+        split_listed,
+        single_ids.len(),
+        single_listed
+    );
+    let speedup = single_wall.as_secs_f64() / split_wall.as_secs_f64();
+    rows.push(Row {
+        scenario: format!("users listing, single chain ({latency_ms} ms a request)"),
+        wall: single_wall,
+        requests: single_requests,
+        users: Some(single_listed),
+        peak_rss: None,
+        ratio: "1.00".to_owned(),
+    });
+    rows.push(Row {
+        scenario: format!("users listing, partitioned ({latency_ms} ms a request)"),
+        wall: split_wall,
+        requests: split_requests,
+        users: Some(split_listed),
+        peak_rss: None,
+        ratio: format!("{speedup:.1}× faster, identical id sets (target ≥ 8×)"),
+    });
+
+    // 3. A whole first import into the mirror, each in a process of its own: the single
+    //    chain with the member concurrency of before, and the defaults.
+    let before = MEMBER_CONCURRENCY_BEFORE.to_string();
+    control.reset().await?;
+    let old = sync_process(
+        &imports[0].0,
+        imports[0].1.connection.id,
+        &external.endpoints,
+        &["--full", "--max-partitions", "1", "--member-concurrency", &before],
+    )
+    .await?;
+    let old_requests = counters.total().await?;
+    control.reset().await?;
+    let member_concurrency = args
+        .concurrency
+        .unwrap_or(graph_client::DEFAULT_MEMBER_CONCURRENCY)
+        .to_string();
+    let new = sync_process(
+        &imports[1].0,
+        imports[1].1.connection.id,
+        &external.endpoints,
+        &["--full", "--member-concurrency", &member_concurrency],
+    )
+    .await?;
+    let new_requests = counters.total().await?;
+    anyhow::ensure!(
+        old.users == new.users && new.users == single_listed,
+        "the imports saw {} and {} users, the listing {single_listed}",
+        old.users,
+        new.users
+    );
+    for (name, run) in [("single chain", &old), ("partitioned", &new)] {
+        let phases: Vec<String> = run
+            .phases
+            .iter()
+            .map(|(phase, ms)| format!("{phase} {ms:.0} ms"))
+            .collect();
+        eprintln!("first import, {name}: {}", phases.join(", "));
+    }
+    let ms = |run: &SyncRun| Duration::from_secs_f64(run.wall_ms / 1000.0);
+    let import_speedup = old.wall_ms / new.wall_ms;
+    let rss_growth = new.peak_rss.saturating_sub(old.peak_rss);
+    rows.push(Row {
+        scenario: format!(
+            "first import into the mirror, single chain, member concurrency {before} ({latency_ms} ms)"
+        ),
+        wall: ms(&old),
+        requests: old_requests,
+        users: Some(old.users),
+        peak_rss: Some(mib(old.peak_rss)),
+        ratio: "1.00".to_owned(),
+    });
+    rows.push(Row {
+        scenario: format!(
+            "first import into the mirror, partitioned, member concurrency {member_concurrency} ({latency_ms} ms)"
+        ),
+        wall: ms(&new),
+        requests: new_requests,
+        users: Some(new.users),
+        peak_rss: Some(mib(new.peak_rss)),
+        ratio: format!(
+            "{import_speedup:.1}× faster (target ≥ 5×); RSS +{} (target ≤ 16 MiB)",
+            mib(rss_growth)
+        ),
+    });
+
+    // 4. Under Graph's large-tenant budget (8,000 units per 10 s), no added latency, pages
+    //    of 50 so the listing (some 2,000 units) is bound by the budget rather than by the
+    //    round trips, and a burst of a tenth of a second so it cannot coast on a full
+    //    bucket.
+    let rate = 800.0;
+    let burst = rate / 10.0;
+    control.latency(0).await?;
+    control.throttle(Some((rate, burst))).await?;
+    control.reset().await?;
+    // The client is told the budget, so it paces itself instead of meeting 429s.
+    let paced = GraphClient::builder(m365_link_app::glue::SessionTokens::new(
+        linked.session.clone(),
+    ))
+    .base_url(&external.endpoints.graph_base)
+    .resource_unit_budget(rate, burst)
+    .build()?;
+    let outcome = timed_ids(
+        paced
+            .users()
+            .list_partitioned()
+            .select(LISTING_SELECT)
+            .top(50)
+            .pages(),
+    )
+    .await;
+    let counted = control.counters().await?;
+    control.throttle(None).await?;
+    let (throttled_wall, throttled_ids, throttled_listed) = outcome?;
+    anyhow::ensure!(
+        throttled_ids == single_ids,
+        "the throttled listing returned {} ids, the single chain {}",
+        throttled_ids.len(),
+        single_ids.len()
+    );
+    let status = |code: &str| counted["by_status"][code].as_u64().unwrap_or(0);
+    let ok = status("200");
+    let throttled = status("429");
+    let total = counted["total"].as_u64().unwrap_or(0);
+    // Every successful request of the listing costs 1 unit ($select; $count is 1): the
+    // bucket allows its burst plus the rate over the wall time.
+    let allowed = burst + rate * throttled_wall.as_secs_f64();
+    let used = ok as f64 / allowed;
+    rows.push(Row {
+        scenario: format!(
+            "users listing, partitioned, $top=50, throttled to {rate:.0} units/s (burst {burst:.0}), client budget the same"
+        ),
+        wall: throttled_wall,
+        requests: total,
+        users: Some(throttled_listed),
+        peak_rss: None,
+        ratio: format!(
+            "{:.0} % of the allowed rate used (target ≥ 90 %); 0 failed, {throttled} answered 429 and retried",
+            used * 100.0
+        ),
+    });
+
+    print_table(
+        &format!(
+            "issue 14: tenant-sim in another process: {} users, {} groups, seed {}",
+            args.users, args.groups, args.seed
+        ),
+        rows,
+    );
+    drop(imports);
+    drop(external);
+    std::fs::remove_dir_all(&dir).ok();
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------

@@ -250,6 +250,16 @@ impl GraphClient {
             reason: "batch body could not be serialized".into(),
         })?;
         // A $batch of GETs is idempotent, so execute may retry it as a whole.
+        // Each item costs what it would cost alone (spec 10a).
+        let units = chunk
+            .iter()
+            .map(|&index| {
+                let root = self.inner.base.as_str().trim_end_matches('/');
+                let item = items[index].url.trim_start_matches('/');
+                url::Url::parse(&format!("{root}/{item}"))
+                    .map_or(1, |url| crate::retry::resource_units(&url))
+            })
+            .sum();
         let call = Call {
             method: Method::POST,
             url: batch_url,
@@ -257,6 +267,7 @@ impl GraphClient {
             json_body: Some(Bytes::from(json)),
             accept: "application/json",
             batch: true,
+            units: Some(units),
         };
         let reply = self.execute(call).await?;
         decode(&reply.body, &reply.path)

@@ -24,7 +24,7 @@
 //!   counts; if the units hold fewer (a value beginning with a character outside them),
 //!   the single chain runs after the ranges for the rest.
 //! - Every object is yielded once, by id, even if ranges touch or a fallback re-lists.
-//! - A range filter the service refuses (400) falls back to the single chain, with a
+//! - A range filter or `$count` the service refuses (400) falls back to the single chain, with a
 //!   `tracing` warning; the objects already yielded are not yielded again.
 
 use std::collections::HashSet;
@@ -292,9 +292,12 @@ impl<T: DeserializeOwned + Send + 'static> PartitionedList<T> {
     }
 }
 
-/// True when Graph refused the query itself (a 400: an unsupported filter or `$count`).
+/// True when the service refused the query itself: a 400 (an unsupported filter or
+/// `$count`), or a 404, 405 or 501 from a Graph-like service without `$count`. The
+/// single chain is right then; a 401, 403, 429 or 5xx would fail it too, so those are
+/// the listing's error.
 fn refused(error: &GraphError) -> bool {
-    error.status() == Some(400)
+    matches!(error.status(), Some(400 | 404 | 405 | 501))
 }
 
 /// `GET /{collection}/$count[?$filter=...]` with `ConsistencyLevel: eventual` (a `$count`

@@ -137,23 +137,26 @@ pub(crate) type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 /// The longest `Retry-After` taken from Graph, in either form.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
 
-/// Parses `Retry-After` as seconds (fractions round up: `2.128` → 3 s, spec 10a/checklist 6)
-/// or as an HTTP date relative to `now` (a past date gives zero); at most a day.
+/// Parses `Retry-After` as seconds, fractions kept and rounded up to the millisecond
+/// (`2.128` → 2.128 s, `0.0004` → 1 ms: never earlier than asked, as Kiota's truncation
+/// would be, and never a whole second late, which would leave the tenant's budget unused
+/// after every 429; spec 10a/checklist 6), or as an HTTP date relative to `now` (a past
+/// date gives zero); at most a day.
 pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     if let Ok(seconds) = value.parse::<f64>() {
         if !seconds.is_finite() || seconds < 0.0 {
             return None;
         }
-        let rounded = seconds.ceil();
-        // `rounded` is a non-negative whole number; cap it at a day so the cast cannot wrap.
+        let millis = (seconds * 1000.0).ceil();
+        // `millis` is a non-negative whole number; cap it at a day so the cast cannot wrap.
         #[expect(
             clippy::cast_possible_truncation,
             clippy::cast_sign_loss,
             reason = "non-negative whole number capped at one day"
         )]
-        let whole = rounded.min(86_400.0) as u64;
-        return Some(Duration::from_secs(whole));
+        let whole = millis.min(86_400_000.0) as u64;
+        return Some(Duration::from_millis(whole));
     }
     let date = httpdate::parse_http_date(value).ok()?;
     // Capped at a day like the seconds form: a far-future date must not tell callers to
@@ -216,6 +219,109 @@ impl ThrottleGate {
     }
 }
 
+/// A budget of Graph resource units per second that the client spends before sending,
+/// so a client that knows its tenant's budget paces itself instead of meeting 429s
+/// (spec 10a: a token bucket of resource units per app and tenant; Graph keeps counting
+/// while a client is throttled).
+///
+/// Scheduled as a generic cell rate: each request reserves the next instant its cost is
+/// available, so concurrent requests queue in order instead of all waking at once. On
+/// tokio's clock, like the throttle gate (paused-time tests drive both).
+#[derive(Debug)]
+pub(crate) struct UnitBudget {
+    /// Time for one unit to refill.
+    per_unit: Duration,
+    /// How far ahead of now the schedule may run: the burst.
+    tolerance: Duration,
+    /// When the units reserved so far will have refilled (the theoretical arrival time).
+    booked_until: Mutex<Option<Instant>>,
+}
+
+impl UnitBudget {
+    /// `units_per_second` refilled, at most `burst` units at once; `None` unless both are
+    /// finite and positive (and the burst at least one unit).
+    pub(crate) fn new(units_per_second: f64, burst: f64) -> Option<Self> {
+        if !(units_per_second.is_finite()
+            && units_per_second > 0.0
+            && burst.is_finite()
+            && burst >= 1.0)
+        {
+            return None;
+        }
+        let per_unit = Duration::try_from_secs_f64(1.0 / units_per_second).ok()?;
+        let tolerance = Duration::try_from_secs_f64(burst / units_per_second).ok()?;
+        Some(Self {
+            per_unit,
+            tolerance,
+            booked_until: Mutex::new(None),
+        })
+    }
+
+    /// The same settings, nothing booked (for a client of another tenant).
+    pub(crate) fn fresh(&self) -> Self {
+        Self {
+            per_unit: self.per_unit,
+            tolerance: self.tolerance,
+            booked_until: Mutex::new(None),
+        }
+    }
+
+    /// Waits until `units` are available and spends them.
+    pub(crate) async fn spend(&self, units: u32) {
+        let ready_at = {
+            let now = Instant::now();
+            let mut booked = self
+                .booked_until
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let from = booked.map_or(now, |until| until.max(now));
+            let until = from + self.per_unit * units.max(1);
+            *booked = Some(until);
+            // Free once what is booked after this request fits in the burst.
+            until.checked_sub(self.tolerance).unwrap_or(now)
+        };
+        if ready_at > Instant::now() {
+            tokio::time::sleep_until(ready_at).await;
+        }
+    }
+}
+
+/// The resource units Graph charges a GET of `url` in the identity and access service
+/// (spec 10a, throttling-limits): `users` 2, `groups/{id}/members` 3,
+/// `groups/{id}/transitiveMembers` 5, `me/memberOf` and `users/{id}/memberOf` 2, anything
+/// else 1; `$select` -1, `$expand` +1, `$top` under 20 -1; never under 1.
+pub(crate) fn resource_units(url: &url::Url) -> u32 {
+    let segments: Vec<&str> = url
+        .path_segments()
+        .map(|s| s.filter(|s| !s.is_empty()).collect())
+        .unwrap_or_default();
+    // Past the version segment (`v1.0`, `beta`).
+    let path = segments.get(1..).unwrap_or_default();
+    let base: u32 = match path {
+        ["users"] | ["users" | "me", .., "memberOf"] => 2,
+        ["users", user] if !matches!(*user, "$count" | "delta") => 2,
+        ["groups", _, "members", ..] => 3,
+        ["groups", _, "transitiveMembers", ..] => 5,
+        _ => 1,
+    };
+    let mut select = false;
+    let mut expand = false;
+    let mut small_top = false;
+    for (key, value) in url.query_pairs() {
+        match key.as_ref() {
+            "$select" => select = true,
+            "$expand" => expand = true,
+            "$top" => small_top = value.parse::<u32>().is_ok_and(|top| top < 20),
+            _ => {}
+        }
+    }
+    let units = base + u32::from(expand);
+    units
+        .saturating_sub(u32::from(select))
+        .saturating_sub(u32::from(small_top))
+        .max(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,14 +330,90 @@ mod tests {
         SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
     }
 
+    fn units(url: &str) -> u32 {
+        resource_units(&url::Url::parse(url).unwrap())
+    }
+
     #[test]
-    fn retry_after_fractions_round_up() {
+    fn resource_units_follow_the_documented_costs() {
+        let g = "https://graph.microsoft.com/v1.0";
+        assert_eq!(units(&format!("{g}/users")), 2);
+        assert_eq!(units(&format!("{g}/users?$select=id,mail&$top=999")), 1);
+        assert_eq!(units(&format!("{g}/users/u1?$expand=manager")), 3);
+        assert_eq!(units(&format!("{g}/groups/g1/members?$top=999")), 3);
+        assert_eq!(
+            units(&format!("{g}/groups/g1/members?$select=id&$top=5")),
+            1
+        );
+        assert_eq!(units(&format!("{g}/groups/g1/transitiveMembers")), 5);
+        assert_eq!(units(&format!("{g}/me/memberOf")), 2);
+        assert_eq!(units(&format!("{g}/groups?$select=id")), 1);
+        assert_eq!(units(&format!("{g}/users/$count")), 1);
+        assert_eq!(units(&format!("{g}/users/delta?$select=id")), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_budget_lets_its_burst_through_then_paces_at_its_rate() {
+        let budget = UnitBudget::new(10.0, 3.0).unwrap();
+        let start = Instant::now();
+        for _ in 0..3 {
+            budget.spend(1).await;
+        }
+        assert_eq!(start.elapsed(), Duration::ZERO, "the burst");
+        budget.spend(1).await;
+        assert_eq!(start.elapsed(), Duration::from_millis(100));
+        budget.spend(3).await;
+        assert_eq!(start.elapsed(), Duration::from_millis(400), "three units");
+        // Idle time refills it, up to the burst.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let idle = Instant::now();
+        for _ in 0..3 {
+            budget.spend(1).await;
+        }
+        assert_eq!(idle.elapsed(), Duration::ZERO);
+        assert!(UnitBudget::new(0.0, 1.0).is_none());
+        assert!(UnitBudget::new(10.0, 0.5).is_none());
+        assert!(UnitBudget::new(f64::NAN, 1.0).is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_requests_queue_in_order_at_the_rate() {
+        let budget = std::sync::Arc::new(UnitBudget::new(100.0, 1.0).unwrap());
+        let start = Instant::now();
+        let waits = futures::future::join_all((0..5).map(|_| {
+            let budget = std::sync::Arc::clone(&budget);
+            async move {
+                budget.spend(1).await;
+                start.elapsed()
+            }
+        }))
+        .await;
+        assert_eq!(
+            waits,
+            [0, 10, 20, 30, 40].map(Duration::from_millis),
+            "one every 10 ms, none at once"
+        );
+    }
+
+    #[test]
+    fn retry_after_fractions_round_up_to_the_millisecond() {
         let now = SystemTime::now();
         assert_eq!(
             parse_retry_after("2.128", now),
-            Some(Duration::from_secs(3))
+            Some(Duration::from_millis(2128))
         );
-        assert_eq!(parse_retry_after("0.5", now), Some(Duration::from_secs(1)));
+        assert_eq!(
+            parse_retry_after("0.5", now),
+            Some(Duration::from_millis(500))
+        );
+        assert_eq!(
+            parse_retry_after("0.0004", now),
+            Some(Duration::from_millis(1))
+        );
+        assert_eq!(
+            parse_retry_after("1.0001", now),
+            Some(Duration::from_millis(1001))
+        );
         assert_eq!(parse_retry_after(" 7 ", now), Some(Duration::from_secs(7)));
         assert_eq!(parse_retry_after("0", now), Some(Duration::ZERO));
         assert_eq!(parse_retry_after("-1", now), None);

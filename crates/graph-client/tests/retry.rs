@@ -26,13 +26,13 @@ async fn mount_ok(server: &MockServer) {
 }
 
 #[tokio::test(start_paused = true)]
-async fn retry_after_fraction_is_rounded_up_and_waited() {
+async fn retry_after_fraction_is_waited_to_the_millisecond() {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path("/v1.0/users"))
         .respond_with(
             ResponseTemplate::new(429)
-                .insert_header("Retry-After", "0.5")
+                .insert_header("Retry-After", "0.4991")
                 .set_body_json(common::fixture("error-throttled-429.json")),
         )
         .up_to_n_times(1)
@@ -48,8 +48,8 @@ async fn retry_after_fraction_is_rounded_up_and_waited() {
     assert_eq!(page.items().len(), 1);
     assert_eq!(
         start.elapsed(),
-        Duration::from_secs(1),
-        "0.5 s rounds up to 1 s"
+        Duration::from_millis(500),
+        "0.4991 s is waited as 500 ms: never earlier, never a whole second later"
     );
     assert_eq!(server.received_requests().await.unwrap().len(), 2);
 }

@@ -228,6 +228,7 @@ impl PhotoRequest {
             json_body: None,
             accept: "image/*",
             batch: false,
+            units: None,
         };
         match self.client.execute(call).await {
             Ok(reply) => {

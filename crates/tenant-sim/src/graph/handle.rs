@@ -7,8 +7,7 @@ use crate::data::Member;
 use super::endpoint::Endpoint;
 use super::error::GraphError;
 use super::list::{
-    get_group, get_user, group_predicate, list_groups, list_users, live_group, live_user,
-    user_predicate,
+    count_users, get_group, get_user, group_predicate, list_groups, list_users, live_group,
 };
 use super::members::list_members;
 use super::paging::count_matching;
@@ -27,9 +26,7 @@ pub(crate) fn handle(endpoint: &Endpoint, request: &Request<'_>) -> Result<Respo
                 request.filter(&|p| USERS.is_filterable(p))?,
                 request.search(&|p| USERS.is_searchable(p))?,
             );
-            let dir = request.dir;
-            let keep = user_predicate(dir, filter.as_ref(), search.as_ref());
-            request.count_only(count_matching(dir.users.len(), |i| live_user(dir, i), keep))
+            request.count_only(count_users(request.dir, filter.as_ref(), search.as_ref()))
         }
         Endpoint::User(user) => get_user(request, user),
         Endpoint::UserMemberOf {

@@ -7,7 +7,7 @@ use crate::data::Directory;
 
 use super::endpoint::UserRef;
 use super::error::GraphError;
-use super::paging::Pager;
+use super::paging::{Pager, count_matching};
 use super::properties::{
     Catalogue, GROUPS, USERS, group_json, group_property, user_json, user_property,
 };
@@ -25,6 +25,36 @@ pub(super) fn live_group(dir: &Directory, position: usize) -> Option<u32> {
     dir.group(slot).map(|_| slot)
 }
 
+/// The live users a `startsWith(userPrincipalName, ..)` filter can match, from the UPN
+/// index, each once; `None` for any other filter.
+fn upn_candidates(dir: &Directory, filter: Option<&Filter>) -> Option<Vec<u32>> {
+    let prefixes = filter?.prefixes_of("userPrincipalName")?;
+    let mut slots: Vec<u32> = prefixes
+        .iter()
+        .flat_map(|prefix| {
+            let prefix = prefix.to_lowercase();
+            dir.users_with_upn_prefix(&prefix).collect::<Vec<_>>()
+        })
+        .collect();
+    slots.sort_unstable();
+    slots.dedup();
+    Some(slots)
+}
+
+/// `GET /users/$count`: the users the filter and search admit, as the listing would
+/// return them; a UPN prefix filter counts its index candidates instead of every user.
+pub(super) fn count_users(
+    dir: &Directory,
+    filter: Option<&Filter>,
+    search: Option<&Search>,
+) -> usize {
+    let keep = user_predicate(dir, filter, search);
+    match upn_candidates(dir, filter) {
+        Some(slots) => slots.iter().filter(|slot| keep(slot)).count(),
+        None => count_matching(dir.users.len(), |i| live_user(dir, i), keep),
+    }
+}
+
 pub(super) fn user_predicate<'a>(
     dir: &'a Directory,
     filter: Option<&'a Filter>,
@@ -33,20 +63,15 @@ pub(super) fn user_predicate<'a>(
     // A filter of `startsWith(userPrincipalName, ..)` terms reads its candidates from the
     // UPN index (as Graph's indexed properties do); the filter still decides, so lists
     // and counts answer the same as a scan would.
-    let candidates = filter
-        .and_then(|f| f.prefixes_of("userPrincipalName"))
-        .map(|prefixes| {
-            let mut marked = vec![false; dir.users.len()];
-            for prefix in prefixes {
-                let prefix = prefix.to_lowercase();
-                for slot in dir.users_with_upn_prefix(&prefix) {
-                    if let Some(mark) = marked.get_mut(slot as usize) {
-                        *mark = true;
-                    }
-                }
+    let candidates = upn_candidates(dir, filter).map(|slots| {
+        let mut marked = vec![false; dir.users.len()];
+        for slot in slots {
+            if let Some(mark) = marked.get_mut(slot as usize) {
+                *mark = true;
             }
-            marked
-        });
+        }
+        marked
+    });
     move |slot: &u32| {
         if let Some(marked) = &candidates
             && !marked.get(*slot as usize).copied().unwrap_or(false)
