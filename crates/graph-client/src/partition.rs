@@ -35,7 +35,7 @@ use serde::de::DeserializeOwned;
 use crate::client::{Call, GraphClient};
 use crate::error::GraphError;
 use crate::models::ObjectId;
-use crate::paging::{Page, Pages};
+use crate::paging::{Page, Pages, RawPage, raw_page_stream};
 use crate::request::{ListRequest, odata_string};
 use crate::{Group, User};
 
@@ -191,22 +191,25 @@ impl<T: DeserializeOwned + Send + 'static> PartitionedList<T> {
         crate::paging::item_stream(self.pages())
     }
 
-    /// The single chain, as [`UsersApi::list`](crate::UsersApi::list) would run it.
-    fn single(&self) -> Pages<T> {
-        self.chain(None)
-    }
-
-    fn chain(&self, filter: Option<String>) -> Pages<T> {
-        let mut request = ListRequest::<T>::new(
+    fn request(&self) -> ListRequest<T> {
+        ListRequest::<T>::new(
             self.client.clone(),
             Ok(self.client.fixed_url(&[self.collection])),
         )
         .select(&self.select)
-        .top(self.top);
-        if let Some(filter) = filter {
-            request = request.filter(filter);
-        }
-        request.pages()
+        .top(self.top)
+    }
+
+    /// The single chain, as [`UsersApi::list`](crate::UsersApi::list) would run it.
+    fn single(&self) -> Pages<T> {
+        self.request().pages()
+    }
+
+    /// One range's chain. Its pages wait undecoded while the consumer is busy: with every
+    /// chain one page ahead, decoded pages would cost a kilobyte or more an object each.
+    fn range(&self, filter: String) -> Result<RawPages, GraphError> {
+        let first = self.request().filter(filter).first_page_link()?;
+        Ok(raw_page_stream(self.client.clone(), first))
     }
 
     /// Decides the chains: the single one, or ranges with whether the rest must follow.
@@ -404,10 +407,13 @@ enum Plan {
     Ranges { filters: Vec<String>, rest: bool },
 }
 
+/// The pages of one range's chain, undecoded.
+type RawPages = std::pin::Pin<Box<dyn futures::Stream<Item = Result<RawPage, GraphError>> + Send>>;
+
 enum Phase<T> {
     Start,
     Ranges {
-        chains: SelectAll<Pages<T>>,
+        chains: SelectAll<RawPages>,
         rest: bool,
     },
     Single(Pages<T>),
@@ -427,9 +433,14 @@ impl<T: DeserializeOwned + Send + 'static> State<T> {
                 Phase::Start => match self.list.plan().await {
                     Ok(Plan::Single) => self.phase = Phase::Single(self.list.single()),
                     Ok(Plan::Ranges { filters, rest }) => {
-                        let chains = filters
+                        let chains = match filters
                             .into_iter()
-                            .map(|filter| self.list.chain(Some(filter)));
+                            .map(|filter| self.list.range(filter))
+                            .collect::<Result<Vec<_>, _>>()
+                        {
+                            Ok(chains) => chains,
+                            Err(error) => return Some((Err(error), self)),
+                        };
                         self.phase = Phase::Ranges {
                             chains: stream::select_all(chains),
                             rest,
@@ -438,8 +449,11 @@ impl<T: DeserializeOwned + Send + 'static> State<T> {
                     Err(error) => return Some((Err(error), self)),
                 },
                 Phase::Ranges { mut chains, rest } => match chains.next().await {
-                    Some(Ok(page)) => {
-                        let page = self.once(page);
+                    Some(Ok(raw)) => {
+                        let page = match raw.decode::<T>() {
+                            Ok(page) => self.once(page),
+                            Err(error) => return Some((Err(error), self)),
+                        };
                         self.phase = Phase::Ranges { chains, rest };
                         return Some((Ok(page), self));
                     }

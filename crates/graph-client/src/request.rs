@@ -308,6 +308,11 @@ impl<T: DeserializeOwned + Send + 'static> ListRequest<T> {
         self.query.eventual()
     }
 
+    /// The first page's link, the query checked.
+    pub(crate) fn first_page_link(&self) -> Result<NextLink, GraphError> {
+        self.first_link()
+    }
+
     fn first_link(&self) -> Result<NextLink, GraphError> {
         self.query.validate()?;
         let url = self.url.clone().map_err(invalid_id)?;

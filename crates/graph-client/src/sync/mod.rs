@@ -29,8 +29,8 @@ mod memory;
 mod sink;
 
 pub use engine::{
-    DEFAULT_GROUP_SELECT, DEFAULT_USER_SELECT, NoProgress, Phase, SyncError, SyncOptions,
-    SyncProgress, SyncReport, SyncStep, run,
+    DEFAULT_GROUP_SELECT, DEFAULT_SYNC_PARTITIONS, DEFAULT_USER_SELECT, NoProgress, Phase,
+    SyncError, SyncOptions, SyncProgress, SyncReport, SyncStep, run,
 };
 pub use memory::{Directory, MemorySink};
 pub use sink::{
