@@ -602,7 +602,13 @@ async fn sync_process(
     flags: &[&str],
 ) -> anyhow::Result<SyncRun> {
     let output = tokio::process::Command::new(std::env::current_exe()?)
-        .args(["--sync-child", "--db", db, "--connection-id", &id.to_string()])
+        .args([
+            "--sync-child",
+            "--db",
+            db,
+            "--connection-id",
+            &id.to_string(),
+        ])
         .args(["--client-id", &endpoints.client_id])
         .args(["--client-secret", endpoints.client_secret.expose_secret()])
         .args(flags)
@@ -1561,7 +1567,10 @@ async fn partitioned(external: External, args: &Args) -> anyhow::Result<()> {
     // Each import runs into a store and mirror of its own, so both are first imports.
     let mut imports = Vec::new();
     for name in ["single", "partitioned"] {
-        let db = dir.join(format!("{name}.sqlite")).to_string_lossy().into_owned();
+        let db = dir
+            .join(format!("{name}.sqlite"))
+            .to_string_lossy()
+            .into_owned();
         let opened = m365_link_app::store::open(&db).await?;
         let linked = connect_in(&external.endpoints, Arc::clone(&opened.store)).await?;
         imports.push((db, linked));
@@ -1600,15 +1609,8 @@ async fn partitioned(external: External, args: &Args) -> anyhow::Result<()> {
     let latency_ms = args.latency_ms.unwrap_or(100);
     control.latency(latency_ms).await?;
     control.reset().await?;
-    let (single_wall, single_ids, single_listed) = timed_ids(
-        graph
-            .users()
-            .list()
-            .select(LISTING_SELECT)
-            .top(999)
-            .pages(),
-    )
-    .await?;
+    let (single_wall, single_ids, single_listed) =
+        timed_ids(graph.users().list().select(LISTING_SELECT).top(999).pages()).await?;
     let single_requests = counters.total().await?;
     control.reset().await?;
     let (split_wall, split_ids, split_listed) = timed_ids(
@@ -1654,7 +1656,13 @@ async fn partitioned(external: External, args: &Args) -> anyhow::Result<()> {
         &imports[0].0,
         imports[0].1.connection.id,
         &external.endpoints,
-        &["--full", "--max-partitions", "1", "--member-concurrency", &before],
+        &[
+            "--full",
+            "--max-partitions",
+            "1",
+            "--member-concurrency",
+            &before,
+        ],
     )
     .await?;
     let old_requests = counters.total().await?;

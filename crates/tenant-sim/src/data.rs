@@ -776,7 +776,10 @@ impl Directory {
         prefix: &'a str,
     ) -> impl Iterator<Item = u32> + 'a {
         self.user_by_upn
-            .range::<str, _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded))
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
             .take_while(move |(upn, _)| upn.starts_with(prefix))
             .map(|(_, slot)| *slot)
             .filter(|slot| self.user(*slot).is_some())
