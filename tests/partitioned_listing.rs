@@ -1,7 +1,8 @@
 //! The partitioned listing against tenant-sim: on seeded directories with adversarial
 //! UPNs (digits, symbols, mixed case, non-ASCII display names, guests `#EXT#`) it returns
 //! exactly the ids of the single chain, and of the directory, each once; a `ge` range
-//! (not indexed on Graph) is refused; the sim's counts agree with its lists.
+//! (not indexed on Graph) is refused; the sim's counts agree with its lists; the sync
+//! engine's full import goes through it.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use std::time::Duration;
 
 use connection_store::{MemoryStore, OwnerId};
 use futures::TryStreamExt as _;
+use graph_client::sync::{self, MemorySink, NoProgress, SyncKind, SyncOptions};
 use graph_client::{GraphClient, Group, User};
 use m365_link_app::connect::{SignIn, create_connection, simulated_browser};
 use m365_link_app::glue::{App, Linked};
@@ -163,6 +165,44 @@ async fn partitioned_and_single_chain_listings_return_the_same_ids() {
         );
         sim.shutdown().await;
     }
+}
+
+#[tokio::test]
+async fn the_sync_engine_imports_a_large_tenant_through_the_partitioned_listing() {
+    let sim = adversarial_sim(5_200, 11).await;
+    let graph = graph(&sim).await;
+    sim.control().reset_counters();
+    let mut sink = MemorySink::new();
+
+    let report = sync::run(&graph, &mut sink, &SyncOptions::new(), &NoProgress)
+        .await
+        .unwrap();
+
+    assert_eq!(report.kind, SyncKind::Full);
+    let directory: HashSet<String> = sim.control().users().into_iter().map(|u| u.id).collect();
+    let imported: HashSet<String> = sink
+        .directory()
+        .users()
+        .keys()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(imported, directory);
+    assert_eq!(report.summary.users.total, directory.len() as u64);
+    let groups: HashSet<String> = sim.control().groups().into_iter().map(|g| g.id).collect();
+    let imported_groups: HashSet<String> = sink
+        .directory()
+        .groups()
+        .keys()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(imported_groups, groups);
+    // Users were split (the collection's count, then one per first character); the 44
+    // groups are one chain after their count.
+    let counters = sim.control().counters();
+    assert_eq!(counters.by_endpoint().get("GET /users/$count"), Some(&69));
+    assert_eq!(counters.by_endpoint().get("GET /groups/$count"), Some(&1));
+    assert!(counters.first_pages("GET /users") >= 7, "{counters:?}");
+    sim.shutdown().await;
 }
 
 #[tokio::test]
