@@ -293,7 +293,13 @@ pub(crate) fn handle(
                 let context = format!("{}/$metadata#{}", request.graph_base, collection(kind));
                 return Ok(json_response(
                     StatusCode::OK,
-                    write_page(&context, None, None, Some(&link), std::iter::empty()),
+                    write_page(
+                        &context,
+                        None,
+                        None,
+                        Some(&link),
+                        std::iter::empty::<serde_json::Value>(),
+                    ),
                 ));
             }
             Some(token) => {

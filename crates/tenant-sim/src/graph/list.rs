@@ -9,7 +9,7 @@ use super::endpoint::UserRef;
 use super::error::GraphError;
 use super::paging::{Pager, count_matching};
 use super::properties::{
-    Catalogue, GROUPS, USERS, group_json, group_property, user_json, user_property,
+    Catalogue, GROUPS, USERS, group_json, group_property, user_fields, user_json, user_property,
 };
 use super::query::{Filter, Search};
 use super::request::Request;
@@ -211,7 +211,7 @@ pub(super) fn list_users(request: &Request<'_>) -> Result<Response, GraphError> 
         keep,
         |s| {
             dir.user(s)
-                .map(|u| user_json(dir, s, u, select.as_deref(), false))
+                .map(|u| user_fields(dir, s, u, select.as_deref()))
         },
     )
 }

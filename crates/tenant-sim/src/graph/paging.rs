@@ -8,7 +8,6 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde_json::{Map, Value};
 
 use super::error::GraphError;
 use super::request::Request;
@@ -38,13 +37,13 @@ impl<'r> Pager<'r> {
     /// at `at` that `keep` admits, written by `render` under `context`, with
     /// `@odata.count` on a first page that asked for it and a nextLink while more match.
     /// `$skiptoken` is read here, after every other option of the listing.
-    pub(super) fn page<T>(
+    pub(super) fn page<T, R: serde::Serialize>(
         &self,
         context: &str,
         len: usize,
         at: impl Fn(usize) -> Option<T>,
         keep: impl Fn(&T) -> bool,
-        render: impl FnMut(T) -> Option<Map<String, Value>>,
+        render: impl FnMut(T) -> Option<R>,
     ) -> Result<Response, GraphError> {
         let request = self.request;
         let start = decode_skiptoken(
@@ -123,14 +122,16 @@ fn decode_skiptoken(tenant_id: &str, tag: &str, token: Option<&str>) -> Result<u
 
 /// Writes `{"@odata.context", "@odata.count"?, "@odata.nextLink"?, "value": [...]}` one
 /// object at a time, so a page costs its own bytes and one object.
-pub(crate) fn write_page(
+pub(crate) fn write_page<R: serde::Serialize>(
     context: &str,
     count: Option<usize>,
     next_link: Option<&str>,
     delta_link: Option<&str>,
-    items: impl Iterator<Item = Map<String, Value>>,
+    items: impl Iterator<Item = R>,
 ) -> Vec<u8> {
-    let mut out = Vec::with_capacity(16 * 1024);
+    // About 600 bytes an object of a listing's selected properties: one allocation for
+    // most pages instead of a dozen doublings.
+    let mut out = Vec::with_capacity(16 * 1024 + items.size_hint().1.unwrap_or(0) * 640);
     out.extend_from_slice(b"{\"@odata.context\":");
     let _ = serde_json::to_writer(&mut out, context);
     if let Some(count) = count {

@@ -375,23 +375,47 @@ pub(crate) fn user_json(
     if typed {
         map.insert("@odata.type".into(), json!("#microsoft.graph.user"));
     }
-    match select {
-        None => {
-            for name in USER_DEFAULT {
-                if let Some((key, value)) = user_property(dir, slot, user, name) {
-                    map.insert(key.into(), value);
-                }
-            }
-        }
-        Some(names) => {
-            for name in names {
-                if let Some((key, value)) = user_property(dir, slot, user, name) {
-                    map.insert(key.into(), value);
-                }
-            }
-        }
+    for (key, value) in user_fields(dir, slot, user, select).0 {
+        map.insert(key.into(), value);
     }
     map
+}
+
+/// A user's selected properties in the order asked, written as a JSON object without
+/// building a map first (what a listing's pages are made of).
+pub(crate) struct Fields(Vec<(&'static str, Value)>);
+
+impl serde::Serialize for Fields {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (key, value) in &self.0 {
+            map.serialize_entry(key, value)?;
+        }
+        map.end()
+    }
+}
+
+/// [`user_json`] of a listing: the same properties, each once.
+pub(crate) fn user_fields(
+    dir: &Directory,
+    slot: u32,
+    user: &User,
+    select: Option<&[String]>,
+) -> Fields {
+    let mut fields: Vec<(&'static str, Value)> = Vec::with_capacity(24);
+    let mut add = |name: &str| {
+        if let Some((key, value)) = user_property(dir, slot, user, name)
+            && !fields.iter().any(|(k, _)| *k == key)
+        {
+            fields.push((key, value));
+        }
+    };
+    match select {
+        None => USER_DEFAULT.iter().for_each(|name| add(name)),
+        Some(names) => names.iter().for_each(|name| add(name)),
+    }
+    Fields(fields)
 }
 
 /// A group as Graph writes it.
