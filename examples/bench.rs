@@ -6,6 +6,7 @@
 //! cargo run --release --example bench -- --help
 //! cargo build --release -p m365-link --example bench --example worker -p tenant-sim --bin tenant-sim
 //! target/release/examples/bench --only fleet --sim-binary target/release/tenant-sim
+//! target/release/examples/bench --only partitioned --sim-binary target/release/tenant-sim
 //! ```
 //!
 //! Scenarios, each on the same simulated tenant (but `fleet`):
@@ -21,6 +22,12 @@
 //!   delta round with nothing changed, and one after 1 % of the users changed; each sync
 //!   runs in a process of its own (the bench re-runs itself), so its wall time and peak
 //!   RSS are the syncing process's alone.
+//! - `partitioned` (with `--sim-binary`): the listing against the plain-struct floor; with
+//!   `--latency-ms` (100) on every Graph request the single chain against the partitioned
+//!   listing (identical id sets required), and a whole first import into a fresh mirror
+//!   each way (single chain and member concurrency 8, against the defaults or
+//!   `--concurrency`), each in a process of its own; then the partitioned listing in pages
+//!   of 50 under an 800 units/s throttle (burst 80) with the client given that budget.
 //! - `fleet` (with `--sim-binary`; `--worker-binary`, `--postgres`): `--tenants` tenants
 //!   (default 1,000) of `--tenant-users` users (100) and `--tenant-groups` groups (5) in
 //!   one simulator process, `--latency-ms` (50) on every Graph request; each linked by a
