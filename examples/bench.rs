@@ -1534,15 +1534,6 @@ impl SimControl {
             .json()
             .await?)
     }
-
-    async fn reset(&self) -> anyhow::Result<()> {
-        self.http
-            .post(format!("{}/counters/reset", self.base))
-            .send()
-            .await?
-            .error_for_status()?;
-        Ok(())
-    }
 }
 
 /// Every user id of a listing, and how long it took.
@@ -1615,11 +1606,11 @@ async fn partitioned(external: External, args: &Args) -> anyhow::Result<()> {
     // 2. The single chain against the partitioned listing, with latency on every request.
     let latency_ms = args.latency_ms.unwrap_or(100);
     control.latency(latency_ms).await?;
-    control.reset().await?;
+    counters.reset().await?;
     let (single_wall, single_ids, single_listed) =
         timed_ids(graph.users().list().select(LISTING_SELECT).top(999).pages()).await?;
     let single_requests = counters.total().await?;
-    control.reset().await?;
+    counters.reset().await?;
     let (split_wall, split_ids, split_listed) = timed_ids(
         graph
             .users()
@@ -1658,7 +1649,7 @@ async fn partitioned(external: External, args: &Args) -> anyhow::Result<()> {
     // 3. A whole first import into the mirror, each in a process of its own: the single
     //    chain with the member concurrency of before, and the defaults.
     let before = MEMBER_CONCURRENCY_BEFORE.to_string();
-    control.reset().await?;
+    counters.reset().await?;
     let old = sync_process(
         &imports[0].0,
         imports[0].1.connection.id,
@@ -1673,7 +1664,7 @@ async fn partitioned(external: External, args: &Args) -> anyhow::Result<()> {
     )
     .await?;
     let old_requests = counters.total().await?;
-    control.reset().await?;
+    counters.reset().await?;
     let member_concurrency = args
         .concurrency
         .unwrap_or(graph_client::DEFAULT_MEMBER_CONCURRENCY)
@@ -1735,7 +1726,7 @@ async fn partitioned(external: External, args: &Args) -> anyhow::Result<()> {
     let burst = rate / 10.0;
     control.latency(0).await?;
     control.throttle(Some((rate, burst))).await?;
-    control.reset().await?;
+    counters.reset().await?;
     // The client is told the budget, so it paces itself instead of meeting 429s.
     let paced = GraphClient::builder(m365_link_app::glue::SessionTokens::new(
         linked.session.clone(),

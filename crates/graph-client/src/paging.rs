@@ -226,47 +226,65 @@ impl LinkGuard {
     }
 }
 
-struct PageState {
+struct Following<F> {
     client: GraphClient,
     next: Option<NextLink>,
     guard: LinkGuard,
     error: Option<GraphError>,
+    fetch: F,
 }
 
-/// The pages from `first` on, one page in memory at a time (built with `try_unfold`,
-/// STYLE Async). Continues past empty pages; stops with an error on a next link it
-/// followed before (spec 14 loop guard, cycles of any length), after the client's page
-/// cap, or on a link to another origin (checked in `execute` before the token is asked for).
-pub(crate) fn page_stream<T>(client: GraphClient, first: Result<NextLink, GraphError>) -> Pages<T>
+/// Follows a listing's links from `first`: `fetch` gets each page and says where the next
+/// one is. Continues past empty pages; stops with an error on a next link it followed
+/// before (spec 14 loop guard, cycles of any length), after the client's page cap, or on
+/// a link to another origin (checked in `execute` before the token is asked for). Built
+/// with `try_unfold` (STYLE Async).
+fn follow<P, F, Fut>(
+    client: GraphClient,
+    first: Result<NextLink, GraphError>,
+    fetch: F,
+) -> impl Stream<Item = Result<P, GraphError>> + Send
 where
-    T: DeserializeOwned + Send + 'static,
+    P: Send,
+    F: Fn(GraphClient, NextLink) -> Fut + Send,
+    Fut: std::future::Future<Output = Result<(P, Option<NextLink>), GraphError>> + Send,
 {
     let guard = LinkGuard::new(client.inner.max_pages);
     let (next, error) = match first {
         Ok(link) => (Some(link), None),
         Err(e) => (None, Some(e)),
     };
-    let state = PageState {
+    let state = Following {
         client,
         next,
         guard,
         error,
+        fetch,
     };
-    Pages(Box::pin(futures::stream::try_unfold(
-        state,
-        |mut state| async move {
-            if let Some(error) = state.error.take() {
-                return Err(error);
-            }
-            let Some(link) = state.next.take() else {
-                return Ok(None);
-            };
-            state.guard.admit(&link)?;
-            let page = fetch_page::<T>(&state.client, &link).await?;
-            state.next.clone_from(&page.next_link);
-            Ok(Some((page, state)))
-        },
-    )))
+    futures::stream::try_unfold(state, |mut state| async move {
+        if let Some(error) = state.error.take() {
+            return Err(error);
+        }
+        let Some(link) = state.next.take() else {
+            return Ok(None);
+        };
+        state.guard.admit(&link)?;
+        let (page, next) = (state.fetch)(state.client.clone(), link).await?;
+        state.next = next;
+        Ok(Some((page, state)))
+    })
+}
+
+/// The pages from `first` on, one page in memory at a time (see [`follow`]).
+pub(crate) fn page_stream<T>(client: GraphClient, first: Result<NextLink, GraphError>) -> Pages<T>
+where
+    T: DeserializeOwned + Send + 'static,
+{
+    Pages(Box::pin(follow(client, first, |client, link| async move {
+        let page = fetch_page::<T>(&client, &link).await?;
+        let next = page.next_link.clone();
+        Ok((page, next))
+    })))
 }
 
 /// One page's body, read but not decoded, and where its listing goes next: what a
@@ -288,8 +306,7 @@ impl RawPage {
 }
 
 /// [`page_stream`], each page read but not decoded: only its next link is, which
-/// `serde_json` finds by skipping over `value`. The same loop guard, page cap and origin
-/// checks.
+/// `serde_json` finds by skipping over `value`.
 pub(crate) fn raw_page_stream(
     client: GraphClient,
     first: NextLink,
@@ -299,28 +316,20 @@ pub(crate) fn raw_page_stream(
         #[serde(rename = "@odata.nextLink", default)]
         next_link: Option<String>,
     }
-    let guard = LinkGuard::new(client.inner.max_pages);
-    Box::pin(futures::stream::try_unfold(
-        (client, Some(first), guard),
-        |(client, next, mut guard)| async move {
-            let Some(link) = next else {
-                return Ok(None);
-            };
-            guard.admit(&link)?;
-            let reply = client.execute(Call::get(&link.url, link.eventual)).await?;
-            let links: Links = decode(&reply.body, &reply.path)?;
-            let next = links
-                .next_link
-                .filter(|l| !l.is_empty())
-                .map(|url| NextLink::new(url).with_consistency_eventual(link.eventual));
-            let page = RawPage {
-                body: reply.body,
-                path: reply.path,
-                eventual: link.eventual,
-            };
-            Ok(Some((page, (client, next, guard))))
-        },
-    ))
+    Box::pin(follow(client, Ok(first), |client, link| async move {
+        let reply = client.execute(Call::get(&link.url, link.eventual)).await?;
+        let links: Links = decode(&reply.body, &reply.path)?;
+        let next = links
+            .next_link
+            .filter(|l| !l.is_empty())
+            .map(|url| NextLink::new(url).with_consistency_eventual(link.eventual));
+        let page = RawPage {
+            body: reply.body,
+            path: reply.path,
+            eventual: link.eventual,
+        };
+        Ok((page, next))
+    }))
 }
 
 /// The items of a page stream, one page buffered.

@@ -208,7 +208,7 @@ impl<T: DeserializeOwned + Send + 'static> PartitionedList<T> {
     /// One range's chain. Its pages wait undecoded while the consumer is busy: with every
     /// chain one page ahead, decoded pages would cost a kilobyte or more an object each.
     fn range(&self, filter: String) -> Result<RawPages, GraphError> {
-        let first = self.request().filter(filter).first_page_link()?;
+        let first = self.request().filter(filter).first_link()?;
         Ok(raw_page_stream(self.client.clone(), first))
     }
 

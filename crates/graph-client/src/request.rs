@@ -309,11 +309,7 @@ impl<T: DeserializeOwned + Send + 'static> ListRequest<T> {
     }
 
     /// The first page's link, the query checked.
-    pub(crate) fn first_page_link(&self) -> Result<NextLink, GraphError> {
-        self.first_link()
-    }
-
-    fn first_link(&self) -> Result<NextLink, GraphError> {
+    pub(crate) fn first_link(&self) -> Result<NextLink, GraphError> {
         self.query.validate()?;
         let url = self.url.clone().map_err(invalid_id)?;
         let query = self.query.to_query_string(self.client.inner.page_size);

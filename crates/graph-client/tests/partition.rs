@@ -5,7 +5,6 @@
 mod common;
 
 use std::collections::HashSet;
-use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use futures::TryStreamExt;
@@ -268,27 +267,13 @@ async fn a_user_outside_the_ranges_is_listed_by_the_single_chain_after_them() {
     assert_eq!(unfiltered.len(), 7);
 }
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn a_refused_range_falls_back_to_the_single_chain_and_says_so() {
     let mut directory = Directory::new(UPNS, true);
     directory.refuse_filters = true;
     let (server, log, expected) = serve(directory).await;
     let (client, _) = common::client(&server);
-    let captured = Captured::default();
+    let captured = common::Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(move || writer.clone())
@@ -308,7 +293,7 @@ async fn a_refused_range_falls_back_to_the_single_chain_and_says_so() {
         .unwrap();
 
     assert_eq!(ids_once(&users), expected);
-    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let text = captured.text();
     assert!(
         text.contains("falls back to the single chain"),
         "no warning in {text:?}"

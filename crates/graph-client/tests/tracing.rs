@@ -2,28 +2,13 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use futures::TryStreamExt;
 use graph_client::{GraphClient, StaticToken, User};
 use serde_json::json;
 use wiremock::matchers::{method, path, query_param, query_param_is_missing};
 use wiremock::{Mock, MockServer, ResponseTemplate};
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 #[tokio::test]
 async fn spans_name_method_path_status_attempt_and_request_id_but_no_secret() {
@@ -49,7 +34,7 @@ async fn spans_name_method_path_status_attempt_and_request_id_but_no_secret() {
         )
         .mount(&server)
         .await;
-    let captured = Captured::default();
+    let captured = common::Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(move || writer.clone())
@@ -66,7 +51,7 @@ async fn spans_name_method_path_status_attempt_and_request_id_but_no_secret() {
     let users: Vec<User> = client.users().list().stream().try_collect().await.unwrap();
     assert_eq!(users.len(), 2);
 
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let log = captured.text();
     assert!(log.contains("graph_request"), "{log}");
     assert!(log.contains("method=GET"), "{log}");
     assert!(log.contains("path=/v1.0/users"), "{log}");

@@ -85,3 +85,25 @@ pub fn fixture(name: &str) -> serde_json::Value {
 pub fn graph_error(code: &str, message: &str) -> serde_json::Value {
     serde_json::json!({"error": {"code": code, "message": message, "innerError": {"request-id": "req-1", "date": "2024-01-01T00:00:00"}}})
 }
+
+/// A log writer for a `tracing_subscriber::fmt()` subscriber that keeps what was written.
+#[derive(Clone, Default)]
+pub struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Captured {
+    /// Everything written so far.
+    pub fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

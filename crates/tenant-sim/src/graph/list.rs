@@ -48,13 +48,14 @@ pub(super) fn count_users(
     filter: Option<&Filter>,
     search: Option<&Search>,
 ) -> usize {
-    let keep = user_predicate(dir, filter, search);
+    let admits = user_matches(dir, filter, search);
     match upn_candidates(dir, filter) {
-        Some(slots) => slots.iter().filter(|slot| keep(slot)).count(),
-        None => count_matching(dir.users.len(), |i| live_user(dir, i), keep),
+        Some(slots) => slots.iter().filter(|slot| admits(slot)).count(),
+        None => count_matching(dir.users.len(), |i| live_user(dir, i), admits),
     }
 }
 
+/// Whether a user passes the listing's filter and search.
 pub(super) fn user_predicate<'a>(
     dir: &'a Directory,
     filter: Option<&'a Filter>,
@@ -72,12 +73,22 @@ pub(super) fn user_predicate<'a>(
         }
         marked
     });
+    let admits = user_matches(dir, filter, search);
     move |slot: &u32| {
-        if let Some(marked) = &candidates
-            && !marked.get(*slot as usize).copied().unwrap_or(false)
-        {
-            return false;
-        }
+        candidates
+            .as_ref()
+            .is_none_or(|marked| marked.get(*slot as usize).copied().unwrap_or(false))
+            && admits(slot)
+    }
+}
+
+/// The filter and search on one user, without the index.
+fn user_matches<'a>(
+    dir: &'a Directory,
+    filter: Option<&'a Filter>,
+    search: Option<&'a Search>,
+) -> impl Fn(&u32) -> bool + 'a {
+    move |slot: &u32| {
         let Some(user) = dir.user(*slot) else {
             return false;
         };
