@@ -1,5 +1,6 @@
 //! JSON `$batch` of GET requests (spec 12): split into batches of at most 20, answers
-//! matched by id, throttled items retried in a later batch through the throttle gate.
+//! matched by id, throttled items retried in a later batch through the throttle gate,
+//! items answered with a claims challenge retried once with a new token (spec 7).
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -8,10 +9,12 @@ use bytes::Bytes;
 use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
+use crate::challenge::{Challenged, ClaimsChallenge};
 use crate::client::{Call, GraphClient, decode, decode_error};
-use crate::error::{GraphError, ResponseMeta, classify};
+use crate::error::{GraphError, ResponseMeta, ServiceError, classify, service_error_of};
 use crate::paging::Page;
 use crate::retry::{RetryBudget, parse_retry_after};
 
@@ -100,6 +103,38 @@ impl WireResponse {
                 _ => None,
             })
     }
+
+    /// A claims challenge in the item's own `WWW-Authenticate` (a string, or a list of
+    /// strings for several headers).
+    fn claims_challenge(&self) -> Option<ClaimsChallenge> {
+        let headers = self.headers.as_ref()?;
+        let values = headers
+            .iter()
+            .filter(|(name, _)| name.eq_ignore_ascii_case("www-authenticate"))
+            .flat_map(|(_, value)| match value {
+                Value::String(text) => vec![text.as_str()],
+                Value::Array(list) => list.iter().filter_map(Value::as_str).collect(),
+                _ => Vec::new(),
+            });
+        ClaimsChallenge::from_header_values(self.status, values)
+    }
+
+    /// The diagnostics of an item's own headers.
+    fn meta(&self, retry_after: Option<Duration>) -> ResponseMeta {
+        ResponseMeta {
+            request_id: self.header("request-id"),
+            client_request_id: self.header("client-request-id"),
+            date: self.header("date"),
+            retry_after,
+            content_type: self.header("content-type"),
+            location: self.header("location"),
+        }
+    }
+
+    fn service_error(&self, retry_after: Option<Duration>, path: &str) -> Box<ServiceError> {
+        let body = serde_json::to_vec(&self.body).unwrap_or_default();
+        service_error_of(self.status, &body, &self.meta(retry_after), path)
+    }
 }
 
 impl GraphClient {
@@ -113,10 +148,19 @@ impl GraphClient {
     /// a second answer for the same id is ignored. For pages, use
     /// [`batch_pages`](Self::batch_pages), which keeps `ConsistencyLevel` on next links.
     ///
+    /// Items answered 401 or 403 with a claims challenge (spec 7) are treated like a
+    /// challenge of the whole request, once per call: the token their batch was sent with
+    /// goes to [`TokenProvider::claims_challenge`](crate::TokenProvider::claims_challenge)
+    /// and they are sent again, in a later batch, with the new token. An item challenged
+    /// again gets [`GraphError::ClaimsChallenge`] as its result; the challenged token is
+    /// never sent again (a provider giving it back fails the call with that error).
+    ///
     /// # Errors
     ///
     /// An error of a `$batch` request itself (after its own retries): the items of that
-    /// batch and later ones have no result then. Errors of single items are in the returned list.
+    /// batch and later ones have no result then. Errors of single items are in the
+    /// returned list. A [`GraphError::Token`] when the provider fails to answer an item's
+    /// claims challenge.
     pub async fn batch<T: DeserializeOwned>(
         &self,
         items: Vec<BatchItem>,
@@ -159,11 +203,15 @@ impl GraphClient {
         let mut results: Vec<Option<Result<T, GraphError>>> = items.iter().map(|_| None).collect();
         let mut budgets = vec![RetryBudget::default(); items.len()];
         let mut pending: Vec<usize> = (0..items.len()).collect();
+        // The one claims challenge this call answered, with the token it challenged.
+        let mut challenged: Option<Challenged> = None;
         while !pending.is_empty() {
             let mut retry_next: Vec<usize> = Vec::new();
             let mut backoff = Duration::ZERO;
             for chunk in pending.chunks(MAX_BATCH_SIZE) {
-                let answers = self.send_chunk(items, chunk, &batch_url).await?;
+                let (answers, sent_with) = self
+                    .send_chunk(items, chunk, &batch_url, challenged.as_ref())
+                    .await?;
                 // Each id of this chunk is taken once: a repeated answer would otherwise
                 // queue its item twice, and Graph refuses a batch with duplicate ids (spec 12).
                 let mut answered: HashSet<usize> = HashSet::with_capacity(chunk.len());
@@ -180,6 +228,44 @@ impl GraphClient {
                     let retry_after = answer
                         .header("retry-after")
                         .and_then(|v| parse_retry_after(&v, (self.inner.clock)()));
+                    if matches!(answer.status, 401 | 403)
+                        && let Some(challenge) = answer.claims_challenge()
+                    {
+                        match &challenged {
+                            // The first challenge: the provider hears it once for the call,
+                            // and the item goes again with the new token.
+                            None => {
+                                let error = answer.service_error(retry_after, &path);
+                                if let Err(e) = self
+                                    .inner
+                                    .tokens
+                                    .claims_challenge(&sent_with, &challenge)
+                                    .await
+                                {
+                                    return Err(GraphError::Token(e.with_challenge(&challenge)));
+                                }
+                                tracing::debug!(path = %path, status = answer.status, "batch item claims challenge, retrying with a new token");
+                                challenged = Some(Challenged {
+                                    token: sent_with.clone(),
+                                    challenge,
+                                    error,
+                                });
+                                retry_next.push(index);
+                            }
+                            // Another item sent with the same, already reported token.
+                            Some(c) if c.token.expose_secret() == sent_with.expose_secret() => {
+                                retry_next.push(index);
+                            }
+                            // Challenged again with the new token.
+                            Some(_) => {
+                                results[index] = Some(Err(GraphError::ClaimsChallenge {
+                                    error: answer.service_error(retry_after, &path),
+                                    challenge: Box::new(challenge),
+                                }));
+                            }
+                        }
+                        continue;
+                    }
                     if matches!(answer.status, 429 | 503 | 504) {
                         let budget = &mut budgets[index];
                         let wait = budget.wait(policy, retry_after);
@@ -227,12 +313,14 @@ impl GraphClient {
             .collect())
     }
 
+    /// Sends one batch; answers its decoded responses and the token it was sent with.
     async fn send_chunk(
         &self,
         items: &[BatchItem],
         chunk: &[usize],
         batch_url: &str,
-    ) -> Result<WireResponses, GraphError> {
+        challenged: Option<&Challenged>,
+    ) -> Result<(WireResponses, SecretString), GraphError> {
         let body = WireRequests {
             requests: chunk
                 .iter()
@@ -269,8 +357,8 @@ impl GraphClient {
             batch: true,
             units: Some(units),
         };
-        let reply = self.execute(call).await?;
-        decode(&reply.body, &reply.path)
+        let reply = self.execute_with(call, challenged).await?;
+        Ok((decode(&reply.body, &reply.path)?, reply.token))
     }
 }
 
@@ -283,14 +371,7 @@ fn item_result(
     if (200..300).contains(&answer.status) {
         return Ok(answer.body);
     }
-    let meta = ResponseMeta {
-        request_id: answer.header("request-id"),
-        client_request_id: answer.header("client-request-id"),
-        date: answer.header("date"),
-        retry_after,
-        content_type: answer.header("content-type"),
-        location: answer.header("location"),
-    };
+    let meta = answer.meta(retry_after);
     let body = serde_json::to_vec(&answer.body).unwrap_or_default();
     Err(classify(answer.status, &body, meta, path))
 }

@@ -1,5 +1,5 @@
 //! [`GraphClient`], its builder, and the one place where requests are sent: origin check,
-//! throttle gate, token, 401 refresh, retries, body size limit, tracing.
+//! throttle gate, token, 401 refresh, claims challenges, retries, body size limit, tracing.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -12,7 +12,8 @@ use serde::de::DeserializeOwned;
 use tracing::Instrument;
 use url::Url;
 
-use crate::error::{DecodeErrorKind, GraphError, ResponseMeta, classify};
+use crate::challenge::{Challenged, ClaimsChallenge};
+use crate::error::{DecodeErrorKind, GraphError, ResponseMeta, classify, service_error_of};
 use crate::retry::{
     Clock, RetryBudget, RetryPolicy, ThrottleGate, UnitBudget, parse_retry_after, resource_units,
 };
@@ -76,7 +77,7 @@ pub(crate) struct Inner {
     http: reqwest::Client,
     /// The Graph root without a trailing slash, e.g. `https://graph.microsoft.com/v1.0`.
     pub(crate) base: Url,
-    tokens: Arc<dyn TokenProvider>,
+    pub(crate) tokens: Arc<dyn TokenProvider>,
     pub(crate) retry: RetryPolicy,
     pub(crate) page_size: Option<u32>,
     max_body: usize,
@@ -387,6 +388,8 @@ pub(crate) struct Reply {
     pub(crate) headers: HeaderMap,
     pub(crate) body: Bytes,
     pub(crate) path: String,
+    /// The token the answer was sent with: a `$batch` item's claims challenge is about it.
+    pub(crate) token: SecretString,
 }
 
 enum Attempt {
@@ -395,6 +398,8 @@ enum Attempt {
         status: StatusCode,
         body: Bytes,
         meta: ResponseMeta,
+        /// A usable claims challenge of a 401 or 403 (spec 7).
+        challenge: Option<ClaimsChallenge>,
     },
     /// A timeout or connection failure: retried on idempotent requests.
     Transport(GraphError),
@@ -437,15 +442,29 @@ impl GraphClient {
         Ok(parsed)
     }
 
-    /// Sends a request with the gate, token, 401 refresh and retry rules; answers a 2xx
-    /// reply or the classified error.
+    /// Sends a request with the gate, token, 401 refresh, claims challenge and retry
+    /// rules; answers a 2xx reply or the classified error.
     pub(crate) async fn execute(&self, call: Call<'_>) -> Result<Reply, GraphError> {
+        self.execute_with(call, None).await
+    }
+
+    /// [`execute`](Self::execute) for a request whose caller already answered a claims
+    /// challenge (a `$batch` item's): its token is never sent, and a challenge of this
+    /// request is the second one, the typed error.
+    pub(crate) async fn execute_with(
+        &self,
+        call: Call<'_>,
+        challenged: Option<&Challenged>,
+    ) -> Result<Reply, GraphError> {
         let url = self.check_origin(call.url)?;
         let path = url.path().to_owned();
         let policy = &self.inner.retry;
         let mut attempt: u32 = 0;
         let mut budget = RetryBudget::default();
         let mut refreshed = false;
+        // The claims challenge answered for this request, with the token it challenged
+        // (spec 7): that token is never sent again, and another challenge is final.
+        let mut challenged: Option<Challenged> = challenged.cloned();
         loop {
             attempt += 1;
             self.inner.gate.wait().await;
@@ -454,12 +473,23 @@ impl GraphClient {
                     .spend(call.units.unwrap_or_else(|| resource_units(&url)))
                     .await;
             }
-            let token = self
-                .inner
-                .tokens
-                .access_token()
-                .await
-                .map_err(GraphError::Token)?;
+            let token = match self.inner.tokens.access_token().await {
+                Ok(token) => token,
+                Err(e) => {
+                    return Err(GraphError::Token(match &challenged {
+                        Some(c) => e.with_challenge(&c.challenge),
+                        None => e,
+                    }));
+                }
+            };
+            if let Some(c) = challenged.take() {
+                // Never retry blindly with the challenged token (spec 7, step 5): a provider
+                // that cannot refresh (or did not hear) gives it back; only a new sign-in helps.
+                if c.token.expose_secret() == token.expose_secret() {
+                    return Err(c.into_error());
+                }
+                challenged = Some(c);
+            }
             let span = tracing::debug_span!(
                 "graph_request",
                 method = %call.method,
@@ -475,7 +505,36 @@ impl GraphClient {
                 .await;
             let (status, body, meta) = match outcome {
                 Attempt::Done(reply) => return Ok(reply),
-                Attempt::Status { status, body, meta } => (status, body, meta),
+                Attempt::Status {
+                    status,
+                    body,
+                    meta,
+                    challenge: Some(challenge),
+                } => {
+                    let error = service_error_of(status.as_u16(), &body, &meta, &path);
+                    if challenged.is_some() {
+                        // The new token was challenged too: a refresh cannot meet the claims.
+                        return Err(GraphError::ClaimsChallenge {
+                            challenge: Box::new(challenge),
+                            error,
+                        });
+                    }
+                    span.in_scope(|| {
+                        tracing::debug!(status = status.as_u16(), "claims challenge, refreshing");
+                    });
+                    if let Err(e) = self.inner.tokens.claims_challenge(&token, &challenge).await {
+                        return Err(GraphError::Token(e.with_challenge(&challenge)));
+                    }
+                    challenged = Some(Challenged {
+                        token,
+                        challenge,
+                        error,
+                    });
+                    continue;
+                }
+                Attempt::Status {
+                    status, body, meta, ..
+                } => (status, body, meta),
                 Attempt::Fatal(err) => return Err(err),
                 Attempt::Transport(err) => {
                     // Only idempotent requests are retried: GETs, and $batch POSTs of GETs.
@@ -579,6 +638,11 @@ impl GraphClient {
             span.record("request_id", id.as_str());
         }
         let headers = response.headers().clone();
+        let challenge = if matches!(status.as_u16(), 401 | 403) {
+            ClaimsChallenge::from_headers(status.as_u16(), &headers)
+        } else {
+            None
+        };
         let body = match read_body(response, self.inner.max_body, path).await {
             Ok(b) => b,
             Err(e @ GraphError::BodyTooLarge { .. }) => return Attempt::Fatal(e),
@@ -590,9 +654,15 @@ impl GraphClient {
                 headers,
                 body,
                 path: path.to_owned(),
+                token: token.clone(),
             })
         } else {
-            Attempt::Status { status, body, meta }
+            Attempt::Status {
+                status,
+                body,
+                meta,
+                challenge,
+            }
         }
     }
 

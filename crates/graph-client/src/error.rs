@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::challenge::ClaimsChallenge;
 use crate::token::TokenError;
 
 /// What Microsoft Graph said about a request it refused: the fields of its error JSON
@@ -91,6 +92,18 @@ pub enum GraphError {
         error: Box<ServiceError>,
         /// The `Location` header of a 410: the request to start again with (no token in it).
         location: Option<String>,
+    },
+    /// Graph answered a claims challenge (continuous access evaluation or Conditional
+    /// Access, spec 7) that a new token did not meet: the token asked for after the
+    /// challenge was challenged again, or the provider gave the challenged token back.
+    /// Only a new sign-in helps: reconnect, sending
+    /// [`ClaimsChallenge::claims`] with the authorize request.
+    #[error("microsoft graph's claims challenge ({}) was not met by a new token: {error}", .challenge.error())]
+    ClaimsChallenge {
+        /// The last challenge Graph sent (its claims, `error`, status and `authorization_uri`).
+        challenge: Box<ClaimsChallenge>,
+        /// What Graph said with it (status, code, `request-id`).
+        error: Box<ServiceError>,
     },
     /// The token provider could not give a token.
     #[error("the token provider failed")]
@@ -283,10 +296,11 @@ impl GraphError {
         matches!(self, Self::ResyncRequired { .. })
     }
 
-    /// True when only a new sign-in helps: the provider said so, or Graph rejected a fresh token.
+    /// True when only a new sign-in helps: the provider said so, Graph rejected a fresh
+    /// token, or a claims challenge was not met.
     pub fn requires_reauthorization(&self) -> bool {
         match self {
-            Self::Unauthorized(_) => true,
+            Self::Unauthorized(_) | Self::ClaimsChallenge { .. } => true,
             Self::Token(e) => e.requires_reauthorization(),
             _ => false,
         }
@@ -321,9 +335,21 @@ impl GraphError {
     /// The Graph error details, for the variants that carry them.
     pub fn service_error(&self) -> Option<&ServiceError> {
         match self {
-            Self::Service(e) | Self::Unauthorized(e) | Self::ResyncRequired { error: e, .. } => {
-                Some(e)
-            }
+            Self::Service(e)
+            | Self::Unauthorized(e)
+            | Self::ResyncRequired { error: e, .. }
+            | Self::ClaimsChallenge { error: e, .. } => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The claims challenge behind this error: of [`GraphError::ClaimsChallenge`], or of a
+    /// [`GraphError::Token`] the provider gave while answering a challenge. Keep its
+    /// [`claims`](ClaimsChallenge::claims) for the reconnect's authorize request (spec 7).
+    pub fn claims_challenge(&self) -> Option<&ClaimsChallenge> {
+        match self {
+            Self::ClaimsChallenge { challenge, .. } => Some(challenge),
+            Self::Token(e) => e.claims_challenge(),
             _ => None,
         }
     }
@@ -375,6 +401,30 @@ pub(crate) struct ResponseMeta {
     pub(crate) retry_after: Option<Duration>,
     pub(crate) content_type: Option<String>,
     pub(crate) location: Option<String>,
+}
+
+/// The Graph error details of a non-success answer, also when it has no Graph error JSON
+/// (a claims challenge may come with any body).
+pub(crate) fn service_error_of(
+    status: u16,
+    body: &[u8],
+    meta: &ResponseMeta,
+    path: &str,
+) -> Box<ServiceError> {
+    match classify(status, body, meta.clone(), path) {
+        GraphError::Service(e) | GraphError::ResyncRequired { error: e, .. } => e,
+        _ => Box::new(ServiceError {
+            status,
+            code: None,
+            inner_code: None,
+            message: None,
+            request_id: meta.request_id.clone(),
+            client_request_id: meta.client_request_id.clone(),
+            date: meta.date.clone(),
+            retry_after: meta.retry_after,
+            path: path.to_owned(),
+        }),
+    }
 }
 
 /// Turns a non-success answer into the matching [`GraphError`] (spec 9, 11).

@@ -3,6 +3,7 @@
 
 mod api;
 mod batch;
+mod challenge;
 mod client;
 mod delta;
 mod error;
@@ -19,6 +20,7 @@ pub mod sync;
 pub use api::groups::GroupsApi;
 pub use api::users::{ManagerRequest, Photo, PhotoRequest, PhotoSize, ProfilePhoto, UsersApi};
 pub use batch::{BatchItem, MAX_BATCH_SIZE};
+pub use challenge::{ClaimsChallenge, MAX_CLAIMS_BYTES};
 pub use client::{
     DEFAULT_MAX_PAGES, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_REQUEST_TIMEOUT, DEFAULT_USER_AGENT,
     GraphClient, GraphClientBuilder, GraphCloud,
@@ -36,5 +38,7 @@ pub use request::{GetRequest, ListRequest, odata_string, search_clause};
 pub use retry::RetryPolicy;
 pub use token::{StaticToken, TokenError, TokenProvider};
 
+/// The `http` crate, whose `HeaderMap` [`ClaimsChallenge::from_headers`] reads.
+pub use http;
 /// The `secrecy` crate, whose `SecretString` the [`TokenProvider`] trait uses.
 pub use secrecy;

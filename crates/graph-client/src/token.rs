@@ -3,6 +3,8 @@
 use async_trait::async_trait;
 use secrecy::SecretString;
 
+use crate::challenge::ClaimsChallenge;
+
 /// Gives the client a bearer token for Microsoft Graph and hears when Graph rejected one.
 ///
 /// Implement it over whatever holds your tokens (an `entra_auth` session, a cache, a
@@ -10,6 +12,12 @@ use secrecy::SecretString;
 /// should answer from a cache and refresh only when needed. When Graph answers 401, the
 /// client calls [`rejected`](TokenProvider::rejected) with the token it sent, asks for a
 /// new one and retries once (DESIGN graph-client; spec 11, `InvalidAuthenticationToken`).
+///
+/// When Graph answers 401 (or 403) with a claims challenge (continuous access evaluation,
+/// spec 7), the client calls [`claims_challenge`](TokenProvider::claims_challenge) instead,
+/// then asks for a new token and retries once with it; it never resends the challenged
+/// token. A provider that declares the `cp1` client capability overrides
+/// `claims_challenge` to refresh with the challenge's claims.
 #[async_trait]
 pub trait TokenProvider: Send + Sync {
     /// A bearer access token for Microsoft Graph.
@@ -23,6 +31,38 @@ pub trait TokenProvider: Send + Sync {
     /// Graph rejected `token` with 401: drop it from any cache so that the next
     /// [`access_token`](TokenProvider::access_token) call returns a fresh one.
     async fn rejected(&self, token: &SecretString);
+
+    /// Graph answered `token` with a claims challenge (spec 7): the token was revoked by
+    /// continuous access evaluation, or falls short of a Conditional Access policy.
+    ///
+    /// Drop `token` from any cache, so that the next
+    /// [`access_token`](TokenProvider::access_token) call gives a new token, requested
+    /// from the token endpoint with [`ClaimsChallenge::claims`] (merged with the client
+    /// capabilities). Many requests may be challenged at once for the same token: refresh
+    /// once (single flight) and only while the cached token is still `token`. Refreshing
+    /// here or in the next `access_token` call are both fine. The client never resends
+    /// `token`: if the next `access_token` call gives it again, the request fails with
+    /// [`GraphError::ClaimsChallenge`](crate::GraphError::ClaimsChallenge).
+    ///
+    /// The default drops the token through [`rejected`](TokenProvider::rejected), which
+    /// suits a provider that did not declare `cp1` (Graph then sends no challenges).
+    ///
+    /// # Errors
+    ///
+    /// A [`TokenError`] when no token satisfying the claims can be had; mark it with
+    /// [`TokenError::reauthorization_required`] when only a new sign-in with the claims can
+    /// help (`interaction_required`). The request then fails with
+    /// [`GraphError::Token`](crate::GraphError::Token), which keeps the challenge
+    /// ([`GraphError::claims_challenge`](crate::GraphError::claims_challenge)).
+    async fn claims_challenge(
+        &self,
+        token: &SecretString,
+        challenge: &ClaimsChallenge,
+    ) -> Result<(), TokenError> {
+        let _ = challenge;
+        self.rejected(token).await;
+        Ok(())
+    }
 }
 
 /// A token provider could not give a token.
@@ -33,6 +73,8 @@ pub struct TokenError {
     reauthorization_required: bool,
     #[source]
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    /// The claims challenge the provider was answering when it failed.
+    challenge: Option<Box<ClaimsChallenge>>,
 }
 
 impl TokenError {
@@ -42,6 +84,7 @@ impl TokenError {
             message: message.into(),
             reauthorization_required: false,
             source: None,
+            challenge: None,
         }
     }
 
@@ -51,6 +94,7 @@ impl TokenError {
             message: message.into(),
             reauthorization_required: true,
             source: None,
+            challenge: None,
         }
     }
 
@@ -65,12 +109,30 @@ impl TokenError {
     pub fn requires_reauthorization(&self) -> bool {
         self.reauthorization_required
     }
+
+    /// The claims challenge that asked for the token, when the provider failed while
+    /// answering one: a reconnect passes its [`claims`](ClaimsChallenge::claims) to the
+    /// authorize request (spec 7). Set by the client.
+    pub fn claims_challenge(&self) -> Option<&ClaimsChallenge> {
+        self.challenge.as_deref()
+    }
+
+    /// Keeps the challenge being answered.
+    #[must_use]
+    pub(crate) fn with_challenge(mut self, challenge: &ClaimsChallenge) -> Self {
+        if self.challenge.is_none() {
+            self.challenge = Some(Box::new(challenge.clone()));
+        }
+        self
+    }
 }
 
 /// A [`TokenProvider`] that always gives the same token: for examples, scripts and tests.
 ///
 /// It cannot refresh, so a rejected token stays rejected (the client then reports
-/// [`GraphError::Unauthorized`](crate::GraphError::Unauthorized) after its one retry).
+/// [`GraphError::Unauthorized`](crate::GraphError::Unauthorized) after its one retry), and
+/// a claims challenge is [`GraphError::ClaimsChallenge`](crate::GraphError::ClaimsChallenge)
+/// at once, since it gives the challenged token again.
 #[derive(Clone)]
 pub struct StaticToken {
     token: SecretString,
@@ -101,6 +163,14 @@ impl<P: TokenProvider + ?Sized> TokenProvider for std::sync::Arc<P> {
 
     async fn rejected(&self, token: &SecretString) {
         (**self).rejected(token).await;
+    }
+
+    async fn claims_challenge(
+        &self,
+        token: &SecretString,
+        challenge: &ClaimsChallenge,
+    ) -> Result<(), TokenError> {
+        (**self).claims_challenge(token, challenge).await
     }
 }
 
