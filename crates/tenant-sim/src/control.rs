@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::Error;
-use crate::auth::ConsentMode;
+use crate::auth::{AccessTokenInfo, CaeEvent, ConsentMode};
 use crate::data::{Deletion, Directory, Group, Member, User, UserType};
 use crate::faults::{FaultKind, FaultSettings};
 use crate::server::{RequestCounters, Shared, TenantState};
@@ -427,7 +427,24 @@ impl Control {
     /// # Errors
     /// [`Error::NotFound`] for an unknown user or manager; [`Error::Conflict`] when the new
     /// UPN is taken.
+    ///
+    /// Setting `accountEnabled` to false is a CAE critical event, as
+    /// [`Control::disable_user`] (the user's CAE tokens are challenged).
     pub fn update_user(&self, id_or_upn: &str, fields: &UserFields) -> Result<UserSummary, Error> {
+        let (summary, was_enabled) = self.update_user_fields(id_or_upn, fields)?;
+        if was_enabled && !summary.account_enabled {
+            self.signal(&summary.id, CaeEvent::UserDisabled);
+        }
+        Ok(summary)
+    }
+
+    /// The update, and whether the account was enabled before it. The directory lock is
+    /// released before the Entra half is told (it reads the directory under its own lock).
+    fn update_user_fields(
+        &self,
+        id_or_upn: &str,
+        fields: &UserFields,
+    ) -> Result<(UserSummary, bool), Error> {
         let mut dir = self.state().write_dir();
         let slot = dir
             .find_user(id_or_upn)
@@ -436,6 +453,7 @@ impl Control {
             .user(slot)
             .cloned()
             .ok_or_else(|| not_found("user", id_or_upn))?;
+        let was_enabled = probe.account_enabled;
         apply_user_fields(&dir, &mut probe, fields)?;
         // Which properties changed, for `Prefer: return=minimal` delta rounds ([spec 9]).
         let mut mask = 0u64;
@@ -452,7 +470,8 @@ impl Control {
             return Err(Error::Conflict("user principal name is taken".into()));
         }
         dir.record_user_change(slot, mask);
-        user_summary(&dir, slot).ok_or_else(|| not_found("user", id_or_upn))
+        let summary = user_summary(&dir, slot).ok_or_else(|| not_found("user", id_or_upn))?;
+        Ok((summary, was_enabled))
     }
 
     /// Deletes a user (soft: `@removed` reason `changed`; permanent: `deleted`), removing
@@ -460,12 +479,19 @@ impl Control {
     ///
     /// # Errors
     /// [`Error::NotFound`] for an unknown user.
+    ///
+    /// A CAE critical event: the user's CAE tokens are challenged from now on.
     pub fn delete_user(&self, id_or_upn: &str, deletion: Deletion) -> Result<(), Error> {
-        let mut dir = self.state().write_dir();
-        let slot = dir
-            .find_user(id_or_upn)
-            .ok_or_else(|| not_found("user", id_or_upn))?;
-        dir.delete_user(slot, deletion);
+        let id = {
+            let mut dir = self.state().write_dir();
+            let slot = dir
+                .find_user(id_or_upn)
+                .ok_or_else(|| not_found("user", id_or_upn))?;
+            let id = dir.user_ids[slot as usize].to_string();
+            dir.delete_user(slot, deletion);
+            id
+        };
+        self.signal(&id, CaeEvent::UserDeleted);
         Ok(())
     }
 
@@ -588,6 +614,101 @@ impl Control {
         Ok(self.shared.auth.revoke_user_grants(self.tenant, &id))
     }
 
+    /// Graph's `revokeSignInSessions` on a user (id or UPN): every refresh token issued
+    /// to the user so far gets `invalid_grant` AADSTS50173, and Graph answers the user's
+    /// CAE access tokens issued so far with a claims challenge (401,
+    /// `insufficient_claims`, `nbf` = the returned time). Access tokens of clients that
+    /// did not declare `cp1` keep working until they expire, as at Microsoft. Returns the
+    /// revocation's unix time (seconds).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown user.
+    pub fn revoke_sign_in_sessions(&self, id_or_upn: &str) -> Result<i64, Error> {
+        let id = self.user_id(id_or_upn)?;
+        Ok(self.signal(&id, CaeEvent::SessionsRevoked))
+    }
+
+    /// Disables a user's account (`accountEnabled: false`, a change delta reports): the
+    /// user's CAE access tokens are challenged, refreshing gets `invalid_grant`
+    /// AADSTS50057 and sign-in fails, until [`Control::enable_user`]. Returns the event's
+    /// unix time.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown user.
+    pub fn disable_user(&self, id_or_upn: &str) -> Result<i64, Error> {
+        let (summary, _) =
+            self.update_user_fields(id_or_upn, &UserFields::new().account_enabled(false))?;
+        Ok(self.signal(&summary.id, CaeEvent::UserDisabled))
+    }
+
+    /// Enables a user's account again: refresh and sign-in work again; CAE tokens
+    /// issued before the disabling stay challenged.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown user.
+    pub fn enable_user(&self, id_or_upn: &str) -> Result<(), Error> {
+        self.update_user_fields(id_or_upn, &UserFields::new().account_enabled(true))
+            .map(|_| ())
+    }
+
+    /// A policy event that a client recovers from silently: the user's network location
+    /// changed under an IP-based Conditional Access policy. Graph challenges the user's
+    /// CAE tokens issued before (code `LocationConditionEvaluationSatisfied`, claims with
+    /// `nbf` and `xms_rp_ipaddr`); a refresh (with the challenge's claims, as MSAL sends)
+    /// gets a new token that passes. Returns the event's unix time.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown user.
+    pub fn require_fresh_token(&self, id_or_upn: &str) -> Result<i64, Error> {
+        let id = self.user_id(id_or_upn)?;
+        Ok(self.signal(&id, CaeEvent::LocationChanged))
+    }
+
+    /// A policy event a client cannot recover from silently: a Conditional Access policy
+    /// now requires the user to sign in again with MFA. Graph challenges the user's CAE
+    /// tokens issued before (code `TokenCreatedWithOutdatedPolicies`); refreshing a
+    /// refresh token issued before gets `interaction_required` AADSTS50076 with `claims`
+    /// (`capolids`); a new interactive sign-in works. Returns the event's unix time.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown user.
+    pub fn require_interaction(&self, id_or_upn: &str) -> Result<i64, Error> {
+        let id = self.user_id(id_or_upn)?;
+        Ok(self.signal(&id, CaeEvent::InteractionRequired))
+    }
+
+    /// As [`Control::require_interaction`], with the refresh answered as Entra was seen
+    /// answering under a new MFA policy: `invalid_grant` AADSTS50076, `suberror`
+    /// `basic_action`, `claims`. Returns the event's unix time.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown user.
+    pub fn require_mfa(&self, id_or_upn: &str) -> Result<i64, Error> {
+        let id = self.user_id(id_or_upn)?;
+        Ok(self.signal(&id, CaeEvent::MfaRequired))
+    }
+
+    /// What the simulator recorded about an access token this tenant issued: CAE or
+    /// not, issue and expiry time. `None` for an unknown token or one of another tenant.
+    pub fn access_token_info(&self, access_token: &str) -> Option<AccessTokenInfo> {
+        self.shared
+            .auth
+            .access_token_info(access_token)
+            .filter(|info| info.tenant() == self.tenant)
+    }
+
+    fn user_id(&self, id_or_upn: &str) -> Result<String, Error> {
+        self.user(id_or_upn)
+            .map(|u| u.id)
+            .ok_or_else(|| not_found("user", id_or_upn))
+    }
+
+    fn signal(&self, user_id: &str, event: CaeEvent) -> i64 {
+        self.shared
+            .auth
+            .signal_cae_event(self.tenant, user_id, event)
+    }
+
     /// Revokes one refresh token; returns whether it existed.
     pub fn revoke_refresh_token(&self, refresh_token: &str) -> bool {
         self.shared
@@ -655,6 +776,14 @@ impl Control {
             .set_access_token_lifetime(self.tenant, lifetime);
     }
 
+    /// Lifetime of CAE access tokens (requests whose `claims` declare `cp1`) issued from
+    /// now on (default 28 hours).
+    pub fn set_cae_access_token_lifetime(&self, lifetime: Duration) {
+        self.shared
+            .auth
+            .set_cae_access_token_lifetime(self.tenant, lifetime);
+    }
+
     /// Approves a pending device code as a user (id or UPN), as a person entering the
     /// code would; returns whether the code was pending.
     ///
@@ -671,22 +800,27 @@ impl Control {
             .approve_device_code(self.tenant, user_code, &id))
     }
 
-    /// Request counters since start or the last reset.
+    /// Request counters since start or the last reset: Graph requests, and in
+    /// [`RequestCounters::tokens`] the token endpoint requests of this tenant.
     pub fn counters(&self) -> RequestCounters {
-        self.state()
+        let mut counters = self
+            .state()
             .counters
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+            .clone();
+        counters.set_tokens(self.shared.auth.token_counters(self.tenant));
+        counters
     }
 
-    /// Sets every counter to zero.
+    /// Sets every counter (token endpoint ones included) to zero.
     pub fn reset_counters(&self) {
         *self
             .state()
             .counters
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = RequestCounters::default();
+        self.shared.auth.reset_token_counters(self.tenant);
     }
 }
 
@@ -801,6 +935,27 @@ struct ConsentBody {
 #[derive(Deserialize)]
 struct LifetimeBody {
     seconds: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AccessTokenBody {
+    access_token: String,
+}
+
+fn access_token_json(info: &AccessTokenInfo) -> serde_json::Value {
+    json!({
+        "userId": info.user_id(),
+        "cae": info.is_cae(),
+        "issuedAt": info.issued_at(),
+        "expiresAt": info.expires_at(),
+    })
+}
+
+/// The answer of the CAE event routes: the event's unix time, the `nbf` of the claims
+/// challenges it causes.
+fn event_json(at: i64) -> Json<serde_json::Value> {
+    Json(json!({ "at": at }))
 }
 
 #[derive(Deserialize)]
@@ -957,6 +1112,7 @@ fn tenant_routes() -> axum::Router<Arc<Shared>> {
                 },
             ),
         )
+        .merge(cae_routes())
         .route(
             "/groups",
             get(
@@ -1102,6 +1258,25 @@ fn tenant_routes() -> axum::Router<Arc<Shared>> {
             ),
         )
         .route(
+            "/cae-access-token-lifetime",
+            put(
+                |TenantControl(c): TenantControl, Json(b): Json<LifetimeBody>| async move {
+                    c.set_cae_access_token_lifetime(Duration::from_secs(b.seconds));
+                    StatusCode::NO_CONTENT
+                },
+            ),
+        )
+        .route(
+            "/access-tokens/inspect",
+            post(
+                |TenantControl(c): TenantControl, Json(b): Json<AccessTokenBody>| async move {
+                    c.access_token_info(&b.access_token)
+                        .map(|info| Json(access_token_json(&info)))
+                        .ok_or_else(|| ControlError(not_found("access token", "(given)")))
+                },
+            ),
+        )
+        .route(
             "/access-token-lifetime",
             put(
                 |TenantControl(c): TenantControl, Json(b): Json<LifetimeBody>| async move {
@@ -1131,4 +1306,41 @@ fn tenant_routes() -> axum::Router<Arc<Shared>> {
                 StatusCode::NO_CONTENT
             }),
         )
+}
+
+/// The CAE event routes: `POST /users/{id}/revoke-sign-in-sessions`, `/disable`,
+/// `/enable`, `/require-fresh-token`, `/require-interaction`, `/require-mfa`.
+fn cae_routes() -> axum::Router<Arc<Shared>> {
+    type Event = fn(&Control, &str) -> Result<i64, Error>;
+    let event = |action: Event| {
+        post(
+            move |TenantControl(c): TenantControl, Path(IdPath { id }): Path<IdPath>| async move {
+                ControlResult::Ok(event_json(action(&c, &id)?))
+            },
+        )
+    };
+    axum::Router::new()
+        .route(
+            "/users/{id}/revoke-sign-in-sessions",
+            event(Control::revoke_sign_in_sessions),
+        )
+        .route("/users/{id}/disable", event(Control::disable_user))
+        .route(
+            "/users/{id}/enable",
+            post(
+                |TenantControl(c): TenantControl, Path(IdPath { id }): Path<IdPath>| async move {
+                    c.enable_user(&id)?;
+                    ControlResult::Ok(StatusCode::NO_CONTENT)
+                },
+            ),
+        )
+        .route(
+            "/users/{id}/require-fresh-token",
+            event(Control::require_fresh_token),
+        )
+        .route(
+            "/users/{id}/require-interaction",
+            event(Control::require_interaction),
+        )
+        .route("/users/{id}/require-mfa", event(Control::require_mfa))
 }

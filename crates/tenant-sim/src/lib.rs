@@ -23,7 +23,7 @@ use rand::{Rng, SeedableRng};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::task::JoinHandle;
 
-pub use auth::ConsentMode;
+pub use auth::{AccessTokenInfo, CaeEvent, ClaimsChallenge, ConsentMode, TokenCounters};
 pub use control::{Control, GroupFields, GroupSummary, UserFields, UserSummary};
 pub use data::{Deletion, UserType};
 pub use error::Error;
@@ -41,6 +41,9 @@ const MAX_USERS: usize = 2_000_000;
 const MAX_GROUPS: usize = 200_000;
 /// Most tenants one simulated cloud serves.
 const MAX_TENANTS: usize = 10_000;
+/// CAE access tokens "can increase token lifetime up to 28 hours"
+/// [E:app-resilience-continuous-access-evaluation.md].
+const CAE_ACCESS_TOKEN_LIFETIME: Duration = Duration::from_secs(28 * 60 * 60);
 
 /// Settings of a simulator; [`TenantSim::builder`] makes one, [`TenantSimBuilder::start`]
 /// runs it.
@@ -55,6 +58,7 @@ pub struct TenantSimBuilder {
     faults: FaultSettings,
     fault_rate: f64,
     access_token_lifetime: Duration,
+    cae_access_token_lifetime: Duration,
     consent_mode: ConsentMode,
     tls: bool,
     tenant_domain: String,
@@ -74,6 +78,7 @@ impl Default for TenantSimBuilder {
             faults: FaultSettings::none(),
             fault_rate: 0.0,
             access_token_lifetime: Duration::from_secs(3600),
+            cae_access_token_lifetime: CAE_ACCESS_TOKEN_LIFETIME,
             consent_mode: ConsentMode::AutoConsent,
             tls: false,
             tenant_domain: "contoso.onmicrosoft.com".into(),
@@ -160,6 +165,13 @@ impl TenantSimBuilder {
         self
     }
 
+    /// Lifetime of CAE access tokens, those issued to requests whose `claims` declare
+    /// the `cp1` client capability (default 28 hours, the most Microsoft gives them).
+    pub fn cae_access_token_lifetime(mut self, lifetime: Duration) -> Self {
+        self.cae_access_token_lifetime = lifetime;
+        self
+    }
+
     /// How `/authorize` answers (default auto-consent).
     pub fn consent_mode(mut self, mode: ConsentMode) -> Self {
         self.consent_mode = mode;
@@ -227,9 +239,9 @@ impl TenantSimBuilder {
                 "delta page size must be at least 2".into(),
             ));
         }
-        if self.access_token_lifetime.is_zero() {
+        if self.access_token_lifetime.is_zero() || self.cae_access_token_lifetime.is_zero() {
             return Err(Error::InvalidConfig(
-                "access token lifetime must be positive".into(),
+                "access token lifetimes must be positive".into(),
             ));
         }
         let domain_ok = self.tenant_domain.contains('.')
@@ -302,6 +314,7 @@ impl TenantSimBuilder {
             login_base: login_base.clone(),
             graph_resource: "https://graph.microsoft.com".into(),
             access_token_lifetime: self.access_token_lifetime,
+            cae_access_token_lifetime: self.cae_access_token_lifetime,
             consent_mode: self.consent_mode,
         };
         let auth_tenants = generated

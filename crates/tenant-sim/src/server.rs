@@ -14,7 +14,9 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::auth::{BearerError, BearerGrant, ConsentMode};
+use crate::auth::{
+    AccessTokenInfo, BearerError, BearerGrant, CaeEvent, ConsentMode, TokenCounters,
+};
 use crate::data::{Directory, Kind};
 
 use crate::faults::{FaultKind, Faults};
@@ -31,6 +33,19 @@ pub(crate) trait Authority: Send + Sync {
     fn set_consent_mode(&self, tenant: usize, mode: ConsentMode);
     fn set_access_token_lifetime(&self, tenant: usize, lifetime: Duration);
     fn approve_device_code(&self, tenant: usize, user_code: &str, user_id: &str) -> bool;
+    /// Records a CAE event on a user; returns its unix time. The stand-ins of unit
+    /// tests record nothing.
+    fn signal_cae_event(&self, _tenant: usize, _user_id: &str, _event: CaeEvent) -> i64 {
+        crate::graph::now_unix()
+    }
+    fn set_cae_access_token_lifetime(&self, _tenant: usize, _lifetime: Duration) {}
+    fn access_token_info(&self, _access_token: &str) -> Option<AccessTokenInfo> {
+        None
+    }
+    fn token_counters(&self, _tenant: usize) -> TokenCounters {
+        TokenCounters::default()
+    }
+    fn reset_token_counters(&self, _tenant: usize) {}
 }
 
 impl Authority for crate::auth::Auth {
@@ -52,11 +67,28 @@ impl Authority for crate::auth::Auth {
     fn approve_device_code(&self, tenant: usize, user_code: &str, user_id: &str) -> bool {
         Self::approve_device_code(self, tenant, user_code, user_id)
     }
+    fn signal_cae_event(&self, tenant: usize, user_id: &str, event: CaeEvent) -> i64 {
+        Self::signal_cae_event(self, tenant, user_id, event)
+    }
+    fn set_cae_access_token_lifetime(&self, tenant: usize, lifetime: Duration) {
+        Self::set_cae_access_token_lifetime(self, tenant, lifetime);
+    }
+    fn access_token_info(&self, access_token: &str) -> Option<AccessTokenInfo> {
+        Self::access_token_info(self, access_token)
+    }
+    fn token_counters(&self, tenant: usize) -> TokenCounters {
+        Self::token_counters(self, tenant)
+    }
+    fn reset_token_counters(&self, tenant: usize) {
+        Self::reset_token_counters(self, tenant);
+    }
 }
 
 /// Request counts since start (or the last reset), by endpoint and by status; one set
 /// per tenant (a request counts in its access token's tenant; one without a valid token
-/// belongs to no tenant and counts nowhere), and their sum for the whole simulator.
+/// belongs to no tenant and counts nowhere, except that a challenged CAE token counts
+/// in its tenant), and their sum for the whole simulator. [`RequestCounters::tokens`]
+/// holds the tenant's token endpoint requests.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct RequestCounters {
     total: u64,
@@ -64,6 +96,8 @@ pub struct RequestCounters {
     by_status: BTreeMap<u16, u64>,
     by_endpoint_status: BTreeMap<String, BTreeMap<u16, u64>>,
     first_pages: BTreeMap<String, u64>,
+    claims_challenges: u64,
+    tokens: TokenCounters,
 }
 
 impl RequestCounters {
@@ -80,6 +114,20 @@ impl RequestCounters {
             .or_default()
             .entry(status.as_u16())
             .or_default() += 1;
+    }
+
+    /// Graph requests answered with a CAE claims challenge (401 `insufficient_claims`).
+    pub fn claims_challenges(&self) -> u64 {
+        self.claims_challenges
+    }
+
+    /// The tenant's token endpoint requests (by grant type, by error, tokens issued).
+    pub fn tokens(&self) -> &TokenCounters {
+        &self.tokens
+    }
+
+    pub(crate) fn set_tokens(&mut self, tokens: TokenCounters) {
+        self.tokens = tokens;
     }
 
     /// Every Graph request answered (`$batch` items count on their own too).
@@ -132,6 +180,8 @@ impl RequestCounters {
         for (endpoint, count) in &other.first_pages {
             *self.first_pages.entry(endpoint.clone()).or_default() += count;
         }
+        self.claims_challenges += other.claims_challenges;
+        self.tokens.add(&other.tokens);
     }
 }
 
@@ -230,13 +280,16 @@ pub(crate) async fn serve_graph(
     let bearer = shared
         .auth
         .validate_bearer(header_str(request.headers(), "authorization"));
-    let tenant = bearer
-        .as_ref()
-        .ok()
-        .map(|grant| shared.tenant(grant.tenant));
+    let (tenant, challenged) = match &bearer {
+        Ok(grant) => (Some(shared.tenant(grant.tenant)), false),
+        // A challenged CAE token is the tenant's: its challenge counts there, without
+        // the tenant's faults, so a client's recovery is measured exactly.
+        Err(BearerError::Challenged(challenge)) => (Some(shared.tenant(challenge.tenant())), true),
+        Err(_) => (None, false),
+    };
     // Faults hit the outer request only: a batch item is part of its batch's answer.
     let plan = match tenant {
-        Some(tenant) if !in_batch => Some(
+        Some(tenant) if !in_batch && !challenged => Some(
             tenant
                 .faults
                 .lock()
@@ -284,11 +337,14 @@ pub(crate) async fn serve_graph(
         }
     };
     if let Some(tenant) = tenant {
-        tenant
+        let mut counters = tenant
             .counters
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .record(&counter_name, response.status(), first_page);
+            .unwrap_or_else(PoisonError::into_inner);
+        counters.record(&counter_name, response.status(), first_page);
+        if challenged && response.status() == StatusCode::UNAUTHORIZED {
+            counters.claims_challenges += 1;
+        }
     }
     for (name, value) in [
         ("request-id", &ids.request_id),
@@ -332,8 +388,19 @@ fn bearer_error(error: BearerError) -> GraphError {
     // [spec 11]: the messages Graph gives for each case.
     let message = match error {
         BearerError::Missing => "Access token is empty.",
-        BearerError::Invalid => "CompactToken parsing failed with error code: 80049217",
         BearerError::Expired => "Access token has expired or is not yet valid.",
+        BearerError::Challenged(challenge) => {
+            // [spec 7]: 401 with the claims challenge in the WWW-Authenticate header;
+            // the body's code is UNCONFIRMED (Graph's 401 code), its message is the one
+            // Graph SDK users report.
+            return GraphError::new(
+                StatusCode::UNAUTHORIZED,
+                "InvalidAuthenticationToken",
+                challenge.message(),
+            )
+            .with_header(header::WWW_AUTHENTICATE, challenge.www_authenticate());
+        }
+        _ => "CompactToken parsing failed with error code: 80049217",
     };
     GraphError::new(StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken", message)
         .with_header(header::WWW_AUTHENTICATE, "Bearer realm=\"\", authorization_uri=\"https://login.microsoftonline.com/common/oauth2/authorize\", client_id=\"00000003-0000-0000-c000-000000000000\"")

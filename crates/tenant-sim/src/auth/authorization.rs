@@ -3,6 +3,7 @@
 
 use url::Url;
 
+use super::claims::ClaimsRequest;
 use super::redirect::ResponseMode;
 use super::scopes::ScopeSet;
 
@@ -35,6 +36,9 @@ pub(super) struct AuthorizeRequest {
     pub(super) code_challenge: Option<(String, PkceMethod)>,
     pub(super) prompt: Option<Prompt>,
     pub(super) login_hint: Option<String>,
+    /// The `claims` parameter (spec §7), kept for the code's token request: its `cp1`
+    /// makes the code's access token a CAE token.
+    pub(super) claims: Option<ClaimsRequest>,
 }
 
 /// The PKCE `code_challenge_method` (RFC 7636 §4.2).

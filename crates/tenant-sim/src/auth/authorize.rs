@@ -15,6 +15,7 @@ use axum::response::{Html, IntoResponse, Response};
 use url::Url;
 
 use super::authorization::{AuthorizeRequest, PkceMethod, Prompt};
+use super::claims::ClaimsRequest;
 use super::errors::{Diagnostics, EntraError};
 use super::grants::Grant;
 use super::pages;
@@ -159,6 +160,7 @@ fn validate(auth: &Auth, tenant: &str, params: &Params) -> Result<AuthorizeReque
         code_challenge: None,
         prompt: None,
         login_hint: params.get("login_hint").map(str::to_owned),
+        claims: None,
     };
     if mode.is_none() {
         return Err(Failure::Redirect(
@@ -227,6 +229,7 @@ fn check_parameters(
         }
         request.code_challenge = Some((challenge.to_owned(), method));
     }
+    request.claims = ClaimsRequest::parse(params.get("claims"))?;
     request.prompt = match params.get("prompt") {
         None => None,
         Some("login") => Some(Prompt::Login),

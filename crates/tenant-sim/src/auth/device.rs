@@ -12,6 +12,7 @@ use axum::response::{Html, IntoResponse, Response};
 use rand::Rng as _;
 use serde_json::json;
 
+use super::claims::ClaimsRequest;
 use super::errors::{Diagnostics, EntraError};
 use super::grants::{DEVICE_CODE_INTERVAL, DEVICE_CODE_LIFETIME, DeviceState, Grant};
 use super::request::Params;
@@ -57,6 +58,7 @@ fn start(auth: &Auth, tenant: &str, params: &Params) -> Result<serde_json::Value
     if scopes.is_empty() {
         return Err(EntraError::missing_parameter("scope"));
     }
+    let cp1 = ClaimsRequest::parse(params.get("claims"))?.is_some_and(|claims| claims.cp1);
     let device_code = random_token(64);
     let user_code: String = {
         let mut rng = rand::rng();
@@ -70,6 +72,7 @@ fn start(auth: &Auth, tenant: &str, params: &Params) -> Result<serde_json::Value
         &device_code,
         user_code.clone(),
         scopes,
+        cp1,
         auth.clock.now(),
     );
     Ok(json!({

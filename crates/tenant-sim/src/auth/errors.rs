@@ -17,6 +17,8 @@ pub(super) struct EntraError {
     pub(super) code: u32,
     pub(super) message: String,
     pub(super) suberror: Option<&'static str>,
+    /// A claims request the client must send to `/authorize` (spec §4a `claims`).
+    pub(super) claims: Option<String>,
 }
 
 impl EntraError {
@@ -33,11 +35,17 @@ impl EntraError {
             code,
             message: message.into(),
             suberror: None,
+            claims: None,
         }
     }
 
     pub(super) fn with_suberror(mut self, suberror: &'static str) -> Self {
         self.suberror = Some(suberror);
+        self
+    }
+
+    pub(super) fn with_claims(mut self, claims: String) -> Self {
+        self.claims = Some(claims);
         self
     }
 
@@ -113,8 +121,13 @@ impl EntraError {
             "correlation_id": diagnostics.correlation_id,
             "error_uri": format!("{login_base}/error?code={}", self.code),
         });
-        if let (Some(suberror), Some(object)) = (self.suberror, body.as_object_mut()) {
-            object.insert("suberror".into(), suberror.into());
+        if let Some(object) = body.as_object_mut() {
+            if let Some(suberror) = self.suberror {
+                object.insert("suberror".into(), suberror.into());
+            }
+            if let Some(claims) = self.claims {
+                object.insert("claims".into(), claims.into());
+            }
         }
         let mut response = (self.status, axum::Json(body)).into_response();
         diagnostics.add_headers(response.headers_mut());

@@ -9,8 +9,9 @@ use sha2::{Digest as _, Sha256};
 use tokio::time::Instant;
 
 use super::authorization::{AuthorizeRequest, PkceMethod};
+use super::cae::{CaeEvent, ClaimsChallenge, RecordedEvent};
 use super::scopes::ScopeSet;
-use super::{Account, AuthCounters, BearerError, BearerGrant};
+use super::{AccessTokenInfo, Account, AuthCounters, BearerError, BearerGrant};
 
 pub(super) type Digest = [u8; 32];
 
@@ -59,6 +60,8 @@ pub(super) struct AuthCode {
     pub(super) redirect_uri: String,
     pub(super) code_challenge: Option<(String, PkceMethod)>,
     pub(super) nonce: Option<String>,
+    /// The authorize request declared `cp1` in its `claims`.
+    pub(super) cp1: bool,
     expires: Instant,
 }
 
@@ -75,6 +78,8 @@ pub(super) struct RefreshGrant {
     /// Issued to an authenticated (confidential) client: refreshing needs credentials.
     pub(super) confidential: bool,
     pub(super) issued: time::OffsetDateTime,
+    /// Its place in the order of issues and CAE events.
+    pub(super) seq: u64,
     expires: Instant,
     revoked: Option<time::OffsetDateTime>,
 }
@@ -82,6 +87,7 @@ pub(super) struct RefreshGrant {
 pub(super) enum RefreshLookup {
     Valid(RefreshGrant),
     Revoked {
+        tenant: usize,
         issued: time::OffsetDateTime,
         revoked: time::OffsetDateTime,
     },
@@ -94,6 +100,12 @@ struct AccessGrant {
     user_id: String,
     scopes: Vec<String>,
     expires: Instant,
+    /// A CAE token (the request declared `cp1`): Graph challenges it after a CAE event.
+    cae: bool,
+    /// Its place in the order of issues and CAE events.
+    seq: u64,
+    issued_unix: i64,
+    expires_unix: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -110,6 +122,8 @@ pub(super) struct DeviceCode {
     pub(super) user_code: String,
     pub(super) scopes: ScopeSet,
     pub(super) state: DeviceState,
+    /// The device code request declared `cp1` in its `claims`.
+    pub(super) cp1: bool,
     expires: Instant,
     last_poll: Option<Instant>,
 }
@@ -121,7 +135,7 @@ pub(super) enum DevicePoll {
     SlowDown,
     Pending { first_poll: bool },
     Declined { admin_required: bool },
-    Approved(Grant),
+    Approved { grant: Grant, cp1: bool },
 }
 
 #[derive(Default)]
@@ -136,6 +150,11 @@ pub(super) struct Grants {
     /// Graph scopes an administrator consented to for a whole tenant (tenant index,
     /// scope in lower case).
     tenant_consent: HashSet<(usize, String)>,
+    /// CAE events per (tenant index, user id): the latest of each kind.
+    cae_events: HashMap<(usize, String), Vec<RecordedEvent>>,
+    /// Orders token issues and CAE events: a token is "issued before" an event when its
+    /// number is smaller, even when (paused) time stands still between them.
+    seq: u64,
     pub(super) counters: AuthCounters,
 }
 
@@ -211,6 +230,7 @@ impl Grants {
                 redirect_uri: request.redirect_uri.clone(),
                 code_challenge: request.code_challenge.clone(),
                 nonce: request.nonce.clone(),
+                cp1: request.claims.is_some_and(|claims| claims.cp1),
                 expires: now + CODE_LIFETIME,
             },
         );
@@ -245,12 +265,14 @@ impl Grants {
     ) {
         self.refresh_tokens
             .retain(|_, refresh| refresh.expires > now || refresh.revoked.is_some());
+        let seq = self.next_seq();
         self.refresh_tokens.insert(
             digest(token),
             RefreshGrant {
                 grant,
                 confidential,
                 issued: wall,
+                seq,
                 expires: now + REFRESH_TOKEN_LIFETIME,
                 revoked: None,
             },
@@ -264,6 +286,7 @@ impl Grants {
             None => RefreshLookup::Unknown,
             Some(refresh) => match refresh.revoked {
                 Some(revoked) => RefreshLookup::Revoked {
+                    tenant: refresh.grant.tenant,
                     issued: refresh.issued,
                     revoked,
                 },
@@ -318,7 +341,9 @@ impl Grants {
         token: &str,
         grant: &Grant,
         lifetime: Duration,
+        cae: bool,
         now: Instant,
+        wall: time::OffsetDateTime,
     ) {
         if self.access_tokens.len() > 10_000 {
             self.access_tokens.retain(|_, access| {
@@ -328,6 +353,9 @@ impl Grants {
                     .is_none_or(|forgotten| forgotten > now)
             });
         }
+        let seq = self.next_seq();
+        let issued_unix = wall.unix_timestamp();
+        let seconds = i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX);
         self.access_tokens.insert(
             digest(token),
             AccessGrant {
@@ -337,8 +365,23 @@ impl Grants {
                 // The lifetime is set over the control API and may be absurd
                 // (u64::MAX seconds): saturate rather than panic on `Instant` overflow.
                 expires: now.checked_add(lifetime).unwrap_or_else(|| far_future(now)),
+                cae,
+                seq,
+                issued_unix,
+                expires_unix: issued_unix.saturating_add(seconds),
             },
         );
+    }
+
+    /// What the simulator recorded about an access token it issued.
+    pub(super) fn access_token_info(&self, key: &Digest) -> Option<AccessTokenInfo> {
+        self.access_tokens.get(key).map(|access| AccessTokenInfo {
+            tenant: access.tenant,
+            user_id: access.user_id.clone(),
+            cae: access.cae,
+            issued_at: access.issued_unix,
+            expires_at: access.expires_unix,
+        })
     }
 
     pub(super) fn validate_access_token(
@@ -349,6 +392,17 @@ impl Grants {
         let access = self.access_tokens.get(key).ok_or(BearerError::Invalid)?;
         if access.expires <= now {
             return Err(BearerError::Expired);
+        }
+        // Graph challenges only tokens of clients that declared cp1 (spec §7); others
+        // keep working until they expire.
+        if access.cae
+            && let Some(event) = self.latest_event_after(access.tenant, &access.user_id, access.seq)
+        {
+            return Err(BearerError::Challenged(ClaimsChallenge {
+                tenant: access.tenant,
+                not_before: event.unix,
+                event: event.event,
+            }));
         }
         Ok(BearerGrant {
             tenant: access.tenant,
@@ -365,6 +419,7 @@ impl Grants {
         device_code: &str,
         user_code: String,
         scopes: ScopeSet,
+        cp1: bool,
         now: Instant,
     ) {
         self.device_codes.retain(|_, device| device.expires > now);
@@ -377,6 +432,7 @@ impl Grants {
                 user_code,
                 scopes,
                 state: DeviceState::Pending,
+                cp1,
                 expires: now + DEVICE_CODE_LIFETIME,
                 last_poll: None,
             },
@@ -442,10 +498,11 @@ impl Grants {
             DeviceState::Pending => DevicePoll::Pending { first_poll },
             DeviceState::Declined { admin_required } => DevicePoll::Declined { admin_required },
             DeviceState::Approved(grant) => {
+                let cp1 = device.cp1;
                 self.device_codes.remove(&key);
                 self.redeemed_device_codes
                     .insert(key, now + DEVICE_CODE_LIFETIME);
-                DevicePoll::Approved(grant)
+                DevicePoll::Approved { grant, cp1 }
             }
         }
     }
@@ -456,6 +513,71 @@ impl Grants {
         self.device_codes
             .get(&digest(device_code))
             .map(|device| (device.home, device.scopes.clone()))
+    }
+
+    // ---- continuous access evaluation
+
+    fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    /// Records a CAE event on a user at `wall` (it replaces an earlier event of the
+    /// same kind, which the new one outdates). Revoking sessions also revokes every
+    /// refresh token of the user issued so far. Returns the event's unix time.
+    pub(super) fn record_event(
+        &mut self,
+        tenant: usize,
+        user_id: &str,
+        event: CaeEvent,
+        wall: time::OffsetDateTime,
+    ) -> i64 {
+        if event == CaeEvent::SessionsRevoked {
+            let mut revoked = 0;
+            for refresh in self.refresh_tokens.values_mut() {
+                if refresh.revoked.is_none()
+                    && refresh.grant.tenant == tenant
+                    && refresh.grant.user_id == user_id
+                {
+                    refresh.revoked = Some(wall);
+                    revoked += 1;
+                }
+            }
+            self.counters.refresh_tokens_revoked += revoked;
+        }
+        let recorded = RecordedEvent {
+            seq: self.next_seq(),
+            unix: wall.unix_timestamp(),
+            event,
+            policy_id: uuid::Uuid::new_v4().to_string(),
+        };
+        let unix = recorded.unix;
+        let events = self
+            .cae_events
+            .entry((tenant, user_id.to_owned()))
+            .or_default();
+        events.retain(|earlier| earlier.event != event);
+        events.push(recorded);
+        unix
+    }
+
+    /// The latest CAE event on the user after `seq`.
+    fn latest_event_after(&self, tenant: usize, user_id: &str, seq: u64) -> Option<&RecordedEvent> {
+        self.cae_events
+            .get(&(tenant, user_id.to_owned()))?
+            .iter()
+            .filter(|event| event.seq > seq)
+            .max_by_key(|event| event.seq)
+    }
+
+    /// The latest event after a refresh token was issued that makes it fail.
+    pub(super) fn refresh_blocked_by(&self, refresh: &RefreshGrant) -> Option<RecordedEvent> {
+        self.cae_events
+            .get(&(refresh.grant.tenant, refresh.grant.user_id.clone()))?
+            .iter()
+            .filter(|event| event.seq > refresh.seq && event.event.blocks_refresh())
+            .max_by_key(|event| event.seq)
+            .cloned()
     }
 
     /// Resolves a device code on its first poll (the simulated person in the
@@ -480,12 +602,14 @@ mod tests {
             user_id: "u".into(),
             scopes: ScopeSet::default(),
         };
-        grants.insert_access_token("at", &grant, Duration::MAX, now);
+        let wall = time::OffsetDateTime::now_utc();
+        grants.insert_access_token("at", &grant, Duration::MAX, false, now, wall);
         let found = grants.validate_access_token(&digest("at"), now + Duration::from_secs(3600));
         assert!(found.is_ok(), "a token with a huge lifetime is valid");
         // Cleaning up (past 10,000 tokens) must not overflow on it either.
         for i in 0..10_001 {
-            grants.insert_access_token(&format!("t{i}"), &grant, Duration::from_secs(1), now);
+            let token = format!("t{i}");
+            grants.insert_access_token(&token, &grant, Duration::from_secs(1), false, now, wall);
         }
         assert!(grants.validate_access_token(&digest("at"), now).is_ok());
     }

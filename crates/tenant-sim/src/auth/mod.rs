@@ -13,6 +13,8 @@
 mod admin_consent;
 mod authorization;
 mod authorize;
+mod cae;
+mod claims;
 mod clock;
 mod device;
 mod discovery;
@@ -28,7 +30,7 @@ mod token;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -39,6 +41,8 @@ use axum::routing::{get, post};
 use self::clock::Clock;
 use self::grants::{Grants, digest};
 use self::keys::SigningKey;
+
+pub use self::cae::{CaeEvent, ClaimsChallenge};
 
 /// One account of the simulated tenant, as the sign-in page and the id token see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,6 +103,9 @@ pub struct AuthConfig {
     pub graph_resource: String,
     /// Access token lifetime (`expires_in`) every tenant starts with.
     pub access_token_lifetime: Duration,
+    /// Lifetime of CAE access tokens (the request declared `cp1`) every tenant starts
+    /// with; Microsoft's run up to 28 hours [E:app-resilience-continuous-access-evaluation.md].
+    pub cae_access_token_lifetime: Duration,
     /// How `/authorize` behaves in every tenant at start.
     pub consent_mode: ConsentMode,
 }
@@ -133,6 +140,7 @@ impl fmt::Debug for AuthConfig {
             .field("login_base", &self.login_base)
             .field("graph_resource", &self.graph_resource)
             .field("access_token_lifetime", &self.access_token_lifetime)
+            .field("cae_access_token_lifetime", &self.cae_access_token_lifetime)
             .field("consent_mode", &self.consent_mode)
             .finish()
     }
@@ -153,6 +161,7 @@ pub struct BearerGrant {
 /// Why a bearer token was refused; Graph answers each with 401
 /// `InvalidAuthenticationToken`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum BearerError {
     /// No `Authorization: Bearer` header.
     Missing,
@@ -160,6 +169,137 @@ pub enum BearerError {
     Invalid,
     /// Issued here, but past its expiry.
     Expired,
+    /// A CAE token issued before a CAE event on its user: Graph answers with a claims
+    /// challenge (spec §7).
+    Challenged(ClaimsChallenge),
+}
+
+/// What the simulator recorded about an access token it issued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AccessTokenInfo {
+    tenant: usize,
+    user_id: String,
+    cae: bool,
+    issued_at: i64,
+    expires_at: i64,
+}
+
+impl AccessTokenInfo {
+    /// The index of the tenant it was issued in.
+    pub fn tenant(&self) -> usize {
+        self.tenant
+    }
+
+    /// The signed-in user's object id.
+    pub fn user_id(&self) -> &str {
+        &self.user_id
+    }
+
+    /// Whether it is a CAE token (the request declared `cp1`), which Graph challenges
+    /// after a CAE event instead of honouring it until it expires.
+    pub fn is_cae(&self) -> bool {
+        self.cae
+    }
+
+    /// When it was issued (unix seconds of the simulator's clock).
+    pub fn issued_at(&self) -> i64 {
+        self.issued_at
+    }
+
+    /// When it expires (unix seconds of the simulator's clock).
+    pub fn expires_at(&self) -> i64 {
+        self.expires_at
+    }
+}
+
+/// One tenant's token endpoint requests since start (or the last reset). A request
+/// counts in the tenant whose grant it redeems, or, when it fails before one is found,
+/// in the tenant its URL names; on `organizations`/`common` with an unknown grant it
+/// counts nowhere (only in [`AuthCounters`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct TokenCounters {
+    requests: BTreeMap<String, u64>,
+    errors: BTreeMap<String, u64>,
+    access_tokens: u64,
+    cae_access_tokens: u64,
+    challenge_answers: u64,
+}
+
+impl TokenCounters {
+    /// Every token request (all grant types, answered with tokens or an error).
+    pub fn total(&self) -> u64 {
+        self.requests.values().sum()
+    }
+
+    /// Requests of one grant type: `authorization_code`, `refresh_token`,
+    /// `device_code` (the `urn:ietf:params:oauth:grant-type:device_code` grant), or
+    /// `unsupported` / `missing`.
+    pub fn requests(&self, grant_type: &str) -> u64 {
+        self.requests.get(grant_type).copied().unwrap_or(0)
+    }
+
+    /// Requests per grant type.
+    pub fn by_grant_type(&self) -> &BTreeMap<String, u64> {
+        &self.requests
+    }
+
+    /// Requests answered with this `error` (`invalid_grant`, `interaction_required`, …).
+    pub fn errors(&self, error: &str) -> u64 {
+        self.errors.get(error).copied().unwrap_or(0)
+    }
+
+    /// Error answers per `error`.
+    pub fn by_error(&self) -> &BTreeMap<String, u64> {
+        &self.errors
+    }
+
+    /// Access tokens issued (CAE ones included).
+    pub fn access_tokens_issued(&self) -> u64 {
+        self.access_tokens
+    }
+
+    /// CAE access tokens issued (the request declared `cp1`).
+    pub fn cae_access_tokens_issued(&self) -> u64 {
+        self.cae_access_tokens
+    }
+
+    /// Requests whose `claims` answered a claims challenge (held more than `xms_cc`
+    /// under `access_token`, such as the challenge's `nbf`).
+    pub fn challenge_answers(&self) -> u64 {
+        self.challenge_answers
+    }
+
+    fn record_request(&mut self, grant_type: &str, error: Option<&str>, answers_challenge: bool) {
+        *self.requests.entry(grant_type.to_owned()).or_default() += 1;
+        if let Some(error) = error {
+            *self.errors.entry(error.to_owned()).or_default() += 1;
+        }
+        if answers_challenge {
+            self.challenge_answers += 1;
+        }
+    }
+
+    fn record_issue(&mut self, cae: bool) {
+        self.access_tokens += 1;
+        if cae {
+            self.cae_access_tokens += 1;
+        }
+    }
+
+    /// Adds another set of counts to this one.
+    pub(crate) fn add(&mut self, other: &Self) {
+        for (grant_type, count) in &other.requests {
+            *self.requests.entry(grant_type.clone()).or_default() += count;
+        }
+        for (error, count) in &other.errors {
+            *self.errors.entry(error.clone()).or_default() += count;
+        }
+        self.access_tokens += other.access_tokens;
+        self.cae_access_tokens += other.cae_access_tokens;
+        self.challenge_answers += other.challenge_answers;
+    }
 }
 
 /// How many requests each Entra endpoint answered, by outcome; read with
@@ -182,6 +322,7 @@ pub struct AuthCounters {
 struct TenantSettings {
     consent_mode: ConsentMode,
     access_token_lifetime: Duration,
+    cae_access_token_lifetime: Duration,
 }
 
 /// A served tenant and its settings.
@@ -190,6 +331,7 @@ struct Tenant {
     domain: String,
     directory: Arc<dyn AccountDirectory>,
     settings: Mutex<TenantSettings>,
+    token_counters: Mutex<TokenCounters>,
 }
 
 /// Settings of the app registration that the control methods change while the
@@ -257,6 +399,7 @@ impl Auth {
         let initial = TenantSettings {
             consent_mode: config.consent_mode,
             access_token_lifetime: config.access_token_lifetime,
+            cae_access_token_lifetime: config.cae_access_token_lifetime,
         };
         let tenants = tenants
             .into_iter()
@@ -265,6 +408,7 @@ impl Auth {
                 domain: tenant.domain,
                 directory: tenant.directory,
                 settings: Mutex::new(initial),
+                token_counters: Mutex::new(TokenCounters::default()),
             })
             .collect();
         let settings = Settings {
@@ -317,6 +461,62 @@ impl Auth {
         self.grants().revoke_user(tenant, user_id)
     }
 
+    /// Records a CAE event on this user of tenant `tenant` now, and returns its unix time
+    /// (the `nbf` of the challenges it causes). Graph challenges the user's CAE access
+    /// tokens issued before it; [`CaeEvent::SessionsRevoked`] also revokes the user's
+    /// refresh tokens (AADSTS50173), the interaction events make those issued before
+    /// fail (AADSTS50076). Non-CAE access tokens keep working until they expire.
+    ///
+    /// Disabling or deleting the account is the directory's business: this only records
+    /// the event (the control API does both).
+    pub fn signal_cae_event(&self, tenant: usize, user_id: &str, event: CaeEvent) -> i64 {
+        let wall = self.clock.wall();
+        self.grants().record_event(tenant, user_id, event, wall)
+    }
+
+    /// Graph's `revokeSignInSessions` for this user of tenant `tenant`: every refresh
+    /// token issued so far stops working and CAE access tokens issued so far are
+    /// challenged. Returns the revocation's unix time.
+    pub fn revoke_sign_in_sessions(&self, tenant: usize, user_id: &str) -> i64 {
+        self.signal_cae_event(tenant, user_id, CaeEvent::SessionsRevoked)
+    }
+
+    /// What the simulator recorded about an access token it issued (CAE or not, when
+    /// issued, when it expires); `None` for a token it does not know.
+    pub fn access_token_info(&self, access_token: &str) -> Option<AccessTokenInfo> {
+        self.grants().access_token_info(&digest(access_token))
+    }
+
+    /// Tenant `tenant`'s token endpoint counts (empty for an unknown index).
+    pub fn token_counters(&self, tenant: usize) -> TokenCounters {
+        self.tenants
+            .get(tenant)
+            .map(|tenant| {
+                tenant
+                    .token_counters
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Sets tenant `tenant`'s token endpoint counts to zero.
+    pub fn reset_token_counters(&self, tenant: usize) {
+        self.with_token_counters(tenant, |counters| *counters = TokenCounters::default());
+    }
+
+    fn with_token_counters(&self, tenant: usize, change: impl FnOnce(&mut TokenCounters)) {
+        if let Some(tenant) = self.tenants.get(tenant) {
+            change(
+                &mut tenant
+                    .token_counters
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            );
+        }
+    }
+
     /// Revokes one refresh token of tenant `tenant` by its value. Returns whether it
     /// existed there.
     ///
@@ -339,6 +539,14 @@ impl Auth {
     pub fn set_access_token_lifetime(&self, tenant: usize, lifetime: Duration) {
         if let Some(mut settings) = self.tenant_settings(tenant) {
             settings.access_token_lifetime = lifetime;
+        }
+    }
+
+    /// Sets the lifetime of CAE access tokens (requests that declare `cp1`) that tenant
+    /// `tenant` issues from now on.
+    pub fn set_cae_access_token_lifetime(&self, tenant: usize, lifetime: Duration) {
+        if let Some(mut settings) = self.tenant_settings(tenant) {
+            settings.cae_access_token_lifetime = lifetime;
         }
     }
 
@@ -521,6 +729,7 @@ impl Auth {
                 TenantSettings {
                     consent_mode: self.config.consent_mode,
                     access_token_lifetime: self.config.access_token_lifetime,
+                    cae_access_token_lifetime: self.config.cae_access_token_lifetime,
                 },
                 |settings| *settings,
             )

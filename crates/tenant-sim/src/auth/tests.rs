@@ -102,6 +102,7 @@ async fn start() -> Sim {
         login_base: base.clone(),
         graph_resource: "https://graph.microsoft.com".into(),
         access_token_lifetime: Duration::from_secs(3600),
+        cae_access_token_lifetime: Duration::from_secs(28 * 3600),
         consent_mode: ConsentMode::AutoConsent,
     };
     let tenant = AuthTenant {
@@ -2100,6 +2101,7 @@ fn auth_config_debug_redacts_the_client_secret() {
         login_base: "http://127.0.0.1:1".into(),
         graph_resource: "https://graph.microsoft.com".into(),
         access_token_lifetime: Duration::from_secs(60),
+        cae_access_token_lifetime: Duration::from_secs(600),
         consent_mode: ConsentMode::AutoConsent,
     };
     let debug = format!("{config:?}");

@@ -22,6 +22,8 @@ use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
 use super::authorization::PkceMethod;
+use super::cae::{CaeEvent, GRAPH_APP_ID, policy_claims};
+use super::claims::ClaimsRequest;
 use super::errors::{Diagnostics, EntraError};
 use super::grants::{CodeLookup, DevicePoll, DeviceState, Grant, RefreshLookup, digest};
 use super::request::{Params, basic_credentials};
@@ -42,7 +44,21 @@ pub(super) async fn token(
 ) -> Response {
     let diagnostics = Diagnostics::new(&headers, auth.clock.wall());
     let params = Params::parse(&body);
-    match grant(&auth, &tenant, &headers, &params) {
+    let mut note = Note::default();
+    let answer = grant(&auth, &tenant, &headers, &params, &mut note);
+    if let Some(tenant) = note.tenant {
+        let grant_type = match params.get("grant_type") {
+            None => "missing",
+            Some(grant @ ("authorization_code" | "refresh_token")) => grant,
+            Some(DEVICE_CODE_GRANT) => "device_code",
+            Some(_) => "unsupported",
+        };
+        let error = answer.as_ref().err().map(|error| error.error);
+        auth.with_token_counters(tenant, |counters| {
+            counters.record_request(grant_type, error, note.answers_challenge);
+        });
+    }
+    match answer {
         Ok(body) => {
             auth.grants().counters.tokens_issued += 1;
             let mut response = Json(body).into_response();
@@ -61,6 +77,14 @@ pub(super) async fn token(
     }
 }
 
+/// What a token request learnt for the tenant's counters: the tenant it belongs to (the
+/// grant's, else the URL's) and whether its `claims` answered a challenge.
+#[derive(Debug, Default)]
+struct Note {
+    tenant: Option<usize>,
+    answers_challenge: bool,
+}
+
 /// `GET /{tenant}/oauth2/v2.0/token`: Entra's AADSTS900561.
 pub(super) async fn token_get(State(auth): State<Arc<Auth>>, headers: HeaderMap) -> Response {
     let diagnostics = Diagnostics::new(&headers, auth.clock.wall());
@@ -77,19 +101,30 @@ fn grant(
     tenant: &str,
     headers: &HeaderMap,
     params: &Params,
+    note: &mut Note,
 ) -> Result<Value, EntraError> {
     let segment = auth
         .resolve_tenant(tenant)
         .ok_or_else(|| EntraError::tenant_not_found(tenant))?;
+    let home = segment.home();
+    note.tenant = home;
     let grant_type = params
         .get("grant_type")
         .ok_or_else(|| EntraError::missing_parameter("grant_type"))?;
     let authenticated = client_credentials(auth, tenant, segment, headers, params)?;
-    let home = segment.home();
+    // Spec §7: a client declares cp1 in `claims`, merged with any challenge's claims.
+    let claims = ClaimsRequest::parse(params.get("claims"))?.unwrap_or_default();
+    note.answers_challenge = claims.answers_challenge;
+    let request = GrantRequest {
+        home,
+        params,
+        authenticated,
+        cp1: claims.cp1,
+    };
     match grant_type {
-        "authorization_code" => code_grant(auth, home, params, authenticated),
-        "refresh_token" => refresh_grant(auth, home, params, authenticated),
-        DEVICE_CODE_GRANT => device_grant(auth, params, authenticated),
+        "authorization_code" => code_grant(auth, &request, note),
+        "refresh_token" => refresh_grant(auth, &request, note),
+        DEVICE_CODE_GRANT => device_grant(auth, &request, note),
         other => Err(EntraError::new(
             "unsupported_grant_type",
             70_003,
@@ -202,12 +237,28 @@ fn invalid_grant_malformed() -> EntraError {
     )
 }
 
+/// A token request's common parts, checked before its grant is looked at.
+struct GrantRequest<'a> {
+    /// The tenant the URL names (`None` for `organizations`/`common`).
+    home: Option<usize>,
+    params: &'a Params,
+    /// The client sent valid credentials.
+    authenticated: bool,
+    /// Its `claims` declared the `cp1` capability.
+    cp1: bool,
+}
+
 fn code_grant(
     auth: &Auth,
-    home: Option<usize>,
-    params: &Params,
-    authenticated: bool,
+    request: &GrantRequest<'_>,
+    note: &mut Note,
 ) -> Result<Value, EntraError> {
+    let GrantRequest {
+        home,
+        params,
+        authenticated,
+        ..
+    } = *request;
     let code = params
         .get("code")
         .ok_or_else(|| EntraError::missing_parameter("code"))?;
@@ -239,6 +290,7 @@ fn code_grant(
         }
         CodeLookup::Unknown => return Err(invalid_grant_malformed()),
     };
+    note.tenant = Some(code.grant.tenant);
     if home.is_some_and(|home| home != code.grant.tenant) {
         // "A code must be redeemed against the same tenant segment it was issued for"
         // (spec §2a, AADSTS700005).
@@ -286,18 +338,27 @@ fn code_grant(
         &account,
         &code.grant,
         &scopes,
-        code.nonce.as_deref(),
-        authenticated,
-        wants_client_info(params),
+        Issue {
+            nonce: code.nonce.as_deref(),
+            confidential: authenticated,
+            with_client_info: wants_client_info(params),
+            // MSAL sends the claims to /authorize and with the code; either declares it.
+            cae: request.cp1 || code.cp1,
+        },
     )
 }
 
 fn refresh_grant(
     auth: &Auth,
-    home: Option<usize>,
-    params: &Params,
-    authenticated: bool,
+    request: &GrantRequest<'_>,
+    note: &mut Note,
 ) -> Result<Value, EntraError> {
+    let GrantRequest {
+        home,
+        params,
+        authenticated,
+        cp1,
+    } = *request;
     let token = params
         .get("refresh_token")
         .ok_or_else(|| EntraError::missing_parameter("refresh_token"))?;
@@ -313,24 +374,16 @@ fn refresh_grant(
                  more than 90 days ago and was inactive for 90.00:00:00.",
             ));
         }
-        RefreshLookup::Revoked { issued, revoked } => {
-            // Spec §4b: 50173 FreshTokenNeeded. The suberror is UNCONFIRMED (§4c); `bad_token`
-            // is the one MSAL.js takes to drop the refresh token, which is right here.
-            return Err(EntraError::new(
-                "invalid_grant",
-                50_173,
-                format!(
-                    "The provided grant has expired due to it being revoked, a fresh auth token is \
-                     needed. The user might have changed or reset their password. The grant was \
-                     issued on '{}' and the TokensValidFrom date (before which tokens are not valid) \
-                     for this user is '{}'.",
-                    super::errors::format_timestamp(issued),
-                    super::errors::format_timestamp(revoked)
-                ),
-            )
-            .with_suberror("bad_token"));
+        RefreshLookup::Revoked {
+            tenant,
+            issued,
+            revoked,
+        } => {
+            note.tenant = Some(tenant);
+            return Err(revoked_grant(issued, revoked));
         }
     };
+    note.tenant = Some(refresh.grant.tenant);
     if refresh.confidential && !authenticated {
         return Err(credentials_required());
     }
@@ -378,18 +431,71 @@ fn refresh_grant(
         }
     };
     let account = signed_in_account(auth, refresh.grant.tenant, &refresh.grant.user_id)?;
+    let blocked = auth.grants().refresh_blocked_by(&refresh);
+    if let Some(event) = blocked {
+        return Err(interaction_needed(event.event, &event.policy_id));
+    }
     issue(
         auth,
         &account,
         &refresh.grant,
         &requested,
-        None,
-        refresh.confidential || authenticated,
-        wants_client_info(params),
+        Issue {
+            nonce: None,
+            confidential: refresh.confidential || authenticated,
+            with_client_info: wants_client_info(params),
+            cae: cp1,
+        },
     )
 }
 
-fn device_grant(auth: &Auth, params: &Params, authenticated: bool) -> Result<Value, EntraError> {
+/// Spec §4b: 50173 `FreshTokenNeeded`, in the words Entra answers after
+/// `revokeSignInSessions` (Azure/azure-cli#23635). The suberror is UNCONFIRMED (§4c);
+/// `bad_token` is the one MSAL.js takes to drop the refresh token, which is right here.
+fn revoked_grant(issued: time::OffsetDateTime, revoked: time::OffsetDateTime) -> EntraError {
+    EntraError::new(
+        "invalid_grant",
+        50_173,
+        format!(
+            "The provided grant has expired due to it being revoked, a fresh auth token is \
+             needed. The user might have changed or reset their password. The grant was \
+             issued on '{}' and the TokensValidFrom date (before which tokens are not valid) \
+             for this user is '{}'.",
+            super::errors::format_timestamp(issued),
+            super::errors::format_timestamp(revoked)
+        ),
+    )
+    .with_suberror("bad_token")
+}
+
+/// AADSTS50076 with the policy's `claims` (spec §4b: MFA required by Conditional
+/// Access). Entra was seen answering a refresh with `invalid_grant` and `suberror`
+/// `basic_action` (AzureAD/microsoft-authentication-library-for-js#5491);
+/// [`CaeEvent::InteractionRequired`] answers with the `interaction_required` error value
+/// that the error reference lists for "another authentication step is required".
+fn interaction_needed(event: CaeEvent, policy_id: &str) -> EntraError {
+    let message = format!(
+        "Due to a configuration change made by your administrator, or because you moved to a          new location, you must use multi-factor authentication to access '{GRAPH_APP_ID}'."
+    );
+    let error = if event == CaeEvent::MfaRequired {
+        EntraError::new("invalid_grant", 50_076, message).with_suberror("basic_action")
+    } else {
+        EntraError::new("interaction_required", 50_076, message)
+    };
+    error.with_claims(policy_claims(policy_id))
+}
+
+fn device_grant(
+    auth: &Auth,
+    request: &GrantRequest<'_>,
+    note: &mut Note,
+) -> Result<Value, EntraError> {
+    let GrantRequest {
+        params,
+        authenticated,
+        cp1,
+        ..
+    } = *request;
     let device_code = params
         .get("device_code")
         .ok_or_else(|| EntraError::missing_parameter("device_code"))?;
@@ -444,7 +550,11 @@ fn device_grant(auth: &Auth, params: &Params, authenticated: bool) -> Result<Val
                 "User declined to consent to access the app.",
             )
         }),
-        DevicePoll::Approved(grant) => {
+        DevicePoll::Approved {
+            grant,
+            cp1: device_cp1,
+        } => {
+            note.tenant = Some(grant.tenant);
             let account = signed_in_account(auth, grant.tenant, &grant.user_id)?;
             let scopes = grant.scopes.clone();
             issue(
@@ -452,9 +562,12 @@ fn device_grant(auth: &Auth, params: &Params, authenticated: bool) -> Result<Val
                 &account,
                 &grant,
                 &scopes,
-                None,
-                authenticated,
-                wants_client_info(params),
+                Issue {
+                    nonce: None,
+                    confidential: authenticated,
+                    with_client_info: wants_client_info(params),
+                    cae: cp1 || device_cp1,
+                },
             )
         }
     }
@@ -533,18 +646,29 @@ fn client_info(auth: &Auth, tenant: usize, account: &Account) -> String {
 /// refresh token for the whole `grant` when it has `offline_access`, an id token when
 /// `scopes` has `openid`, and `client_info` when the request asked for it
 /// (`client_info=1`, as Microsoft answers only then), all bound to the grant's tenant.
-/// The refresh token is stored before the answer leaves.
+/// The refresh token is stored before the answer leaves. A CAE access token (the
+/// request declared `cp1`) gets the tenant's CAE lifetime, up to 28 hours at Microsoft
+/// [E:app-resilience-continuous-access-evaluation.md].
 fn issue(
     auth: &Auth,
     account: &Account,
     grant: &Grant,
     scopes: &ScopeSet,
-    nonce: Option<&str>,
-    confidential: bool,
-    with_client_info: bool,
+    how: Issue<'_>,
 ) -> Result<Value, EntraError> {
+    let Issue {
+        nonce,
+        confidential,
+        with_client_info,
+        cae,
+    } = how;
     let tenant = grant.tenant;
-    let lifetime = auth.settings_of(tenant).access_token_lifetime;
+    let settings = auth.settings_of(tenant);
+    let lifetime = if cae {
+        settings.cae_access_token_lifetime
+    } else {
+        settings.access_token_lifetime
+    };
     let prefixed = auth.settings().prefixed_scopes;
     let id_token = if scopes.openid {
         let claims = id_token_claims(auth, tenant, account, scopes, nonce);
@@ -564,7 +688,14 @@ fn issue(
             user_id: account.id.clone(),
             scopes: scopes.clone(),
         };
-        grants.insert_access_token(&access_token, &access, lifetime, now);
+        grants.insert_access_token(
+            &access_token,
+            &access,
+            lifetime,
+            cae,
+            now,
+            auth.clock.wall(),
+        );
         if let Some(refresh_token) = &refresh_token {
             grants.insert_refresh_token(
                 refresh_token,
@@ -575,8 +706,10 @@ fn issue(
             );
         }
     }
+    auth.with_token_counters(tenant, |counters| counters.record_issue(cae));
     tracing::debug!(
         user_id = %account.id,
+        cae,
         refresh_token = refresh_token.is_some(),
         id_token = id_token.is_some(),
         "tokens issued"
@@ -604,6 +737,16 @@ fn issue(
         }
     }
     Ok(body)
+}
+
+/// How [`issue`] answers: the id token's nonce, whether the refresh token needs client
+/// credentials, `client_info`, and whether the access token is a CAE token.
+#[derive(Debug, Clone, Copy)]
+struct Issue<'a> {
+    nonce: Option<&'a str>,
+    confidential: bool,
+    with_client_info: bool,
+    cae: bool,
 }
 
 /// The v2.0 id token claims of Microsoft's sample (id-token-claims-v2.json): `name`,
