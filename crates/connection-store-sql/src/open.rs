@@ -20,7 +20,7 @@ use crate::error::SqlStoreError;
 use crate::store::{Pool, SqlStore};
 
 /// The newest schema version this build writes (the `schema_version` table).
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -350,8 +350,8 @@ mod tests {
         assert!(matches!(
             check_version(Some(SCHEMA_VERSION + 1)),
             Err(SqlStoreError::SchemaTooNew {
-                found: 3,
-                supported: 2
+                found: 4,
+                supported: 3
             })
         ));
     }

@@ -58,6 +58,7 @@ macro_rules! raw_connection {
                 status: column!(row, id, "status"),
                 status_reason: column!(row, id, "status_reason"),
                 status_since: column!(row, id, "status_since"),
+                status_claims: column!(row, id, "status_claims"),
                 created_at: column!(row, id, "created_at"),
                 updated_at: column!(row, id, "updated_at"),
                 last_synced_at: column!(row, id, "last_synced_at"),
@@ -79,8 +80,8 @@ macro_rules! column {
 }
 
 const COLUMNS: &str = "id, owner_id, name, tenant_id, cloud, admin_object_id, admin_username, \
-     admin_display_name, scopes, status, status_reason, status_since, created_at, updated_at, \
-     last_synced_at, failures, retry_at, revision";
+     admin_display_name, scopes, status, status_reason, status_since, status_claims, created_at, \
+     updated_at, last_synced_at, failures, retry_at, revision";
 
 /// [`ConnectionStore`] on `SQLite` or `PostgreSQL`, with refresh tokens and sync cursors
 /// encrypted by a [`KeyRing`]. Cheap to clone (one pool).
@@ -114,6 +115,7 @@ struct RawConnection {
     status: String,
     status_reason: Option<String>,
     status_since: Option<i64>,
+    status_claims: Option<String>,
     created_at: i64,
     updated_at: i64,
     last_synced_at: Option<i64>,
@@ -141,9 +143,15 @@ impl RawConnection {
             ("needs_reconnect", Some(reason), Some(since)) => ConnectionStatus::NeedsReconnect {
                 reason,
                 since: from_micros(some, "status_since", since)?,
+                claims: self.status_claims,
             },
             _ => return Err(StoreError::corrupt(some, "status")),
         };
+        // Claims that could not have been written (too long, a control character): the
+        // row was changed behind the store's back.
+        status
+            .validate()
+            .map_err(|err| StoreError::corrupt_with(some, "status_claims", err))?;
         Ok(Connection {
             id,
             owner: OwnerId::new(self.owner_id),
@@ -238,16 +246,34 @@ fn is_unique_violation(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
-fn status_columns(
-    status: &ConnectionStatus,
-) -> Result<(&'static str, Option<String>, Option<i64>), StoreError> {
+/// The columns of a status: `status`, `status_reason`, `status_since`, `status_claims`.
+struct StatusColumns {
+    kind: &'static str,
+    reason: Option<String>,
+    since: Option<i64>,
+    claims: Option<String>,
+}
+
+/// The columns `status` is written as, once it passed [`ConnectionStatus::validate`].
+fn status_columns(status: &ConnectionStatus) -> Result<StatusColumns, StoreError> {
+    status.validate()?;
     Ok(match status {
-        ConnectionStatus::NeedsReconnect { reason, since } => (
-            "needs_reconnect",
-            Some(reason.clone()),
-            Some(to_micros(*since)?),
-        ),
-        other => (other.kind(), None, None),
+        ConnectionStatus::NeedsReconnect {
+            reason,
+            since,
+            claims,
+        } => StatusColumns {
+            kind: "needs_reconnect",
+            reason: Some(reason.clone()),
+            since: Some(to_micros(*since)?),
+            claims: claims.clone(),
+        },
+        other => StatusColumns {
+            kind: other.kind(),
+            reason: None,
+            since: None,
+            claims: None,
+        },
     })
 }
 
@@ -738,16 +764,18 @@ impl ConnectionStore for SqlStore {
     ) -> Result<Connection, StoreError> {
         const OP: &str = "set_status";
         let (_, now) = self.now()?;
-        let (kind, reason, since) = status_columns(&status)?;
+        let status = status_columns(&status)?;
         let sql = format!(
             "UPDATE connections SET status = $3, status_reason = $4, status_since = $5, updated_at = $6, \
-             revision = revision + 1 WHERE id = $1 AND owner_id = $2 RETURNING {COLUMNS}"
+             status_claims = $7, revision = revision + 1 \
+             WHERE id = $1 AND owner_id = $2 RETURNING {COLUMNS}"
         );
         let binds = vec![
-            Bind::Text(Some(kind.to_owned())),
-            Bind::Text(reason),
-            Bind::Int(since),
+            Bind::Text(Some(status.kind.to_owned())),
+            Bind::Text(status.reason),
+            Bind::Int(status.since),
             Bind::Int(Some(now)),
+            Bind::Text(status.claims),
         ];
         self.update_returning(&sql, id, owner, binds)
             .await
@@ -764,19 +792,20 @@ impl ConnectionStore for SqlStore {
     ) -> Result<Connection, StoreError> {
         const OP: &str = "set_status_fenced";
         let (_, now) = self.now()?;
-        let (kind, reason, since) = status_columns(&status)?;
+        let status = status_columns(&status)?;
         // The fence is part of the WHERE: checked and written in one statement.
         let sql = format!(
             "UPDATE connections SET status = $4, status_reason = $6, status_since = $7, \
-             updated_at = $5, revision = revision + 1 \
+             status_claims = $8, updated_at = $5, revision = revision + 1 \
              WHERE id = $1 AND owner_id = $2 AND {FENCE} RETURNING {COLUMNS}"
         );
         let binds = vec![
             Bind::Text(Some(holder.as_str().to_owned())),
-            Bind::Text(Some(kind.to_owned())),
+            Bind::Text(Some(status.kind.to_owned())),
             Bind::Int(Some(now)),
-            Bind::Text(reason),
-            Bind::Int(since),
+            Bind::Text(status.reason),
+            Bind::Int(status.since),
+            Bind::Text(status.claims),
         ];
         let written = self
             .update_returning(&sql, id, owner, binds)
@@ -919,7 +948,7 @@ impl ConnectionStore for SqlStore {
         let sql = format!(
             "UPDATE connections SET admin_object_id = $4, admin_username = $5, admin_display_name = $6, \
              scopes = $7, status = 'active', status_reason = NULL, status_since = NULL, \
-             failures = 0, retry_at = NULL, updated_at = $8, \
+             status_claims = NULL, failures = 0, retry_at = NULL, updated_at = $8, \
              revision = revision + 1, token_version = token_version + 1, token_key_id = $9, \
              token_ciphertext = $10 WHERE id = $1 AND owner_id = $2 AND tenant_id = $3 \
              RETURNING {COLUMNS}, token_version"

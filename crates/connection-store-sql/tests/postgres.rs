@@ -9,7 +9,10 @@ use std::future::Future;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
-use common::{claim_batch_with_a_corrupt_row, key, manual_clock, ring, secret, seeded};
+use common::{
+    claim_batch_with_a_corrupt_row, corrupt_claims_are_typed_errors, key, manual_clock, ring,
+    secret, seeded,
+};
 use connection_store::testkit;
 use connection_store::{
     Clock, ConnectionStore, ExposeSecret, StoreError, SystemClock, TokenVersion,
@@ -197,6 +200,31 @@ async fn postgres_claim_batch_with_a_corrupt_row_returns_the_healthy_claims_and_
             store.close().await;
             raw.close().await;
         }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs TEST_POSTGRES_URL (PostgreSQL), see the crate README"]
+async fn postgres_corrupt_claims_are_typed_errors_and_a_reconnect_repairs_them() {
+    with_schemas(|schemas| async move {
+        let schema = schemas.fresh();
+        let store = schemas.open(&schema, ring(), Arc::new(SystemClock)).await;
+        let raw = schemas.raw(&schema).await;
+        corrupt_claims_are_typed_errors(&store, |id, claims| {
+            let raw = raw.clone();
+            async move {
+                sqlx::query("UPDATE connections SET status_claims = $1 WHERE id = $2")
+                    .bind(claims)
+                    .bind(id.to_string())
+                    .execute(&raw)
+                    .await
+                    .expect("corrupt the claims");
+            }
+        })
+        .await;
+        store.close().await;
+        raw.close().await;
     })
     .await;
 }

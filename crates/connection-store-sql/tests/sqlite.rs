@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{
-    TempDir, claim_batch_with_a_corrupt_row, manual_clock, open_sqlite, raw_sqlite, ring, secret,
-    seeded,
+    CAE_CLAIMS, TempDir, claim_batch_with_a_corrupt_row, corrupt_claims_are_typed_errors,
+    manual_clock, needs_reconnect, open_sqlite, raw_sqlite, ring, secret, seeded,
 };
 use connection_store::testkit::{self, sample_connection, unique_owner};
 use connection_store::{
@@ -179,8 +179,8 @@ async fn sqlite_claims_across_two_pools_take_each_connection_once() {
     common::race_claims_across(&[one, two], 150).await;
 }
 
-/// A file written by schema version 1 (migration 0001 only) opens at version 2: its rows
-/// have no failures and no retry time, and are claimable.
+/// A file written by schema version 1 (migration 0001 only) opens at the current version:
+/// its rows have no failures and no retry time, and are claimable.
 #[tokio::test]
 async fn sqlite_upgrade_from_schema_1_keeps_rows_without_failures() {
     let dir = TempDir::new();
@@ -239,6 +239,172 @@ async fn sqlite_upgrade_from_schema_1_keeps_rows_without_failures() {
         .await
         .expect("version");
     assert_eq!(version, SCHEMA_VERSION);
+}
+
+/// A file written by schema version 2 (migrations 0001 and 0002) opens at the current
+/// version: its "reconnect needed" rows read back without claims, and claims can be
+/// written to them.
+#[tokio::test]
+async fn sqlite_upgrade_from_schema_2_reads_reconnect_needed_rows_without_claims() {
+    let dir = TempDir::new();
+    let path = dir.file("store.db");
+    let v2 = dir.file("migrations-v2");
+    std::fs::create_dir_all(&v2).expect("dir");
+    for migration in ["0001_connections.sql", "0002_claims_and_backoff.sql"] {
+        std::fs::copy(
+            format!(
+                "{}/migrations/sqlite/{migration}",
+                env!("CARGO_MANIFEST_DIR")
+            ),
+            v2.join(migration),
+        )
+        .expect("copy migration");
+    }
+    std::fs::File::create(&path).expect("file");
+    let raw = raw_sqlite(&path).await;
+    sqlx::migrate::Migrator::new(v2.as_path())
+        .await
+        .expect("migrator")
+        .run(&raw)
+        .await
+        .expect("migrate to 2");
+    let id = connection_store::ConnectionId::new();
+    sqlx::query(
+        "INSERT INTO connections (id, owner_id, name, name_folded, tenant_id, cloud, \
+         admin_object_id, admin_username, scopes, status, status_reason, status_since, \
+         created_at, updated_at, revision, token_version, token_key_id, token_ciphertext) \
+         VALUES ($1, 'owner-v2', 'Old', 'old', 't-2', '{\"kind\":\"global\"}', 'o', 'u', '[]', \
+         'needs_reconnect', 'AADSTS50173', 1000000, 1000000, 1000000, 2, 1, 'test-1', x'00')",
+    )
+    .bind(id.to_string())
+    .execute(&raw)
+    .await
+    .expect("a version 2 row");
+    raw.close().await;
+
+    let store = open_sqlite(&path, ring(), Arc::new(SystemClock)).await;
+    let owner = connection_store::OwnerId::new("owner-v2");
+    let old = store.get(&owner, id).await.expect("get");
+    assert_eq!(
+        old.status,
+        connection_store::ConnectionStatus::NeedsReconnect {
+            reason: "AADSTS50173".to_owned(),
+            since: time::OffsetDateTime::from_unix_timestamp(1).expect("time"),
+            claims: None,
+        }
+    );
+    let challenged = needs_reconnect(Some(CAE_CLAIMS));
+    let written = store
+        .set_status(&owner, id, challenged.clone())
+        .await
+        .expect("set_status with claims");
+    assert_eq!(written.status, challenged);
+    let raw = raw_sqlite(&path).await;
+    let version: i64 = sqlx::query_scalar("SELECT MAX(version) FROM schema_version")
+        .fetch_one(&raw)
+        .await
+        .expect("version");
+    assert_eq!(version, SCHEMA_VERSION);
+}
+
+/// The claims column is NULL for statuses without claims and after a reconnect: nothing
+/// of an old challenge stays in the row.
+#[tokio::test]
+async fn sqlite_claims_column_is_null_after_a_status_without_claims_or_a_reconnect() {
+    let dir = TempDir::new();
+    let path = dir.file("store.db");
+    let store = open_sqlite(&path, ring(), Arc::new(SystemClock)).await;
+    let raw = raw_sqlite(&path).await;
+    let owner = unique_owner("owner");
+    let created = store
+        .create(&owner, sample_connection("Contoso", "tenant-1", "rt-1"))
+        .await
+        .expect("create");
+    let id = created.id;
+    let stored = || {
+        let raw = raw.clone();
+        async move {
+            sqlx::query_scalar::<_, Option<String>>(
+                "SELECT status_claims FROM connections WHERE id = $1",
+            )
+            .bind(id.to_string())
+            .fetch_one(&raw)
+            .await
+            .expect("status_claims")
+        }
+    };
+    let with_claims = needs_reconnect(Some(CAE_CLAIMS));
+    store
+        .set_status(&owner, id, with_claims.clone())
+        .await
+        .expect("set_status");
+    assert_eq!(stored().await.as_deref(), Some(CAE_CLAIMS));
+    store
+        .set_status(&owner, id, connection_store::ConnectionStatus::Disabled)
+        .await
+        .expect("set_status");
+    assert_eq!(stored().await, None, "disabled");
+    store
+        .set_status(&owner, id, with_claims)
+        .await
+        .expect("set_status");
+    store
+        .reconnect(
+            &owner,
+            id,
+            connection_store::Reconnect {
+                tenant: created.tenant.clone(),
+                admin: created.admin.clone(),
+                scopes: created.scopes.clone(),
+                refresh_token: secret("rt-2"),
+            },
+        )
+        .await
+        .expect("reconnect");
+    assert_eq!(stored().await, None, "reconnected");
+}
+
+#[tokio::test]
+async fn sqlite_corrupt_claims_are_typed_errors_and_a_reconnect_repairs_them() {
+    let dir = TempDir::new();
+    let path = dir.file("store.db");
+    let store = open_sqlite(&path, ring(), Arc::new(SystemClock)).await;
+    let raw = raw_sqlite(&path).await;
+    corrupt_claims_are_typed_errors(&store, |id, claims| {
+        let raw = raw.clone();
+        async move {
+            sqlx::query("UPDATE connections SET status_claims = $1 WHERE id = $2")
+                .bind(claims)
+                .bind(id.to_string())
+                .execute(&raw)
+                .await
+                .expect("corrupt the claims");
+        }
+    })
+    .await;
+    // SQLite keeps what it is given: bytes that are not UTF-8, as text or as a blob.
+    for value in ["CAST(x'7bff7d' AS TEXT)", "x'7b7d'"] {
+        let (owner, id) = seeded(&store, "rt").await;
+        store
+            .set_status(&owner, id, needs_reconnect(Some(CAE_CLAIMS)))
+            .await
+            .expect("set_status");
+        sqlx::query(&format!(
+            "UPDATE connections SET status_claims = {value} WHERE id = $1"
+        ))
+        .bind(id.to_string())
+        .execute(&raw)
+        .await
+        .expect("corrupt the claims");
+        assert!(
+            matches!(
+                store.get(&owner, id).await,
+                Err(StoreError::Corrupt { id: Some(found), what, .. })
+                    if found == id && what == "status_claims"
+            ),
+            "{value}"
+        );
+    }
 }
 
 #[tokio::test]

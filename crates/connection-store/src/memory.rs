@@ -205,6 +205,7 @@ impl ConnectionStore for MemoryStore {
         id: ConnectionId,
         status: ConnectionStatus,
     ) -> Result<Connection, StoreError> {
+        status.validate()?;
         let now = self.clock.now();
         let mut inner = self.lock();
         let entry = inner.entry_mut(owner, id)?;
@@ -220,6 +221,7 @@ impl ConnectionStore for MemoryStore {
         holder: &LeaseHolder,
         status: ConnectionStatus,
     ) -> Result<Connection, StoreError> {
+        status.validate()?;
         let now = self.clock.now();
         let mut inner = self.lock();
         let entry = inner.entry_mut(owner, id)?;
@@ -326,6 +328,7 @@ impl ConnectionStore for MemoryStore {
         }
         entry.connection.admin = grant.admin;
         entry.connection.scopes = grant.scopes;
+        // Active: the reason and the claims of a "reconnect needed" go with it.
         entry.connection.status = ConnectionStatus::Active;
         entry.connection.failures = 0;
         entry.connection.retry_at = None;

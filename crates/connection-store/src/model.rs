@@ -238,12 +238,74 @@ pub enum ConnectionStatus {
         reason: String,
         /// When it was noticed.
         since: OffsetDateTime,
+        /// The claims request the reconnect's authorize request must carry (its `claims`
+        /// parameter), or `None`.
+        ///
+        /// Set when Microsoft Graph answered with a Continuous Access Evaluation claims
+        /// challenge (`WWW-Authenticate: Bearer … claims="…"`, e.g. the admin's sessions
+        /// were revoked) and the refresh with those claims failed: Entra then only issues
+        /// a token to an interactive sign-in that carries them. The caller passes the
+        /// challenge's *decoded* claims JSON (the base64 of the header decoded), as
+        /// Entra and Graph send it, e.g.
+        /// `{"access_token":{"nbf":{"essential":true,"value":"1726058400"}}}`.
+        ///
+        /// Not a secret. The store keeps it as text and does not parse the JSON; it
+        /// checks on every status write (see [`ConnectionStatus::validate`]) that it is
+        /// 1 to [`MAX_CLAIMS_BYTES`](ConnectionStatus::MAX_CLAIMS_BYTES) bytes without
+        /// control characters (so compact JSON, not pretty-printed). Every status write
+        /// replaces it, and [`reconnect`](crate::ConnectionStore::reconnect) clears it
+        /// along with the status. (Not to be confused with [`Claims`], the batch of
+        /// connections [`claim_due`](crate::ConnectionStore::claim_due) hands out.)
+        claims: Option<String>,
     },
     /// Turned off by the customer; nothing syncs.
     Disabled,
 }
 
 impl ConnectionStatus {
+    /// The longest [`NeedsReconnect::claims`](ConnectionStatus::NeedsReconnect::claims)
+    /// a store accepts, in bytes of UTF-8: 16 KiB, far above the few hundred bytes of
+    /// Microsoft's claims challenges.
+    pub const MAX_CLAIMS_BYTES: usize = 16 * 1024;
+
+    /// Checks what every store checks before it writes a status, so backends refuse
+    /// the same statuses: the claims of
+    /// [`NeedsReconnect`](ConnectionStatus::NeedsReconnect), if any, are 1 to
+    /// [`MAX_CLAIMS_BYTES`](Self::MAX_CLAIMS_BYTES) bytes without control characters.
+    /// (Text is valid UTF-8 by being a `String`.) Backends also check a status they read
+    /// back with it, and answer [`StoreError::Corrupt`] for a stored one that fails.
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidInput`] naming the broken rule (never the claims
+    /// themselves).
+    pub fn validate(&self) -> Result<(), StoreError> {
+        let Self::NeedsReconnect {
+            claims: Some(claims),
+            ..
+        } = self
+        else {
+            return Ok(());
+        };
+        if claims.is_empty() {
+            return Err(StoreError::invalid_input(
+                "the claims of a reconnect are empty (use none instead)",
+            ));
+        }
+        if claims.len() > Self::MAX_CLAIMS_BYTES {
+            return Err(StoreError::invalid_input(format!(
+                "the claims of a reconnect are {} bytes, at most {} are allowed",
+                claims.len(),
+                Self::MAX_CLAIMS_BYTES
+            )));
+        }
+        if claims.chars().any(char::is_control) {
+            return Err(StoreError::invalid_input(
+                "the claims of a reconnect contain a control character",
+            ));
+        }
+        Ok(())
+    }
+
     /// `active`, `needs_reconnect` or `disabled`: a stable name for storage and logs.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -782,6 +844,42 @@ mod tests {
             connection.due_at(std::time::Duration::MAX),
             time::PrimitiveDateTime::MAX.assume_utc()
         );
+    }
+
+    #[test]
+    fn reconnect_claims_are_at_most_16_kib_without_control_characters() {
+        let needs = |claims: Option<String>| ConnectionStatus::NeedsReconnect {
+            reason: "r".into(),
+            since: OffsetDateTime::UNIX_EPOCH,
+            claims,
+        };
+        let cae = r#"{"access_token":{"nbf":{"essential":true,"value":"1726058400"}}}"#;
+        assert!(needs(None).validate().is_ok());
+        assert!(needs(Some(cae.into())).validate().is_ok());
+        // Bytes, not characters: 8,192 two-byte characters are exactly at the limit.
+        let widest = "ü".repeat(ConnectionStatus::MAX_CLAIMS_BYTES / 2);
+        assert!(needs(Some(widest.clone())).validate().is_ok());
+        for refused in [
+            String::new(),
+            widest + "a",
+            "a".repeat(ConnectionStatus::MAX_CLAIMS_BYTES + 1),
+            "{\n}".to_owned(),
+            "{\"a\":\"\u{85}\"}".to_owned(),
+            "{\"a\":\"\u{0}\"}".to_owned(),
+            "{\t}".to_owned(),
+        ] {
+            match needs(Some(refused.clone())).validate() {
+                Err(StoreError::InvalidInput { message }) => {
+                    assert!(
+                        !message.contains(&refused) || refused.is_empty(),
+                        "{message}"
+                    );
+                }
+                other => panic!("{:?}: {other:?}", refused.len()),
+            }
+        }
+        assert!(ConnectionStatus::Active.validate().is_ok());
+        assert!(ConnectionStatus::Disabled.validate().is_ok());
     }
 
     #[test]

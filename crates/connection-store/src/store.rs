@@ -31,6 +31,10 @@ use crate::model::{
 /// - Deleting a connection deletes its token, cursors and lease.
 /// - Record changes (rename, status, sync time, failure, reconnect) set `updated_at` to
 ///   the store's clock and add one to `revision`; token, cursor and lease writes do not.
+/// - A status is checked with [`ConnectionStatus::validate`] before it is written
+///   ([`StoreError::InvalidInput`], nothing written). A "reconnect needed" status is
+///   read back as written, its claims included; [`reconnect`](Self::reconnect) clears
+///   them with the status.
 /// - Fenced writes ([`record_sync`](Self::record_sync),
 ///   [`record_failure`](Self::record_failure), [`save_cursor`](Self::save_cursor),
 ///   [`set_status_fenced`](Self::set_status_fenced)) take the [`LeaseHolder`] the sync
@@ -99,10 +103,13 @@ pub trait ConnectionStore: Send + Sync {
     ) -> Result<Connection, StoreError>;
 
     /// Sets the status, e.g. [`ConnectionStatus::NeedsReconnect`] after Microsoft
-    /// refused the refresh token.
+    /// refused the refresh token, with the claims its reconnect must carry, if any
+    /// (they replace any stored before).
     ///
     /// # Errors
-    /// [`StoreError::NotFound`], [`StoreError::Backend`].
+    /// [`StoreError::InvalidInput`] when the status fails
+    /// [`ConnectionStatus::validate`] (claims too long, empty or with a control
+    /// character; nothing is written); [`StoreError::NotFound`], [`StoreError::Backend`].
     async fn set_status(
         &self,
         owner: &OwnerId,
@@ -119,7 +126,8 @@ pub trait ConnectionStore: Send + Sync {
     /// # Errors
     /// [`StoreError::LeaseLost`] when `holder`'s lease expired, was taken over or
     /// released (nothing is written); [`StoreError::NotFound`],
-    /// [`StoreError::InvalidInput`] (a time out of range), [`StoreError::Backend`].
+    /// [`StoreError::InvalidInput`] (a time out of range, or a status that fails
+    /// [`ConnectionStatus::validate`]), [`StoreError::Backend`].
     async fn set_status_fenced(
         &self,
         owner: &OwnerId,
@@ -191,7 +199,8 @@ pub trait ConnectionStore: Send + Sync {
 
     /// Stores a new sign-in for an existing connection: the token (whatever its
     /// version was; the new version is one more), the admin and scopes, and status
-    /// [`ConnectionStatus::Active`]; `failures` goes back to 0 and `retry_at` to none, so
+    /// [`ConnectionStatus::Active`] (a "reconnect needed" reason and claims are
+    /// cleared); `failures` goes back to 0 and `retry_at` to none, so
     /// it is claimable at once. Name, cursors and lease stay.
     ///
     /// # Errors

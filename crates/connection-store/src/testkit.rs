@@ -91,6 +91,8 @@ where
         replace_token_race_has_exactly_one_winner,
         status_and_sync_time_update_the_record,
         reconnect_replaces_grant_and_reactivates,
+        reconnect_claims_round_trip_and_reconnect_clears_them,
+        invalid_reconnect_claims_are_refused_and_write_nothing,
         cursors_are_kept_per_connection_and_key,
         long_and_unicode_secrets_round_trip,
         delete_cascades_to_token_cursors_and_lease,
@@ -128,6 +130,35 @@ pub fn sample_connection(name: &str, tenant: &str, token: &str) -> NewConnection
             "https://graph.microsoft.com/Group.Read.All".to_owned(),
         ],
         refresh_token: SecretString::from(token.to_owned()),
+    }
+}
+
+/// The claims of a Continuous Access Evaluation challenge, decoded, as Microsoft Graph
+/// sends them after an admin's sessions were revoked.
+const CAE_CLAIMS: &str = r#"{"access_token":{"nbf":{"essential":true,"value":"1726058400"}}}"#;
+
+/// Claims of exactly [`ConnectionStatus::MAX_CLAIMS_BYTES`] bytes, with quotes,
+/// backslashes and two-byte characters, which a store must keep byte for byte.
+fn largest_claims() -> String {
+    let mut claims =
+        r#"{"access_token":{"acrs":{"essential":true,"value":"c1"},"note":{"value":"\"Grüße\" "#
+            .to_owned();
+    let end = r#""}}}"#;
+    while claims.len() + end.len() + 2 <= ConnectionStatus::MAX_CLAIMS_BYTES {
+        claims.push('ü');
+    }
+    while claims.len() + end.len() < ConnectionStatus::MAX_CLAIMS_BYTES {
+        claims.push('a');
+    }
+    claims.push_str(end);
+    claims
+}
+
+fn needs_reconnect(since: OffsetDateTime, claims: Option<&str>) -> ConnectionStatus {
+    ConnectionStatus::NeedsReconnect {
+        reason: "AADSTS50173: the provided grant has expired".to_owned(),
+        since,
+        claims: claims.map(str::to_owned),
     }
 }
 
@@ -759,6 +790,7 @@ pub async fn status_and_sync_time_update_the_record(store: DynStore, clock: Manu
     let needs = ConnectionStatus::NeedsReconnect {
         reason: "AADSTS700082: the refresh token has expired".to_owned(),
         since,
+        claims: None,
     };
     let updated = store
         .set_status(&owner, created.id, needs.clone())
@@ -796,6 +828,7 @@ pub async fn status_and_sync_time_update_the_record(store: DynStore, clock: Manu
     let revoked = ConnectionStatus::NeedsReconnect {
         reason: "AADSTS50173: the provided grant has expired".to_owned(),
         since: clock.now(),
+        claims: None,
     };
     let marked = store
         .set_status_fenced(&owner, created.id, &me, revoked.clone())
@@ -832,6 +865,7 @@ pub async fn reconnect_replaces_grant_and_reactivates(store: DynStore, clock: Ma
             ConnectionStatus::NeedsReconnect {
                 reason: "invalid_grant".to_owned(),
                 since: clock.now(),
+                claims: Some(CAE_CLAIMS.to_owned()),
             },
         )
         .await
@@ -894,6 +928,156 @@ pub async fn reconnect_replaces_grant_and_reactivates(store: DynStore, clock: Ma
         cursor.map(|c| c.expose_secret().to_owned()).as_deref(),
         Some("delta-u")
     );
+}
+
+/// The claims of a "reconnect needed" status (a CAE claims challenge the reconnect must
+/// carry) come back from `get` and `list` as written by `set_status` and, under the
+/// lease, `set_status_fenced`, byte for byte up to [`ConnectionStatus::MAX_CLAIMS_BYTES`];
+/// every status write replaces them (a write without claims leaves none), and
+/// `reconnect` clears them with the status, so a later "reconnect needed" without
+/// claims has none.
+pub async fn reconnect_claims_round_trip_and_reconnect_clears_them(
+    store: DynStore,
+    clock: ManualClock,
+) {
+    let owner = unique_owner("owner");
+    let created = create(&store, &owner, "claims challenge").await;
+    let id = created.id;
+    let read_back = |what: &'static str| {
+        let (store, owner) = (store.clone(), owner.clone());
+        async move {
+            let got = store.get(&owner, id).await.expect("get").status;
+            let listed = store.list(&owner).await.expect("list");
+            assert_eq!(listed.len(), 1, "{what}");
+            assert_eq!(listed[0].status, got, "{what}: list and get agree");
+            got
+        }
+    };
+
+    clock.advance(Duration::from_secs(1));
+    let challenged = needs_reconnect(clock.now(), Some(CAE_CLAIMS));
+    let written = store
+        .set_status(&owner, id, challenged.clone())
+        .await
+        .expect("set_status with claims");
+    assert_eq!(written.status, challenged);
+    assert_eq!(read_back("set_status").await, challenged);
+
+    let me = holder("replica-1");
+    lease(&store, &owner, id, &me).await;
+    clock.advance(Duration::from_secs(1));
+    let largest = largest_claims();
+    assert_eq!(largest.len(), ConnectionStatus::MAX_CLAIMS_BYTES);
+    let fenced = needs_reconnect(clock.now(), Some(&largest));
+    let written = store
+        .set_status_fenced(&owner, id, &me, fenced.clone())
+        .await
+        .expect("set_status_fenced with the largest claims");
+    assert!(
+        written.status == fenced,
+        "set_status_fenced: the largest claims did not come back as written"
+    );
+    assert!(
+        read_back("set_status_fenced").await == fenced,
+        "get: the largest claims did not come back as written"
+    );
+
+    clock.advance(Duration::from_secs(1));
+    let without = needs_reconnect(clock.now(), None);
+    store
+        .set_status_fenced(&owner, id, &me, without.clone())
+        .await
+        .expect("set_status_fenced without claims");
+    assert_eq!(
+        read_back("a status write without claims").await,
+        without,
+        "a status write without claims leaves none"
+    );
+
+    store
+        .set_status(&owner, id, needs_reconnect(clock.now(), Some(CAE_CLAIMS)))
+        .await
+        .expect("set_status with claims");
+    clock.advance(Duration::from_secs(1));
+    let (reconnected, _) = store
+        .reconnect(
+            &owner,
+            id,
+            Reconnect {
+                tenant: created.tenant.clone(),
+                admin: created.admin.clone(),
+                scopes: created.scopes.clone(),
+                refresh_token: secret("rt-reconnected"),
+            },
+        )
+        .await
+        .expect("reconnect");
+    assert_eq!(reconnected.status, ConnectionStatus::Active);
+    assert_eq!(read_back("reconnect").await, ConnectionStatus::Active);
+
+    // The next "reconnect needed" has only the claims it is given.
+    let later = needs_reconnect(clock.now(), None);
+    store
+        .set_status(&owner, id, later.clone())
+        .await
+        .expect("set_status after the reconnect");
+    assert_eq!(
+        read_back("after the reconnect").await,
+        later,
+        "reconnect clears the claims"
+    );
+}
+
+/// Claims that are empty, longer than [`ConnectionStatus::MAX_CLAIMS_BYTES`] bytes (also
+/// when fewer characters) or hold a control character are refused by `set_status` and
+/// `set_status_fenced` with [`StoreError::InvalidInput`], and nothing is written.
+pub async fn invalid_reconnect_claims_are_refused_and_write_nothing(
+    store: DynStore,
+    clock: ManualClock,
+) {
+    let owner = unique_owner("owner");
+    let id = create(&store, &owner, "bad claims").await.id;
+    let me = holder("replica-1");
+    lease(&store, &owner, id, &me).await;
+    let kept = needs_reconnect(clock.now(), Some(CAE_CLAIMS));
+    store
+        .set_status(&owner, id, kept)
+        .await
+        .expect("set_status with claims");
+    let before = store.get(&owner, id).await.expect("get");
+    clock.advance(Duration::from_secs(1));
+    let max = ConnectionStatus::MAX_CLAIMS_BYTES;
+    for (what, claims) in [
+        ("one byte over 16 KiB", "a".repeat(max + 1)),
+        (
+            "over 16 KiB in bytes, not in characters",
+            "ü".repeat(max / 2) + "a",
+        ),
+        ("far over 16 KiB", "{".repeat(4 * max)),
+        ("empty", String::new()),
+        ("with a line break", "{\n}".to_owned()),
+        ("with a NUL", "{\"a\":\"\u{0}\"}".to_owned()),
+        ("with a C1 control", "{\"a\":\"\u{9b}\"}".to_owned()),
+    ] {
+        let status = needs_reconnect(clock.now(), Some(&claims));
+        let unfenced = store.set_status(&owner, id, status.clone()).await;
+        assert!(
+            matches!(unfenced, Err(StoreError::InvalidInput { .. })),
+            "set_status with claims {what}: expected InvalidInput, got {:?}",
+            unfenced.map(|c| c.revision)
+        );
+        let fenced = store.set_status_fenced(&owner, id, &me, status).await;
+        assert!(
+            matches!(fenced, Err(StoreError::InvalidInput { .. })),
+            "set_status_fenced with claims {what}: expected InvalidInput, got {:?}",
+            fenced.map(|c| c.revision)
+        );
+        assert_eq!(
+            store.get(&owner, id).await.expect("get"),
+            before,
+            "claims {what}: nothing is written"
+        );
+    }
 }
 
 /// Cursors are absent until saved, overwritten by save, removed by clear, and kept apart
@@ -1577,6 +1761,7 @@ pub async fn claim_skips_recent_disabled_reconnect_needed_and_backing_off(
             ConnectionStatus::NeedsReconnect {
                 reason: "AADSTS70000: invalid_grant".to_owned(),
                 since: now,
+                claims: Some(CAE_CLAIMS.to_owned()),
             },
         )
         .await
@@ -1779,6 +1964,7 @@ pub async fn fenced_writes_fail_with_lease_lost_after_expiry_or_takeover(
             let revoked = ConnectionStatus::NeedsReconnect {
                 reason: "AADSTS50173: stale".to_owned(),
                 since: now,
+                claims: Some(CAE_CLAIMS.to_owned()),
             };
             assert_lease_lost(
                 store.set_status_fenced(&owner, id, &by, revoked).await,
@@ -1870,6 +2056,7 @@ pub async fn fenced_writes_fail_with_lease_lost_after_expiry_or_takeover(
     let revoked = ConnectionStatus::NeedsReconnect {
         reason: "AADSTS50173: the provided grant has expired".to_owned(),
         since: at,
+        claims: None,
     };
     let marked = store
         .set_status_fenced(&owner, id, &two, revoked.clone())

@@ -29,6 +29,13 @@ enum Fault {
     UnfencedWrites,
     /// `set_status_fenced` writes as `set_status` does, without the fence.
     UnfencedStatus,
+    /// Status writes lose the claims of a "reconnect needed".
+    DroppedClaims,
+    /// A "reconnect needed" without claims gets the last claims written, even after a
+    /// reconnect (as `SET status_claims = COALESCE($n, status_claims)` would).
+    StickyClaims,
+    /// Claims a store must refuse are accepted (and dropped).
+    UncheckedClaims,
 }
 
 struct Faulty {
@@ -40,9 +47,47 @@ struct Faulty {
     claimed: Mutex<Vec<Claim>>,
     /// The last holder given each connection's lease (`UnfencedWrites`).
     holders: Mutex<HashMap<ConnectionId, LeaseHolder>>,
+    /// The last claims written per connection (`StickyClaims`).
+    claims: Mutex<HashMap<ConnectionId, String>>,
+}
+
+/// `status` with its claims, if it is a "reconnect needed", replaced by `claims`.
+fn with_claims(status: ConnectionStatus, claims: Option<String>) -> ConnectionStatus {
+    match status {
+        ConnectionStatus::NeedsReconnect { reason, since, .. } => {
+            ConnectionStatus::NeedsReconnect {
+                reason,
+                since,
+                claims,
+            }
+        }
+        other => other,
+    }
 }
 
 impl Faulty {
+    /// The status a status write stores, after this store's claims fault.
+    fn status_written(&self, id: ConnectionId, status: ConnectionStatus) -> ConnectionStatus {
+        let ConnectionStatus::NeedsReconnect { claims, .. } = &status else {
+            return status;
+        };
+        match self.fault {
+            Fault::DroppedClaims => with_claims(status, None),
+            Fault::UncheckedClaims if status.validate().is_err() => with_claims(status, None),
+            Fault::StickyClaims => {
+                let mut remembered = self.claims.lock().unwrap();
+                if let Some(claims) = claims {
+                    remembered.insert(id, claims.clone());
+                    status
+                } else {
+                    let old = remembered.get(&id).cloned();
+                    with_claims(status, old)
+                }
+            }
+            _ => status,
+        }
+    }
+
     /// The holder a fenced write runs as: the caller, or with `UnfencedWrites` whoever
     /// last got the lease, its lease renewed (or the caller's taken) so the write lands.
     async fn writer(
@@ -102,6 +147,7 @@ impl ConnectionStore for Faulty {
         id: ConnectionId,
         status: ConnectionStatus,
     ) -> Result<Connection, StoreError> {
+        let status = self.status_written(id, status);
         self.inner.set_status(owner, id, status).await
     }
     async fn set_status_fenced(
@@ -111,6 +157,7 @@ impl ConnectionStore for Faulty {
         holder: &LeaseHolder,
         status: ConnectionStatus,
     ) -> Result<Connection, StoreError> {
+        let status = self.status_written(id, status);
         if self.fault == Fault::UnfencedStatus {
             return self.inner.set_status(owner, id, status).await;
         }
@@ -307,6 +354,7 @@ fn faulty(fault: Fault) -> (DynStore, ManualClock) {
         owners: Mutex::new(HashMap::new()),
         claimed: Mutex::new(Vec::new()),
         holders: Mutex::new(HashMap::new()),
+        claims: Mutex::new(HashMap::new()),
     };
     (Arc::new(store), clock)
 }
@@ -386,8 +434,32 @@ async fn testkit_fails_a_store_whose_status_write_ignores_the_fence() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn testkit_fails_a_store_that_loses_the_reconnect_claims() {
+    let (store, clock) = faulty(Fault::DroppedClaims);
+    assert!(
+        fails(testkit::reconnect_claims_round_trip_and_reconnect_clears_them(store, clock)).await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn testkit_fails_a_store_whose_claims_outlive_a_write_without_them_or_a_reconnect() {
+    let (store, clock) = faulty(Fault::StickyClaims);
+    assert!(
+        fails(testkit::reconnect_claims_round_trip_and_reconnect_clears_them(store, clock)).await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn testkit_fails_a_store_that_accepts_oversized_or_invalid_claims() {
+    let (store, clock) = faulty(Fault::UncheckedClaims);
+    assert!(
+        fails(testkit::invalid_reconnect_claims_are_refused_and_write_nothing(store, clock)).await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn testkit_passes_the_same_wrapper_without_a_fault() {
-    for check in 0..7 {
+    for check in 0..10 {
         let (store, clock) = faulty(match check {
             0 => Fault::GetIgnoresOwner,
             1 => Fault::BlindReplace,
@@ -395,7 +467,10 @@ async fn testkit_passes_the_same_wrapper_without_a_fault() {
             3 => Fault::LeaseNeverExpires,
             4 => Fault::ClaimIgnoresLease,
             5 => Fault::UnfencedWrites,
-            _ => Fault::UnfencedStatus,
+            6 => Fault::UnfencedStatus,
+            7 => Fault::DroppedClaims,
+            8 => Fault::StickyClaims,
+            _ => Fault::UncheckedClaims,
         });
         // Each fault only touches its own method; the other rules still pass.
         let passed = match check {
@@ -427,12 +502,18 @@ async fn testkit_passes_the_same_wrapper_without_a_fault() {
                 ))
                 .await
             }
-            // Only the fenced status write is broken: the unfenced one still works.
-            _ => {
+            // Only the fenced status write is broken: the unfenced one still works. And
+            // statuses without claims are written as given despite the claims faults.
+            6..=8 => {
                 !fails(testkit::status_and_sync_time_update_the_record(
                     store, clock,
                 ))
                 .await
+            }
+            // Valid claims are kept as written.
+            _ => {
+                !fails(testkit::reconnect_claims_round_trip_and_reconnect_clears_them(store, clock))
+                    .await
             }
         };
         assert!(passed, "check {check}");

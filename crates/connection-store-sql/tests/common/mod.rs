@@ -343,3 +343,86 @@ pub async fn claim_batch_with_a_corrupt_row<F, Fut>(
         "{next_day:?}"
     );
 }
+
+/// The claims of a Continuous Access Evaluation challenge, decoded.
+pub const CAE_CLAIMS: &str = r#"{"access_token":{"nbf":{"essential":true,"value":"1726058400"}}}"#;
+
+/// A "reconnect needed" status carrying `claims`.
+pub fn needs_reconnect(claims: Option<&str>) -> connection_store::ConnectionStatus {
+    connection_store::ConnectionStatus::NeedsReconnect {
+        reason: "AADSTS50173: the provided grant has expired".to_owned(),
+        since: time::OffsetDateTime::UNIX_EPOCH,
+        claims: claims.map(str::to_owned),
+    }
+}
+
+/// Stored claims a store could not have written, put in a "reconnect needed" row's
+/// `status_claims` by `corrupt` (raw SQL, binding the text): `get` and `list` answer
+/// `Corrupt` naming `status_claims` and the connection, the token stays readable, and a
+/// reconnect (which clears the claims) repairs the record.
+pub async fn corrupt_claims_are_typed_errors<F, Fut>(store: &SqlStore, corrupt: F)
+where
+    F: Fn(ConnectionId, String) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let max = connection_store::ConnectionStatus::MAX_CLAIMS_BYTES;
+    for (what, value) in [
+        ("one byte over 16 KiB", "a".repeat(max + 1)),
+        ("over 16 KiB in bytes", "ü".repeat(max / 2) + "a"),
+        ("empty", String::new()),
+        ("a line break", "{\n}".to_owned()),
+        ("a C1 control", "{\u{9b}}".to_owned()),
+    ] {
+        let owner = unique_owner("owner");
+        let tenant = ConnectionId::new().to_string();
+        let new = sample_connection("corrupt claims", &tenant, "rt");
+        let admin = new.admin.clone();
+        let id = store.create(&owner, new).await.expect("create").id;
+        store
+            .set_status(&owner, id, needs_reconnect(Some(CAE_CLAIMS)))
+            .await
+            .expect("set_status with claims");
+        corrupt(id, value).await;
+        for result in [
+            store.get(&owner, id).await.map(|_| ()),
+            store.list(&owner).await.map(|_| ()),
+        ] {
+            match result {
+                Err(StoreError::Corrupt {
+                    id: Some(found),
+                    what: part,
+                    ..
+                }) => assert_eq!((found, part.as_str()), (id, "status_claims"), "{what}"),
+                other => panic!("claims {what}: expected Corrupt, got {other:?}"),
+            }
+        }
+        assert_eq!(
+            secrecy::ExposeSecret::expose_secret(
+                &store.load_token(&owner, id).await.expect("token").token
+            ),
+            "rt",
+            "claims {what}: the token is intact"
+        );
+        let (reconnected, _) = store
+            .reconnect(
+                &owner,
+                id,
+                connection_store::Reconnect {
+                    tenant: connection_store::TenantId::new(tenant),
+                    admin,
+                    scopes: vec!["User.Read.All".to_owned()],
+                    refresh_token: secret("rt-reconnected"),
+                },
+            )
+            .await
+            .expect("a reconnect repairs corrupt claims");
+        assert_eq!(
+            reconnected.status,
+            connection_store::ConnectionStatus::Active
+        );
+        assert_eq!(
+            store.get(&owner, id).await.expect("get after reconnect"),
+            reconnected
+        );
+    }
+}
