@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use reqwest::Method;
+use secrecy::SecretString;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 use crate::challenge::{Challenged, ClaimsChallenge};
@@ -231,38 +231,20 @@ impl GraphClient {
                     if matches!(answer.status, 401 | 403)
                         && let Some(challenge) = answer.claims_challenge()
                     {
-                        match &challenged {
-                            // The first challenge: the provider hears it once for the call,
-                            // and the item goes again with the new token.
-                            None => {
-                                let error = answer.service_error(retry_after, &path);
-                                if let Err(e) = self
-                                    .inner
-                                    .tokens
-                                    .claims_challenge(&sent_with, &challenge)
-                                    .await
-                                {
-                                    return Err(GraphError::Token(e.with_challenge(&challenge)));
-                                }
-                                tracing::debug!(path = %path, status = answer.status, "batch item claims challenge, retrying with a new token");
-                                challenged = Some(Challenged {
-                                    token: sent_with.clone(),
-                                    challenge,
-                                    error,
-                                });
+                        // Like a challenge of the whole request, once per call (spec 7).
+                        let error = answer.service_error(retry_after, &path);
+                        match self
+                            .answer_challenge(&mut challenged, &sent_with, challenge, error)
+                            .await
+                        {
+                            Ok(()) => {
+                                tracing::debug!(path = %path, status = answer.status, "batch item claims challenge, sending it again with a new token");
                                 retry_next.push(index);
                             }
-                            // Another item sent with the same, already reported token.
-                            Some(c) if c.token.expose_secret() == sent_with.expose_secret() => {
-                                retry_next.push(index);
+                            Err(e @ GraphError::ClaimsChallenge { .. }) => {
+                                results[index] = Some(Err(e));
                             }
-                            // Challenged again with the new token.
-                            Some(_) => {
-                                results[index] = Some(Err(GraphError::ClaimsChallenge {
-                                    error: answer.service_error(retry_after, &path),
-                                    challenge: Box::new(challenge),
-                                }));
-                            }
+                            Err(e) => return Err(e),
                         }
                         continue;
                     }

@@ -10,8 +10,9 @@
 use base64::Engine as _;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
+use crate::client::GraphClient;
 use crate::error::{GraphError, ServiceError};
 
 /// The largest decoded `claims` JSON accepted, in bytes; a larger one is no usable
@@ -162,6 +163,67 @@ impl Challenged {
         GraphError::ClaimsChallenge {
             challenge: Box::new(self.challenge),
             error: self.error,
+        }
+    }
+}
+
+impl GraphClient {
+    /// The provider's token for the next attempt of a request, never the token a claims
+    /// challenge of it was about (spec 7, step 5: do not retry blindly with the same
+    /// token): a provider that cannot refresh gives it back, and only a new sign-in helps.
+    pub(crate) async fn token_after(
+        &self,
+        challenged: Option<&Challenged>,
+    ) -> Result<SecretString, GraphError> {
+        let token = self.inner.tokens.access_token().await.map_err(|e| {
+            GraphError::Token(match challenged {
+                Some(c) => e.with_challenge(&c.challenge),
+                None => e,
+            })
+        })?;
+        if let Some(c) = challenged
+            && c.token.expose_secret() == token.expose_secret()
+        {
+            return Err(c.clone().into_error());
+        }
+        Ok(token)
+    }
+
+    /// Answers a claims challenge of a response sent with `sent_with`. `Ok` means "send
+    /// again": the first challenge goes to the provider and is kept in `challenged`; one
+    /// about the token already reported needs nothing more. A challenge of a newer token
+    /// is [`GraphError::ClaimsChallenge`]: a refresh did not meet the claims. A provider
+    /// failing is [`GraphError::Token`] carrying the challenge.
+    pub(crate) async fn answer_challenge(
+        &self,
+        challenged: &mut Option<Challenged>,
+        sent_with: &SecretString,
+        challenge: ClaimsChallenge,
+        error: Box<ServiceError>,
+    ) -> Result<(), GraphError> {
+        match challenged {
+            None => {
+                tracing::debug!(
+                    status = challenge.status(),
+                    "claims challenge, asking the token provider for a new token"
+                );
+                self.inner
+                    .tokens
+                    .claims_challenge(sent_with, &challenge)
+                    .await
+                    .map_err(|e| GraphError::Token(e.with_challenge(&challenge)))?;
+                *challenged = Some(Challenged {
+                    token: sent_with.clone(),
+                    challenge,
+                    error,
+                });
+                Ok(())
+            }
+            Some(c) if c.token.expose_secret() == sent_with.expose_secret() => Ok(()),
+            Some(_) => Err(GraphError::ClaimsChallenge {
+                challenge: Box::new(challenge),
+                error,
+            }),
         }
     }
 }
@@ -351,7 +413,9 @@ impl<'a> Cursor<'a> {
             match byte {
                 b'"' => return String::from_utf8(out).ok(),
                 b'\\' => {
-                    let escaped = self.peek().filter(|b| *b == b'\t' || !b.is_ascii_control())?;
+                    let escaped = self
+                        .peek()
+                        .filter(|b| *b == b'\t' || !b.is_ascii_control())?;
                     self.at += 1;
                     out.push(escaped);
                 }
@@ -436,15 +500,30 @@ mod tests {
 
     #[test]
     fn several_challenges_in_one_header_and_across_headers() {
-        let pop_first = format!(r#"PoP nonce="abc", Bearer error="insufficient_claims", claims="{CLAIMS_B64}""#);
-        assert_eq!(parse(401, &[&pop_first]).unwrap().claims(), DOCUMENTED_CLAIMS);
-        let bearer_first = format!(r#"Bearer error="insufficient_claims", claims="{CLAIMS_B64}", PoP nonce="abc""#);
-        assert_eq!(parse(401, &[&bearer_first]).unwrap().claims(), DOCUMENTED_CLAIMS);
-        let token68 = format!(r#"Negotiate abc+/==, Basic, Bearer claims="{CLAIMS_B64}", error=insufficient_claims"#);
+        let pop_first = format!(
+            r#"PoP nonce="abc", Bearer error="insufficient_claims", claims="{CLAIMS_B64}""#
+        );
+        assert_eq!(
+            parse(401, &[&pop_first]).unwrap().claims(),
+            DOCUMENTED_CLAIMS
+        );
+        let bearer_first = format!(
+            r#"Bearer error="insufficient_claims", claims="{CLAIMS_B64}", PoP nonce="abc""#
+        );
+        assert_eq!(
+            parse(401, &[&bearer_first]).unwrap().claims(),
+            DOCUMENTED_CLAIMS
+        );
+        let token68 = format!(
+            r#"Negotiate abc+/==, Basic, Bearer claims="{CLAIMS_B64}", error=insufficient_claims"#
+        );
         assert_eq!(parse(401, &[&token68]).unwrap().claims(), DOCUMENTED_CLAIMS);
         // A Bearer challenge without claims, then the claims challenge in another header.
         let plain = r#"Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize", client_id="00000003-0000-0000-c000-000000000000""#;
-        assert_eq!(parse(401, &[plain, DOCUMENTED]).unwrap().claims(), DOCUMENTED_CLAIMS);
+        assert_eq!(
+            parse(401, &[plain, DOCUMENTED]).unwrap().claims(),
+            DOCUMENTED_CLAIMS
+        );
         assert!(parse(401, &[plain]).is_none());
     }
 
@@ -474,7 +553,10 @@ mod tests {
             assert_eq!(parse(401, &[&value]).unwrap().claims(), json, "{encoded}");
         }
         let plain = r#"Bearer error="insufficient_claims", claims="{\"access_token\":{}}""#;
-        assert_eq!(parse(401, &[plain]).unwrap().claims(), r#"{"access_token":{}}"#);
+        assert_eq!(
+            parse(401, &[plain]).unwrap().claims(),
+            r#"{"access_token":{}}"#
+        );
     }
 
     #[test]
@@ -501,7 +583,9 @@ mod tests {
             format!(r#"Bearer error="insufficient_claims", claims="{oversized}""#),
             r#"Bearer error="insufficient_claims", claims="""#.to_owned(),
             // a parameter twice
-            format!(r#"Bearer error="insufficient_claims", claims="{CLAIMS_B64}", claims="{CLAIMS_B64}""#),
+            format!(
+                r#"Bearer error="insufficient_claims", claims="{CLAIMS_B64}", claims="{CLAIMS_B64}""#
+            ),
             // syntax errors: unterminated quote, control character, garbage after a value
             format!(r#"Bearer error="insufficient_claims", claims="{CLAIMS_B64}"#),
             format!("Bearer error=\"insufficient\u{1}_claims\", claims=\"{CLAIMS_B64}\""),
@@ -521,7 +605,10 @@ mod tests {
         let filler = "x".repeat(MAX_CLAIMS_BYTES - r#"{"a":""}"#.len());
         let json = format!(r#"{{"a":"{filler}"}}"#);
         assert_eq!(json.len(), MAX_CLAIMS_BYTES);
-        let value = format!(r#"Bearer error="insufficient_claims", claims="{}""#, b64(&json));
+        let value = format!(
+            r#"Bearer error="insufficient_claims", claims="{}""#,
+            b64(&json)
+        );
         assert_eq!(parse(401, &[&value]).unwrap().claims(), json);
     }
 

@@ -473,23 +473,7 @@ impl GraphClient {
                     .spend(call.units.unwrap_or_else(|| resource_units(&url)))
                     .await;
             }
-            let token = match self.inner.tokens.access_token().await {
-                Ok(token) => token,
-                Err(e) => {
-                    return Err(GraphError::Token(match &challenged {
-                        Some(c) => e.with_challenge(&c.challenge),
-                        None => e,
-                    }));
-                }
-            };
-            if let Some(c) = challenged.take() {
-                // Never retry blindly with the challenged token (spec 7, step 5): a provider
-                // that cannot refresh (or did not hear) gives it back; only a new sign-in helps.
-                if c.token.expose_secret() == token.expose_secret() {
-                    return Err(c.into_error());
-                }
-                challenged = Some(c);
-            }
+            let token = self.token_after(challenged.as_ref()).await?;
             let span = tracing::debug_span!(
                 "graph_request",
                 method = %call.method,
@@ -512,24 +496,8 @@ impl GraphClient {
                     challenge: Some(challenge),
                 } => {
                     let error = service_error_of(status.as_u16(), &body, &meta, &path);
-                    if challenged.is_some() {
-                        // The new token was challenged too: a refresh cannot meet the claims.
-                        return Err(GraphError::ClaimsChallenge {
-                            challenge: Box::new(challenge),
-                            error,
-                        });
-                    }
-                    span.in_scope(|| {
-                        tracing::debug!(status = status.as_u16(), "claims challenge, refreshing");
-                    });
-                    if let Err(e) = self.inner.tokens.claims_challenge(&token, &challenge).await {
-                        return Err(GraphError::Token(e.with_challenge(&challenge)));
-                    }
-                    challenged = Some(Challenged {
-                        token,
-                        challenge,
-                        error,
-                    });
+                    self.answer_challenge(&mut challenged, &token, challenge, error)
+                        .await?;
                     continue;
                 }
                 Attempt::Status {

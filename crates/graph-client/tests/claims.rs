@@ -226,10 +226,7 @@ async fn second_challenge_is_the_typed_error_after_exactly_two_requests() {
 
     let err = client.users().list().send().await.unwrap_err();
 
-    assert!(
-        matches!(err, GraphError::ClaimsChallenge { .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, GraphError::ClaimsChallenge { .. }), "{err:?}");
     assert!(err.requires_reauthorization());
     assert_eq!(err.action(), ErrorAction::Reconnect);
     assert!(!err.is_retryable());
@@ -250,7 +247,10 @@ async fn second_challenge_is_the_typed_error_after_exactly_two_requests() {
     assert_eq!(tokens.refreshes(), 1, "the provider heard only the first");
     // The claims may show; the tokens never do.
     for text in [err.to_string(), format!("{err:?}")] {
-        assert!(!text.contains("token-1") && !text.contains("token-2"), "{text}");
+        assert!(
+            !text.contains("token-1") && !text.contains("token-2"),
+            "{text}"
+        );
     }
     assert!(format!("{err:?}").contains("1604106651"));
 }
@@ -271,10 +271,7 @@ async fn the_challenged_token_is_never_sent_again() {
 
     let err = client.users().list().send().await.unwrap_err();
 
-    assert!(
-        matches!(err, GraphError::ClaimsChallenge { .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, GraphError::ClaimsChallenge { .. }), "{err:?}");
     assert_eq!(err.claims_challenge().unwrap().claims(), CLAIMS);
     assert_eq!(sent_tokens(&server).await, ["Bearer static-secret"]);
     for text in [err.to_string(), format!("{err:?}")] {
@@ -379,17 +376,27 @@ async fn hundred_concurrent_calls_on_one_challenge_refresh_once() {
     let tokens = Arc::new(CaeTokens::holding_first(CALLS));
     let client = builder(&server, tokens.clone()).build().unwrap();
 
-    let results =
-        futures::future::join_all((0..CALLS).map(|_| client.users().list().send())).await;
+    let results = futures::future::join_all((0..CALLS).map(|_| client.users().list().send())).await;
 
     assert!(results.iter().all(Result::is_ok), "{results:?}");
     assert_eq!(tokens.refreshes(), 1, "one refresh for 100 challenges");
     assert_eq!(tokens.heard().len(), CALLS);
-    assert!(tokens.heard().iter().all(|(token, claims, _)| token == "token-1" && claims == CLAIMS));
+    assert!(
+        tokens
+            .heard()
+            .iter()
+            .all(|(token, claims, _)| token == "token-1" && claims == CLAIMS)
+    );
     let sent = sent_tokens(&server).await;
     assert_eq!(sent.len(), 2 * CALLS);
-    assert_eq!(sent.iter().filter(|t| *t == "Bearer token-1").count(), CALLS);
-    assert_eq!(sent.iter().filter(|t| *t == "Bearer token-2").count(), CALLS);
+    assert_eq!(
+        sent.iter().filter(|t| *t == "Bearer token-1").count(),
+        CALLS
+    );
+    assert_eq!(
+        sent.iter().filter(|t| *t == "Bearer token-2").count(),
+        CALLS
+    );
 }
 
 #[tokio::test]
@@ -416,7 +423,11 @@ async fn unauthorized_without_claims_keeps_the_rejected_path() {
 
         client.users().list().send().await.unwrap();
 
-        assert_eq!(CountingTokens::rejected(&tokens), ["token-1"], "{www_authenticate}");
+        assert_eq!(
+            CountingTokens::rejected(&tokens),
+            ["token-1"],
+            "{www_authenticate}"
+        );
         assert_eq!(
             sent_tokens(&server).await,
             ["Bearer token-1", "Bearer token-2"]
@@ -429,10 +440,12 @@ async fn forbidden_without_a_challenge_is_not_retried() {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path("/v1.0/users"))
-        .respond_with(ResponseTemplate::new(403).set_body_json(common::graph_error(
-            "Authorization_RequestDenied",
-            "Insufficient privileges to complete the operation.",
-        )))
+        .respond_with(
+            ResponseTemplate::new(403).set_body_json(common::graph_error(
+                "Authorization_RequestDenied",
+                "Insufficient privileges to complete the operation.",
+            )),
+        )
         .mount(&server)
         .await;
     let tokens = Arc::new(CaeTokens::new());
@@ -475,9 +488,11 @@ async fn batch_items_challenged_are_answered_once_and_sent_again_with_the_new_to
     Mock::given(method("POST"))
         .and(path("/v1.0/$batch"))
         .and(header("authorization", "Bearer token-1"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"responses": [
-            challenged_item("2", 403), ok_item("0"), challenged_item("1", 401),
-        ]})))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"responses": [
+                challenged_item("2", 403), ok_item("0"), challenged_item("1", 401),
+            ]})),
+        )
         .mount(&server)
         .await;
     // token-2: every item sent succeeds.
@@ -517,7 +532,11 @@ async fn batch_items_challenged_are_answered_once_and_sent_again_with_the_new_to
     assert_eq!(batch_ids(&requests[0]), ["0", "1", "2"]);
     let mut again = batch_ids(&requests[1]);
     again.sort();
-    assert_eq!(again, ["1", "2"], "only the challenged items are sent again");
+    assert_eq!(
+        again,
+        ["1", "2"],
+        "only the challenged items are sent again"
+    );
 }
 
 #[tokio::test]
@@ -528,7 +547,13 @@ async fn batch_item_challenged_again_gets_the_typed_error() {
         .respond_with(|request: &Request| {
             let responses: Vec<Value> = batch_ids(request)
                 .iter()
-                .map(|id| if id == "1" { challenged_item(id, 401) } else { ok_item(id) })
+                .map(|id| {
+                    if id == "1" {
+                        challenged_item(id, 401)
+                    } else {
+                        ok_item(id)
+                    }
+                })
                 .collect();
             ResponseTemplate::new(200).set_body_json(json!({"responses": responses}))
         })
@@ -542,10 +567,7 @@ async fn batch_item_challenged_again_gets_the_typed_error() {
 
     assert!(results[0].is_ok());
     let err = results[1].as_ref().unwrap_err();
-    assert!(
-        matches!(err, GraphError::ClaimsChallenge { .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, GraphError::ClaimsChallenge { .. }), "{err:?}");
     assert!(err.requires_reauthorization());
     assert_eq!(err.claims_challenge().unwrap().claims(), CLAIMS);
     assert_eq!(err.service_error().unwrap().path, "/v1.0/users/b");
@@ -561,9 +583,11 @@ async fn batch_never_resends_the_challenged_token() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/v1.0/$batch"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"responses": [
-            challenged_item("0", 401),
-        ]})))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"responses": [
+                challenged_item("0", 401),
+            ]})),
+        )
         .mount(&server)
         .await;
     let client = builder(&server, Arc::new(StaticToken::new("static-secret")))
@@ -575,10 +599,7 @@ async fn batch_never_resends_the_challenged_token() {
         .await
         .unwrap_err();
 
-    assert!(
-        matches!(err, GraphError::ClaimsChallenge { .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, GraphError::ClaimsChallenge { .. }), "{err:?}");
     assert_eq!(err.claims_challenge().unwrap().claims(), CLAIMS);
     assert_eq!(server.received_requests().await.unwrap().len(), 1);
 }
