@@ -605,6 +605,7 @@ async fn a_connection_needing_reconnect_stops_with_its_reason() {
             ConnectionStatus::NeedsReconnect {
                 reason: "AADSTS50173: The provided grant has expired".into(),
                 since: time::OffsetDateTime::now_utc(),
+                claims: None,
             },
         )
         .await

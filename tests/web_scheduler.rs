@@ -554,6 +554,7 @@ async fn a_round_syncs_what_is_due_by_delta_and_skips_what_needs_an_admin() {
     let needs = ConnectionStatus::NeedsReconnect {
         reason: "AADSTS50173".to_owned(),
         since: OffsetDateTime::now_utc(),
+        claims: None,
     };
     store
         .set_status(&customers[1].owner(), ids[1], needs)

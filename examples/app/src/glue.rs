@@ -159,6 +159,7 @@ impl RefreshTokenStore for ConnectionTokens {
         let status = ConnectionStatus::NeedsReconnect {
             reason: plain_reason(reason),
             since: OffsetDateTime::now_utc(),
+            claims: None,
         };
         let fence = self.fence_slot().clone();
         let written = match &fence {

@@ -87,6 +87,7 @@ mod tests {
         let status = ConnectionStatus::NeedsReconnect {
             reason: "the grant was revoked".to_owned(),
             since: OffsetDateTime::UNIX_EPOCH,
+            claims: None,
         };
         assert_eq!(status_words(&status), "reconnect needed");
         assert_eq!(
