@@ -205,6 +205,49 @@ mod tests {
     }
 
     #[test]
+    fn token_error_keeps_the_challenge_it_answered() {
+        let challenge = ClaimsChallenge::from_header_values(
+            401,
+            [r#"Bearer error="insufficient_claims", claims="eyJhIjoxfQ""#],
+        )
+        .unwrap();
+        let error = TokenError::reauthorization_required("interaction_required");
+        assert!(error.claims_challenge().is_none());
+        let error = error.with_challenge(&challenge);
+        assert_eq!(error.claims_challenge().unwrap().claims(), r#"{"a":1}"#);
+        assert!(error.requires_reauthorization());
+    }
+
+    #[tokio::test]
+    async fn default_claims_challenge_reports_the_token_rejected() {
+        #[derive(Default)]
+        struct Recording(std::sync::Mutex<Vec<String>>);
+        #[async_trait]
+        impl TokenProvider for Recording {
+            async fn access_token(&self) -> Result<SecretString, TokenError> {
+                Ok(SecretString::from("t"))
+            }
+            async fn rejected(&self, token: &SecretString) {
+                self.0
+                    .lock()
+                    .unwrap()
+                    .push(token.expose_secret().to_owned());
+            }
+        }
+        let challenge = ClaimsChallenge::from_header_values(
+            403,
+            [r#"Bearer error=insufficient_claims, claims="e30""#],
+        )
+        .unwrap();
+        let provider = std::sync::Arc::new(Recording::default());
+        // Through the `Arc` impl, which forwards to the default.
+        TokenProvider::claims_challenge(&provider, &SecretString::from("sent"), &challenge)
+            .await
+            .unwrap();
+        assert_eq!(*provider.0.lock().unwrap(), ["sent"]);
+    }
+
+    #[test]
     fn token_provider_is_object_safe() {
         let provider: std::sync::Arc<dyn TokenProvider> =
             std::sync::Arc::new(StaticToken::new("x"));
