@@ -47,6 +47,9 @@ struct Args {
     /// Access token lifetime in seconds.
     #[arg(long, default_value_t = 3600)]
     access_token_lifetime: u64,
+    /// Lifetime in seconds of CAE access tokens (requests whose claims declare cp1).
+    #[arg(long, default_value_t = 28 * 3600)]
+    cae_access_token_lifetime: u64,
     /// Most entries on one delta page.
     #[arg(long, default_value_t = 100)]
     delta_page_size: usize,
@@ -68,6 +71,7 @@ async fn main() -> ExitCode {
         .tls(args.tls)
         .tenant_domain(args.tenant_domain)
         .access_token_lifetime(Duration::from_secs(args.access_token_lifetime))
+        .cae_access_token_lifetime(Duration::from_secs(args.cae_access_token_lifetime))
         .delta_page_size(args.delta_page_size)
         .login_port(args.port)
         .graph_port(graph_port);
