@@ -10,10 +10,11 @@ use secrecy::SecretString;
 use url::Url;
 
 use crate::callback::CallbackParams;
+use crate::client::EntraClient;
 use crate::cloud::Authority;
+use crate::error::AuthError;
 use crate::random::random_token;
 use crate::token::split_scopes;
-use crate::{AuthError, EntraClient};
 
 /// An admin-consent request made by this app, with the `state` to check on return.
 pub struct AdminConsentRequest {

@@ -10,9 +10,10 @@ use serde::{Deserialize, Serialize, Serializer};
 use time::OffsetDateTime;
 use url::Url;
 
+use crate::client::EntraClient;
 use crate::cloud::Authority;
+use crate::error::AuthError;
 use crate::random::random_token;
-use crate::{AuthError, EntraClient};
 
 /// A pending authorization expires after this long: codes themselves live about
 /// 10 minutes (spec §1a).
@@ -87,6 +88,9 @@ pub struct PendingAuthorization {
     pub(crate) scopes: Vec<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub(crate) created_at: OffsetDateTime,
+    /// The caller's claims request (without `cp1`), repeated by the code redemption.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) claims: Option<String>,
 }
 
 fn expose<S: Serializer>(secret: &SecretString, serializer: S) -> Result<S::Ok, S::Error> {
@@ -107,6 +111,13 @@ impl PendingAuthorization {
     /// The requested scopes, as sent.
     pub fn scopes(&self) -> &[String] {
         &self.scopes
+    }
+
+    /// The claims request given to
+    /// [`AuthorizationRequestBuilder::claims`], if any (without the `cp1` declaration,
+    /// which is added to each request); the code redemption sends it again.
+    pub fn claims(&self) -> Option<&str> {
+        self.claims.as_deref()
     }
 
     /// When the request was made.
@@ -145,6 +156,7 @@ impl fmt::Debug for PendingAuthorization {
             .field("authority", &self.authority)
             .field("scopes", &self.scopes)
             .field("created_at", &self.created_at)
+            .field("claims", &self.claims)
             .finish()
     }
 }
@@ -269,7 +281,10 @@ impl AuthorizationRequestBuilder<'_> {
         self
     }
 
-    /// A claims request (JSON), e.g. from a Conditional Access challenge (spec §7).
+    /// A claims request (JSON object text), e.g. [`AuthError::reconnect_claims`] after a
+    /// claims challenge ended in "reconnect needed" (spec §7). It is deep-merged with the
+    /// `cp1` declaration when the client makes it, and sent again when the code is
+    /// redeemed. Checked by [`build`](Self::build).
     pub fn claims(mut self, claims: impl Into<String>) -> Self {
         self.claims = Some(claims.into());
         self
@@ -281,7 +296,9 @@ impl AuthorizationRequestBuilder<'_> {
     /// # Errors
     /// [`AuthError::InvalidConfiguration`] when the client has no redirect URI, no
     /// scopes are given, or `login_hint` is combined with `prompt=select_account` (which
-    /// Entra does not allow, spec §1a); [`AuthError::Randomness`] if the OS RNG fails.
+    /// Entra does not allow, spec §1a); [`AuthError::InvalidClaims`] when the claims are
+    /// not a JSON object of at most [`MAX_CLAIMS_BYTES`](crate::MAX_CLAIMS_BYTES);
+    /// [`AuthError::Randomness`] if the OS RNG fails.
     pub fn build(self) -> Result<AuthorizationRequest, AuthError> {
         let client = self.client;
         let redirect_uri = client.redirect_uri()?.clone();
@@ -296,6 +313,7 @@ impl AuthorizationRequestBuilder<'_> {
                 "login_hint cannot be combined with prompt=select_account".to_owned(),
             ));
         }
+        let claims = client.claims_param(self.claims.as_deref())?;
         let state = random_token()?;
         let nonce = random_token()?;
         let verifier = oauth2::PkceCodeVerifier::new(random_token()?);
@@ -322,7 +340,7 @@ impl AuthorizationRequestBuilder<'_> {
         if let Some(hint) = self.domain_hint {
             request = request.add_extra_param("domain_hint", hint);
         }
-        if let Some(claims) = self.claims {
+        if let Some(claims) = claims {
             request = request.add_extra_param("claims", claims);
         }
         let (url, _) = request.url();
@@ -337,6 +355,7 @@ impl AuthorizationRequestBuilder<'_> {
                 authority: self.authority,
                 scopes,
                 created_at: client.now(),
+                claims: self.claims,
             },
         })
     }

@@ -8,9 +8,10 @@ use subtle::ConstantTimeEq as _;
 use url::Url;
 
 use crate::authorize::PendingAuthorization;
+use crate::client::EntraClient;
+use crate::error::AuthError;
 use crate::error::EntraError;
 use crate::grant::Grant;
-use crate::{AuthError, EntraClient};
 
 /// AADSTS numbers of "an admin must approve": 65001 (no consent yet, for admin-only
 /// scopes), 90094/90095 (admin consent required / workflow), spec §4b. A redirect carries

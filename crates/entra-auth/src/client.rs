@@ -12,15 +12,17 @@ use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
 use url::Url;
 
-use crate::AuthError;
 use crate::authorize::PendingAuthorization;
+use crate::claims;
 use crate::clock::{Clock, SystemClock};
 use crate::cloud::{Authority, Cloud, TenantId, is_openid_scope};
 use crate::credentials::{ClientCredential, expose};
+use crate::error::AuthError;
 use crate::error::EntraError;
 use crate::grant::Grant;
 use crate::http::{Answered, Exchange, HttpClient, HttpFailure, endpoint_path, json_error_summary};
 use crate::id_token::{self, Expectations, IdTokenError};
+use crate::throttle::{self, Throttle};
 use crate::token::{
     AccessToken, EntraErrorResponse, EntraTokenResponse, OAuthClient, RefreshedToken, TokenParts,
 };
@@ -57,6 +59,28 @@ pub(crate) struct ClientInner {
     pub(crate) http: HttpClient,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) id_token_skew: Duration,
+    /// Whether every authorize and token request declares client capability `cp1`.
+    pub(crate) declare_cp1: bool,
+    /// Token-endpoint etiquette, shared by the clones of this client (spec §4c).
+    pub(crate) throttle: Throttle,
+}
+
+impl ClientInner {
+    /// Sends a request to Entra through the throttle.
+    pub(crate) async fn send(
+        &self,
+        request: http::Request<Vec<u8>>,
+        answered: &Mutex<Answered>,
+    ) -> Result<http::Response<Vec<u8>>, HttpFailure> {
+        throttle::send(
+            &self.throttle,
+            &self.http,
+            self.clock.as_ref(),
+            request,
+            answered,
+        )
+        .await
+    }
 }
 
 impl fmt::Debug for EntraClient {
@@ -70,6 +94,7 @@ impl fmt::Debug for EntraClient {
                 &self.inner.redirect_uri.as_ref().map(Url::as_str),
             )
             .field("scopes", &self.inner.scopes)
+            .field("declares_cp1", &self.inner.declare_cp1)
             .finish_non_exhaustive()
     }
 }
@@ -97,6 +122,7 @@ pub struct EntraClientBuilder {
     timeout: Duration,
     clock: Arc<dyn Clock>,
     id_token_skew: Duration,
+    declare_cp1: bool,
 }
 
 impl fmt::Debug for EntraClientBuilder {
@@ -131,6 +157,7 @@ impl EntraClient {
             timeout: DEFAULT_TIMEOUT,
             clock: Arc::new(SystemClock),
             id_token_skew: DEFAULT_ID_TOKEN_SKEW,
+            declare_cp1: true,
         }
     }
 
@@ -142,6 +169,18 @@ impl EntraClient {
     /// The cloud.
     pub fn cloud(&self) -> &Cloud {
         &self.inner.cloud
+    }
+
+    /// Whether this client declares client capability `cp1` (continuous access
+    /// evaluation) in its authorize and token requests; see
+    /// [`EntraClientBuilder::client_capability_cp1`].
+    pub fn declares_cp1(&self) -> bool {
+        self.inner.declare_cp1
+    }
+
+    /// The `claims` parameter for a request: `extra` merged with `cp1` when declared.
+    pub(crate) fn claims_param(&self, extra: Option<&str>) -> Result<Option<String>, AuthError> {
+        claims::merged(self.inner.declare_cp1, extra)
     }
 
     /// The scopes asked for, qualified with this cloud's Graph root.
@@ -166,12 +205,19 @@ impl EntraClient {
 
     /// Refreshes answering a Conditional Access claims challenge: `claims` is the decoded
     /// JSON of a Graph `WWW-Authenticate: ... claims="..."` challenge, sent as the
-    /// `claims` parameter (spec §7). When this fails with
-    /// [`AuthError::requires_reauthorization`], send the admin to sign in with
-    /// [`AuthorizationRequestBuilder::claims`](crate::AuthorizationRequestBuilder::claims).
+    /// `claims` parameter, deep-merged with the `cp1` declaration when this client makes
+    /// it (spec §7). When this fails with [`AuthError::requires_reauthorization`], send
+    /// the admin to sign in with
+    /// [`AuthorizationRequestBuilder::claims`](crate::AuthorizationRequestBuilder::claims)
+    /// given [`AuthError::reconnect_claims`].
+    ///
+    /// A [`TokenSession`](crate::TokenSession) does this for you in
+    /// [`claims_challenge`](crate::TokenSession::claims_challenge).
     ///
     /// # Errors
-    /// As [`refresh`](Self::refresh).
+    /// As [`refresh`](Self::refresh), and [`AuthError::InvalidClaims`] (nothing sent) when
+    /// `claims` is not a JSON object of at most
+    /// [`MAX_CLAIMS_BYTES`](crate::MAX_CLAIMS_BYTES).
     pub async fn refresh_with_claims(
         &self,
         tenant: &TenantId,
@@ -182,11 +228,23 @@ impl EntraClient {
             .await
     }
 
-    async fn refresh_inner(
+    pub(crate) async fn refresh_inner(
         &self,
         tenant: &TenantId,
         refresh_token: &SecretString,
-        claims: Option<&str>,
+        challenge: Option<&str>,
+    ) -> Result<RefreshedToken, AuthError> {
+        let claims = self.claims_param(challenge)?;
+        self.refresh_sending(tenant, refresh_token, claims)
+            .await
+            .map_err(|error| error.with_reconnect_claims(challenge))
+    }
+
+    async fn refresh_sending(
+        &self,
+        tenant: &TenantId,
+        refresh_token: &SecretString,
+        claims: Option<String>,
     ) -> Result<RefreshedToken, AuthError> {
         let authority = Authority::tenant(tenant);
         let scopes = self.qualified_scopes(None);
@@ -197,13 +255,13 @@ impl EntraClient {
             endpoint.as_str(),
             self.now(),
         )?;
-        let exchange = Exchange::new(&self.inner.http);
+        let exchange = Exchange::new(&self.inner);
         let old = oauth2::RefreshToken::new(expose(refresh_token));
         let mut request = oauth
             .exchange_refresh_token(&old)
             .add_scopes(scopes.iter().cloned().map(oauth2::Scope::new));
         if let Some(claims) = claims {
-            request = request.add_extra_param("claims", claims.to_owned());
+            request = request.add_extra_param("claims", claims);
         }
         for (name, value) in credential {
             request = request.add_extra_param(name, expose(&value));
@@ -262,12 +320,14 @@ impl EntraClient {
             ))
     }
 
-    /// Redeems an authorization code with the PKCE verifier (spec §2a).
+    /// Redeems an authorization code with the PKCE verifier (spec §2a), repeating the
+    /// authorize request's claims (with `cp1` when declared), as MSAL does.
     pub(crate) async fn redeem_code(
         &self,
         pending: &PendingAuthorization,
         code: &SecretString,
     ) -> Result<TokenParts, AuthError> {
+        let claims = self.claims_param(pending.claims.as_deref())?;
         let oauth = self.oauth_client(&pending.authority);
         let endpoint = self.inner.cloud.token_endpoint(&pending.authority);
         let credential = self.inner.credential.form_params(
@@ -275,7 +335,7 @@ impl EntraClient {
             endpoint.as_str(),
             self.now(),
         )?;
-        let exchange = Exchange::new(&self.inner.http);
+        let exchange = Exchange::new(&self.inner);
         let mut request = oauth
             .exchange_code(oauth2::AuthorizationCode::new(expose(code)))
             .set_pkce_verifier(oauth2::PkceCodeVerifier::new(expose(
@@ -285,6 +345,9 @@ impl EntraClient {
                 pending.redirect_uri.clone(),
             )))
             .add_extra_param("scope", pending.scopes.join(" "));
+        if let Some(claims) = claims {
+            request = request.add_extra_param("claims", claims);
+        }
         for (name, value) in credential {
             request = request.add_extra_param(name, expose(&value));
         }
@@ -310,7 +373,6 @@ impl EntraClient {
         let answered = Mutex::new(Answered::default());
         let response = self
             .inner
-            .http
             .send(request, &answered)
             .await
             .map_err(|failure| failure_to_error(failure, endpoint))?;
@@ -479,6 +541,7 @@ fn map_oauth_result(
 
 fn failure_to_error(failure: HttpFailure, endpoint: &Url) -> AuthError {
     match failure {
+        HttpFailure::Throttled(retry_after) => AuthError::Throttled { retry_after },
         HttpFailure::Transport(source) => AuthError::Transport {
             endpoint: endpoint_path(endpoint),
             timeout: source.is_timeout(),
@@ -546,13 +609,29 @@ impl EntraClientBuilder {
         self
     }
 
+    /// Whether to declare client capability `cp1` (default on), as MSAL with the Graph
+    /// SDKs does: every authorize URL and token request then carries
+    /// `claims={"access_token":{"xms_cc":{"values":["cp1"]}}}`, merged with any other
+    /// claims [claims-challenge.md]. Entra then issues continuous-access-evaluation
+    /// tokens that can live up to 28 hours, and Graph answers a revoked one with a claims
+    /// challenge at once [app-resilience-continuous-access-evaluation.md].
+    ///
+    /// A client that declares `cp1` must answer every challenge
+    /// ([`TokenSession::claims_challenge`](crate::TokenSession::claims_challenge)), or it
+    /// loops on a revoked but unexpired token. Turn it off if your Graph caller cannot.
+    pub fn client_capability_cp1(mut self, declare: bool) -> Self {
+        self.declare_cp1 = declare;
+        self
+    }
+
     /// Validates the settings and builds the client.
     ///
     /// # Errors
     /// [`AuthError::InvalidConfiguration`] for an empty client id, a redirect URI that is
     /// not `https` (or `http` on loopback), is longer than 256 characters or holds a
     /// character Entra refuses (spec §1c), an invalid custom cloud, no scopes, or a zero
-    /// timeout.
+    /// timeout; [`AuthError::Randomness`] if the OS RNG fails (it keys the throttle's
+    /// hashes).
     pub fn build(self) -> Result<EntraClient, AuthError> {
         let invalid = |what: String| Err(AuthError::InvalidConfiguration(what));
         let client_id = self.client_id.trim().to_owned();
@@ -585,6 +664,8 @@ impl EntraClientBuilder {
                 http: HttpClient::new(self.timeout)?,
                 clock: self.clock,
                 id_token_skew: self.id_token_skew,
+                declare_cp1: self.declare_cp1,
+                throttle: Throttle::new()?,
             }),
         })
     }

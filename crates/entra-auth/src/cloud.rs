@@ -5,7 +5,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::AuthError;
+use crate::error::AuthError;
 
 /// A Microsoft cloud: where to sign in and which Microsoft Graph to ask (spec §6).
 ///

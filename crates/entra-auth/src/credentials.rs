@@ -11,7 +11,7 @@ use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
 
-use crate::AuthError;
+use crate::error::AuthError;
 
 /// `client_assertion_type` for a JWT client assertion (spec §2a).
 pub(crate) const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";

@@ -13,11 +13,12 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
+use crate::client::EntraClient;
 use crate::cloud::Authority;
 use crate::credentials::expose;
+use crate::error::AuthError;
 use crate::grant::Grant;
 use crate::token::EntraTokenResponse;
-use crate::{AuthError, EntraClient};
 
 /// The device-code grant type (spec §3).
 const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
@@ -192,8 +193,9 @@ impl EntraClient {
     ///
     /// # Errors
     /// [`AuthError::DeviceCodeDeclined`], [`AuthError::DeviceCodeExpired`],
-    /// [`AuthError::BadVerificationCode`], other token-endpoint errors, and the id token
-    /// and scope checks of a sign-in.
+    /// [`AuthError::BadVerificationCode`], other token-endpoint errors (including
+    /// [`AuthError::Throttled`] when Entra asked to wait), and the id token and scope
+    /// checks of a sign-in.
     pub async fn poll_device_code(&self, device: &DeviceAuthorization) -> Result<Grant, AuthError> {
         let endpoint = self.inner.cloud.token_endpoint(&device.authority);
         let deadline = device.started + device.expires_in;
@@ -216,6 +218,9 @@ impl EntraClient {
                 ("client_id", self.client_id().to_owned()),
                 ("device_code", expose(&device.device_code)),
             ];
+            if let Some(claims) = self.claims_param(None)? {
+                params.push(("claims", claims));
+            }
             for (name, value) in self.inner.credential.form_params(
                 self.client_id(),
                 endpoint.as_str(),

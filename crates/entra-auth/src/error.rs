@@ -26,6 +26,9 @@ pub struct EntraError {
     pub(crate) error_uri: Option<String>,
     pub(crate) timestamp: Option<String>,
     pub(crate) status: Option<u16>,
+    /// The claims the reconnect's authorize request must carry when this answered a
+    /// claims challenge: Entra's own `claims` if it sent them, else the challenge's.
+    pub(crate) reconnect_claims: Option<String>,
 }
 
 impl EntraError {
@@ -169,6 +172,24 @@ pub enum AuthError {
     /// app registration or this crate's settings; retrying will not help.
     #[error("entra rejected the app configuration: {0}")]
     Configuration(Box<EntraError>),
+
+    /// A claims request (a caller's, or a claims challenge's decoded JSON) is not a JSON
+    /// object, is larger than [`MAX_CLAIMS_BYTES`](crate::MAX_CLAIMS_BYTES), or cannot be
+    /// merged with the `cp1` capability declaration. Nothing was sent.
+    #[error("invalid claims request: {detail}")]
+    InvalidClaims {
+        /// What is wrong (a JSON position or member path, never more of the text).
+        detail: String,
+    },
+
+    /// An identical token request got a `Retry-After`, a 429 or a 5xx a moment ago, and
+    /// the wait it asked for has not passed: nothing was sent (MSAL's throttling, spec
+    /// §4c). Retry after [`retry_after`](AuthError::Throttled::retry_after).
+    #[error("token request not sent: entra asked to wait another {} s", .retry_after.as_secs_f64().ceil())]
+    Throttled {
+        /// How much longer identical requests are held back.
+        retry_after: Duration,
+    },
 
     /// This crate's settings are invalid (found locally, before any request).
     #[error("invalid configuration: {0}")]
@@ -318,7 +339,7 @@ impl AuthError {
     /// timeouts, connection errors, a proxy's error page or a truncated body).
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::Unavailable { .. } | Self::Transport { .. } => true,
+            Self::Unavailable { .. } | Self::Transport { .. } | Self::Throttled { .. } => true,
             Self::UnexpectedResponse { status, .. } => {
                 // 200 with a body that is not JSON means it was cut short in transit.
                 *status >= 500 || *status == 429 || *status == 200
@@ -341,8 +362,40 @@ impl AuthError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::Unavailable { retry_after, .. } => *retry_after,
+            Self::Throttled { retry_after } => Some(*retry_after),
             _ => None,
         }
+    }
+
+    /// For a [`requires_reauthorization`](Self::requires_reauthorization) error, the
+    /// claims request (JSON text) the reconnect must carry: pass it to
+    /// [`AuthorizationRequestBuilder::claims`](crate::AuthorizationRequestBuilder::claims).
+    ///
+    /// It is Entra's own `claims` when its error answer held them, else the claims of the
+    /// challenge the failed refresh answered ([`TokenSession::claims_challenge`],
+    /// [`EntraClient::refresh_with_claims`]); `None` when neither exists.
+    ///
+    /// [`TokenSession::claims_challenge`]: crate::TokenSession::claims_challenge
+    /// [`EntraClient::refresh_with_claims`]: crate::EntraClient::refresh_with_claims
+    pub fn reconnect_claims(&self) -> Option<&str> {
+        match self {
+            Self::ReauthorizationRequired(error) => error
+                .claims
+                .as_deref()
+                .or(error.reconnect_claims.as_deref()),
+            _ => None,
+        }
+    }
+
+    /// Keeps `challenge` (the claims a failed refresh sent) for
+    /// [`reconnect_claims`](Self::reconnect_claims), unless Entra sent its own.
+    pub(crate) fn with_reconnect_claims(mut self, challenge: Option<&str>) -> Self {
+        if let (Self::ReauthorizationRequired(error), Some(challenge)) = (&mut self, challenge)
+            && error.claims.is_none()
+        {
+            error.reconnect_claims = Some(challenge.to_owned());
+        }
+        self
     }
 
     /// Entra's error answer, when there is one.

@@ -6,13 +6,16 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use http::header::{CONTENT_TYPE, RETRY_AFTER};
+use time::OffsetDateTime;
 
-use crate::AuthError;
+use crate::client::ClientInner;
+use crate::clock::Clock;
+use crate::error::AuthError;
 
 /// Token answers are small; anything larger is not Entra.
 const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// The longest `Retry-After` taken from Entra: MSAL's cap of one hour (spec §4c).
-const MAX_RETRY_AFTER_SECONDS: u64 = 3600;
+pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 #[derive(Clone, Debug)]
 pub(crate) struct HttpClient {
@@ -24,6 +27,9 @@ pub(crate) struct HttpClient {
 pub(crate) enum HttpFailure {
     #[error("transport error")]
     Transport(#[source] reqwest::Error),
+    /// Held back by the token-endpoint throttle; nothing was sent.
+    #[error("held back for {0:?}")]
+    Throttled(Duration),
     #[error("{detail}")]
     Unexpected {
         status: u16,
@@ -57,10 +63,12 @@ impl HttpClient {
 
     /// Sends one request and returns the answer whose body is valid JSON; anything else
     /// (an HTML 502 from a proxy, a truncated body, a redirect) is an `Unexpected` failure.
+    /// `clock` dates a `Retry-After` given as an HTTP date.
     pub(crate) async fn send(
         &self,
         request: http::Request<Vec<u8>>,
         answered: &Mutex<Answered>,
+        clock: &dyn Clock,
     ) -> Result<http::Response<Vec<u8>>, HttpFailure> {
         let request = reqwest::Request::try_from(request).map_err(HttpFailure::Transport)?;
         let mut response = self
@@ -73,10 +81,7 @@ impl HttpClient {
             .headers()
             .get(RETRY_AFTER)
             .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.trim().parse::<u64>().ok())
-            // MSAL honours at most an hour (spec §4c); a huge value would overflow a
-            // caller's `Instant::now() + retry_after`.
-            .map(|seconds| Duration::from_secs(seconds.min(MAX_RETRY_AFTER_SECONDS)));
+            .and_then(|value| parse_retry_after(value, clock.now()));
         if let Ok(mut answered) = answered.lock() {
             *answered = Answered {
                 status: Some(status.as_u16()),
@@ -125,6 +130,21 @@ impl HttpClient {
     }
 }
 
+/// A `Retry-After` value: delay-seconds or an HTTP date (RFC 9110 §10.2.3), as a wait
+/// from `now`, at most an hour: MSAL honours at most that (spec §4c), and a huge value
+/// would overflow a caller's `Instant::now() + retry_after`. A date in the past is no
+/// wait; anything else unreadable is ignored.
+pub(crate) fn parse_retry_after(value: &str, now: OffsetDateTime) -> Option<Duration> {
+    let value = value.trim();
+    let wait = if let Ok(seconds) = value.parse::<u64>() {
+        Duration::from_secs(seconds)
+    } else {
+        let date = OffsetDateTime::from(httpdate::parse_http_date(value).ok()?);
+        Duration::try_from(date - now).unwrap_or(Duration::ZERO)
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
+}
+
 /// A JSON error without the text that `serde_json` quotes from the input (which may be
 /// token material): category and position only.
 pub(crate) fn json_error_summary(error: &serde_json::Error) -> String {
@@ -146,19 +166,20 @@ pub(crate) fn endpoint_path(url: &url::Url) -> String {
     url.path().to_owned()
 }
 
-/// One token-endpoint exchange as `oauth2`'s async HTTP client. It records the answer's
+/// One token-endpoint exchange as `oauth2`'s async HTTP client, through the client's
+/// throttle (`crate::throttle`). It records the answer's
 /// status and `Retry-After`, which `oauth2` does not pass on. The future is boxed as
 /// `Send` so that callers' futures stay `Send` (a closure here defeats the compiler's
 /// `Send` proof for the borrowed client).
 pub(crate) struct Exchange<'a> {
-    http: &'a HttpClient,
+    client: &'a ClientInner,
     answered: Mutex<Answered>,
 }
 
 impl<'a> Exchange<'a> {
-    pub(crate) fn new(http: &'a HttpClient) -> Self {
+    pub(crate) fn new(client: &'a ClientInner) -> Self {
         Self {
-            http,
+            client,
             answered: Mutex::new(Answered::default()),
         }
     }
@@ -180,6 +201,35 @@ impl<'c> oauth2::AsyncHttpClient<'c> for Exchange<'_> {
     type Future = BoxedResponse<'c>;
 
     fn call(&'c self, request: oauth2::HttpRequest) -> Self::Future {
-        Box::pin(self.http.send(request, &self.answered))
+        Box::pin(self.client.send(request, &self.answered))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_an_http_date_and_capped_at_an_hour() {
+        let now = time::macros::datetime!(2015-10-21 07:28:00 UTC);
+        assert_eq!(
+            parse_retry_after(" 30 ", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:45 GMT", now),
+            Some(Duration::from_secs(45))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("99999999999", now), Some(MAX_RETRY_AFTER));
+        assert_eq!(
+            parse_retry_after("Thu, 22 Oct 2015 07:28:00 GMT", now),
+            Some(MAX_RETRY_AFTER)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-5", now), None);
     }
 }

@@ -4,6 +4,7 @@
 mod admin_consent;
 mod authorize;
 mod callback;
+mod claims;
 mod client;
 mod clock;
 mod cloud;
@@ -15,6 +16,7 @@ mod http;
 mod id_token;
 mod random;
 mod session;
+mod throttle;
 mod token;
 
 pub use admin_consent::{AdminConsent, AdminConsentRequest};
@@ -23,6 +25,7 @@ pub use authorize::{
     PendingAuthorization, Prompt, ResponseMode,
 };
 pub use callback::CallbackParams;
+pub use claims::MAX_CLAIMS_BYTES;
 pub use client::{
     DEFAULT_ID_TOKEN_SKEW, DEFAULT_SCOPES, DEFAULT_TIMEOUT, EntraClient, EntraClientBuilder,
 };
@@ -37,6 +40,7 @@ pub use session::{
     DEFAULT_REFRESH_SKEW, RefreshTokenStore, SaveOutcome, StoredRefreshToken, TokenSession,
     TokenSessionBuilder, TokenVersion,
 };
+pub use throttle::{BAD_REQUEST_CACHE, DEFAULT_THROTTLE, MAX_THROTTLE_ENTRIES};
 pub use token::{AccessToken, RefreshedToken};
 
 /// Re-exported because [`Cloud::Custom`] and the authorization and admin-consent links

@@ -5,16 +5,21 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::TryRngCore as _;
 use rand::rngs::OsRng;
 
-use crate::AuthError;
+use crate::error::AuthError;
 
 /// 256 bits, base64url without padding: 43 characters, which is also the minimum PKCE
 /// verifier length (RFC 7636 §4.1).
 pub(crate) fn random_token() -> Result<String, AuthError> {
+    Ok(URL_SAFE_NO_PAD.encode(random_bytes()?))
+}
+
+/// 256 random bits.
+pub(crate) fn random_bytes() -> Result<[u8; 32], AuthError> {
     let mut bytes = [0_u8; 32];
     OsRng
         .try_fill_bytes(&mut bytes)
         .map_err(|_| AuthError::Randomness)?;
-    Ok(URL_SAFE_NO_PAD.encode(bytes))
+    Ok(bytes)
 }
 
 #[cfg(test)]

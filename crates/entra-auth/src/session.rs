@@ -12,11 +12,13 @@ use subtle::ConstantTimeEq as _;
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
+use crate::claims;
+use crate::client::EntraClient;
 use crate::cloud::TenantId;
+use crate::error::AuthError;
 use crate::error::EntraError;
 use crate::grant::Grant;
 use crate::token::{AccessToken, RefreshedToken};
-use crate::{AuthError, EntraClient};
 
 /// MSAL treats a cached access token as expired 5 minutes early (spec §2b).
 pub const DEFAULT_REFRESH_SKEW: Duration = Duration::from_secs(300);
@@ -99,7 +101,9 @@ pub trait RefreshTokenStore: Send + Sync {
     ) -> Result<SaveOutcome, AuthError>;
 
     /// Records that the connection needs a new sign-in (show "reconnect needed").
-    /// `reason` requires reauthorization; its `Display` holds no secret.
+    /// `reason` requires reauthorization; its `Display` holds no secret. Keep
+    /// [`reason.reconnect_claims()`](AuthError::reconnect_claims) with the mark when it is
+    /// `Some`: the reconnect's authorize request must carry those claims (spec §7).
     async fn mark_reauthorization_required(&self, reason: &AuthError) -> Result<(), AuthError>;
 }
 
@@ -128,6 +132,9 @@ impl Failure {
 struct State {
     cached: Option<CachedToken>,
     failure: Option<Failure>,
+    /// A claims challenge not answered yet: every refresh carries it until one succeeds
+    /// (so a transient failure or a dropped future does not lose it).
+    pending_claims: Option<String>,
 }
 
 /// One connection's access tokens: valid on return, refreshed ahead of expiry (5 minutes,
@@ -204,6 +211,63 @@ impl TokenSession {
         self.refresh_locked().await
     }
 
+    /// Answers a claims challenge: Graph rejected `rejected` with `401` (or `403`) and
+    /// `WWW-Authenticate: Bearer ... error="insufficient_claims", claims="<base64>"`;
+    /// `claims` is that parameter base64-decoded (JSON text) [claims-challenge.md].
+    ///
+    /// Single flight with [`access_token`](Self::access_token): when the cached token is
+    /// already another one than `rejected` (a concurrent caller answered the challenge),
+    /// it is returned without a request. Otherwise the cached token is dropped and the
+    /// refresh token is redeemed with `claims` (deep-merged with the `cp1` declaration),
+    /// as Microsoft prescribes [app-resilience-continuous-access-evaluation.md]. Until a
+    /// refresh succeeds, every refresh of this session carries the challenge. Never retry
+    /// a Graph call with `rejected` itself.
+    ///
+    /// # Errors
+    /// [`AuthError::InvalidClaims`] (nothing dropped, nothing sent) for claims that are not
+    /// a JSON object of at most [`MAX_CLAIMS_BYTES`](crate::MAX_CLAIMS_BYTES). When Entra
+    /// answers `interaction_required` or `invalid_grant`, the error
+    /// [`requires_reauthorization`](AuthError::requires_reauthorization): the store is
+    /// marked, the session fails fast like after any permanent failure, and
+    /// [`AuthError::reconnect_claims`] (on this and every later error) gives the claims
+    /// the reconnect's
+    /// [`AuthorizationRequestBuilder::claims`](crate::AuthorizationRequestBuilder::claims)
+    /// must carry. Transient trouble is [`is_retryable`](AuthError::is_retryable).
+    pub async fn claims_challenge(
+        &self,
+        rejected: &SecretString,
+        claims: &str,
+    ) -> Result<AccessToken, AuthError> {
+        claims::parse(claims)?;
+        if let Some(token) = self.answered_elsewhere(rejected)? {
+            return Ok(token);
+        }
+        let _guard = self.inner.refresh_lock.lock().await;
+        if let Some(token) = self.answered_elsewhere(rejected)? {
+            return Ok(token);
+        }
+        {
+            let mut state = self.state();
+            state.cached = None;
+            state.pending_claims = Some(claims.to_owned());
+        }
+        tracing::info!(
+            tenant = self.inner.tenant.as_str(),
+            "answering a claims challenge"
+        );
+        self.refresh_locked().await
+    }
+
+    /// The cached token when it is fresh and not `rejected` (constant-time comparison).
+    fn answered_elsewhere(
+        &self,
+        rejected: &SecretString,
+    ) -> Result<Option<AccessToken>, AuthError> {
+        Ok(self
+            .fresh()?
+            .filter(|token| !same_secret(token.secret(), rejected)))
+    }
+
     /// Forgets the cached access token whatever it is, so the next call refreshes.
     ///
     /// When Graph rejected a particular token, prefer
@@ -219,16 +283,10 @@ impl TokenSession {
     /// cached token was dropped. The comparison is in constant time.
     pub fn invalidate_if_current(&self, token: &SecretString) -> bool {
         let mut state = self.state();
-        let current = state.cached.as_ref().is_some_and(|cached| {
-            bool::from(
-                cached
-                    .token
-                    .secret
-                    .expose_secret()
-                    .as_bytes()
-                    .ct_eq(token.expose_secret().as_bytes()),
-            )
-        });
+        let current = state
+            .cached
+            .as_ref()
+            .is_some_and(|cached| same_secret(&cached.token.secret, token));
         if current {
             state.cached = None;
         }
@@ -245,6 +303,7 @@ impl TokenSession {
         let cached = self.cache_from(&grant.access_token, grant.refresh_at);
         let mut state = self.state();
         state.failure = None;
+        state.pending_claims = None;
         state.cached = Some(cached);
         tracing::info!(tenant = self.inner.tenant.as_str(), "session reconnected");
         Ok(())
@@ -256,6 +315,7 @@ impl TokenSession {
     pub fn reset(&self) {
         let mut state = self.state();
         state.failure = None;
+        state.pending_claims = None;
         state.cached = None;
     }
 
@@ -348,10 +408,12 @@ impl TokenSession {
             .load()
             .await?
             .ok_or(AuthError::NoRefreshToken)?;
+        let claims = self.state().pending_claims.clone();
+        let claims = claims.as_deref();
         let refreshed = match self
             .inner
             .client
-            .refresh(&self.inner.tenant, &stored.token)
+            .refresh_inner(&self.inner.tenant, &stored.token, claims)
             .await
         {
             Ok(refreshed) => Ok((refreshed, stored.version)),
@@ -362,7 +424,7 @@ impl TokenSession {
                     Some(newer) if newer.version != stored.version => self
                         .inner
                         .client
-                        .refresh(&self.inner.tenant, &newer.token)
+                        .refresh_inner(&self.inner.tenant, &newer.token, claims)
                         .await
                         .map(|refreshed| (refreshed, newer.version)),
                     _ => Err(error),
@@ -374,7 +436,10 @@ impl TokenSession {
         self.save_rotated(&refreshed, version).await?;
         let cached = self.cache_from(&refreshed.access_token, refreshed.refresh_at);
         let token = cached.token.clone();
-        self.state().cached = Some(cached);
+        let mut state = self.state();
+        state.cached = Some(cached);
+        // Answered: later refreshes go without the challenge.
+        state.pending_claims = None;
         Ok(token)
     }
 
@@ -406,6 +471,15 @@ impl TokenSession {
     }
 }
 
+fn same_secret(first: &SecretString, second: &SecretString) -> bool {
+    bool::from(
+        first
+            .expose_secret()
+            .as_bytes()
+            .ct_eq(second.expose_secret().as_bytes()),
+    )
+}
+
 /// `instant + duration`, capped at a century: lifetimes come from Entra and `Instant`
 /// addition panics on overflow.
 fn later(instant: Instant, duration: Duration) -> Instant {
@@ -426,6 +500,7 @@ impl fmt::Debug for TokenSession {
             .field("tenant", &self.inner.tenant)
             .field("has_cached_token", &state.cached.is_some())
             .field("reauthorization_required", &state.failure.is_some())
+            .field("claims_challenge_pending", &state.pending_claims.is_some())
             .finish_non_exhaustive()
     }
 }

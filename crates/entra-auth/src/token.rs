@@ -142,6 +142,7 @@ impl EntraErrorResponse {
             error_uri: self.error_uri,
             timestamp: self.timestamp,
             status,
+            reconnect_claims: None,
         }
     }
 }

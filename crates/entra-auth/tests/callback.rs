@@ -241,6 +241,11 @@ async fn code_exchange_with_client_secret_sends_the_exact_form_and_returns_the_g
     );
     let sent = form(&request.body);
     let expected: Vec<(&str, String)> = vec![
+        // cp1 is declared by default (spec §7).
+        (
+            "claims",
+            r#"{"access_token":{"xms_cc":{"values":["cp1"]}}}"#.to_owned(),
+        ),
         ("client_id", CLIENT_ID.to_owned()),
         ("client_secret", "s3cr3t+/=".to_owned()),
         ("code", "the-code".to_owned()),

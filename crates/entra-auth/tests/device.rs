@@ -200,7 +200,12 @@ async fn device_flow_polls_at_the_interval_slows_down_by_five_seconds_and_return
         );
         assert_eq!(poll["client_id"], CLIENT_ID);
         assert_eq!(poll["device_code"], "DEVICE-CODE-SECRET");
-        assert_eq!(poll.len(), 3);
+        // Every poll declares cp1 (on by default, spec §7).
+        assert_eq!(
+            serde_json::from_str::<Value>(&poll["claims"]).unwrap(),
+            json!({"access_token": {"xms_cc": {"values": ["cp1"]}}})
+        );
+        assert_eq!(poll.len(), 4);
     }
 }
 

@@ -82,7 +82,11 @@ async fn refresh_uses_the_tenant_authority_and_the_rotated_refresh_token_replace
         sent["scope"],
         format!("openid profile offline_access {GRAPH}/User.Read.All {GRAPH}/Group.Read.All")
     );
-    assert_eq!(sent.len(), 5);
+    assert_eq!(
+        serde_json::from_str::<Value>(&sent["claims"]).unwrap(),
+        json!({"access_token": {"xms_cc": {"values": ["cp1"]}}})
+    );
+    assert_eq!(sent.len(), 6);
 }
 
 #[tokio::test]
@@ -100,7 +104,14 @@ async fn refresh_with_claims_sends_the_claims_challenge() {
         .await
         .unwrap();
     let sent = form(&server.received_requests().await.unwrap()[0].body);
-    assert_eq!(sent["claims"], challenge);
+    // The challenge, deep-merged with the cp1 declaration (spec §7).
+    assert_eq!(
+        serde_json::from_str::<Value>(&sent["claims"]).unwrap(),
+        json!({"access_token": {
+            "nbf": {"essential": true, "value": "1604106651"},
+            "xms_cc": {"values": ["cp1"]},
+        }})
+    );
     assert_eq!(sent["refresh_token"], "RT");
 }
 
