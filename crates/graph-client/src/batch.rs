@@ -14,7 +14,9 @@ use serde_json::Value;
 
 use crate::challenge::{Challenged, ClaimsChallenge};
 use crate::client::{Call, GraphClient, decode, decode_error};
-use crate::error::{GraphError, ResponseMeta, ServiceError, classify, service_error_of};
+use crate::error::{
+    GraphError, ResponseMeta, ResyncLocation, ServiceError, classify, service_error_of,
+};
 use crate::paging::Page;
 use crate::retry::{RetryBudget, parse_retry_after};
 
@@ -127,7 +129,7 @@ impl WireResponse {
             date: self.header("date"),
             retry_after,
             content_type: self.header("content-type"),
-            location: self.header("location"),
+            location: self.header("location").map(ResyncLocation::new),
         }
     }
 

@@ -13,7 +13,9 @@ use tracing::Instrument;
 use url::Url;
 
 use crate::challenge::{Challenged, ClaimsChallenge};
-use crate::error::{DecodeErrorKind, GraphError, ResponseMeta, classify, service_error_of};
+use crate::error::{
+    DecodeErrorKind, GraphError, ResponseMeta, ResyncLocation, classify, service_error_of,
+};
 use crate::retry::{
     Clock, RetryBudget, RetryPolicy, ThrottleGate, UnitBudget, parse_retry_after, resource_units,
 };
@@ -648,7 +650,7 @@ impl GraphClient {
             retry_after: text("retry-after")
                 .and_then(|v| parse_retry_after(&v, (self.inner.clock)())),
             content_type: text("content-type"),
-            location: text("location"),
+            location: text("location").map(ResyncLocation::new),
         }
     }
 }

@@ -2,10 +2,68 @@
 
 use std::time::Duration;
 
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::challenge::ClaimsChallenge;
+use crate::paging::DeltaLink;
 use crate::token::TokenError;
+
+/// The `Location` header of a `410 Gone` forced resync (spec 9): the request to start the
+/// sync again with. Microsoft documents it with an empty `$deltaToken`, but nothing
+/// promises that it carries no token, so it is held as a [`SecretString`]: its `Debug`
+/// shows the URL path only, and the URL is reached through
+/// [`expose_secret`](Self::expose_secret).
+#[derive(Clone)]
+pub struct ResyncLocation {
+    url: SecretString,
+    path: String,
+}
+
+impl ResyncLocation {
+    /// A `Location` as the server sent it.
+    pub fn new(url: impl Into<String>) -> Self {
+        let url = url.into();
+        // The path alone, for diagnostics; a relative or unparsable Location shows none.
+        let path = url::Url::parse(&url)
+            .map(|u| u.path().to_owned())
+            .unwrap_or_default();
+        Self {
+            url: SecretString::from(url),
+            path,
+        }
+    }
+
+    /// The whole URL as the server sent it, query included: send it, never log it.
+    pub fn expose_secret(&self) -> &str {
+        self.url.expose_secret()
+    }
+
+    /// The URL path (no query), e.g. `/v1.0/users/delta`; empty when the `Location` is
+    /// not an absolute URL.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The location as a [`DeltaLink`], to start the new round with
+    /// ([`UsersApi::delta_from`](crate::UsersApi::delta_from); the client refuses it if it
+    /// points at another origin).
+    pub fn to_delta_link(&self) -> DeltaLink {
+        DeltaLink::new(self.expose_secret())
+    }
+}
+
+impl std::fmt::Debug for ResyncLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ResyncLocation({:?} [REDACTED])", self.path)
+    }
+}
+
+impl PartialEq for ResyncLocation {
+    fn eq(&self, other: &Self) -> bool {
+        self.expose_secret() == other.expose_secret()
+    }
+}
 
 /// What Microsoft Graph said about a request it refused: the fields of its error JSON
 /// (spec 11) plus the HTTP status and the diagnostics headers.
@@ -90,8 +148,10 @@ pub enum GraphError {
     ResyncRequired {
         /// What Graph said.
         error: Box<ServiceError>,
-        /// The `Location` header of a 410: the request to start again with (no token in it).
-        location: Option<String>,
+        /// The `Location` header of a 410: the request to start again with. Redacted in
+        /// `Debug` (it may carry a token); read it with
+        /// [`ResyncLocation::expose_secret`] or [`GraphError::resync_location`].
+        location: Option<ResyncLocation>,
     },
     /// Graph answered a claims challenge (continuous access evaluation or Conditional
     /// Access, spec 7) that a new token did not meet: the token asked for after the
@@ -343,6 +403,15 @@ impl GraphError {
         }
     }
 
+    /// The `Location` of a `410 Gone` forced resync (spec 9): the request to start the
+    /// full sync with, when Graph sent one.
+    pub fn resync_location(&self) -> Option<&ResyncLocation> {
+        match self {
+            Self::ResyncRequired { location, .. } => location.as_ref(),
+            _ => None,
+        }
+    }
+
     /// The claims challenge behind this error: of [`GraphError::ClaimsChallenge`], or of a
     /// [`GraphError::Token`] the provider gave while answering a challenge. Keep its
     /// [`claims`](ClaimsChallenge::claims) for the reconnect's authorize request (spec 7).
@@ -400,7 +469,7 @@ pub(crate) struct ResponseMeta {
     pub(crate) date: Option<String>,
     pub(crate) retry_after: Option<Duration>,
     pub(crate) content_type: Option<String>,
-    pub(crate) location: Option<String>,
+    pub(crate) location: Option<ResyncLocation>,
 }
 
 /// The Graph error details of a non-success answer, also when it has no Graph error JSON
@@ -561,7 +630,9 @@ mod tests {
         );
         assert!(err.requires_resync());
         let meta = ResponseMeta {
-            location: Some("https://graph.microsoft.com/v1.0/users/delta?$deltatoken=".into()),
+            location: Some(ResyncLocation::new(
+                "https://graph.microsoft.com/v1.0/users/delta?$deltatoken=",
+            )),
             ..ResponseMeta::default()
         };
         let err = classify(
@@ -570,12 +641,49 @@ mod tests {
             meta,
             "/v1.0/users/delta",
         );
-        match err {
+        match &err {
             GraphError::ResyncRequired { location, .. } => {
-                assert!(location.unwrap().ends_with("$deltatoken="));
+                assert!(
+                    location
+                        .as_ref()
+                        .unwrap()
+                        .expose_secret()
+                        .ends_with("$deltatoken=")
+                );
             }
             other => panic!("{other:?}"),
         }
+        assert_eq!(err.resync_location().unwrap().path(), "/v1.0/users/delta");
+    }
+
+    #[test]
+    fn a_resync_location_with_a_token_is_redacted_in_debug_and_display() {
+        let url =
+            "https://graph.microsoft.com/v1.0/users/delta?$deltatoken=SECRET-TOKEN&$skiptoken=SKIP";
+        let meta = ResponseMeta {
+            location: Some(ResyncLocation::new(url)),
+            ..ResponseMeta::default()
+        };
+        let err = classify(410, b"", meta.clone(), "/v1.0/users/delta");
+        for text in [
+            format!("{err:?}"),
+            err.to_string(),
+            format!("{meta:?}"),
+            format!("{:?}", err.resync_location()),
+        ] {
+            assert!(!text.contains("SECRET-TOKEN"), "{text}");
+            assert!(!text.contains("SKIP"), "{text}");
+        }
+        assert!(format!("{err:?}").contains("/v1.0/users/delta"));
+        let location = err.resync_location().unwrap();
+        assert_eq!(
+            format!("{location:?}"),
+            r#"ResyncLocation("/v1.0/users/delta" [REDACTED])"#
+        );
+        assert_eq!(location.expose_secret(), url);
+        assert_eq!(location.to_delta_link().expose_secret(), url);
+        assert_eq!(ResyncLocation::new("not a url?$deltatoken=x").path(), "");
+        assert!(!format!("{:?}", ResyncLocation::new("not a url?$deltatoken=x")).contains('x'));
     }
 
     #[test]

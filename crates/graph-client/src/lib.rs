@@ -26,7 +26,7 @@ pub use client::{
     GraphClient, GraphClientBuilder, GraphCloud,
 };
 pub use delta::{DeltaChange, DeltaObject, DeltaRequest, DeltaRound};
-pub use error::{DecodeErrorKind, ErrorAction, GraphError, ServiceError};
+pub use error::{DecodeErrorKind, ErrorAction, GraphError, ResyncLocation, ServiceError};
 pub use members::{DEFAULT_MEMBER_CONCURRENCY, GroupMembers, MemberPages, MembersOfMany};
 pub use models::directory_object::{DirectoryEntry, DirectoryObject};
 pub use models::group::{Group, GroupProperty, MemberChange};

@@ -305,7 +305,8 @@ async fn expired_delta_token_400_sync_state_not_found_requires_resync() {
 #[tokio::test]
 async fn gone_410_with_location_requires_resync_and_keeps_the_location() {
     let server = MockServer::start().await;
-    let restart = format!("{}/groups/delta?$deltatoken=", base(&server));
+    // Microsoft documents an empty `$deltaToken`; nothing promises it, so this one carries one.
+    let restart = format!("{}/groups/delta?$deltatoken=LOCATION-SECRET", base(&server));
     Mock::given(method("GET"))
         .and(path("/v1.0/groups/delta"))
         .respond_with(
@@ -319,7 +320,10 @@ async fn gone_410_with_location_requires_resync_and_keeps_the_location() {
         .mount(&server)
         .await;
     let (client, _) = client(&server);
-    let link = DeltaLink::new(format!("{}/groups/delta?$deltatoken=old", base(&server)));
+    let link = DeltaLink::new(format!(
+        "{}/groups/delta?$deltatoken=OLD-DELTA-SECRET",
+        base(&server)
+    ));
 
     let err = client
         .groups()
@@ -332,9 +336,20 @@ async fn gone_410_with_location_requires_resync_and_keeps_the_location() {
         GraphError::ResyncRequired { error, location } => {
             assert_eq!(error.status, 410);
             assert_eq!(error.code.as_deref(), Some("resyncRequired"));
-            assert_eq!(location.as_deref(), Some(restart.as_str()));
+            let location = location.as_ref().unwrap();
+            assert_eq!(location.expose_secret(), restart);
+            assert_eq!(location.path(), "/v1.0/groups/delta");
         }
         other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        err.resync_location()
+            .map(graph_client::ResyncLocation::expose_secret),
+        Some(restart.as_str())
+    );
+    for text in [format!("{err:?}"), err.to_string()] {
+        assert!(!text.contains("LOCATION-SECRET"), "{text}");
+        assert!(!text.contains("OLD-DELTA-SECRET"), "{text}");
     }
     assert!(err.requires_resync());
     assert_eq!(
