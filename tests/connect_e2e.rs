@@ -189,8 +189,16 @@ async fn connect_stores_the_connection_in_sqlite() {
 
 #[tokio::test]
 async fn access_token_past_its_refresh_point_is_refreshed_and_the_rotated_token_persists() {
-    // Tokens live 2 s; the session refreshes 1.5 s before expiry, so after 0.5 s.
-    let sim = sim_with(|b| b.access_token_lifetime(Duration::from_secs(2))).await;
+    // Tokens live an hour; the session refreshes 30 minutes before expiry. The two first
+    // calls are well inside that window; then tokio's clock (which the session and the
+    // simulator both read) is moved past the refresh point, without waiting.
+    // (The examples' app declares cp1, so the simulator issues CAE tokens: both lifetimes
+    // are an hour here.)
+    let sim = sim_with(|b| {
+        b.access_token_lifetime(Duration::from_secs(3600))
+            .cae_access_token_lifetime(Duration::from_secs(3600))
+    })
+    .await;
     let sqlite = sqlite_store().await;
     let store = Arc::clone(&sqlite.store);
     let owner = OwnerId::new("customer-1");
@@ -210,7 +218,7 @@ async fn access_token_past_its_refresh_point_is_refreshed_and_the_rotated_token_
         entra_auth::TenantId::parse(connection.tenant.as_str()).unwrap(),
         tokens.clone(),
     )
-    .refresh_skew(Duration::from_millis(1500))
+    .refresh_skew(Duration::from_secs(1800))
     .build()
     .unwrap();
     let provider = SessionTokens::new(session);
@@ -231,7 +239,9 @@ async fn access_token_past_its_refresh_point_is_refreshed_and_the_rotated_token_
         TokenVersion::new(2)
     );
 
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    tokio::time::pause();
+    tokio::time::advance(Duration::from_secs(1801)).await;
+    tokio::time::resume();
     let refreshed = provider.access_token().await.unwrap();
     assert_ne!(refreshed.expose_secret(), first.expose_secret());
     assert_eq!(
@@ -278,9 +288,10 @@ async fn token_graph_rejects_as_expired_is_dropped_and_refreshed_once() {
     );
     let issued = sim.auth().counters().tokens_issued;
 
-    // The simulator's clock moves past the access token's expiry: Graph answers 401,
-    // the provider drops the token, the session refreshes, the request is retried.
-    sim.auth().advance_clock(Duration::from_secs(2 * 3600));
+    // The simulator's clock moves past the access token's expiry (a CAE token's 28
+    // hours, since the app declares cp1): Graph answers 401, the provider drops the
+    // token, the session refreshes, the request is retried.
+    sim.auth().advance_clock(Duration::from_secs(29 * 3600));
     let page = linked
         .graph
         .users()
@@ -618,6 +629,9 @@ async fn loopback_redirect_ignores_other_requests_and_times_out_cleanly() {
 #[tokio::test]
 async fn loopback_redirect_hands_over_the_callback_query() {
     let redirect = LoopbackRedirect::start().await.unwrap();
+    redirect
+        .expect_state(&SecretString::from("xyz".to_owned()))
+        .unwrap();
     let callback = format!("{}?code=abc&state=xyz", redirect.redirect_uri());
     let request =
         tokio::spawn(async move { reqwest::get(callback).await.unwrap().text().await.unwrap() });
@@ -625,6 +639,96 @@ async fn loopback_redirect_hands_over_the_callback_query() {
     assert_eq!(params.state(), Some("xyz"));
     assert!(!params.is_error());
     assert!(request.await.unwrap().contains("You can close this tab"));
+}
+
+fn port_of(redirect: &LoopbackRedirect) -> u16 {
+    redirect
+        .redirect_uri()
+        .trim_start_matches("http://localhost:")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn loopback_redirect_refuses_redirects_without_its_state_and_keeps_waiting() {
+    let redirect = LoopbackRedirect::start().await.unwrap();
+    let port = port_of(&redirect);
+    let base = format!("http://127.0.0.1:{port}/");
+    // Before the sign-in's state is known, nothing is taken.
+    let early = reqwest::get(format!("{base}?code=abc&state=xyz"))
+        .await
+        .unwrap();
+    assert_eq!(early.status(), reqwest::StatusCode::BAD_REQUEST);
+    redirect
+        .expect_state(&SecretString::from("the-state".to_owned()))
+        .unwrap();
+    assert!(
+        redirect
+            .expect_state(&SecretString::from("other".to_owned()))
+            .is_err(),
+        "one server serves one sign-in"
+    );
+    // Another local process's forged error, without state or with the wrong one: refused,
+    // and its text is not echoed.
+    for forged in [
+        "?error=access_denied&error_description=Call+0800-SCAM+now",
+        "?error=access_denied&error_description=Call+0800-SCAM+now&state=guess",
+        "?code=stolen&state=guess",
+    ] {
+        let answer = reqwest::get(format!("{base}{forged}")).await.unwrap();
+        assert_eq!(
+            answer.status(),
+            reqwest::StatusCode::BAD_REQUEST,
+            "{forged}"
+        );
+        let body = answer.text().await.unwrap();
+        assert!(!body.contains("SCAM") && !body.contains("stolen"), "{body}");
+    }
+    // The real redirect still ends the wait, with its own parameters.
+    let real = format!("{base}?error=access_denied&error_description=declined&state=the-state");
+    let request = tokio::spawn(async move { reqwest::get(real).await.unwrap().status() });
+    let params = redirect.wait(Duration::from_secs(5)).await.unwrap();
+    assert!(params.is_error());
+    assert_eq!(params.state(), Some("the-state"));
+    assert_eq!(request.await.unwrap(), reqwest::StatusCode::OK);
+}
+
+#[tokio::test]
+async fn loopback_redirect_timeout_counts_the_redirects_it_ignored() {
+    let redirect = LoopbackRedirect::start().await.unwrap();
+    redirect
+        .expect_state(&SecretString::from("the-state".to_owned()))
+        .unwrap();
+    let port = port_of(&redirect);
+    let forged = reqwest::get(format!("http://127.0.0.1:{port}/?error=access_denied"))
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), reqwest::StatusCode::BAD_REQUEST);
+    let error = redirect.wait(Duration::from_millis(200)).await.unwrap_err();
+    let text = format!("{error:#}");
+    assert!(
+        text.contains("1 redirect(s) without this sign-in's state were ignored"),
+        "{text}"
+    );
+    assert!(!text.contains("access_denied"), "{text}");
+}
+
+#[tokio::test]
+async fn loopback_redirect_serves_localhost_on_ipv6_too() {
+    if std::net::TcpListener::bind((std::net::Ipv6Addr::LOCALHOST, 0)).is_err() {
+        eprintln!("skipped: this machine has no IPv6 loopback");
+        return;
+    }
+    let redirect = LoopbackRedirect::start().await.unwrap();
+    redirect
+        .expect_state(&SecretString::from("v6".to_owned()))
+        .unwrap();
+    let callback = format!("http://[::1]:{}/?code=abc&state=v6", port_of(&redirect));
+    let request = tokio::spawn(async move { reqwest::get(callback).await.unwrap().status() });
+    let params = redirect.wait(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(params.state(), Some("v6"));
+    assert_eq!(request.await.unwrap(), reqwest::StatusCode::OK);
 }
 
 #[test]

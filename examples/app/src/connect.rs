@@ -13,7 +13,9 @@ use connection_store::{
     AdminAccount, Connection, ConnectionId, ConnectionStore, NewConnection, OwnerId, Reconnect,
     TenantId,
 };
+use entra_auth::secrecy::{ExposeSecret as _, SecretString};
 use entra_auth::{AuthError, Authority, CallbackParams, EntraClient, Grant, Prompt};
+use subtle::ConstantTimeEq as _;
 use tokio::sync::mpsc;
 
 use crate::glue::{App, describe_store_error};
@@ -50,46 +52,75 @@ impl CloudArg {
     }
 }
 
-/// A one-shot HTTP server on `127.0.0.1` (a free port) receiving Entra's redirect.
+/// A one-shot HTTP server on the loopback addresses receiving Entra's redirect.
 ///
 /// The redirect URI is `http://localhost:{port}/`: Entra matches loopback redirect URIs
 /// without their port (spec §1c), so registering `http://localhost` once covers every
-/// port this picks.
+/// port this picks. `localhost` may resolve to `127.0.0.1` or `::1`, so both are served
+/// on the same port (`::1` where the machine has IPv6).
+///
+/// Only the redirect of the sign-in this command started is taken: after
+/// [`expect_state`](Self::expect_state), a request whose `state` differs or is missing
+/// (any local process can send one, also a forged `?error=…`) is answered 400, its text
+/// is never shown, and the wait goes on. RFC 6749 §4.1.2.1 requires `state` in error
+/// redirects; Microsoft's sample error redirect omits it (UNCONFIRMED whether Entra
+/// ever does), so a timeout says how many such redirects were ignored.
 pub struct LoopbackRedirect {
     port: u16,
+    shared: Arc<Shared>,
     callbacks: mpsc::Receiver<String>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    server: tokio::task::JoinHandle<()>,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    servers: Vec<tokio::task::JoinHandle<()>>,
 }
 
+/// What the redirect server's handler needs.
+struct Shared {
+    sender: mpsc::Sender<String>,
+    expected: std::sync::OnceLock<SecretString>,
+    ignored: std::sync::atomic::AtomicU64,
+}
+
+/// How often `start` tries another port when `::1` has the `127.0.0.1` port taken.
+const BIND_ATTEMPTS: usize = 5;
+
 impl LoopbackRedirect {
-    /// Binds 127.0.0.1 on a free port and starts serving.
+    /// Binds `127.0.0.1` and `::1` on one free port and starts serving.
     ///
     /// # Errors
     /// When no port can be bound.
     pub async fn start() -> anyhow::Result<Self> {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
-            .await
-            .context("could not open a local port for the sign-in redirect")?;
-        let port = listener.local_addr()?.port();
+        let (listeners, port) = bind_loopback().await?;
         let (sender, callbacks) = mpsc::channel::<String>(4);
-        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+        let shared = Arc::new(Shared {
+            sender,
+            expected: std::sync::OnceLock::new(),
+            ignored: std::sync::atomic::AtomicU64::new(0),
+        });
+        let (shutdown, stop) = tokio::sync::watch::channel(false);
         let app = axum::Router::new()
             .fallback(receive)
-            .with_state(Arc::new(sender));
-        let server = tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-                let _ = stop.await;
-            });
-            if let Err(error) = serve.await {
-                tracing::warn!(%error, "sign-in redirect server stopped");
-            }
-        });
+            .with_state(Arc::clone(&shared));
+        let servers = listeners
+            .into_iter()
+            .map(|listener| {
+                let app = app.clone();
+                let mut stop = stop.clone();
+                tokio::spawn(async move {
+                    let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                        let _ = stop.wait_for(|stopped| *stopped).await;
+                    });
+                    if let Err(error) = serve.await {
+                        tracing::warn!(%error, "sign-in redirect server stopped");
+                    }
+                })
+            })
+            .collect();
         Ok(Self {
             port,
+            shared,
             callbacks,
-            shutdown: Some(shutdown),
-            server,
+            shutdown,
+            servers,
         })
     }
 
@@ -98,8 +129,21 @@ impl LoopbackRedirect {
         format!("http://localhost:{}/", self.port)
     }
 
-    /// Waits for Entra's redirect (a request carrying `code` or `error`) for at most
-    /// `timeout`, then stops the server. Other requests (a favicon) are ignored.
+    /// Takes only the redirect that carries `state` (the pending authorization's): until
+    /// this is called, and for any other `state`, redirects are refused.
+    ///
+    /// # Errors
+    /// When a state was set already (one server serves one sign-in).
+    pub fn expect_state(&self, state: &SecretString) -> anyhow::Result<()> {
+        self.shared
+            .expected
+            .set(state.clone())
+            .map_err(|_| anyhow::anyhow!("the sign-in redirect server already expects a sign-in"))
+    }
+
+    /// Waits for Entra's redirect (a request carrying `code` or `error` and the expected
+    /// `state`) for at most `timeout`, then stops the server. Other requests (a favicon,
+    /// another process's redirect) are answered and ignored.
     ///
     /// # Errors
     /// When the time runs out.
@@ -109,35 +153,63 @@ impl LoopbackRedirect {
         match received {
             Ok(Some(query)) => Ok(CallbackParams::from_query(&query)?),
             Ok(None) => bail!("the sign-in redirect server stopped unexpectedly"),
-            Err(_) => bail!(
-                "no sign-in arrived within {} seconds\nnext step: run the command again and \
-                 finish signing in in the browser, or use --device-code on a machine without \
-                 a browser",
-                timeout.as_secs()
-            ),
+            Err(_) => {
+                let ignored = self
+                    .shared
+                    .ignored
+                    .load(std::sync::atomic::Ordering::Relaxed);
+                let ignored = if ignored == 0 {
+                    String::new()
+                } else {
+                    format!(" ({ignored} redirect(s) without this sign-in's state were ignored)")
+                };
+                bail!(
+                    "no sign-in arrived within {} seconds{ignored}\nnext step: run the command \
+                     again and finish signing in in the browser, or use --device-code on a \
+                     machine without a browser",
+                    timeout.as_secs()
+                )
+            }
         }
     }
 
     async fn stop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
+        let _ = self.shutdown.send(true);
         // Give the browser its "you can close this tab" page before returning.
-        let _ = tokio::time::timeout(Duration::from_secs(2), &mut self.server).await;
+        for server in &mut self.servers {
+            let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+        }
     }
 }
 
 impl Drop for LoopbackRedirect {
     fn drop(&mut self) {
         // Not waited for (the sign-in failed before the redirect): stop serving anyway.
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
+        let _ = self.shutdown.send(true);
     }
 }
 
+/// `127.0.0.1` on a free port, and `::1` on the same port when the machine has IPv6.
+async fn bind_loopback() -> anyhow::Result<(Vec<tokio::net::TcpListener>, u16)> {
+    for _ in 0..BIND_ATTEMPTS {
+        let v4 = tokio::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+            .await
+            .context("could not open a local port for the sign-in redirect")?;
+        let port = v4.local_addr()?.port();
+        match tokio::net::TcpListener::bind((std::net::Ipv6Addr::LOCALHOST, port)).await {
+            Ok(v6) => return Ok((vec![v4, v6], port)),
+            // Someone holds this port on ::1: another port, so both addresses serve.
+            Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => {}
+            // No IPv6 here: `localhost` can only be 127.0.0.1.
+            Err(_) => return Ok((vec![v4], port)),
+        }
+    }
+    bail!("could not open the same local port on 127.0.0.1 and ::1 for the sign-in redirect")
+}
+
+/// The redirect this sign-in waits for, or a refusal that shows nothing of the request.
 async fn receive(
-    State(sender): State<Arc<mpsc::Sender<String>>>,
+    State(shared): State<Arc<Shared>>,
     RawQuery(query): RawQuery,
 ) -> axum::response::Response {
     let query = query.unwrap_or_default();
@@ -147,7 +219,23 @@ async fn receive(
     if !(keys.contains_key("code") || keys.contains_key("error")) {
         return (axum::http::StatusCode::NOT_FOUND, "not found").into_response();
     }
-    let _ = sender.send(query).await;
+    let ours = match (shared.expected.get(), keys.get("state")) {
+        (Some(expected), Some(state)) => {
+            bool::from(state.as_bytes().ct_eq(expected.expose_secret().as_bytes()))
+        }
+        _ => false,
+    };
+    if !ours {
+        shared
+            .ignored
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return (
+            axum::http::StatusCode::BAD_REQUEST,
+            "This is not the sign-in the connect command is waiting for.",
+        )
+            .into_response();
+    }
+    let _ = shared.sender.send(query).await;
     Html(DONE_PAGE).into_response()
 }
 
@@ -200,6 +288,7 @@ impl SignIn {
             None => request.prompt(Prompt::SelectAccount),
         };
         let (url, pending) = request.build()?.into_parts();
+        redirect.expect_state(pending.state())?;
         open_browser(&url);
         let callback = redirect.wait(timeout).await?;
         let grant = client.complete_authorization(&pending, &callback).await?;
