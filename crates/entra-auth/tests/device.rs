@@ -403,3 +403,40 @@ async fn huge_interval_and_expires_in_are_capped_instead_of_panicking() {
     assert_eq!(requests[0].url.path(), DEVICE_PATH);
     assert_eq!(form(&requests[0].body)["client_id"], CLIENT_ID);
 }
+
+/// MSAL does not cache the device grant's 400s (spec §3, §4c): `authorization_pending` is
+/// the normal answer of identical polls, so every poll goes to Entra.
+#[tokio::test(start_paused = true)]
+async fn identical_pending_polls_are_all_sent_never_answered_from_memory() {
+    let _frozen = freeze_time();
+    let server = MockServer::start().await;
+    let client = start(&server, 5, 900).await;
+    script(
+        &server,
+        vec![
+            polling_error("authorization_pending"),
+            polling_error("authorization_pending"),
+            polling_error("authorization_pending"),
+            success(&server),
+        ],
+    )
+    .await;
+    let device = client
+        .start_device_code(&Authority::organizations())
+        .await
+        .unwrap();
+    let task = spawn_poll(&client, device);
+    let now = expect_polls(&server, &[5, 10, 15, 20]).await;
+    assert_eq!(until_finished(&server, &task, now, 4).await, 20);
+    assert!(task.await.unwrap().is_ok());
+    let requests = server.received_requests().await.unwrap();
+    let polls: Vec<_> = requests[1..]
+        .iter()
+        .map(|request| form(&request.body))
+        .collect();
+    assert_eq!(polls.len(), 4);
+    assert!(
+        polls.iter().all(|poll| poll == &polls[0]),
+        "identical polls"
+    );
+}
