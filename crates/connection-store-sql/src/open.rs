@@ -2,6 +2,8 @@
 
 use std::fmt;
 use std::fs::OpenOptions;
+use std::net::IpAddr;
+#[cfg(unix)]
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -11,7 +13,7 @@ use std::time::Duration;
 use connection_store::{Clock, SystemClock};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection};
 
@@ -66,6 +68,15 @@ impl SqlStore {
 
     /// A store in the `PostgreSQL` database at `url`
     /// (`postgres://user:password@host:5432/database`).
+    ///
+    /// TLS: a server that is not on this machine (any host but `localhost`, an address in
+    /// `127.0.0.0/8` or `::1`, or a Unix socket directory) is reached with at least
+    /// `sslmode=require`, never sqlx's default `prefer`, which falls back to plain text
+    /// without a word. `require` encrypts but does not authenticate the server: name
+    /// `sslmode=verify-full` in the URL (with `sslrootcert=` for a private CA; without it
+    /// the Mozilla roots built into sqlx are trusted) to check its certificate and host
+    /// name. An `sslmode` (or `ssl-mode`) the URL names is used as written, `disable`
+    /// included; `PGSSLMODE` from the environment may raise the floor, not lower it.
     pub fn postgres(url: impl Into<String>) -> SqlStoreBuilder {
         SqlStoreBuilder::new(Target::Postgres(SecretString::from(url.into())))
     }
@@ -181,29 +192,10 @@ async fn open_sqlite(
     max_connections: u32,
     busy_timeout: Duration,
 ) -> Result<Pool, SqlStoreError> {
-    // Create the file ourselves so that it is born 0600 (SQLite would use the umask);
-    // SQLite gives its -wal and -shm files the database file's permissions.
-    let file_error = |source| SqlStoreError::File {
+    create_owner_only(path).map_err(|source| SqlStoreError::File {
         path: path.to_owned(),
         source,
-    };
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)
-        .map_err(file_error)?;
-    let mode = file.metadata().map_err(file_error)?.permissions().mode();
-    if mode & 0o077 != 0 {
-        tracing::warn!(
-            path = %path.display(),
-            mode = format_args!("{:o}", mode & 0o777),
-            "the connection store file is readable by other users"
-        );
-    }
-    drop(file);
+    })?;
 
     let options = SqliteConnectOptions::new()
         .filename(path)
@@ -261,6 +253,43 @@ async fn open_sqlite(
     Ok(Pool::Sqlite(pool))
 }
 
+/// Creates the database file if missing, readable and writable by its owner only (Unix
+/// mode 0600; `SQLite` would use the umask), and warns when an existing file is readable by
+/// others. `SQLite` gives its `-wal` and `-shm` files the database file's permissions.
+#[cfg(unix)]
+fn create_owner_only(path: &Path) -> std::io::Result<()> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?;
+    let mode = file.metadata()?.permissions().mode();
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            path = %path.display(),
+            mode = format_args!("{:o}", mode & 0o777),
+            "the connection store file is readable by other users"
+        );
+    }
+    Ok(())
+}
+
+/// Creates the database file if missing. Without Unix modes the file inherits its
+/// directory's permissions (on Windows its ACL): keep the store in a directory only the
+/// service's account can read.
+#[cfg(not(unix))]
+fn create_owner_only(path: &Path) -> std::io::Result<()> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map(drop)
+}
+
 /// `SQLITE_BUSY` (5) or `SQLITE_LOCKED` (6), with or without an extended code.
 fn is_sqlite_busy(err: &sqlx::Error) -> bool {
     match err {
@@ -279,16 +308,59 @@ fn valid_schema(schema: &str) -> bool {
         && schema.len() <= 63
 }
 
+/// Whether the URL's query names a TLS mode (the keys sqlx reads: `sslmode`, `ssl-mode`).
+fn url_names_sslmode(url: &str) -> bool {
+    url::Url::parse(url).is_ok_and(|url| {
+        url.query_pairs()
+            .any(|(key, _)| key == "sslmode" || key == "ssl-mode")
+    })
+}
+
+/// Whether the server is on this machine: a Unix socket directory, `localhost`, or a
+/// loopback address (`127.0.0.0/8`, `::1`, also written as `::ffff:127.x.y.z`).
+fn is_local_server(options: &PgConnectOptions) -> bool {
+    let host = options.get_host();
+    if options.get_socket().is_some() || host.starts_with('/') {
+        return true;
+    }
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    bare.parse::<IpAddr>()
+        .is_ok_and(|ip| ip.to_canonical().is_loopback())
+}
+
+/// The options with their TLS floor applied: a server elsewhere gets at least
+/// `sslmode=require` unless the URL names a mode (see [`SqlStore::postgres`]).
+fn with_tls_floor(url: &str, options: PgConnectOptions) -> PgConnectOptions {
+    if url_names_sslmode(url) || is_local_server(&options) {
+        return options;
+    }
+    match options.get_ssl_mode() {
+        PgSslMode::Disable | PgSslMode::Allow | PgSslMode::Prefer => {
+            options.ssl_mode(PgSslMode::Require)
+        }
+        PgSslMode::Require | PgSslMode::VerifyCa | PgSslMode::VerifyFull => options,
+    }
+}
+
+fn parse_postgres_url(url: &str) -> Result<PgConnectOptions, SqlStoreError> {
+    let options = PgConnectOptions::from_str(url).map_err(|_| SqlStoreError::InvalidConfig {
+        message: "the PostgreSQL URL does not parse".to_owned(),
+    })?;
+    Ok(with_tls_floor(url, options))
+}
+
 async fn open_postgres(
     url: &SecretString,
     schema: Option<&str>,
     max_connections: u32,
 ) -> Result<Pool, SqlStoreError> {
-    let mut options = PgConnectOptions::from_str(url.expose_secret()).map_err(|_| {
-        SqlStoreError::InvalidConfig {
-            message: "the PostgreSQL URL does not parse".to_owned(),
-        }
-    })?;
+    let mut options = parse_postgres_url(url.expose_secret())?;
     if let Some(schema) = schema {
         if !valid_schema(schema) {
             return Err(SqlStoreError::InvalidConfig {
@@ -354,6 +426,111 @@ mod tests {
                 supported: 3
             })
         ));
+    }
+
+    fn mode(url: &str) -> PgSslMode {
+        match parse_postgres_url(url) {
+            Ok(options) => options.get_ssl_mode(),
+            Err(err) => panic!("{url}: {err}"),
+        }
+    }
+
+    /// What sqlx itself makes of the URL (its default, or `PGSSLMODE`).
+    fn sqlx_mode(url: &str) -> PgSslMode {
+        match PgConnectOptions::from_str(url) {
+            Ok(options) => options.get_ssl_mode(),
+            Err(err) => panic!("{url}: {err}"),
+        }
+    }
+
+    #[test]
+    fn local_postgres_servers_keep_sqlx_tls_mode() {
+        for url in [
+            "postgres://app@localhost/app",
+            "postgres://app@LOCALHOST:5432/app",
+            "postgres://app@127.0.0.1:5432/app",
+            "postgres://app@127.8.9.10/app",
+            "postgres://app@[::1]:5432/app",
+            "postgres://app@[::ffff:127.0.0.1]/app",
+            "postgres://app@%2Fvar%2Frun%2Fpostgresql/app",
+            "postgres:///app?host=/var/run/postgresql",
+            "postgres://app@db.internal/app?host=/tmp",
+        ] {
+            assert!(
+                is_local_server(&PgConnectOptions::from_str(url).expect("parses")),
+                "{url}"
+            );
+            assert_eq!(
+                format!("{:?}", mode(url)),
+                format!("{:?}", sqlx_mode(url)),
+                "{url}"
+            );
+        }
+    }
+
+    #[test]
+    fn remote_postgres_servers_require_tls() {
+        for url in [
+            "postgres://app@db.internal:5432/app",
+            "postgres://app:secret@10.0.0.5/app",
+            "postgres://app@192.168.1.20/app",
+            "postgres://app@[2001:db8::5]:5432/app",
+            "postgres://app@128.0.0.1/app",
+            "postgres://app@localhost.example.com/app",
+            "postgres://app@localhost/app?hostaddr=10.0.0.5",
+            "postgres://app@db.internal/app?application_name=m365",
+        ] {
+            assert!(
+                !is_local_server(&PgConnectOptions::from_str(url).expect("parses")),
+                "{url}"
+            );
+            // At least require: PGSSLMODE=verify-full in the environment stays.
+            assert!(
+                matches!(
+                    mode(url),
+                    PgSslMode::Require | PgSslMode::VerifyCa | PgSslMode::VerifyFull
+                ),
+                "{url}: {:?}",
+                mode(url)
+            );
+        }
+    }
+
+    #[test]
+    fn an_sslmode_in_the_url_is_respected() {
+        for (url, want) in [
+            ("postgres://app@db.internal/app?sslmode=disable", "Disable"),
+            ("postgres://app@db.internal/app?sslmode=prefer", "Prefer"),
+            ("postgres://app@db.internal/app?ssl-mode=allow", "Allow"),
+            ("postgres://app@db.internal/app?sslmode=require", "Require"),
+            (
+                "postgres://app@db.internal/app?sslmode=verify-ca",
+                "VerifyCa",
+            ),
+            (
+                "postgres://app@db.internal/app?sslmode=verify-full",
+                "VerifyFull",
+            ),
+            ("postgres://app@127.0.0.1/app?sslmode=require", "Require"),
+            ("postgres://app@127.0.0.1/app?sslmode=disable", "Disable"),
+        ] {
+            assert_eq!(format!("{:?}", mode(url)), want, "{url}");
+        }
+    }
+
+    #[test]
+    fn unparsable_postgres_urls_are_invalid_config_without_the_url() {
+        for url in [
+            "postgres://app:hunter2@db.internal/app?sslmode=sometimes",
+            "not a url hunter2",
+        ] {
+            match parse_postgres_url(url) {
+                Err(SqlStoreError::InvalidConfig { message }) => {
+                    assert!(!message.contains("hunter2"), "{message}");
+                }
+                other => panic!("{url}: {:?}", other.map(|o| o.get_ssl_mode())),
+            }
+        }
     }
 
     #[test]
