@@ -283,7 +283,7 @@ impl GraphClientBuilder {
             None => None,
             Some((rate, burst)) => Some(UnitBudget::new(rate, burst).ok_or_else(|| {
                 config(format!(
-                    "resource unit budget needs a positive rate and a burst of at least 1 (got {rate}/s, burst {burst})"
+                    "resource unit budget needs a positive rate, a burst of at least 1 and a unit refilling within a day (got {rate}/s, burst {burst})"
                 ))
             })?),
         };
@@ -508,7 +508,7 @@ impl GraphClient {
                 Attempt::Fatal(err) => return Err(err),
                 Attempt::Transport(err) => {
                     // Only idempotent requests are retried: GETs, and $batch POSTs of GETs.
-                    let wait = budget.wait(policy, None);
+                    let wait = budget.transport_wait(policy);
                     if budget.spend(policy, wait) {
                         span.in_scope(|| {
                             tracing::debug!(

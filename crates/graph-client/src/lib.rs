@@ -35,7 +35,7 @@ pub use models::{ObjectId, RemovedReason};
 pub use paging::{DeltaLink, Items, NextLink, Page, Pages};
 pub use partition::{DEFAULT_MAX_PARTITIONS, PartitionedList};
 pub use request::{GetRequest, ListRequest, odata_string, search_clause};
-pub use retry::RetryPolicy;
+pub use retry::{DEFAULT_MIN_BACKOFF, RetryPolicy};
 pub use token::{StaticToken, TokenError, TokenProvider};
 
 /// The `http` crate, whose `HeaderMap` [`ClaimsChallenge::from_headers`] reads.

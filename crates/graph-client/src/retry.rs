@@ -9,17 +9,29 @@ use tokio::time::Instant;
 
 /// When and how often the client retries 429, 503, 504, timeouts and connection failures.
 ///
-/// Defaults ([`RetryPolicy::default`]): 5 retries, backoff from 1 s doubling up to 30 s
-/// with full jitter when the server gives no `Retry-After`, and at most 180 s of waiting
-/// per request in total (Kiota's cumulative cap, spec 10b). A `Retry-After` longer than
-/// the remaining wait budget ends the retries with the error, which carries
-/// [`retry_after`](crate::GraphError::retry_after) so the caller can reschedule.
+/// Defaults ([`RetryPolicy::default`]): 5 retries and at most 180 s of waiting per request
+/// in total (Kiota's cumulative cap, spec 10b). A `Retry-After` is waited as given; a
+/// `Retry-After` longer than the remaining wait budget ends the retries with the error,
+/// which carries [`retry_after`](crate::GraphError::retry_after) so the caller can
+/// reschedule.
+///
+/// Without `Retry-After`, the backoff ceiling starts at 1 s and doubles up to 30 s. A
+/// 429, 503 or 504 then waits a random time between the floor
+/// ([`min_backoff`](Self::min_backoff), 3 s: Kiota's default delay, spec 10b) and that
+/// ceiling, so a throttled or unavailable Graph is never asked again within milliseconds;
+/// a timeout or connection failure waits a random time between zero and the ceiling
+/// (full jitter).
+///
+/// Every duration is at most [`RetryPolicy::MAX_WAIT`] (one day, the longest
+/// `Retry-After` taken): [`GraphClientBuilder::build`](crate::GraphClientBuilder::build)
+/// refuses a policy beyond it with [`GraphError::Configuration`](crate::GraphError::Configuration).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryPolicy {
     pub(crate) max_retries: u32,
     pub(crate) initial_backoff: Duration,
     pub(crate) max_backoff: Duration,
     pub(crate) max_total_wait: Duration,
+    pub(crate) min_backoff: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -29,11 +41,22 @@ impl Default for RetryPolicy {
             initial_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(30),
             max_total_wait: Duration::from_secs(180),
+            min_backoff: DEFAULT_MIN_BACKOFF,
         }
     }
 }
 
+/// The default floor of the wait after a 429, 503 or 504 without `Retry-After`: 3 s, the
+/// default delay of Microsoft's Kiota retry handler (spec 10b; `defaultDelaySeconds = 3`
+/// in microsoft/kiota-http-go `retry_handler.go`, `DefaultDelay = 3` in
+/// microsoft/kiota-dotnet `RetryHandlerOption.cs`).
+pub const DEFAULT_MIN_BACKOFF: Duration = Duration::from_secs(3);
+
 impl RetryPolicy {
+    /// The longest any setting of a policy may be: one day, the longest `Retry-After`
+    /// the client takes from Graph. Longer settings would only overflow the clock.
+    pub const MAX_WAIT: Duration = MAX_RETRY_AFTER;
+
     /// The default policy (see the type's docs).
     pub fn new() -> Self {
         Self::default()
@@ -54,30 +77,56 @@ impl RetryPolicy {
         self
     }
 
-    /// The first backoff ceiling when the server gives no `Retry-After`; it doubles per retry.
+    /// The first backoff ceiling when the server gives no `Retry-After`; it doubles per
+    /// retry (positive, at most [`max_backoff`](Self::max_backoff)).
     #[must_use]
     pub fn initial_backoff(mut self, backoff: Duration) -> Self {
         self.initial_backoff = backoff;
         self
     }
 
-    /// The largest backoff ceiling.
+    /// The largest backoff ceiling (at most [`RetryPolicy::MAX_WAIT`]).
     #[must_use]
     pub fn max_backoff(mut self, backoff: Duration) -> Self {
         self.max_backoff = backoff;
         self
     }
 
-    /// The most one request waits in total across its retries.
+    /// The most one request waits in total across its retries (at most
+    /// [`RetryPolicy::MAX_WAIT`]).
     #[must_use]
     pub fn max_total_wait(mut self, wait: Duration) -> Self {
         self.max_total_wait = wait;
         self
     }
 
+    /// The shortest wait after a 429, 503 or 504 that came without `Retry-After`
+    /// (default [`DEFAULT_MIN_BACKOFF`], 3 s; at most [`RetryPolicy::MAX_WAIT`]). It never
+    /// exceeds [`max_backoff`](Self::max_backoff): a policy whose largest backoff is
+    /// shorter waits at most that. `Duration::ZERO` turns the floor off (full jitter).
+    /// A `Retry-After` is always waited as the server gave it.
+    #[must_use]
+    pub fn min_backoff(mut self, floor: Duration) -> Self {
+        self.min_backoff = floor;
+        self
+    }
+
     pub(crate) fn validate(&self) -> Result<(), String> {
         if self.max_retries > 20 {
             return Err("retry policy: max_retries must be at most 20".into());
+        }
+        for (name, value) in [
+            ("initial_backoff", self.initial_backoff),
+            ("max_backoff", self.max_backoff),
+            ("max_total_wait", self.max_total_wait),
+            ("min_backoff", self.min_backoff),
+        ] {
+            if value > Self::MAX_WAIT {
+                return Err(format!(
+                    "retry policy: {name} must be at most one day ({} s)",
+                    Self::MAX_WAIT.as_secs()
+                ));
+            }
         }
         if self.initial_backoff.is_zero() || self.initial_backoff > self.max_backoff {
             return Err(
@@ -95,12 +144,34 @@ impl RetryPolicy {
             .min(self.max_backoff)
     }
 
-    /// Full jitter: a uniformly random wait in `0..=ceiling` (AWS "full jitter").
-    pub(crate) fn backoff(&self, retry: u32) -> Duration {
-        let ceiling = self.backoff_ceiling(retry);
-        let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
-        Duration::from_millis(rand::rng().random_range(0..=millis))
+    /// The floor of the wait after a 429/503/504 without `Retry-After`, never above the
+    /// largest backoff.
+    pub(crate) fn floor(&self) -> Duration {
+        self.min_backoff.min(self.max_backoff)
     }
+
+    /// Full jitter: a uniformly random wait in `0..=ceiling` (AWS "full jitter"), for
+    /// timeouts and connection failures.
+    pub(crate) fn backoff(&self, retry: u32) -> Duration {
+        random_between(Duration::ZERO, self.backoff_ceiling(retry))
+    }
+
+    /// The wait after a 429, 503 or 504 without `Retry-After`: uniformly random between
+    /// the floor and the ceiling (the floor when the ceiling is below it).
+    pub(crate) fn status_backoff(&self, retry: u32) -> Duration {
+        let floor = self.floor();
+        random_between(floor, self.backoff_ceiling(retry).max(floor))
+    }
+}
+
+/// A uniformly random duration in `low..=high`, to the millisecond.
+fn random_between(low: Duration, high: Duration) -> Duration {
+    let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let (low, high) = (millis(low), millis(high));
+    if low >= high {
+        return Duration::from_millis(low);
+    }
+    Duration::from_millis(rand::rng().random_range(low..=high))
 }
 
 /// What one request (or one `$batch` item) has spent of its [`RetryPolicy`]: the one
@@ -112,18 +183,27 @@ pub(crate) struct RetryBudget {
 }
 
 impl RetryBudget {
-    /// The wait before the next retry: the server's `Retry-After` when it sent one, else
-    /// the policy's jittered backoff for this retry number.
+    /// The wait before retrying a 429, 503 or 504: the server's `Retry-After` when it
+    /// sent one, else the policy's backoff for this retry number, never under its floor.
     pub(crate) fn wait(&self, policy: &RetryPolicy, server_wait: Option<Duration>) -> Duration {
-        server_wait.unwrap_or_else(|| policy.backoff(self.retries))
+        server_wait.unwrap_or_else(|| policy.status_backoff(self.retries))
+    }
+
+    /// The wait before retrying a timeout or connection failure: full jitter.
+    pub(crate) fn transport_wait(&self, policy: &RetryPolicy) -> Duration {
+        policy.backoff(self.retries)
     }
 
     /// Spends `wait` on one more retry when the policy allows it (retries left and the
     /// total wait within its cap); false means give up with the error.
     pub(crate) fn spend(&mut self, policy: &RetryPolicy, wait: Duration) -> bool {
-        if self.retries < policy.max_retries && self.waited + wait <= policy.max_total_wait {
+        // Checked: a wait near `Duration::MAX` must end the retries, not overflow.
+        let Some(waited) = self.waited.checked_add(wait) else {
+            return false;
+        };
+        if self.retries < policy.max_retries && waited <= policy.max_total_wait {
             self.retries += 1;
-            self.waited += wait;
+            self.waited = waited;
             true
         } else {
             false
@@ -250,6 +330,11 @@ impl UnitBudget {
         }
         let per_unit = Duration::try_from_secs_f64(1.0 / units_per_second).ok()?;
         let tolerance = Duration::try_from_secs_f64(burst / units_per_second).ok()?;
+        // A unit that takes longer than a day to refill is no budget but a typo; refusing it
+        // keeps every instant the schedule computes far from the clock's end.
+        if per_unit > MAX_RETRY_AFTER || tolerance > MAX_RETRY_AFTER {
+            return None;
+        }
         Some(Self {
             per_unit,
             tolerance,
@@ -275,7 +360,12 @@ impl UnitBudget {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             let from = booked.map_or(now, |until| until.max(now));
-            let until = from + self.per_unit * units.max(1);
+            // Checked: at most a day per unit, but the instant is still never overflowed.
+            let until = self
+                .per_unit
+                .checked_mul(units.max(1))
+                .and_then(|cost| from.checked_add(cost))
+                .unwrap_or(from);
             *booked = Some(until);
             // Free once what is booked after this request fits in the burst.
             until.checked_sub(self.tolerance).unwrap_or(now)
@@ -488,6 +578,86 @@ mod tests {
         // Three retries spent.
         assert!(!budget.spend(&policy, Duration::ZERO));
         assert!(budget.wait(&policy, None) <= policy.backoff_ceiling(3));
+    }
+
+    #[test]
+    fn status_backoff_stays_between_the_floor_and_the_ceiling() {
+        let policy = RetryPolicy::default();
+        assert_eq!(policy.floor(), DEFAULT_MIN_BACKOFF);
+        for retry in 0..8 {
+            for _ in 0..50 {
+                let wait = policy.status_backoff(retry);
+                assert!(wait >= Duration::from_secs(3), "{retry}: {wait:?}");
+                assert!(
+                    wait <= policy.backoff_ceiling(retry).max(Duration::from_secs(3)),
+                    "{retry}: {wait:?}"
+                );
+            }
+        }
+        // The floor yields to a smaller largest backoff; zero turns it off.
+        let quick = RetryPolicy::default()
+            .initial_backoff(Duration::from_millis(20))
+            .max_backoff(Duration::from_millis(200));
+        assert_eq!(quick.floor(), Duration::from_millis(200));
+        assert_eq!(quick.status_backoff(0), Duration::from_millis(200));
+        let off = RetryPolicy::default().min_backoff(Duration::ZERO);
+        assert!(off.status_backoff(0) <= Duration::from_secs(1));
+        assert_eq!(
+            RetryBudget::default().wait(&policy, Some(Duration::from_millis(5))),
+            Duration::from_millis(5),
+            "a Retry-After is taken as given"
+        );
+    }
+
+    #[test]
+    fn policy_caps_are_validated_at_a_day() {
+        for policy in [
+            RetryPolicy::default().max_backoff(Duration::MAX),
+            RetryPolicy::default().max_total_wait(Duration::MAX),
+            RetryPolicy::default().min_backoff(Duration::MAX),
+            RetryPolicy::default().max_total_wait(RetryPolicy::MAX_WAIT + Duration::from_nanos(1)),
+        ] {
+            assert!(policy.validate().is_err(), "{policy:?}");
+        }
+        assert!(
+            RetryPolicy::default()
+                .max_backoff(RetryPolicy::MAX_WAIT)
+                .max_total_wait(RetryPolicy::MAX_WAIT)
+                .validate()
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn spending_huge_waits_gives_up_instead_of_overflowing() {
+        // Not a policy `build` accepts; the budget must still not panic on it.
+        let policy = RetryPolicy {
+            max_retries: 20,
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::MAX,
+            max_total_wait: Duration::MAX,
+            min_backoff: Duration::ZERO,
+        };
+        let mut budget = RetryBudget::default();
+        assert!(budget.spend(&policy, Duration::MAX));
+        assert!(
+            !budget.spend(&policy, Duration::MAX),
+            "no overflow, no retry"
+        );
+        assert!(!budget.spend(&policy, Duration::from_secs(1)));
+        // The gate ignores a pause it cannot represent instead of panicking.
+        ThrottleGate::default().pause_for(Duration::MAX);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_unit_budget_slower_than_a_unit_a_day_is_refused_and_costs_never_overflow() {
+        assert!(UnitBudget::new(1.0 / 86_401.0, 1.0).is_none());
+        assert!(UnitBudget::new(1e-300, 1.0).is_none());
+        let slowest = UnitBudget::new(1.0 / 86_400.0, 1.0).unwrap();
+        let start = Instant::now();
+        // Three units at a day each, one of them the burst: two days.
+        slowest.spend(3).await;
+        assert_eq!(start.elapsed(), Duration::from_secs(2 * 86_400));
     }
 
     #[tokio::test(start_paused = true)]

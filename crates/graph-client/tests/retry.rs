@@ -91,22 +91,200 @@ async fn service_unavailable_without_retry_after_backs_off_with_jitter() {
     let tokens = Arc::new(common::CountingTokens::default());
     let policy = RetryPolicy::new()
         .initial_backoff(Duration::from_secs(2))
-        .max_backoff(Duration::from_secs(60));
-    let client = builder(&server, tokens)
+        .max_backoff(Duration::from_secs(60))
+        .min_backoff(Duration::from_secs(1));
+    let client = builder(&server, tokens.clone())
         .retry_policy(policy)
         .build()
         .unwrap();
 
     let start = Instant::now();
+    let page = client.users().list().send().await.unwrap();
+
+    assert_eq!(page.items().len(), 1);
+    assert_eq!(server.received_requests().await.unwrap().len(), 3);
+    assert_eq!(tokens.calls(), 3, "one token per attempt: two retries");
+    let waits = tokens.waits();
+    assert_eq!(waits.len(), 2);
+    // Jitter between the floor (1 s) and the ceiling: 2 s, then 4 s.
+    assert!(
+        (Duration::from_secs(1)..=Duration::from_secs(2)).contains(&waits[0]),
+        "{waits:?}"
+    );
+    assert!(
+        (Duration::from_secs(1)..=Duration::from_secs(4)).contains(&waits[1]),
+        "{waits:?}"
+    );
+    assert_eq!(start.elapsed(), waits[0] + waits[1], "no other wait");
+}
+
+/// Answers `status` without `Retry-After` `times` times, then the users page.
+async fn mount_failing(server: &MockServer, status: u16, times: u64) {
+    Mock::given(method("GET"))
+        .and(path("/v1.0/users"))
+        .respond_with(ResponseTemplate::new(status))
+        .up_to_n_times(times)
+        .with_priority(1)
+        .mount(server)
+        .await;
+    mount_ok(server).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_retry_after_the_default_policy_waits_at_least_three_seconds() {
+    // Kiota waits 3 s, 6 s, 12 s (+ jitter) without Retry-After (spec 10b); an earlier
+    // version of this client retried a 429 after 69 ms and a 503 after 9 ms.
+    for status in [429, 503, 504] {
+        let server = MockServer::start().await;
+        mount_failing(&server, status, 3).await;
+        let tokens = Arc::new(common::CountingTokens::default());
+        let client = builder(&server, tokens.clone()).build().unwrap();
+
+        let start = Instant::now();
+        let page = client.users().list().send().await.unwrap();
+
+        assert_eq!(page.items().len(), 1);
+        assert_eq!(
+            server.received_requests().await.unwrap().len(),
+            4,
+            "{status}"
+        );
+        let waits = tokens.waits();
+        assert_eq!(waits.len(), 3, "{status}: three retries");
+        // Ceilings 1 s and 2 s are under the 3 s floor: exactly the floor. Then the
+        // ceiling is 4 s: between the floor and it.
+        assert_eq!(waits[..2], [Duration::from_secs(3); 2], "{status}");
+        assert!(
+            (Duration::from_secs(3)..=Duration::from_secs(4)).contains(&waits[2]),
+            "{status}: {waits:?}"
+        );
+        assert_eq!(start.elapsed(), waits.iter().sum::<Duration>());
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_floor_is_configurable_and_never_above_the_largest_backoff() {
+    let cases = [
+        // (policy, the exact waits of two retries)
+        (
+            RetryPolicy::new().min_backoff(Duration::from_secs(5)),
+            [Duration::from_secs(5); 2],
+        ),
+        (
+            // A policy for quick tests: the floor yields to the 200 ms largest backoff.
+            RetryPolicy::new()
+                .initial_backoff(Duration::from_millis(200))
+                .max_backoff(Duration::from_millis(200)),
+            [Duration::from_millis(200); 2],
+        ),
+        (
+            RetryPolicy::new()
+                .min_backoff(Duration::from_secs(7))
+                .initial_backoff(Duration::from_secs(7))
+                .max_backoff(Duration::from_secs(7)),
+            [Duration::from_secs(7); 2],
+        ),
+    ];
+    for (policy, expected) in cases {
+        let server = MockServer::start().await;
+        mount_failing(&server, 503, 2).await;
+        let tokens = Arc::new(common::CountingTokens::default());
+        let client = builder(&server, tokens.clone())
+            .retry_policy(policy.clone())
+            .build()
+            .unwrap();
+
+        client.users().list().send().await.unwrap();
+
+        assert_eq!(tokens.waits(), expected, "{policy:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_is_waited_as_given_even_under_the_floor() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1.0/users"))
+        .respond_with(ResponseTemplate::new(503).insert_header("Retry-After", "1"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    mount_ok(&server).await;
+    let tokens = Arc::new(common::CountingTokens::default());
+    let client = builder(&server, tokens.clone()).build().unwrap();
+
     client.users().list().send().await.unwrap();
 
-    // Full jitter: first wait in 0..=2 s, second in 0..=4 s.
-    assert!(
-        start.elapsed() <= Duration::from_secs(6),
-        "{:?}",
-        start.elapsed()
-    );
-    assert_eq!(server.received_requests().await.unwrap().len(), 3);
+    assert_eq!(tokens.waits(), [Duration::from_secs(1)]);
+}
+
+#[test]
+fn policies_beyond_a_day_are_refused_by_the_builder() {
+    let server_less = |policy: RetryPolicy| {
+        graph_client::GraphClient::builder(graph_client::StaticToken::new("t"))
+            .retry_policy(policy)
+            .build()
+    };
+    for policy in [
+        RetryPolicy::new().max_backoff(Duration::MAX),
+        RetryPolicy::new().max_total_wait(Duration::MAX),
+        RetryPolicy::new().min_backoff(Duration::MAX),
+        RetryPolicy::new()
+            .initial_backoff(Duration::MAX)
+            .max_backoff(Duration::MAX),
+        RetryPolicy::new().max_backoff(RetryPolicy::MAX_WAIT + Duration::from_millis(1)),
+    ] {
+        match server_less(policy.clone()) {
+            Err(GraphError::Configuration { reason }) => {
+                assert!(reason.contains("one day"), "{reason}");
+            }
+            other => panic!("{policy:?}: {other:?}"),
+        }
+    }
+    let longest = RetryPolicy::new()
+        .max_backoff(RetryPolicy::MAX_WAIT)
+        .max_total_wait(RetryPolicy::MAX_WAIT)
+        .min_backoff(RetryPolicy::MAX_WAIT);
+    assert!(server_less(longest).is_ok());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_longest_policy_allowed_waits_without_overflowing_the_clock() {
+    // With every setting at the one-day cap, a batch item answered 503 again and again
+    // (no Retry-After) waits a day per retry until the total wait is spent; nothing
+    // overflows `Instant + Duration`.
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1.0/$batch"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "responses": [{"id": "0", "status": 503, "body": {"error": {"code": "serviceNotAvailable"}}}]
+        })))
+        .mount(&server)
+        .await;
+    let tokens = Arc::new(common::CountingTokens::default());
+    let day = RetryPolicy::MAX_WAIT;
+    let client = builder(&server, tokens.clone())
+        .retry_policy(
+            RetryPolicy::new()
+                .max_retries(20)
+                .initial_backoff(day)
+                .max_backoff(day)
+                .min_backoff(day)
+                .max_total_wait(day),
+        )
+        .build()
+        .unwrap();
+
+    let start = Instant::now();
+    let results = client
+        .batch::<serde_json::Value>(vec![graph_client::BatchItem::get("/users")])
+        .await
+        .unwrap();
+
+    assert_eq!(results[0].as_ref().unwrap_err().status(), Some(503));
+    assert_eq!(tokens.waits(), [day], "one day, then the budget is spent");
+    assert_eq!(start.elapsed(), day);
 }
 
 #[tokio::test(start_paused = true)]
@@ -371,10 +549,19 @@ async fn connection_failures_are_retried_then_reported() {
         .build()
         .unwrap();
 
+    let start = Instant::now();
     let err = client.users().list().send().await.unwrap_err();
 
     assert!(matches!(err, GraphError::Connection { .. }), "{err:?}");
     assert!(err.is_retryable());
+    assert_eq!(tokens.calls(), 3, "the first attempt and two retries");
+    let waits = tokens.waits();
+    // Full jitter under the default ceilings, 1 s then 2 s (no floor for a transport
+    // failure: it is not Graph asking to slow down).
+    assert_eq!(waits.len(), 2);
+    assert!(waits[0] <= Duration::from_secs(1), "{waits:?}");
+    assert!(waits[1] <= Duration::from_secs(2), "{waits:?}");
+    assert_eq!(start.elapsed(), waits[0] + waits[1]);
     assert!(!format!("{err:?}").contains("token-1"));
     assert!(
         !err.to_string().contains(&port.to_string()),

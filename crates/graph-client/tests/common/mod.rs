@@ -12,6 +12,9 @@ use wiremock::MockServer;
 #[derive(Default)]
 pub struct CountingTokens {
     calls: AtomicUsize,
+    /// When each token was asked for, on tokio's (paused) clock: the client asks once per
+    /// attempt, right before sending, so these are the attempts' instants.
+    asked_at: Mutex<Vec<tokio::time::Instant>>,
     issued: AtomicUsize,
     rejected: Mutex<Vec<String>>,
     current: Mutex<Option<String>>,
@@ -21,6 +24,12 @@ impl CountingTokens {
     /// How many times the client asked for a token.
     pub fn calls(&self) -> usize {
         self.calls.load(Ordering::SeqCst)
+    }
+
+    /// The waits between consecutive attempts (see `asked_at`).
+    pub fn waits(&self) -> Vec<std::time::Duration> {
+        let at = self.asked_at.lock().unwrap();
+        at.windows(2).map(|w| w[1] - w[0]).collect()
     }
 
     pub fn issued(&self) -> usize {
@@ -36,6 +45,10 @@ impl CountingTokens {
 impl TokenProvider for CountingTokens {
     async fn access_token(&self) -> Result<SecretString, TokenError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
+        self.asked_at
+            .lock()
+            .unwrap()
+            .push(tokio::time::Instant::now());
         let mut current = self.current.lock().unwrap();
         if current.is_none() {
             let n = self.issued.fetch_add(1, Ordering::SeqCst) + 1;
