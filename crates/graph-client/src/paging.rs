@@ -155,8 +155,9 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Page<T> {
         #[derive(Deserialize)]
         #[serde(bound = "T: Deserialize<'de>")]
         struct Wire<T> {
-            // A missing `value` is an empty page (paging-nextlink.json has none).
-            #[serde(default = "Vec::new")]
+            // A missing `value` is an empty page (paging-nextlink.json has none), and so is
+            // `"value": null`: "a page of results may contain zero or more results" (spec 8a).
+            #[serde(default = "Vec::new", deserialize_with = "null_as_empty")]
             value: Vec<T>,
             #[serde(rename = "@odata.nextLink", default)]
             next_link: Option<String>,
@@ -175,6 +176,15 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Page<T> {
             count: wire.count,
         })
     }
+}
+
+/// A JSON list, `null` read as an empty one.
+fn null_as_empty<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<Vec<T>>::deserialize(deserializer).map(Option::unwrap_or_default)
 }
 
 /// Fetches one page at `link`, resending `ConsistencyLevel` when the link needs it.
@@ -422,6 +432,25 @@ mod tests {
         let next = NextLink::new("https://graph.microsoft.com/v1.0/users?$skiptoken=SECRET");
         assert!(!format!("{next:?}").contains("SECRET"));
         assert!(delta.expose_secret().ends_with("SECRET"));
+    }
+
+    #[test]
+    fn page_with_a_null_value_is_empty_and_keeps_its_links() {
+        let page: Page<crate::User> = serde_json::from_str(
+            r#"{"value":null,"@odata.nextLink":"https://graph.microsoft.com/v1.0/users?$skiptoken=x"}"#,
+        )
+        .unwrap();
+        assert!(page.items().is_empty());
+        assert!(page.next_link().is_some());
+        let page: Page<crate::Group> = serde_json::from_str(
+            r#"{"@odata.deltaLink":"https://graph.microsoft.com/v1.0/groups/delta?$deltatoken=x","value":null}"#,
+        )
+        .unwrap();
+        assert!(page.items().is_empty());
+        assert!(page.delta_link().is_some());
+        // Anything else that is not a list is still a decode error.
+        assert!(serde_json::from_str::<Page<crate::User>>(r#"{"value":{}}"#).is_err());
+        assert!(serde_json::from_str::<Page<crate::User>>(r#"{"value":"x"}"#).is_err());
     }
 
     #[test]

@@ -519,3 +519,80 @@ async fn large_page_arriving_in_many_chunks_decodes_whole() {
         Some("user998@contoso.com")
     );
 }
+
+#[tokio::test]
+async fn a_null_value_is_an_empty_page_for_users_groups_members_and_delta() {
+    let server = MockServer::start().await;
+    let b = base(&server);
+    // Users: a first page of `null`, its next link followed to one user.
+    Mock::given(method("GET"))
+        .and(path("/v1.0/users"))
+        .and(query_param_is_missing("$skiptoken"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "@odata.nextLink": format!("{b}/users?$skiptoken=p2"),
+            "value": null
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1.0/users"))
+        .and(query_param("$skiptoken", "p2"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"value": [user("1")]})))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1.0/groups"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"value": null})))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1.0/groups/g1/members"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"value": null})))
+        .mount(&server)
+        .await;
+    for resource in ["users", "groups"] {
+        Mock::given(method("GET"))
+            .and(path(format!("/v1.0/{resource}/delta")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "value": null,
+                "@odata.deltaLink": format!("{b}/{resource}/delta?$deltatoken=next")
+            })))
+            .mount(&server)
+            .await;
+    }
+    let (client, _) = client(&server);
+
+    let sizes: Vec<usize> = client
+        .users()
+        .list()
+        .pages()
+        .map_ok(|p| p.items().len())
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(
+        sizes,
+        [0, 1],
+        "the null page is empty and its next link followed"
+    );
+    let groups: Vec<graph_client::Group> =
+        client.groups().list().stream().try_collect().await.unwrap();
+    assert!(groups.is_empty());
+    let members = client.groups().members("g1").send().await.unwrap();
+    assert!(members.items().is_empty());
+    assert!(members.next_link().is_none());
+
+    let mut users_round = client.users().delta().stream();
+    assert!(users_round.try_next().await.unwrap().is_none());
+    assert_eq!(
+        users_round.delta_link().unwrap().expose_secret(),
+        format!("{b}/users/delta?$deltatoken=next")
+    );
+    let mut groups_round = client.groups().delta().stream();
+    assert!(groups_round.try_next().await.unwrap().is_none());
+    assert_eq!(
+        groups_round.delta_link().unwrap().expose_secret(),
+        format!("{b}/groups/delta?$deltatoken=next")
+    );
+    assert_eq!(server.received_requests().await.unwrap().len(), 6);
+}
