@@ -12,7 +12,6 @@ use subtle::ConstantTimeEq as _;
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
-use crate::claims;
 use crate::client::EntraClient;
 use crate::cloud::TenantId;
 use crate::error::AuthError;
@@ -238,7 +237,9 @@ impl TokenSession {
         rejected: &SecretString,
         claims: &str,
     ) -> Result<AccessToken, AuthError> {
-        claims::parse(claims)?;
+        // The whole merge, not just the parse: a challenge that cannot be merged with cp1
+        // must not become the pending claims of every later refresh.
+        self.inner.client.claims_param(Some(claims))?;
         if let Some(token) = self.answered_elsewhere(rejected)? {
             return Ok(token);
         }

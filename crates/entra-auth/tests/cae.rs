@@ -270,6 +270,33 @@ async fn claims_that_are_not_a_json_object_are_a_typed_error_and_nothing_is_sent
         "{error:?}"
     );
     assert!(error.to_string().contains("not an object"), "{error}");
+    // JSON that parses but cannot carry cp1 is refused up front too, and does not stick:
+    // the next plain refresh works.
+    let error = session
+        .claims_challenge(&SecretString::from("AT"), r#"{"access_token":"x"}"#)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, AuthError::InvalidClaims { .. }),
+        "{error:?}"
+    );
+    server.reset().await;
+    Mock::given(method("POST"))
+        .and(path(refresh_path()))
+        .respond_with(refreshed("AT-OK", "RT-OK"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    assert_eq!(
+        session
+            .access_token()
+            .await
+            .unwrap()
+            .secret()
+            .expose_secret(),
+        "AT-OK"
+    );
+    assert_eq!(decoded(&refresh_bodies(&server).await[0]["claims"]), cp1());
 }
 
 #[tokio::test]

@@ -211,4 +211,6 @@ async fn public_futures_are_send() {
     assert_send(&client.refresh(&tenant, &refresh_token));
     assert_send(&client.start_device_code(&organizations));
     assert_send(&session.access_token());
+    assert_send(&session.claims_challenge(&refresh_token, "{}"));
+    assert_send(&client.refresh_with_claims(&tenant, &refresh_token, "{}"));
 }

@@ -6,6 +6,7 @@ mod common;
 use std::sync::Arc;
 
 use common::{MemoryStore, builder, claims, mint, token_body};
+use entra_auth::secrecy::SecretString;
 use entra_auth::{CallbackParams, ClientCredential, TokenSession};
 use serde_json::json;
 use wiremock::matchers::{method, path};
@@ -79,7 +80,7 @@ async fn tracing_output_at_trace_level_shows_no_secret() {
             None,
             "x",
         )))
-        .up_to_n_times(1)
+        .up_to_n_times(2)
         .mount(&server)
         .await;
     Mock::given(method("POST"))
@@ -93,7 +94,14 @@ async fn tracing_output_at_trace_level_shows_no_secret() {
     let session = TokenSession::builder(client.clone(), grant.tenant_id().clone(), store)
         .build()
         .unwrap();
-    session.access_token().await.unwrap();
+    let token = session.access_token().await.unwrap();
+    session
+        .claims_challenge(
+            token.secret(),
+            r#"{"access_token":{"nbf":{"essential":true,"value":"1604106651"}}}"#,
+        )
+        .await
+        .unwrap();
     session.invalidate();
     assert!(
         session
@@ -102,6 +110,12 @@ async fn tracing_output_at_trace_level_shows_no_secret() {
             .unwrap_err()
             .requires_reauthorization()
     );
+    // The identical refresh is answered from the throttle's memory.
+    let again = client
+        .refresh(grant.tenant_id(), &SecretString::from("SECRET-ROTATED"))
+        .await
+        .unwrap_err();
+    assert!(again.requires_reauthorization());
 
     let output = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(
@@ -110,6 +124,9 @@ async fn tracing_output_at_trace_level_shows_no_secret() {
     );
     assert!(output.contains("reauthorization required"));
     assert!(output.contains("refreshed access token"));
+    assert!(output.contains("answering a claims challenge"));
+    assert!(output.contains("holding back identical token requests"));
+    assert!(output.contains("answered with its recent http 400"));
     for secret in SECRETS
         .iter()
         .map(|s| (*s).to_owned())
