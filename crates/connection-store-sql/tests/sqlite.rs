@@ -475,6 +475,47 @@ async fn sqlite_corrupt_rows_are_typed_errors_naming_the_part() {
     ));
 }
 
+/// A name with a format character (bidi override) that an earlier version could store, or
+/// that was written behind the store's back, reads back as `Corrupt` naming `name`, and a
+/// rename repairs it.
+#[tokio::test]
+async fn sqlite_stored_name_with_a_format_character_is_corrupt_until_renamed() {
+    let dir = TempDir::new();
+    let path = dir.file("store.db");
+    let (_, clock) = manual_clock();
+    let store = open_sqlite(&path, ring(), clock).await;
+    let raw = raw_sqlite(&path).await;
+    let (owner, id) = seeded(&store, "rt").await;
+    sqlx::query("UPDATE connections SET name = $1, name_folded = $1 WHERE id = $2")
+        .bind("Contoso\u{202E}lanretni")
+        .bind(id.to_string())
+        .execute(&raw)
+        .await
+        .expect("store the name");
+    for result in [
+        store.get(&owner, id).await.map(|_| ()),
+        store.list(&owner).await.map(|_| ()),
+    ] {
+        match result {
+            Err(StoreError::Corrupt {
+                id: Some(found),
+                what,
+                ..
+            }) => {
+                assert_eq!(found, id);
+                assert_eq!(what, "name");
+            }
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
+    let renamed = store
+        .rename(&owner, id, "Contoso internal")
+        .await
+        .expect("rename repairs the row");
+    assert_eq!(renamed.name.as_str(), "Contoso internal");
+    assert_eq!(store.get(&owner, id).await.expect("get"), renamed);
+}
+
 #[tokio::test]
 async fn sqlite_claim_batch_with_a_corrupt_row_returns_the_healthy_claims_and_defers_it() {
     // Due rows (status active, times in range) whose other columns do not read back: a

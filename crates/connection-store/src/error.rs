@@ -137,6 +137,22 @@ pub enum InvalidNameReason {
     /// The name contains a control character (line breaks and tabs included).
     #[error("the name contains a control character")]
     ControlCharacter,
+    /// The name contains a format character (Unicode category Cf): invisible, or a
+    /// bidirectional control that reorders what is shown. The message names its code
+    /// point (`U+202E`); neither it nor the name is shown.
+    #[error(
+        "the name contains the invisible format character {}",
+        code_point(*.character)
+    )]
+    FormatCharacter {
+        /// The first such character in the name.
+        character: char,
+    },
+}
+
+/// `U+202E`: a character by its code point, for messages that must not show it.
+fn code_point(character: char) -> String {
+    format!("U+{:04X}", u32::from(character))
 }
 
 impl StoreError {

@@ -6,6 +6,7 @@ use std::str::FromStr;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 use uuid::Uuid;
 
 use crate::error::{InvalidNameReason, StoreError};
@@ -124,7 +125,14 @@ impl fmt::Display for TenantId {
 ///
 /// Rules: surrounding whitespace is trimmed; then 1–[`MAX_NAME_CHARS`] characters
 /// (counted as Unicode scalar values, so "Microsoft 365 – Deutschland" counts the dash
-/// once); no control characters (Unicode category Cc: line breaks, tabs, NUL, DEL…).
+/// once); no control characters (Unicode category Cc: line breaks, tabs, NUL, DEL…); no
+/// format characters (Unicode category Cf), which are invisible or reorder the text around
+/// them: bidirectional overrides and isolates (U+202A–U+202E, U+2066–U+2069) that make
+/// "Contoso\u{202E}lanretni" show as "Contosointernal", zero-width spaces and joiners
+/// (U+200B–U+200D), the byte order mark (U+FEFF), the soft hyphen (U+00AD), tags. So two
+/// names that look the same differ in visible characters. The price: emoji joined by
+/// U+200D (👨‍👩‍👧) and text that needs a zero-width non-joiner (Persian, some Indic
+/// spellings) are refused too.
 ///
 /// Uniqueness per owner ignores case through [`ConnectionName::folded`], which is Rust's
 /// [`str::to_lowercase`]: full Unicode lower-case mapping (`"ÄRGER"` equals `"ärger"`,
@@ -140,13 +148,20 @@ impl ConnectionName {
     ///
     /// # Errors
     /// [`StoreError::InvalidName`] when the trimmed name is empty, longer than
-    /// [`MAX_NAME_CHARS`] characters or contains a control character.
+    /// [`MAX_NAME_CHARS`] characters, contains a control character, or contains a
+    /// format character ([`InvalidNameReason::FormatCharacter`], naming the first one's
+    /// code point, never the name).
     pub fn parse(name: &str) -> Result<Self, StoreError> {
         let trimmed = name.trim();
         let reason = if trimmed.is_empty() {
             Some(InvalidNameReason::Empty)
         } else if trimmed.chars().any(char::is_control) {
             Some(InvalidNameReason::ControlCharacter)
+        } else if let Some(character) = trimmed
+            .chars()
+            .find(|c| c.general_category() == GeneralCategory::Format)
+        {
+            Some(InvalidNameReason::FormatCharacter { character })
         } else {
             let chars = trimmed.chars().count();
             (chars > MAX_NAME_CHARS).then_some(InvalidNameReason::TooLong { chars })
@@ -745,6 +760,86 @@ mod tests {
                 other => panic!("{name:?} gave {other:?}"),
             }
         }
+    }
+
+    /// The characters of issue 15 and the other Cf ranges: each refused alone, inside a
+    /// name and at its edges (trimming removes white space only), with its code point
+    /// named and the name not echoed.
+    #[test]
+    fn names_refuse_format_characters_naming_the_code_point() {
+        for (character, code_point) in [
+            ('\u{202E}', "U+202E"),
+            ('\u{202A}', "U+202A"),
+            ('\u{200B}', "U+200B"),
+            ('\u{200C}', "U+200C"),
+            ('\u{200D}', "U+200D"),
+            ('\u{200E}', "U+200E"),
+            ('\u{2066}', "U+2066"),
+            ('\u{2067}', "U+2067"),
+            ('\u{2068}', "U+2068"),
+            ('\u{2069}', "U+2069"),
+            ('\u{2060}', "U+2060"),
+            ('\u{FEFF}', "U+FEFF"),
+            ('\u{00AD}', "U+00AD"),
+            ('\u{061C}', "U+061C"),
+            ('\u{E0001}', "U+E0001"),
+        ] {
+            for name in [
+                format!("secret-tenant{character}lanretni"),
+                format!("{character}Contoso"),
+                format!("Contoso {character}"),
+                character.to_string(),
+            ] {
+                let err = match ConnectionName::parse(&name) {
+                    Err(err) => err,
+                    Ok(parsed) => panic!("{code_point}: accepted {:?}", parsed.as_str()),
+                };
+                match &err {
+                    StoreError::InvalidName {
+                        reason: InvalidNameReason::FormatCharacter { character: found },
+                    } => assert_eq!(*found, character, "{code_point}"),
+                    other => panic!("{code_point}: {other:?}"),
+                }
+                let message = err.to_string();
+                assert!(message.contains(code_point), "{message}");
+                assert!(!message.contains(character), "{message}");
+                assert!(!message.contains("secret-tenant"), "{message}");
+                assert!(!message.contains("Contoso"), "{message}");
+                let debug = format!("{err:?}");
+                assert!(!debug.contains(character), "{debug}");
+            }
+        }
+        // The first one is named.
+        match ConnectionName::parse("a\u{200B}b\u{202E}c") {
+            Err(StoreError::InvalidName {
+                reason: InvalidNameReason::FormatCharacter { character },
+            }) => assert_eq!(character, '\u{200B}'),
+            other => panic!("{other:?}"),
+        }
+        // A control character is reported as such, before any format character.
+        assert!(matches!(
+            ConnectionName::parse("a\u{202E}\nb"),
+            Err(StoreError::InvalidName {
+                reason: InvalidNameReason::ControlCharacter
+            })
+        ));
+        // Combining marks (Mn), other scripts and symbols stay valid.
+        for name in [
+            "e\u{301}",
+            "日本のテナント",
+            "Microsoft 365 – Deutschland ✓",
+            "🦀",
+        ] {
+            assert_eq!(
+                ConnectionName::parse(name)
+                    .map(|n| n.as_str().to_owned())
+                    .ok()
+                    .as_deref(),
+                Some(name)
+            );
+        }
+        // Deserializing (serde's `try_from = "String"`) goes through the same rule.
+        assert!(ConnectionName::try_from("a\u{202E}b".to_owned()).is_err());
     }
 
     #[test]

@@ -21,7 +21,7 @@ use crate::model::{
 ///   a connection of another owner is [`StoreError::NotFound`] and is never read, changed
 ///   or deleted.
 /// - Names go through [`ConnectionName::parse`](crate::ConnectionName::parse) (trimmed,
-///   1–120 characters, no control characters) and are unique per owner by
+///   1–120 characters, no control or format characters) and are unique per owner by
 ///   [`ConnectionName::folded`](crate::ConnectionName::folded), else
 ///   [`StoreError::NameTaken`].
 /// - One connection per (owner, tenant), else [`StoreError::TenantAlreadyConnected`]

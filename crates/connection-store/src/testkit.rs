@@ -303,8 +303,10 @@ fn assert_invalid_name(
     }
 }
 
-/// Names are trimmed, 1–120 characters (not bytes), without control characters, on
-/// create and on rename; a refused rename changes nothing.
+/// Names are trimmed, 1–120 characters (not bytes), without control characters (Cc) or
+/// format characters (Cf: bidi overrides and isolates, zero-width characters, the byte
+/// order mark, the soft hyphen), on create and on rename; a refused name creates nothing
+/// and a refused rename changes nothing.
 pub async fn names_are_trimmed_and_validated(store: DynStore, _clock: ManualClock) {
     let owner = unique_owner("owner");
     let padded = store
@@ -351,7 +353,22 @@ pub async fn names_are_trimmed_and_validated(store: DynStore, _clock: ManualCloc
             InvalidNameReason::ControlCharacter,
         ),
         ("del\u{7f}".to_owned(), InvalidNameReason::ControlCharacter),
-    ] {
+    ]
+    .into_iter()
+    .chain(
+        [
+            '\u{202E}', '\u{202D}', '\u{200B}', '\u{200D}', '\u{2066}', '\u{2069}', '\u{FEFF}',
+            '\u{00AD}',
+        ]
+        .into_iter()
+        .flat_map(|character| {
+            let reason = InvalidNameReason::FormatCharacter { character };
+            [
+                (format!("Contoso{character}lanretni"), reason),
+                (format!("{character}Contoso EU"), reason),
+            ]
+        }),
+    ) {
         let result = store
             .create(&owner, sample_connection(&name, &tenant(), "rt"))
             .await;
