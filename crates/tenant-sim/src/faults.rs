@@ -19,9 +19,13 @@ pub enum FaultKind {
     ServiceUnavailable,
     /// 504 `serviceNotAvailable` (gateway timeout).
     GatewayTimeout,
-    /// The connection closes before the body (the client sees a transport error).
+    /// The connection closes before any byte of the response: no status line, no head
+    /// (over HTTP/1.1; an HTTP/2 stream is reset). The client's request fails without a
+    /// status.
     DroppedConnection,
-    /// The body stops half way although `Content-Length` promised all of it.
+    /// The status line and head arrive, `Content-Length` promising the whole body, then
+    /// half of the body, then the connection closes. The client gets a status, and the
+    /// body read fails.
     TruncatedBody,
     /// The answer is correct but comes 50–500 ms late (on top of the fixed latency).
     ExtraLatency,

@@ -218,6 +218,68 @@ fn assert_graph_error(body: &Value, code: &str) {
     );
 }
 
+/// Sends one GET over a plain TCP connection and reads until the server closes it (or
+/// 5 s pass): the bytes exactly as they came off the wire.
+async fn raw_get(h: &Harness, path_and_query: &str, token: &str) -> Vec<u8> {
+    raw_request(
+        h,
+        format!(
+            "GET {path_and_query} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+}
+
+async fn raw_request(h: &Harness, request: &[u8]) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let address = h
+        .sim
+        .graph_base()
+        .trim_start_matches("http://")
+        .trim_end_matches("/v1.0")
+        .to_string();
+    let mut stream = tokio::net::TcpStream::connect(&address)
+        .await
+        .unwrap_or_else(|e| panic!("connect {address}: {e}"));
+    stream
+        .write_all(request)
+        .await
+        .unwrap_or_else(|e| panic!("write: {e}"));
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut buf = [0_u8; 8192];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the server neither answered nor closed");
+    out
+}
+
+/// The head (up to the blank line) as text and the body bytes after it.
+fn split_head(raw: &[u8]) -> (String, Vec<u8>) {
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(raw.len(), |i| i + 4);
+    (
+        String::from_utf8_lossy(&raw[..end]).into_owned(),
+        raw[end..].to_vec(),
+    )
+}
+
+fn content_length(head: &str) -> Option<usize> {
+    head.lines()
+        .filter_map(|line| line.split_once(':'))
+        .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, value)| value.trim().parse().ok())
+}
+
 // ------------------------------------------------------------------ users
 
 #[tokio::test]
@@ -911,25 +973,56 @@ async fn faults_give_5xx_cut_connections_truncated_bodies_and_latency() {
         assert_eq!(got, status);
         assert_graph_error(&body, code);
     }
-    for kind in [FaultKind::DroppedConnection, FaultKind::TruncatedBody] {
-        h.sim.control().set_faults(
-            FaultSettings::none()
-                .with_rate(1.0)
-                .and_then(|f| f.with_kinds(&[kind]))
-                .unwrap_or_else(|e| panic!("{e}")),
-        );
-        let outcome = match h
-            .http
-            .get(h.url("/users"))
-            .bearer_auth(&h.token)
-            .send()
-            .await
-        {
-            Ok(response) => response.bytes().await.map(|_| ()),
-            Err(error) => Err(error),
-        };
-        assert!(outcome.is_err(), "{kind:?} must break the transfer");
-    }
+    h.sim.control().set_faults(
+        FaultSettings::none()
+            .with_rate(1.0)
+            .and_then(|f| f.with_kinds(&[FaultKind::DroppedConnection]))
+            .unwrap_or_else(|e| panic!("{e}")),
+    );
+    // A dropped connection: closed before any byte of a response.
+    let raw = raw_get(&h, "/v1.0/users", &h.token).await;
+    assert!(
+        raw.is_empty(),
+        "dropped: {:?}",
+        String::from_utf8_lossy(&raw)
+    );
+    // What an HTTP client makes of it: the request itself fails, no status.
+    let sent = h
+        .http
+        .get(h.url("/users"))
+        .bearer_auth(&h.token)
+        .send()
+        .await;
+    assert!(sent.is_err(), "dropped: a response arrived");
+    h.sim.control().set_faults(
+        FaultSettings::none()
+            .with_rate(1.0)
+            .and_then(|f| f.with_kinds(&[FaultKind::TruncatedBody]))
+            .unwrap_or_else(|e| panic!("{e}")),
+    );
+    // A truncated body: the whole head, then fewer bytes than Content-Length, then EOF.
+    let raw = raw_get(&h, "/v1.0/users", &h.token).await;
+    let (head, body) = split_head(&raw);
+    assert!(
+        head.starts_with("HTTP/1.1 200 OK\r\n"),
+        "truncated: {head:?}"
+    );
+    let promised = content_length(&head).unwrap_or_else(|| panic!("no Content-Length: {head}"));
+    assert!(
+        !body.is_empty() && body.len() < promised,
+        "truncated: {} of {promised} bytes",
+        body.len()
+    );
+    // What an HTTP client makes of it: a 200, then the body read fails.
+    let response = h
+        .http
+        .get(h.url("/users"))
+        .bearer_auth(&h.token)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("truncated: the head must arrive: {e}"));
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.bytes().await.is_err(), "truncated: the body read");
     h.sim
         .control()
         .set_faults(FaultSettings::none().with_latency(Duration::from_millis(120)));

@@ -361,9 +361,19 @@ pub(crate) async fn serve_graph(
     }
 }
 
-/// A body that breaks off: nothing (dropped connection) or half of it (truncated), with
-/// `Content-Length` promising all of it, so the client sees a transport error.
+/// A response that breaks off, as the client sees it over HTTP/1.1:
+/// - dropped (`nothing`): the connection closes before any byte of the response. The
+///   body fails on its first poll; hyper has only buffered the head then, and a body
+///   error ends the connection without writing what is buffered, so the head never
+///   leaves (`faults_give_5xx_cut_connections_truncated_bodies_and_latency` reads the
+///   wire to hold this).
+/// - truncated: the head with `Content-Length` promising the whole body, half of the
+///   body, then the connection closes. The body pauses once after the half, which makes
+///   hyper flush the head and the half to the socket before the error ends the
+///   connection; without the pause the error would discard them too and a truncated
+///   body would look like a dropped connection.
 async fn cut_body(response: Response, nothing: bool) -> Response {
+    use futures::StreamExt as _;
     let (mut parts, body) = response.into_parts();
     let bytes = axum::body::to_bytes(body, usize::MAX)
         .await
@@ -373,15 +383,18 @@ async fn cut_body(response: Response, nothing: bool) -> Response {
         header::CONTENT_LENGTH,
         HeaderValue::from(bytes.len().max(1)),
     );
-    let mut chunks: Vec<Result<Bytes, std::io::Error>> = Vec::new();
-    if keep > 0 {
-        chunks.push(Ok(bytes.slice(..keep)));
-    }
-    chunks.push(Err(std::io::Error::new(
-        std::io::ErrorKind::ConnectionAborted,
-        "tenant-sim fault: connection cut",
-    )));
-    Response::from_parts(parts, Body::from_stream(futures::stream::iter(chunks)))
+    let half = (keep > 0).then(|| Ok::<Bytes, std::io::Error>(bytes.slice(..keep)));
+    let cut = futures::stream::once(async move {
+        if !nothing {
+            tokio::task::yield_now().await;
+        }
+        Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionAborted,
+            "tenant-sim fault: connection cut",
+        ))
+    });
+    let stream = futures::stream::iter(half).chain(cut);
+    Response::from_parts(parts, Body::from_stream(stream))
 }
 
 fn bearer_error(error: BearerError) -> GraphError {
