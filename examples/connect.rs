@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use connection_store::OwnerId;
+use connection_store::{ConnectionStatus, OwnerId};
 use m365_link_app::connect::{
     CloudArg, DEFAULT_SIGN_IN_TIMEOUT, SignIn, create_connection, explain, find_connection,
     open_in_browser, reconnect_connection,
@@ -144,9 +144,18 @@ async fn run(args: Args) -> Result<(), String> {
             .await
     } else {
         let no_browser = args.no_browser;
+        // A connection Microsoft challenged (continuous access evaluation) reconnects with
+        // the claims it asked for.
+        let claims = existing
+            .as_ref()
+            .and_then(|existing| match &existing.status {
+                ConnectionStatus::NeedsReconnect { claims, .. } => claims.clone(),
+                _ => None,
+            });
         sign_in
-            .browser(
+            .browser_with_claims(
                 args.login_hint.as_deref(),
+                claims.as_deref(),
                 Duration::from_secs(args.timeout),
                 |url| {
                     if no_browser {

@@ -276,11 +276,35 @@ impl SignIn {
     where
         F: FnOnce(&url::Url),
     {
+        self.browser_with_claims(login_hint, None, timeout, open_browser)
+            .await
+    }
+
+    /// [`browser`](Self::browser) carrying a claims request: the reconnect of a
+    /// connection that Microsoft challenged (continuous access evaluation) passes the
+    /// claims kept with its "reconnect needed".
+    ///
+    /// # Errors
+    /// As [`browser`](Self::browser); claims that are not a JSON object are a
+    /// configuration error.
+    pub async fn browser_with_claims<F>(
+        &self,
+        login_hint: Option<&str>,
+        claims: Option<&str>,
+        timeout: Duration,
+        open_browser: F,
+    ) -> anyhow::Result<(EntraClient, Grant)>
+    where
+        F: FnOnce(&url::Url),
+    {
         let redirect = LoopbackRedirect::start().await?;
         let client = self
             .app
             .entra_client(&self.cloud, Some(&redirect.redirect_uri()))?;
-        let request = client.authorization_request().authority(self.authority()?);
+        let mut request = client.authorization_request().authority(self.authority()?);
+        if let Some(claims) = claims {
+            request = request.claims(claims);
+        }
         // With a hint the account is chosen already; without one the admin picks it
         // (Entra refuses `login_hint` together with `prompt=select_account`).
         let request = match login_hint {

@@ -22,10 +22,10 @@ use connection_store::{
 };
 use entra_auth::secrecy::{ExposeSecret as _, SecretString};
 use entra_auth::{
-    AuthError, ClientCredential, EntraClient, RefreshTokenStore, SaveOutcome, StoredRefreshToken,
-    TokenSession,
+    AuthError, ClientCredential, EntraClient, EntraClientBuilder, RefreshTokenStore, SaveOutcome,
+    StoredRefreshToken, TokenSession,
 };
-use graph_client::{GraphClient, TokenError, TokenProvider};
+use graph_client::{ClaimsChallenge, GraphClient, TokenError, TokenProvider};
 use time::OffsetDateTime;
 
 /// The Graph resource every simulator and the global cloud use in scope names
@@ -156,10 +156,11 @@ impl RefreshTokenStore for ConnectionTokens {
     }
 
     async fn mark_reauthorization_required(&self, reason: &AuthError) -> Result<(), AuthError> {
+        // After a claims challenge, the reconnect's sign-in must carry the claims.
         let status = ConnectionStatus::NeedsReconnect {
             reason: plain_reason(reason),
             since: OffsetDateTime::now_utc(),
-            claims: None,
+            claims: reason.reconnect_claims().and_then(reconnect_claims),
         };
         let fence = self.fence_slot().clone();
         let written = match &fence {
@@ -184,6 +185,27 @@ impl RefreshTokenStore for ConnectionTokens {
                 }
                 Err(AuthError::store(error))
             }
+        }
+    }
+}
+
+/// `claims` (a claims request from Entra or a Graph challenge) as the store keeps it for
+/// the reconnect's sign-in: compact JSON, at most
+/// [`ConnectionStatus::MAX_CLAIMS_BYTES`]. Anything else is dropped with a warning: the
+/// reconnect then signs in without it, and Entra challenges again if it must.
+pub fn reconnect_claims(claims: &str) -> Option<String> {
+    let compact = serde_json::from_str::<serde_json::Value>(claims)
+        .ok()
+        .filter(serde_json::Value::is_object)
+        .map(|value| value.to_string());
+    match compact {
+        Some(compact) if compact.len() <= ConnectionStatus::MAX_CLAIMS_BYTES => Some(compact),
+        _ => {
+            tracing::warn!(
+                bytes = claims.len(),
+                "claims for the reconnect are not a JSON object within the store's limit; not kept"
+            );
+            None
         }
     }
 }
@@ -241,6 +263,30 @@ impl TokenProvider for SessionTokens {
         // and a late rejection never throws away a token that was just refreshed.
         self.session.invalidate_if_current(token);
     }
+
+    async fn claims_challenge(
+        &self,
+        token: &SecretString,
+        challenge: &ClaimsChallenge,
+    ) -> Result<(), TokenError> {
+        // Continuous access evaluation: Graph revoked `token` before its expiry. The
+        // session refreshes once with the challenge's claims (single flight: concurrent
+        // challenges of the same token share it); when Entra then wants a sign-in, the
+        // session has marked the connection "reconnect needed", with the claims.
+        match self
+            .session
+            .claims_challenge(token, challenge.claims())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(error) if error.requires_reauthorization() => {
+                Err(TokenError::reauthorization_required(plain_reason(&error)).with_source(error))
+            }
+            Err(error) => {
+                Err(TokenError::new("could not answer the claims challenge").with_source(error))
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -278,6 +324,21 @@ impl App {
         cloud: &connection_store::Cloud,
         redirect_uri: Option<&str>,
     ) -> anyhow::Result<EntraClient> {
+        Ok(self.entra_client_builder(cloud, redirect_uri)?.build()?)
+    }
+
+    /// The settings [`entra_client`](Self::entra_client) builds, to change before
+    /// building: e.g. `.client_capability_cp1(false)` for a service that cannot answer
+    /// claims challenges (the default declares `cp1`: CAE tokens, challenges handled by
+    /// [`SessionTokens`]).
+    ///
+    /// # Errors
+    /// When the cloud's URLs are invalid.
+    pub fn entra_client_builder(
+        &self,
+        cloud: &connection_store::Cloud,
+        redirect_uri: Option<&str>,
+    ) -> anyhow::Result<EntraClientBuilder> {
         let mut builder = EntraClient::builder(self.client_id.clone()).cloud(entra_cloud(cloud)?);
         if let Some(secret) = &self.client_secret {
             builder = builder.credential(ClientCredential::secret(secret.expose_secret()));
@@ -285,7 +346,7 @@ impl App {
         if let Some(uri) = redirect_uri {
             builder = builder.redirect_uri(uri);
         }
-        Ok(builder.build()?)
+        Ok(builder)
     }
 }
 
@@ -368,7 +429,7 @@ impl Linked {
 ///
 /// # Errors
 /// When the stored tenant id is not valid.
-pub(crate) fn session(
+pub fn session(
     client: &EntraClient,
     connection: &Connection,
     tokens: Arc<ConnectionTokens>,
@@ -382,7 +443,7 @@ pub(crate) fn session(
 ///
 /// # Errors
 /// When the Graph URL is invalid (`http` is accepted only on loopback).
-pub(crate) fn graph_client(
+pub fn graph_client(
     cloud: &connection_store::Cloud,
     session: TokenSession,
 ) -> anyhow::Result<GraphClient> {

@@ -467,7 +467,11 @@ impl SyncClaimed for MirrorSyncer {
             .with_fence(holder.clone());
         let result =
             sync::run_leased(&linked.graph, &target, &mut sink, &options, &NoProgress).await;
-        outcome_of(connection.id, &result)
+        let outcome = outcome_of(connection.id, &result);
+        if outcome == Outcome::NeedsReconnect {
+            self.clients.forget(connection.id);
+        }
+        outcome
     }
 }
 
@@ -490,9 +494,29 @@ pub fn outcome_of(id: ConnectionId, result: &anyhow::Result<SyncReport>) -> Outc
 
 /// One Entra client and one Graph client per cloud; per tenant, a token session and a
 /// Graph client derived from the cloud's (same connection pool, own throttle gate).
+///
+/// A tenant's session and Graph client are kept across rounds (at most
+/// [`SESSION_CACHE_CAPACITY`], the least recently synced dropped first): its access token
+/// serves every sync until it is due for refresh, which with continuous access
+/// evaluation (a CAE token lives up to 28 hours) is one token request a day instead of
+/// one a sync, and its throttle gate remembers Graph's `Retry-After`.
 struct Clients {
     app: App,
     by_cloud: Mutex<HashMap<Cloud, (EntraClient, GraphClient)>>,
+    sessions: Mutex<hashlink::LruCache<ConnectionId, Open>>,
+}
+
+/// How many tenants' sessions a worker keeps open between rounds (a few KiB each).
+pub const SESSION_CACHE_CAPACITY: usize = 10_000;
+
+/// A tenant's session as kept between rounds, for the lease holder its status write is
+/// fenced by.
+#[derive(Clone)]
+struct Open {
+    holder: LeaseHolder,
+    session: entra_auth::TokenSession,
+    tokens: Arc<ConnectionTokens>,
+    graph: GraphClient,
 }
 
 impl Clients {
@@ -500,18 +524,60 @@ impl Clients {
         Self {
             app,
             by_cloud: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(hashlink::LruCache::new(SESSION_CACHE_CAPACITY)),
         }
     }
 
     /// `connection` opened for a sync under `holder`'s lease: a session over its stored
     /// refresh token (its "reconnect needed" write fenced by the lease) and a Graph
-    /// client sharing its cloud's pool. Makes no request.
+    /// client sharing its cloud's pool; the same ones as last round when still open.
+    /// Makes no request.
     fn link(
         &self,
         store: Arc<dyn ConnectionStore>,
         connection: Connection,
         holder: &LeaseHolder,
     ) -> anyhow::Result<Linked> {
+        let kept = self
+            .sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&connection.id)
+            .filter(|open| &open.holder == holder)
+            .cloned();
+        let open = if let Some(open) = kept {
+            open
+        } else {
+            let open = self.open(store, &connection, holder)?;
+            self.sessions
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(connection.id, open.clone());
+            open
+        };
+        Ok(Linked {
+            connection,
+            session: open.session,
+            tokens: open.tokens,
+            graph: open.graph,
+        })
+    }
+
+    /// Drops connection `id`'s kept session: after "reconnect needed", the next sync
+    /// (after the admin's reconnect) starts from the stored refresh token.
+    fn forget(&self, id: ConnectionId) {
+        self.sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&id);
+    }
+
+    fn open(
+        &self,
+        store: Arc<dyn ConnectionStore>,
+        connection: &Connection,
+        holder: &LeaseHolder,
+    ) -> anyhow::Result<Open> {
         let (entra, base) = {
             let mut by_cloud = self.by_cloud.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(clients) = by_cloud.get(&connection.cloud) {
@@ -528,10 +594,10 @@ impl Clients {
             ConnectionTokens::new(store, connection.owner.clone(), connection.id)
                 .with_fence(holder.clone()),
         );
-        let session = glue::session(&entra, &connection, Arc::clone(&tokens))?;
+        let session = glue::session(&entra, connection, Arc::clone(&tokens))?;
         let graph = base.with_tokens(SessionTokens::new(session.clone()));
-        Ok(Linked {
-            connection,
+        Ok(Open {
+            holder: holder.clone(),
             session,
             tokens,
             graph,

@@ -19,10 +19,10 @@ use anyhow::Context as _;
 use connection_store::{
     Backoff, ConnectionId, ConnectionStatus, ConnectionStore, LeaseHolder, OwnerId, StoreError,
 };
-use graph_client::GraphClient;
 use graph_client::sync::{
     DirectorySink, SinkErrorKind, SyncError, SyncOptions, SyncProgress, SyncReport,
 };
+use graph_client::{GraphClient, GraphError};
 
 /// The default time-to-live of the sync lease; it is renewed every third of it.
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(60);
@@ -191,7 +191,7 @@ pub async fn run_leased(
             .map(|_| report)
             .map_err(record_error),
         Err(Failure::Engine(error)) => {
-            let stop = stop_of(store, target, error).await;
+            let stop = stop_of(store, target, &options.holder, error).await;
             // A lost lease is not this sync's failure to record: the new holder's is.
             let lease_lost = matches!(stop.downcast_ref(), Some(SyncStop::LeaseLost));
             if !lease_lost
@@ -253,7 +253,17 @@ enum Failure {
 
 /// What an engine error means here: a revoked grant is [`SyncStop::NeedsReconnect`] with
 /// the reason the glue stored; a fenced commit is [`SyncStop::LeaseLost`].
-async fn stop_of(store: &dyn ConnectionStore, target: &Target, error: SyncError) -> anyhow::Error {
+///
+/// When Graph itself refused the connection (a fresh token rejected again, or a claims
+/// challenge that the refresh with its claims did not satisfy), no refresh failed, so
+/// nothing marked the connection yet: "reconnect needed" is written here, under the
+/// lease, with the challenge's claims for the reconnect's sign-in.
+async fn stop_of(
+    store: &dyn ConnectionStore,
+    target: &Target,
+    holder: &LeaseHolder,
+    error: SyncError,
+) -> anyhow::Error {
     if let SyncError::Sink(sink) = &error
         && sink.kind() == SinkErrorKind::Fenced
     {
@@ -262,13 +272,32 @@ async fn stop_of(store: &dyn ConnectionStore, target: &Target, error: SyncError)
     if !error.requires_reauthorization() {
         return anyhow::Error::new(error);
     }
-    let reason = match store.get(&target.owner, target.id).await {
-        Ok(connection) => match connection.status {
-            ConnectionStatus::NeedsReconnect { reason, .. } => reason,
-            _ => "Microsoft Graph rejected the connection's access".to_owned(),
-        },
-        Err(_) => "Microsoft Graph rejected the connection's access".to_owned(),
+    if let Ok(connection) = store.get(&target.owner, target.id).await
+        && let ConnectionStatus::NeedsReconnect { reason, .. } = connection.status
+    {
+        return SyncStop::NeedsReconnect { reason }.into();
+    }
+    let challenge = error.graph_error().and_then(GraphError::claims_challenge);
+    let reason = match challenge {
+        Some(challenge) => format!(
+            "Microsoft Graph asked for a new sign-in (continuous access evaluation: {})",
+            challenge.error()
+        ),
+        None => "Microsoft Graph rejected the connection's access".to_owned(),
     };
+    let status = ConnectionStatus::NeedsReconnect {
+        reason: reason.clone(),
+        since: time::OffsetDateTime::now_utc(),
+        claims: challenge.and_then(|challenge| crate::glue::reconnect_claims(challenge.claims())),
+    };
+    match store
+        .set_status_fenced(&target.owner, target.id, holder, status)
+        .await
+    {
+        Ok(_) => tracing::warn!(connection = %target.id, "connection needs a reconnect"),
+        Err(StoreError::LeaseLost { .. }) => return SyncStop::LeaseLost.into(),
+        Err(error) => tracing::warn!(%error, "could not mark the connection \"reconnect needed\""),
+    }
     SyncStop::NeedsReconnect { reason }.into()
 }
 

@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use connection_store::{Connection, ConnectionId, ConnectionName, OwnerId, StoreError};
+use connection_store::{
+    Connection, ConnectionId, ConnectionName, ConnectionStatus, OwnerId, StoreError,
+};
 use entra_auth::{Authority, Prompt};
 
 use super::error::AppError;
@@ -134,6 +136,7 @@ pub(super) async fn create(
         &me,
         authority(&state)?,
         None,
+        None,
         Intent::Create { name },
     )
     .await
@@ -148,11 +151,18 @@ pub(super) async fn reconnect(
     let tenant = Authority::parse(connection.tenant.as_str()).map_err(|e| {
         AppError::Internal(anyhow::Error::new(e).context("the stored tenant id is invalid"))
     })?;
+    // After a claims challenge (continuous access evaluation), the sign-in must carry
+    // the claims Microsoft asked for.
+    let claims = match &connection.status {
+        ConnectionStatus::NeedsReconnect { claims, .. } => claims.as_deref(),
+        _ => None,
+    };
     to_microsoft(
         &state,
         &me,
         tenant,
         Some(&connection.admin.username),
+        claims,
         Intent::Reconnect { id: connection.id },
     )
     .await
@@ -165,9 +175,13 @@ async fn to_microsoft(
     me: &SignedIn,
     authority: Authority,
     login_hint: Option<&str>,
+    claims: Option<&str>,
     intent: Intent,
 ) -> Result<Response> {
-    let request = state.entra().authorization_request().authority(authority);
+    let mut request = state.entra().authorization_request().authority(authority);
+    if let Some(claims) = claims {
+        request = request.claims(claims);
+    }
     // Suggest the admin who connected it (a reconnect), or let the person pick an
     // account (Entra refuses both at once).
     let request = match login_hint {
