@@ -45,9 +45,12 @@ impl Cloud {
     /// `graph` only prefixes Graph scopes (see [`Cloud::Custom`]); it is not where Graph
     /// requests go.
     ///
+    /// `login` may use plain `http` only on a loopback host (`localhost`, 127.0.0.0/8,
+    /// `::1`): it receives the app's secret, codes and refresh tokens.
+    ///
     /// # Errors
     /// [`AuthError::InvalidConfiguration`] when either is not an absolute `http(s)` URL
-    /// without query or fragment.
+    /// without query or fragment, or `login` uses `http` to a host that is not loopback.
     pub fn custom(login: &str, graph: &str) -> Result<Self, AuthError> {
         Ok(Self::Custom {
             login: base_url("login", login)?,
@@ -151,7 +154,26 @@ fn base_url(what: &str, text: &str) -> Result<Url, AuthError> {
             "{what} url must be an absolute http(s) url without query or fragment"
         )));
     }
+    // The login host receives the client secret, codes, PKCE verifiers and refresh
+    // tokens, and issues the id tokens: plain http only where nothing leaves the machine,
+    // the rule graph-client applies to its base URL. The Graph resource identifier is
+    // never contacted (see `Cloud::Custom`), so it may name any host.
+    if what == "login" && url.scheme() == "http" && !is_loopback(&url) {
+        return Err(AuthError::InvalidConfiguration(format!(
+            "{what} url uses http to a non-loopback host: the client secret, codes and tokens would travel in clear text"
+        )));
+    }
     Ok(url)
+}
+
+/// `localhost`, 127.0.0.0/8 or `::1`, as graph-client's base URL check.
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
 }
 
 pub(crate) fn is_openid_scope(scope: &str) -> bool {
@@ -358,6 +380,41 @@ mod tests {
         );
         assert!(Cloud::custom("http://x/?a=b", "http://x").is_err());
         assert!(Cloud::custom("ftp://x", "http://x").is_err());
+    }
+
+    #[test]
+    fn custom_login_takes_http_only_on_loopback() {
+        for login in [
+            "http://127.0.0.1:8400",
+            "http://127.9.8.7",
+            "http://localhost:8400/entra",
+            "http://LOCALHOST",
+            "http://[::1]:8400",
+            "https://login.example.com",
+        ] {
+            assert!(
+                Cloud::custom(login, "https://graph.microsoft.com").is_ok(),
+                "{login}"
+            );
+        }
+        for login in [
+            "http://login.example.com",
+            "http://10.0.0.1:8400",
+            "http://128.0.0.1",
+            "http://localhost.example.com",
+            "http://[::2]",
+            "http://0.0.0.0:8400",
+        ] {
+            let error = Cloud::custom(login, "https://graph.microsoft.com").unwrap_err();
+            assert_eq!(
+                error.to_string(),
+                "invalid configuration: login url uses http to a non-loopback host: the client \
+                 secret, codes and tokens would travel in clear text",
+                "{login}"
+            );
+        }
+        // The Graph resource identifier is never contacted.
+        assert!(Cloud::custom("https://login.example.com", "http://graph.example.com").is_ok());
     }
 
     #[test]
