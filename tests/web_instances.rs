@@ -22,7 +22,7 @@ use m365_link_app::mirror::Mirror;
 use m365_link_app::store::OpenedStore;
 use m365_link_app::web;
 use m365_link_app::web::accounts::{Customer, PasswordCost};
-use m365_link_app::web::session::{COOKIE as SESSION_COOKIE, TABLE};
+use m365_link_app::web::session::TABLE;
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use tenant_sim::{ConsentMode, TenantSim};
@@ -75,6 +75,11 @@ impl Instance {
         let mut config = web::Config::new(SignIn::simulated(sim), data_dir);
         config.customers = Customer::demo_with_cost(PasswordCost::TestOnly);
         config.cookie_key = key.clone();
+        assert_eq!(
+            config.session_cookie(),
+            "m365link_session",
+            "plain HTTP: no __Host- prefix"
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let running = web::serve(config, &opened, listener)
             .await
@@ -129,27 +134,29 @@ impl Page {
     }
 }
 
-/// A browser without redirects and with one session cookie for both instances (they are
-/// one address to it).
+/// A browser without redirects and with one session cookie, named `cookie_name`, for
+/// both instances (they are one address to it).
 struct Browser {
     client: reqwest::Client,
+    cookie_name: &'static str,
     cookie: Option<String>,
 }
 
 impl Browser {
-    fn new() -> Self {
+    fn new(instance: &Instance) -> Self {
         Self {
             client: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap(),
+            cookie_name: instance.running.state().config().session_cookie(),
             cookie: None,
         }
     }
 
     async fn send(&mut self, request: reqwest::RequestBuilder) -> Page {
         let request = match &self.cookie {
-            Some(cookie) => request.header(COOKIE, format!("{SESSION_COOKIE}={cookie}")),
+            Some(cookie) => request.header(COOKIE, format!("{}={cookie}", self.cookie_name)),
             None => request,
         };
         let response = request.send().await.expect("the request is answered");
@@ -161,7 +168,7 @@ impl Browser {
             .map(|v| v.to_str().unwrap().to_owned())
             .collect();
         for line in &set_cookie {
-            if let Some(rest) = line.strip_prefix(&format!("{SESSION_COOKIE}=")) {
+            if let Some(rest) = line.strip_prefix(&format!("{}=", self.cookie_name)) {
                 let value = rest.split(';').next().unwrap_or_default();
                 self.cookie = (!value.is_empty()).then(|| value.to_owned());
             }
@@ -260,7 +267,7 @@ async fn two_instances_share_sessions(database: Database, dir: &Path) {
     let a = Instance::start(&sim, &database, &key, &dir.join("data")).await;
     let b = Instance::start(&sim, &database, &key, &dir.join("data")).await;
     assert_ne!(a.running.url(), b.running.url());
-    let mut browser = Browser::new();
+    let mut browser = Browser::new(&a);
 
     // Signed in on A.
     let page = browser.get(&a.url("/sign-in")).await;
@@ -318,13 +325,13 @@ async fn two_instances_share_sessions(database: Database, dir: &Path) {
     assert!(
         page.set_cookie
             .iter()
-            .any(|c| c.starts_with(&format!("{SESSION_COOKIE}=;"))),
+            .any(|c| c.starts_with(&format!("{}=;", browser.cookie_name))),
         "the cookie is removed: {:?}",
         page.set_cookie
     );
     assert!(browser.cookie.is_none());
     assert_eq!(a.session_rows().await, 0, "the row is deleted");
-    let mut old = Browser::new();
+    let mut old = Browser::new(&a);
     old.cookie = Some(signed_in);
     old.get(&a.url("/integrations"))
         .await

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use connection_store::{Connection, ConnectionId, ConnectionStatus, MAX_NAME_CHARS, OwnerId};
-use connection_store_sql::{EncryptionKey, KeyId, KeyRing, SqlStore};
+use connection_store_sql::{EncryptionKey, KeyId, KeyRing, SqlPool, SqlStore, sqlx};
 use m365_link_app::connect::SignIn;
 use m365_link_app::mirror::{Mirror, MirrorState, UserQuery};
 use m365_link_app::store::OpenedStore;
@@ -22,7 +22,7 @@ use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use tenant_sim::{ConsentMode, TenantSim, UserType};
 use url::Url;
 
-use m365_link_app::web::session::COOKIE as SESSION_COOKIE;
+use m365_link_app::web::session::{COOKIE as SESSION_COOKIE, SECURE_COOKIE};
 
 const BASE: &str = "/integrations/microsoft-365";
 const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
@@ -90,6 +90,8 @@ struct App {
     db: Arc<Db>,
     data_dir: PathBuf,
     url: String,
+    /// The session cookie's name under the app's configuration.
+    cookie_name: &'static str,
 }
 
 impl App {
@@ -104,6 +106,8 @@ impl App {
         // The demo customers with the lightest Argon2 (a debug build spends about a
         // second on the recommended cost): the tests are about the routes.
         config.customers = Customer::demo_with_cost(PasswordCost::TestOnly);
+        let cookie_name = config.session_cookie();
+        assert_eq!(cookie_name, SESSION_COOKIE, "plain HTTP");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let running = web::serve(config, &db.opened, listener)
             .await
@@ -114,11 +118,12 @@ impl App {
             db,
             data_dir,
             url,
+            cookie_name,
         }
     }
 
     fn browser(&self) -> Browser {
-        Browser::new(&self.url)
+        Browser::new(&self.url, self.cookie_name)
     }
 
     async fn list(&self, owner: &str) -> Vec<Connection> {
@@ -164,6 +169,8 @@ impl Drop for App {
 /// One response as the browser saw it.
 #[derive(Debug)]
 struct Page {
+    /// The `Cookie` header the request carried.
+    sent_cookie: Option<String>,
     status: StatusCode,
     headers: reqwest::header::HeaderMap,
     location: Option<String>,
@@ -230,22 +237,25 @@ impl Page {
     }
 }
 
-/// A browser without redirects: its session cookie and the CSRF token of the last page.
+/// A browser without redirects: its session cookie (named `cookie_name`) and the CSRF
+/// token of the last page.
 struct Browser {
     client: reqwest::Client,
     app: String,
+    cookie_name: &'static str,
     cookie: Option<String>,
     csrf: Option<String>,
 }
 
 impl Browser {
-    fn new(app: &str) -> Self {
+    fn new(app: &str, cookie_name: &'static str) -> Self {
         Self {
             client: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap(),
             app: app.to_owned(),
+            cookie_name,
             cookie: None,
             csrf: None,
         }
@@ -261,10 +271,21 @@ impl Browser {
 
     async fn send(&mut self, request: reqwest::RequestBuilder, to_app: bool) -> Page {
         let request = match (&self.cookie, to_app) {
-            (Some(cookie), true) => request.header(COOKIE, format!("{SESSION_COOKIE}={cookie}")),
+            (Some(cookie), true) => {
+                request.header(COOKIE, format!("{}={cookie}", self.cookie_name))
+            }
             _ => request,
         };
-        let response = request.send().await.expect("the request is answered");
+        let request = request.build().expect("a valid request");
+        let sent_cookie = request
+            .headers()
+            .get(COOKIE)
+            .map(|v| v.to_str().unwrap().to_owned());
+        let response = self
+            .client
+            .execute(request)
+            .await
+            .expect("the request is answered");
         let status = response.status();
         let headers = response.headers().clone();
         let set_cookie: Vec<String> = headers
@@ -273,7 +294,7 @@ impl Browser {
             .map(|v| v.to_str().unwrap().to_owned())
             .collect();
         for line in &set_cookie {
-            if let Some(rest) = line.strip_prefix(&format!("{SESSION_COOKIE}=")) {
+            if let Some(rest) = line.strip_prefix(&format!("{}=", self.cookie_name)) {
                 let value = rest.split(';').next().unwrap_or_default();
                 self.cookie = (!value.is_empty()).then(|| value.to_owned());
             }
@@ -284,6 +305,7 @@ impl Browser {
             self.csrf = Some(csrf);
         }
         Page {
+            sent_cookie,
             status,
             headers: headers.clone(),
             location: headers
@@ -484,44 +506,65 @@ async fn the_session_cookie_is_http_only_lax_and_a_tampered_one_is_refused() {
     let cookie = page
         .set_cookie
         .iter()
-        .find(|c| c.starts_with(SESSION_COOKIE))
+        .find(|c| c.starts_with(&format!("{SESSION_COOKIE}=")))
         .expect("a session cookie");
     let attributes: Vec<&str> = cookie.split(';').map(str::trim).collect();
     assert!(attributes.contains(&"HttpOnly"), "{cookie}");
     assert!(attributes.contains(&"SameSite=Lax"), "{cookie}");
     assert!(attributes.contains(&"Path=/"), "{cookie}");
     assert!(!attributes.contains(&"Secure"), "plain HTTP: {cookie}");
+    assert!(
+        !attributes.iter().any(|a| a.starts_with("Domain")),
+        "{cookie}"
+    );
 
     browser.sign_in(ALICE).await;
     let good = browser.cookie.clone().unwrap();
-    assert_eq!(browser.get("/integrations").await.status, StatusCode::OK);
+    // The bare session id of another signed-in session, Bob's, which works with its
+    // signature: the cookie value is the signature (44 base64 characters), then the id.
+    let mut bob = app.browser();
+    bob.sign_in(BOB).await;
+    let bobs = bob.cookie.clone().unwrap();
+    let bare = bobs[44..].to_owned();
 
-    // Each character changed in turn (signature and id alike) is refused.
-    for at in [0, good.len() / 2, good.len() - 1] {
-        let mut tampered: Vec<char> = good.chars().collect();
-        tampered[at] = if tampered[at] == 'A' { 'B' } else { 'A' };
-        browser.cookie = Some(tampered.into_iter().collect());
-        browser
-            .get("/integrations")
-            .await
-            .assert_redirect("/sign-in");
+    // Each forged value goes out as this browser's cookie and is refused, while the same
+    // request with the real cookie is answered: the refusal is the forgery's.
+    let mut forged: Vec<(&str, String)> = [0, 20, 43, 44, good.len() / 2, good.len() - 1]
+        .into_iter()
+        .map(|at| {
+            let mut tampered: Vec<char> = good.chars().collect();
+            tampered[at] = if tampered[at] == 'A' { 'B' } else { 'A' };
+            ("a changed character", tampered.into_iter().collect())
+        })
+        .collect();
+    forged.push(("the bare session id", bare.clone()));
+    forged.push((
+        "Bob's id under Alice's signature",
+        format!("{}{bare}", &good[..44]),
+    ));
+    forged.push(("the signature alone", good[..44].to_owned()));
+    for (what, value) in forged {
+        assert_ne!(value, good, "{what}");
+        browser.cookie = Some(value.clone());
+        let page = browser.get("/integrations").await;
+        assert_eq!(
+            page.sent_cookie,
+            Some(format!("{SESSION_COOKIE}={value}")),
+            "{what}: the forged cookie was sent"
+        );
+        page.assert_redirect("/sign-in");
+        assert!(!page.body.contains(ALICE.0) && !page.body.contains(BOB.0));
+
+        browser.cookie = Some(good.clone());
+        let page = browser.get("/integrations").await;
+        assert_eq!(page.sent_cookie, Some(format!("{SESSION_COOKIE}={good}")));
+        assert_eq!(page.status, StatusCode::OK, "{what}: the real cookie works");
+        assert!(page.body.contains(ALICE.0));
     }
-    // The bare session id without its signature is not a session either.
-    browser.cookie = Some(bare_session_id(&app).await);
-    browser
-        .get("/integrations")
-        .await
-        .assert_redirect("/sign-in");
-    browser.cookie = Some(good);
-    assert_eq!(browser.get("/integrations").await.status, StatusCode::OK);
-}
-
-/// A signed-in session's bare id: the cookie value is the signature (44 base64
-/// characters) followed by the id.
-async fn bare_session_id(app: &App) -> String {
-    let mut browser = app.browser();
-    browser.sign_in(BOB).await;
-    browser.cookie.clone().unwrap()[44..].to_owned()
+    // Bob's own cookie still signs Bob in (his session was live all along).
+    let page = bob.get("/integrations").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains(BOB.0));
 }
 
 /// The users in group `id` and in the groups nested in it.
@@ -1263,6 +1306,78 @@ async fn sync_now_imports_the_employees_search_scope_and_photos() {
     assert_eq!(status["kind"], "delta", "{status}");
 }
 
+/// A sync that fails inside the app (here the mirror's database refuses every write with
+/// an error naming a server path) shows the customer a fixed sentence with a support
+/// reference, on the page and in the status JSON, and none of the error's text.
+#[tokio::test]
+async fn a_failed_sync_shows_a_fixed_sentence_with_a_reference_and_no_internals() {
+    let sim = sim().await;
+    let app = App::start(&sim).await;
+    let mut browser = app.browser();
+    browser.sign_in(ALICE).await;
+    let id = browser.connect("Germany").await;
+    let SqlPool::Sqlite(pool) = app.db.opened.sql.pool() else {
+        unreachable!("the test's store is SQLite");
+    };
+    let path = app
+        .db
+        .dir
+        .join("mirror-volume")
+        .join("store.sqlite-journal");
+    let path = path.display().to_string();
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'mirror_%'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(!tables.is_empty());
+    for table in &tables {
+        sqlx::query(&format!(
+            "CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} \
+             BEGIN SELECT RAISE(ABORT, 'disk I/O error writing {path}'); END"
+        ))
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+
+    let status = sync_now(&mut browser, &id).await;
+    assert_eq!(status["state"], "failed", "{status}");
+    let reference = status["reference"].as_str().expect("a support reference");
+    assert!(
+        reference.len() == 12 && reference.chars().all(|c| c.is_ascii_hexdigit()),
+        "{reference}"
+    );
+    assert_eq!(
+        status["message"],
+        format!(
+            "Failed: The import failed. Try again later; if it keeps failing, contact support \
+             with reference {reference}."
+        )
+    );
+    let page = browser.get(&manage(&id)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let shown = page.text_of("sync-progress");
+    assert_eq!(shown, status["message"].as_str().unwrap());
+    for shown in [status.to_string(), page.body.clone()] {
+        for internal in [
+            path.as_str(),
+            "disk I/O",
+            "mirror_",
+            "database",
+            "sqlite",
+            "127.0.0.1",
+        ] {
+            assert!(!shown.contains(internal), "{internal} shown: {shown}");
+        }
+    }
+    // Another failure, another reference.
+    let again = sync_now(&mut browser, &id).await;
+    assert_eq!(again["state"], "failed");
+    assert_ne!(again["reference"], reference);
+}
+
 #[tokio::test]
 async fn remove_asks_then_deletes_the_connection_its_mirror_and_its_files() {
     let sim = sim().await;
@@ -1465,34 +1580,234 @@ async fn scope_narrows_the_employees(
 // Response headers
 // ---------------------------------------------------------------------------------------
 
-/// Every page forbids scripts, framing, sniffing and caching; behind https (a
-/// `public_url` starting with https) the cookie is `Secure` and HSTS is sent.
-#[tokio::test]
-async fn pages_carry_the_security_headers_and_https_adds_secure_and_hsts() {
-    let sim = sim().await;
-    let plain = App::start(&sim).await;
-    let page = reqwest::get(format!("{}/sign-in", plain.url))
-        .await
-        .unwrap();
-    let headers = page.headers();
-    let csp = headers["content-security-policy"].to_str().unwrap();
+/// The login origin of the simulator, as the CSP's `form-action` names it.
+fn login_origin(sim: &TenantSim) -> String {
+    Url::parse(sim.login_base())
+        .unwrap()
+        .origin()
+        .ascii_serialization()
+}
+
+/// `page` (`what`) carries every security header: a CSP without scripts whose forms go
+/// only to the app and to `login` (the redirect to Entra after "Connect"), no framing,
+/// no sniffing, no referrer to other sites, and no caching (photos: private caching).
+fn assert_security_headers(page: &Page, login: &str, what: &str) {
+    let header = |name: &str| {
+        page.headers
+            .get(name)
+            .unwrap_or_else(|| panic!("{what} ({}): no {name}", page.status))
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    let csp = header("content-security-policy");
+    let directives: Vec<&str> = csp.split(';').map(str::trim).collect();
+    for directive in [
+        "default-src 'none'",
+        "frame-ancestors 'none'",
+        "base-uri 'none'",
+        &format!("form-action 'self' {login}"),
+    ] {
+        assert!(directives.contains(&directive), "{what}: {csp}");
+    }
     assert!(
-        csp.contains("default-src 'none'") && !csp.contains("script-src"),
-        "{csp}"
+        !directives.iter().any(|d| d.starts_with("script-src")),
+        "{what}: {csp}"
     );
-    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
-    assert_eq!(headers["x-content-type-options"], "nosniff");
-    assert_eq!(headers["x-frame-options"], "DENY");
-    assert_eq!(headers["cache-control"], "no-store");
-    assert!(headers.get("strict-transport-security").is_none());
-    let cookie = headers["set-cookie"].to_str().unwrap();
-    assert!(!cookie.contains("Secure"), "{cookie}");
+    assert_eq!(header("x-content-type-options"), "nosniff", "{what}");
+    assert_eq!(header("x-frame-options"), "DENY", "{what}");
+    assert_eq!(header("referrer-policy"), "same-origin", "{what}");
+    let cache = header("cache-control");
+    if page.content_type.starts_with("image/") {
+        assert!(cache.starts_with("private, max-age="), "{what}: {cache}");
+    } else {
+        assert_eq!(cache, "no-store", "{what}");
+    }
+}
+
+/// Every response, whatever route and status, carries the security headers: pages,
+/// redirects (to the app and to Entra), JSON, photos and placeholders, and the error
+/// answers (400, 401, 403, 404, 405, 415, 422, 429).
+#[tokio::test]
+async fn every_response_carries_the_security_headers() {
+    let sim = sim().await;
+    let login = login_origin(&sim);
+    let app = App::start(&sim).await;
+    let mut browser = app.browser();
+    let mut seen: Vec<(String, Page)> = Vec::new();
+    let id = uuid::Uuid::new_v4().to_string();
+
+    // Anonymous.
+    for path in ["/", "/integrations", "/nowhere", web::CALLBACK_PATH] {
+        seen.push((format!("anonymous GET {path}"), browser.get(path).await));
+    }
+    let page = browser.get(&manage(&id)).await;
+    seen.push(("anonymous manage".into(), page));
+    let page = browser
+        .post_raw("/sign-in", &[("email", ALICE.0), ("password", ALICE.1)])
+        .await;
+    seen.push(("sign-in without a session".into(), page));
+    seen.push(("the sign-in page".into(), browser.get("/sign-in").await));
+    let page = browser
+        .send(browser.client.put(browser.url("/sign-in")), true)
+        .await;
+    seen.push(("PUT /sign-in".into(), page));
+    let request = browser
+        .client
+        .post(browser.url("/sign-in"))
+        .header(reqwest::header::CONTENT_TYPE, "text/plain")
+        .body("email=x");
+    let page = browser.send(request, true).await;
+    seen.push(("a sign-in that is not a form".into(), page));
+    let page = browser
+        .post_form("/sign-in", &[("email", ALICE.0), ("password", "wrong")])
+        .await;
+    seen.push(("a wrong password".into(), page));
+    let mut guesser = app.browser();
+    guesser.get("/sign-in").await;
+    for _ in 0..=ATTEMPTS_PER_EMAIL {
+        let page = guesser
+            .post_form("/sign-in", &[("email", BOB.0), ("password", "guess")])
+            .await;
+        seen.push(("guessing".into(), page));
+    }
+    let page = browser
+        .post_form("/sign-in", &[("email", ALICE.0), ("password", ALICE.1)])
+        .await;
+    seen.push(("signing in".into(), page));
+
+    // Signed in.
+    for path in [
+        "/",
+        "/sign-in",
+        "/integrations",
+        BASE,
+        &format!("{BASE}/new"),
+    ] {
+        seen.push((format!("GET {path}"), browser.get(path).await));
+    }
+    let page = browser
+        .post_form(&format!("{BASE}/new"), &[("name", "")])
+        .await;
+    seen.push(("an empty connection name".into(), page));
+    browser.get(&format!("{BASE}/new")).await;
+    let to_entra = browser
+        .post_form(&format!("{BASE}/new"), &[("name", "Germany")])
+        .await;
+    assert!(
+        to_entra.location().starts_with(&login),
+        "{}",
+        to_entra.location()
+    );
+    let callback = browser.entra(to_entra.location()).await;
+    seen.push(("the redirect to Entra".into(), to_entra));
+    let created = browser.get(&callback).await;
+    let connection = created
+        .location()
+        .strip_prefix(&format!("{BASE}?created="))
+        .expect("a new connection")
+        .to_owned();
+    seen.push(("the callback".into(), created));
+    let replayed = browser.get(&callback).await;
+    assert_eq!(replayed.status, StatusCode::BAD_REQUEST);
+    seen.push(("a replayed callback".into(), replayed));
+    let m = manage(&connection);
+    browser.get(&m).await;
+    let page = browser.post_form(&format!("{m}/sync"), &[]).await;
+    seen.push(("sync now".into(), page));
+    sync_settles(&mut browser, &connection).await;
+    let page = browser.get(&format!("{m}/sync/status")).await;
+    assert_eq!(page.content_type, "application/json");
+    seen.push(("the sync status".into(), page));
+    seen.push(("manage".into(), browser.get(&m).await));
+    let page = browser
+        .post_form(&format!("{m}/rename"), &[("name", "")])
+        .await;
+    seen.push(("an empty new name".into(), page));
+    let page = browser
+        .post_raw(&format!("{m}/rename"), &[("name", "X")])
+        .await;
+    seen.push(("a rename without CSRF".into(), page));
+    let page = browser
+        .post_form(&format!("{m}/scope"), &[("mode", "groups")])
+        .await;
+    seen.push(("a scope without a group".into(), page));
+    seen.push((
+        "the remove page".into(),
+        browser.get(&format!("{m}/remove")).await,
+    ));
+    let users = sim.control().users();
+    let member = |photo: bool| {
+        users
+            .iter()
+            .find(|u| u.has_photo == photo && u.account_enabled && u.user_type == UserType::Member)
+            .map(|u| format!("{m}/employees/{}/photo", u.id))
+    };
+    let with_photo = member(true).expect("a member with a photo");
+    let page = browser.get(&with_photo).await;
+    assert_eq!(page.content_type, "image/png");
+    seen.push(("a photo".into(), page));
+    if let Some(without) = member(false) {
+        let page = browser.get(&without).await;
+        assert_eq!(page.content_type, "image/svg+xml");
+        seen.push(("a placeholder photo".into(), page));
+    }
+    let page = browser.get(&format!("{m}/employees/nobody/photo")).await;
+    seen.push(("an unknown employee's photo".into(), page));
+    seen.push((
+        "an unknown connection".into(),
+        browser.get(&manage(&id)).await,
+    ));
+    seen.push(("signed in, nowhere".into(), browser.get("/nowhere").await));
+    browser.get("/integrations").await;
+    let page = browser.post_form("/sign-out", &[]).await;
+    seen.push(("signing out".into(), page));
+
+    let mut statuses: Vec<u16> = seen.iter().map(|(_, page)| page.status.as_u16()).collect();
+    statuses.sort_unstable();
+    statuses.dedup();
+    assert_eq!(
+        statuses,
+        [200, 303, 400, 401, 403, 404, 405, 415, 422, 429],
+        "the answers covered"
+    );
+    for (what, page) in &seen {
+        assert_security_headers(page, &login, what);
+    }
+}
+
+/// Behind https (a `public_url` starting with https, `secure_cookies`) the session
+/// cookie is `Secure` with the `__Host-` prefix (so `Path=/` and no `Domain`), HSTS is
+/// sent, and only the prefixed cookie is a session; over plain HTTP the cookie has
+/// neither `Secure` nor the prefix, and no HSTS.
+#[tokio::test]
+async fn https_uses_a_secure_host_prefixed_cookie_and_hsts() {
+    let sim = sim().await;
+    let login = login_origin(&sim);
+    let plain = App::start(&sim).await;
+    let page = plain.browser().get("/sign-in").await;
+    assert_security_headers(&page, &login, "plain HTTP");
+    assert!(page.headers.get("strict-transport-security").is_none());
+    let [cookie] = page.set_cookie.as_slice() else {
+        panic!("one cookie: {:?}", page.set_cookie);
+    };
+    assert!(
+        cookie.starts_with(&format!("{SESSION_COOKIE}=")),
+        "{cookie}"
+    );
+    assert!(
+        !cookie.contains("Secure") && !cookie.contains("__Host-"),
+        "{cookie}"
+    );
 
     let data_dir =
         std::env::temp_dir().join(format!("m365-link-web-https-{}", uuid::Uuid::new_v4()));
     let mut config = web::Config::new(SignIn::simulated(&sim), &data_dir);
+    config.customers = Customer::demo_with_cost(PasswordCost::TestOnly);
     config.secure_cookies = true;
     config.public_url = Some("https://signatures.example".to_owned());
+    assert_eq!(config.session_cookie(), SECURE_COOKIE);
+    assert_eq!(SECURE_COOKIE, format!("__Host-{SESSION_COOKIE}"));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let db = Db::new().await;
@@ -1500,16 +1815,40 @@ async fn pages_carry_the_security_headers_and_https_adds_secure_and_hsts() {
         .await
         .expect("the app starts");
     assert_eq!(running.url(), "https://signatures.example");
-    let page = reqwest::get(format!("http://127.0.0.1:{port}/sign-in"))
-        .await
-        .unwrap();
-    let headers = page.headers();
-    assert_eq!(headers["strict-transport-security"], "max-age=31536000");
-    let cookie = headers["set-cookie"].to_str().unwrap();
+    let address = format!("http://127.0.0.1:{port}");
+    let mut browser = Browser::new(&address, SECURE_COOKIE);
+    let page = browser.get("/sign-in").await;
+    assert_security_headers(&page, &login, "https");
+    assert_eq!(
+        page.headers["strict-transport-security"],
+        "max-age=31536000"
+    );
+    let [cookie] = page.set_cookie.as_slice() else {
+        panic!("one cookie: {:?}", page.set_cookie);
+    };
+    assert!(cookie.starts_with(&format!("{SECURE_COOKIE}=")), "{cookie}");
+    let attributes: Vec<&str> = cookie.split(';').map(str::trim).collect();
+    for wanted in ["Secure", "HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(attributes.contains(&wanted), "{wanted}: {cookie}");
+    }
     assert!(
-        cookie.contains("Secure") && cookie.contains("HttpOnly"),
+        !attributes.iter().any(|a| a.starts_with("Domain")),
         "{cookie}"
     );
+
+    // The prefixed cookie carries the session; the same value without the prefix is
+    // not the app's cookie.
+    browser.sign_in(ALICE).await;
+    let session = browser.cookie.clone().expect("a signed-in session");
+    let page = browser.get("/integrations").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(page.sent_cookie, Some(format!("{SECURE_COOKIE}={session}")));
+    let mut unprefixed = Browser::new(&address, SESSION_COOKIE);
+    unprefixed.cookie = Some(session);
+    unprefixed
+        .get("/integrations")
+        .await
+        .assert_redirect("/sign-in");
     running.shutdown().await;
     let _ = std::fs::remove_dir_all(data_dir);
 }

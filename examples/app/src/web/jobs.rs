@@ -4,6 +4,11 @@
 //! lease (taken by [`crate::sync::run`]) keeps two instances from syncing one connection
 //! at once, and fences the mirror's commit: a sync whose lease was taken over commits
 //! nothing.
+//!
+//! A failed sync shows the customer a fixed sentence for its kind, never the error's
+//! text (which names server paths, database tables and Graph URLs): an unexpected
+//! failure gets a support reference, and the log line with the details carries the
+//! same reference ([`failed`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -53,8 +58,12 @@ pub enum JobState {
     },
     /// The last sync failed.
     Failed {
-        /// Why, in plain words.
+        /// What happened, a fixed sentence per kind of failure (no error text).
         message: String,
+        /// The support reference of an unexpected failure, also in the log line that
+        /// has the details.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
     },
 }
 
@@ -189,24 +198,18 @@ pub(crate) async fn run_claimed(
         (Err(error), Outcome::NeedsReconnect) => JobState::NeedsReconnect {
             message: match error.downcast_ref::<SyncStop>() {
                 Some(SyncStop::NeedsReconnect { reason }) => reason.clone(),
-                _ => first_line(error),
+                _ => "Microsoft refused the saved sign-in".to_owned(),
             },
         },
-        (Err(_), Outcome::LeaseHeld) => JobState::Failed {
-            message: "another instance of the app is syncing this connection right now; its \
-                      result shows here after its next sync"
-                .to_owned(),
-        },
-        (Err(_), Outcome::LeaseLost) => JobState::Failed {
-            message: "another instance of the app took this sync over; nothing was written"
-                .to_owned(),
-        },
-        (Err(_), Outcome::Disabled) => JobState::Failed {
-            message: "the connection is disabled".to_owned(),
-        },
-        (Err(error), _) => JobState::Failed {
-            message: first_line(error),
-        },
+        (Err(_), Outcome::LeaseHeld) => fixed(
+            "another instance of the app is syncing this connection right now; its result \
+             shows here after its next sync",
+        ),
+        (Err(_), Outcome::LeaseLost) => {
+            fixed("another instance of the app took this sync over; nothing was written")
+        }
+        (Err(_), Outcome::Disabled) => fixed("the connection is disabled"),
+        (Err(error), _) => failed(id, error),
     };
     // Removed while it ran: the store took the mirror rows with the connection, and a
     // commit after that is refused (the lease went too); what is left to forget is this
@@ -224,15 +227,52 @@ pub(crate) async fn run_claimed(
     outcome
 }
 
-/// The first line of an error chain: plain words without the CLI's "next step" lines.
-fn first_line(error: &anyhow::Error) -> String {
-    let text = format!("{error:#}");
-    text.lines()
-        .next()
-        .unwrap_or("the sync failed")
-        .chars()
-        .take(300)
-        .collect()
+/// A failure the customer can act on as it is: its sentence is the whole story.
+fn fixed(message: &str) -> JobState {
+    JobState::Failed {
+        message: message.to_owned(),
+        reference: None,
+    }
+}
+
+/// An unexpected failure: the customer reads a fixed sentence for its kind and a support
+/// reference; the log gets the error chain under the same reference.
+pub(crate) fn failed(id: ConnectionId, error: &anyhow::Error) -> JobState {
+    let reference = super::support_reference();
+    tracing::error!(
+        connection = %id,
+        reference = %reference,
+        error = %format!("{error:#}"),
+        "a sync failed; the Manage page shows its reference"
+    );
+    let what = if from_microsoft(error) {
+        "Microsoft 365 did not complete the import (it may be busy or unreachable)."
+    } else {
+        "The import failed."
+    };
+    JobState::Failed {
+        message: format!(
+            "{what} Try again later; if it keeps failing, contact support with reference \
+             {reference}."
+        ),
+        reference: Some(reference),
+    }
+}
+
+/// Whether Microsoft's side failed (Graph, or the token endpoint behind it) rather than
+/// this app's (the mirror, the store, files).
+fn from_microsoft(error: &anyhow::Error) -> bool {
+    use graph_client::sync::{SinkError, SyncError};
+    let mut microsoft = false;
+    for cause in error.chain() {
+        if cause.is::<SinkError>() || matches!(cause.downcast_ref(), Some(SyncError::Sink(_))) {
+            return false;
+        }
+        microsoft |= cause.is::<SyncError>()
+            || cause.is::<graph_client::GraphError>()
+            || cause.is::<graph_client::TokenError>();
+    }
+    microsoft
 }
 
 /// What the page shows of a finished sync.
@@ -324,6 +364,7 @@ mod tests {
     use graph_client::sync::ObjectCounts;
 
     use super::*;
+    use crate::web::pages;
 
     #[test]
     fn a_finished_sync_shows_its_kind_totals_and_changed_users() {
@@ -383,5 +424,113 @@ mod tests {
                 ("users".to_owned(), 15)
             ]
         );
+    }
+
+    /// The events logged while `f` runs, each as its fields (`name=value `).
+    fn logged<R>(f: impl FnOnce() -> R) -> (R, Vec<String>) {
+        use std::sync::{Arc, Mutex};
+
+        struct Capture(Arc<Mutex<Vec<String>>>);
+        struct Fields(String);
+
+        impl tracing::field::Visit for Fields {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                use std::fmt::Write as _;
+                let _ = write!(self.0, "{}={value:?} ", field.name());
+            }
+        }
+
+        impl tracing::Subscriber for Capture {
+            fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+                true
+            }
+            fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+                tracing::span::Id::from_u64(1)
+            }
+            fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+            fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+            fn event(&self, event: &tracing::Event<'_>) {
+                let mut fields = Fields(String::new());
+                event.record(&mut fields);
+                self.0.lock().unwrap().push(fields.0);
+            }
+            fn enter(&self, _: &tracing::span::Id) {}
+            fn exit(&self, _: &tracing::span::Id) {}
+        }
+
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let result = tracing::subscriber::with_default(Capture(Arc::clone(&lines)), f);
+        let lines = lines.lock().unwrap().clone();
+        (result, lines)
+    }
+
+    #[test]
+    fn a_failure_shows_a_fixed_sentence_and_logs_the_detail_under_its_reference() {
+        let path = "/var/lib/m365-link/connections/0b1c/mirror-staging.tmp";
+        let ours = anyhow::Error::new(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            "permission denied (os error 13)",
+        ))
+        .context(format!("could not write {path}"))
+        .context("error returned from database: table mirror_staged_users");
+        let microsoft = anyhow::Error::new(graph_client::TokenError::new(
+            "https://login.example/tenant/oauth2/v2.0/token answered 503",
+        ))
+        .context("could not list the users");
+        let id = ConnectionId::new();
+        for (error, sentence) in [
+            (
+                &ours,
+                "The import failed. Try again later; if it keeps failing, contact support with reference",
+            ),
+            (
+                &microsoft,
+                "Microsoft 365 did not complete the import (it may be busy or unreachable). Try again later; if it keeps failing, contact support with reference",
+            ),
+        ] {
+            let (state, lines) = logged(|| failed(id, error));
+            let JobState::Failed { message, reference } = state else {
+                panic!("not failed: {state:?}");
+            };
+            let reference = reference.expect("a support reference");
+            assert_eq!(reference.len(), 12);
+            assert!(
+                reference.chars().all(|c| c.is_ascii_hexdigit()),
+                "{reference}"
+            );
+            assert_eq!(message, format!("{sentence} {reference}."));
+            for internal in [
+                "/var/lib", "mirror", "database", "os error", "https://", "503",
+            ] {
+                assert!(!message.contains(internal), "{internal}: {message}");
+            }
+            let line = lines
+                .iter()
+                .find(|line| line.contains(&format!("reference={reference} ")))
+                .unwrap_or_else(|| panic!("no log line with the reference: {lines:?}"));
+            assert!(line.contains(&format!("connection={id} ")), "{line}");
+            assert!(
+                line.contains(&format!("{error:#}")),
+                "the detail is logged: {line}"
+            );
+            // What the page and the status JSON show.
+            let job = JobState::Failed {
+                message: message.clone(),
+                reference: Some(reference.clone()),
+            };
+            assert_eq!(pages::progress_text(&job), format!("Failed: {message}"));
+            let json = serde_json::to_value(&job).unwrap();
+            assert_eq!(json["reference"], reference.as_str());
+            assert!(!json.to_string().contains("/var/lib"), "{json}");
+        }
+        assert!(
+            ours.to_string().contains("mirror"),
+            "the test's error has internals"
+        );
+        assert!(format!("{ours:#}").contains(path));
+        // Two failures, two references.
+        let (first, _) = logged(|| failed(id, &ours));
+        let (second, _) = logged(|| failed(id, &ours));
+        assert_ne!(first, second);
     }
 }

@@ -76,6 +76,12 @@ pub struct Config {
 }
 
 impl Config {
+    /// The session cookie's name under this configuration: `__Host-m365link_session`
+    /// with [`Config::secure_cookies`], `m365link_session` without (plain HTTP).
+    pub fn session_cookie(&self) -> &'static str {
+        session::cookie_name(self.secure_cookies)
+    }
+
     /// The demo customers, a random cookie key, no scheduler, plain HTTP on localhost.
     pub fn new(sign_in: SignIn, data_dir: impl Into<PathBuf>) -> Self {
         Self {
@@ -88,6 +94,14 @@ impl Config {
             public_url: None,
         }
     }
+}
+
+/// A new support reference: 12 random hex digits, shown to the customer with a fixed
+/// sentence and logged with the details of what failed (`reference` field).
+pub(crate) fn support_reference() -> String {
+    let mut reference = uuid::Uuid::new_v4().simple().to_string();
+    reference.truncate(12);
+    reference
 }
 
 /// Where connection `id`'s sync scope lives.
@@ -104,6 +118,8 @@ struct Inner {
     sessions: session::Sessions,
     sign_in_limiter: accounts::SignInLimiter,
     jobs: jobs::Jobs,
+    /// The `Content-Security-Policy` of every response, built once from the cloud.
+    content_security_policy: axum::http::HeaderValue,
     /// One cell per connection: the first caller opens it, concurrent first callers wait
     /// for that one (single flight), so one token session serves them all.
     linked: std::sync::Mutex<
@@ -131,6 +147,7 @@ impl AppState {
             .sign_in
             .app
             .entra_client(&config.sign_in.cloud, Some(&redirect_uri))?;
+        let content_security_policy = routes::content_security_policy(entra.cloud())?;
         Ok(Self {
             inner: Arc::new(Inner {
                 sessions: session::Sessions::new(&config.cookie_key),
@@ -141,6 +158,7 @@ impl AppState {
                 mirror: opened.mirror.clone(),
                 entra,
                 jobs: jobs::Jobs::default(),
+                content_security_policy,
                 linked: std::sync::Mutex::default(),
             }),
         })
@@ -159,6 +177,11 @@ impl AppState {
     /// The Entra client redirecting to this app's callback.
     pub fn entra(&self) -> &EntraClient {
         &self.inner.entra
+    }
+
+    /// The `Content-Security-Policy` every response carries.
+    pub(crate) fn content_security_policy(&self) -> &axum::http::HeaderValue {
+        &self.inner.content_security_policy
     }
 
     /// The pending sign-ins of the browser sessions.

@@ -263,7 +263,7 @@ pub(crate) fn progress_text(job: &JobState) -> String {
         JobState::NeedsReconnect { .. } => {
             "Stopped: Microsoft no longer accepts this connection's sign-in; it needs a reconnect (see Status above).".to_owned()
         }
-        JobState::Failed { message } => format!("Failed: {message}"),
+        JobState::Failed { message, .. } => format!("Failed: {message}"),
     }
 }
 

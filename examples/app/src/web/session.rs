@@ -1,6 +1,7 @@
 //! Browser sessions, kept in the app's database so that every instance sharing that
 //! database (and the cookie key) serves every browser: a random session id in a signed,
-//! `HttpOnly`, `SameSite=Lax` cookie (`Secure` behind https), the session itself in the
+//! `HttpOnly`, `SameSite=Lax` cookie (behind https `Secure` and named
+//! `__Host-m365link_session`, [`cookie_name`]), the session itself in the
 //! table `web_sessions` (who is signed in, the CSRF token, and the pending Microsoft
 //! sign-ins started from this browser). `tower-sessions` runs the cookie and the
 //! session's lifecycle; `tower-sessions-sqlx-store` keeps the rows on the store's own
@@ -68,8 +69,20 @@ use tower_sessions::session_store::{self, ExpiredDeletion, SessionStore};
 use tower_sessions::{Expiry, Session, SessionManagerLayer};
 use tower_sessions_sqlx_store::{PostgresStore, SqliteStore};
 
-/// The session cookie's name.
+/// The session cookie's name over plain HTTP (local runs): see [`cookie_name`].
 pub const COOKIE: &str = "m365link_session";
+
+/// The session cookie's name when cookies are `Secure`: the `__Host-` prefix makes the
+/// browser take it only from a secure origin, with `Secure`, `Path=/` and no `Domain`,
+/// so neither a sibling subdomain nor a plain-HTTP response can set or shadow it
+/// (RFC 6265bis §4.1.3.2).
+pub const SECURE_COOKIE: &str = "__Host-m365link_session";
+
+/// The session cookie's name: [`SECURE_COOKIE`] when cookies are `secure`, else
+/// [`COOKIE`] (browsers refuse `__Host-` cookies from plain-HTTP origins).
+pub fn cookie_name(secure: bool) -> &'static str {
+    if secure { SECURE_COOKIE } else { COOKIE }
+}
 
 /// The sessions' table (in the store's schema on `PostgreSQL`).
 pub const TABLE: &str = "web_sessions";
@@ -481,12 +494,14 @@ impl Store {
         Ok(store)
     }
 
-    /// The layer that loads and saves each request's session: the cookie [`COOKIE`],
-    /// signed with `key`, `HttpOnly`, `SameSite=Lax` (it must come along on Entra's
-    /// top-level redirect back to the callback), `Secure` when served over HTTPS.
+    /// The layer that loads and saves each request's session: the cookie
+    /// [`cookie_name`]`(secure)`, signed with `key`, `HttpOnly`, `SameSite=Lax` (it must
+    /// come along on Entra's top-level redirect back to the callback), `Path=/` without
+    /// a `Domain`, and `Secure` (then named with the `__Host-` prefix) when served over
+    /// HTTPS.
     pub(crate) fn layer(&self, key: Key, secure: bool) -> SessionManagerLayer<Self, SignedCookie> {
         SessionManagerLayer::new(self.clone())
-            .with_name(COOKIE)
+            .with_name(cookie_name(secure))
             .with_http_only(true)
             .with_same_site(SameSite::Lax)
             .with_secure(secure)

@@ -20,7 +20,7 @@ pub(super) enum AppError {
     Csrf,
     /// No such page or connection (or another customer's).
     NotFound,
-    /// Something broke; logged, shown without details.
+    /// Something broke; logged with a support reference, shown with only that reference.
     Internal(anyhow::Error),
 }
 
@@ -56,40 +56,46 @@ impl From<StoreError> for AppError {
 #[derive(Clone, Debug)]
 struct ErrorPage {
     title: &'static str,
-    detail: &'static str,
+    detail: std::borrow::Cow<'static, str>,
 }
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        let page = |status: StatusCode, title: &'static str, detail: &'static str| {
-            let mut response = (
-                status,
-                Html(pages::error(&anonymous(), title, detail).into_string()),
-            )
-                .into_response();
-            response
-                .extensions_mut()
-                .insert(ErrorPage { title, detail });
-            response
-        };
+        let page =
+            |status: StatusCode, title: &'static str, detail: std::borrow::Cow<'static, str>| {
+                let mut response = (
+                    status,
+                    Html(pages::error(&anonymous(), title, &detail).into_string()),
+                )
+                    .into_response();
+                response
+                    .extensions_mut()
+                    .insert(ErrorPage { title, detail });
+                response
+            };
         match self {
             Self::SignInRequired => Redirect::to("/sign-in").into_response(),
             Self::Csrf => page(
                 StatusCode::FORBIDDEN,
                 "Form expired",
-                "This form was not sent from the current page (or your session ended). Go back, reload the page and try again.",
+                "This form was not sent from the current page (or your session ended). Go back, reload the page and try again.".into(),
             ),
             Self::NotFound => page(
                 StatusCode::NOT_FOUND,
                 "Not found",
-                "There is no such page, or it belongs to another account.",
+                "There is no such page, or it belongs to another account.".into(),
             ),
             Self::Internal(error) => {
-                tracing::error!(error = %format!("{error:#}"), "request failed");
+                let reference = crate::web::support_reference();
+                tracing::error!(reference = %reference, error = %format!("{error:#}"), "request failed");
                 page(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "Something went wrong",
-                    "The request could not be completed. Try again in a moment.",
+                    format!(
+                        "The request could not be completed. Try again in a moment; if it \
+                         keeps failing, contact support with reference {reference}."
+                    )
+                    .into(),
                 )
             }
         }
@@ -115,7 +121,7 @@ pub(super) async fn signed_in_error_pages(
     let status = response.status();
     (
         status,
-        html(&pages::error(&me.ctx(), error.title, error.detail)),
+        html(&pages::error(&me.ctx(), error.title, &error.detail)),
     )
         .into_response()
 }

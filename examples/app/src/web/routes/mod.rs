@@ -99,9 +99,37 @@ pub(crate) fn router(
         .with_state(state)
 }
 
-/// Headers on every response: no framing (clickjacking), no MIME sniffing, and a
-/// content security policy that allows only this app's own pages, images and inline
-/// styles (the pages have no scripts); behind https, HSTS.
+/// The content security policy: only this app's own pages, images and inline styles
+/// (the pages have no scripts), no framing, and forms that post only to this app or to
+/// the cloud's login origin. The login origin is there because `form-action` also
+/// governs where a form's answer redirects: "Connect" and "Reconnect" post here and are
+/// answered with a redirect to Entra's authorize endpoint, which browsers that check
+/// redirects (Chromium) would otherwise block.
+///
+/// # Errors
+/// When the login base is not a URL with an origin, or makes the header invalid.
+pub(crate) fn content_security_policy(
+    cloud: &entra_auth::Cloud,
+) -> anyhow::Result<header::HeaderValue> {
+    use anyhow::Context as _;
+    let login = url::Url::parse(&cloud.login_base()).context("the login base is not a URL")?;
+    let origin = login.origin();
+    anyhow::ensure!(
+        origin.is_tuple(),
+        "the login base {} has no origin",
+        login.as_str()
+    );
+    let policy = format!(
+        "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; connect-src 'self'; \
+         form-action 'self' {}; frame-ancestors 'none'; base-uri 'none'",
+        origin.ascii_serialization()
+    );
+    header::HeaderValue::from_str(&policy).context("the content security policy is not a header")
+}
+
+/// Headers on every response: no framing (clickjacking), no MIME sniffing, the content
+/// security policy ([`content_security_policy`], built once at start), no referrer to
+/// other sites, no caching of pages; behind https, HSTS.
 async fn security_headers(State(state): State<AppState>, mut response: Response) -> Response {
     let headers = response.headers_mut();
     if state.config().secure_cookies {
@@ -112,9 +140,7 @@ async fn security_headers(State(state): State<AppState>, mut response: Response)
     }
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
-        header::HeaderValue::from_static(
-            "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
+        state.content_security_policy().clone(),
     );
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -160,4 +186,70 @@ fn field<'a>(fields: &'a Fields, name: &str) -> Option<&'a str> {
         .iter()
         .find(|(key, _)| key == name)
         .map(|(_, value)| value.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn directives(cloud: &entra_auth::Cloud) -> Vec<String> {
+        content_security_policy(cloud)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .split(';')
+            .map(|directive| directive.trim().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn forms_may_post_to_the_app_and_to_the_clouds_login_origin_only() {
+        for (cloud, login) in [
+            (
+                entra_auth::Cloud::Global,
+                "https://login.microsoftonline.com",
+            ),
+            (
+                entra_auth::Cloud::UsGovernment,
+                "https://login.microsoftonline.us",
+            ),
+            (
+                entra_auth::Cloud::China,
+                "https://login.partner.microsoftonline.cn",
+            ),
+            // A custom login base with a path: the origin only, its port kept.
+            (
+                entra_auth::Cloud::custom(
+                    "http://127.0.0.1:8400/sim/",
+                    "https://graph.microsoft.com",
+                )
+                .unwrap(),
+                "http://127.0.0.1:8400",
+            ),
+        ] {
+            let directives = directives(&cloud);
+            assert!(
+                directives.contains(&format!("form-action 'self' {login}")),
+                "{directives:?}"
+            );
+            assert_eq!(
+                directives
+                    .iter()
+                    .filter(|d| d.starts_with("form-action"))
+                    .count(),
+                1
+            );
+            for kept in [
+                "default-src 'none'",
+                "frame-ancestors 'none'",
+                "base-uri 'none'",
+            ] {
+                assert!(directives.iter().any(|d| d == kept), "{directives:?}");
+            }
+            assert!(
+                !directives.iter().any(|d| d.starts_with("script-src")),
+                "{directives:?}"
+            );
+        }
+    }
 }
