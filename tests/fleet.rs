@@ -9,13 +9,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use connection_store::{ConnectionId, ConnectionStatus, LeaseHolder, OwnerId};
+use connection_store::{Claim, ConnectionId, ConnectionStatus, LeaseHolder, OwnerId};
 use connection_store_sql::{EncryptionKey, KeyId, KeyRing, SqlStore};
 use graph_client::sync::SyncOptions;
 use m365_link_app::connect::{SignIn, link_simulated};
 use m365_link_app::mirror::{Mirror, UserQuery};
 use m365_link_app::store::OpenedStore;
-use m365_link_app::worker::{MirrorSyncer, Outcome, RoundReport, Worker, WorkerOptions};
+use m365_link_app::worker::{
+    MirrorSyncer, Outcome, RoundReport, SyncClaimed as _, Worker, WorkerOptions,
+};
 use tenant_sim::{FaultKind, FaultSettings, TenantSim, ThrottleSettings};
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -101,19 +103,24 @@ impl Fleet {
         }
     }
 
-    fn worker(&self, concurrency: usize, grace: Duration) -> Worker {
+    /// The worker's syncer: into the mirror, signing in as the simulator's app.
+    fn syncer(&self) -> MirrorSyncer {
         let app = m365_link_app::glue::App {
             client_id: self.sim.client_id().to_owned(),
             client_secret: Some(self.sim.client_secret().clone()),
         };
-        let syncer = MirrorSyncer::new(
+        MirrorSyncer::new(
             Arc::clone(&self.opened.store),
             self.opened.sql.clone(),
             self.opened.mirror.clone(),
             app,
             SyncOptions::new(),
             Duration::from_secs(60),
-        );
+        )
+    }
+
+    fn worker(&self, concurrency: usize, grace: Duration) -> Worker {
+        let syncer = self.syncer();
         let options = WorkerOptions {
             concurrency,
             interval: HOUR,
@@ -176,6 +183,17 @@ impl Fleet {
             .counters()
             .first_pages("GET /users/delta")
     }
+}
+
+/// Token requests with a refresh token the simulator saw, per tenant.
+fn refreshes(fleet: &Fleet, tenant: &str) -> u64 {
+    fleet
+        .sim
+        .tenant_control(tenant)
+        .unwrap()
+        .counters()
+        .tokens()
+        .requests("refresh_token")
 }
 
 fn outcome_of(report: &RoundReport, id: ConnectionId) -> Option<Outcome> {
@@ -371,4 +389,81 @@ async fn a_stop_frees_the_leases_of_the_syncs_it_cut_off() {
                 .is_none()
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_keeps_each_tenants_session_so_a_cae_token_serves_every_round() {
+    let fleet = Fleet::start(4, Duration::ZERO).await;
+    let syncer = fleet.syncer();
+    let holder = LeaseHolder::new("worker-kept-sessions").unwrap();
+    // Three rounds of claimed syncs of every tenant through one syncer, as a worker's
+    // rounds run them (each under its own lease).
+    let round = |expected: &'static [Outcome]| {
+        let (fleet, syncer, holder) = (&fleet, &syncer, &holder);
+        async move {
+            let mut outcomes = Vec::new();
+            for (id, (owner, _)) in &fleet.linked {
+                let store = fleet.opened.store.as_ref();
+                let connection = store.get(owner, *id).await.unwrap();
+                let lease = store
+                    .acquire_lease(owner, *id, holder, Duration::from_secs(60))
+                    .await
+                    .unwrap()
+                    .expect("the lease is free");
+                let claim = Claim::new(connection, lease);
+                outcomes.push((*id, syncer.sync(&claim, holder).await));
+            }
+            for (_, outcome) in &outcomes {
+                assert!(expected.contains(outcome), "{outcomes:?}");
+            }
+            outcomes
+        }
+    };
+    for n in 1..=3 {
+        round(&[Outcome::Synced]).await;
+        for tenant in fleet.sim.tenants() {
+            assert_eq!(fleet.delta_rounds(tenant.id()), n, "{}", tenant.id());
+            // One refresh (the first round's, from the stored refresh token); the CAE
+            // token it gave (cp1 is declared) lives 28 hours and serves the next rounds.
+            assert_eq!(
+                refreshes(&fleet, tenant.id()),
+                1,
+                "round {n}: {}",
+                tenant.id()
+            );
+        }
+    }
+
+    // Revoked: the kept session's token is challenged at the next request, the refresh
+    // with the claims is refused, and the tenant needs a reconnect; the others go on.
+    let revoked = fleet.sim.tenants()[1].clone();
+    let control = fleet.sim.tenant_control(revoked.id()).unwrap();
+    control
+        .revoke_sign_in_sessions(revoked.admin_upn())
+        .unwrap();
+    let outcomes = round(&[Outcome::Synced, Outcome::NeedsReconnect]).await;
+    let id = fleet.connection_of(revoked.id());
+    for (visited, outcome) in &outcomes {
+        let expected = if *visited == id {
+            Outcome::NeedsReconnect
+        } else {
+            Outcome::Synced
+        };
+        assert_eq!(*outcome, expected);
+    }
+    assert_eq!(control.counters().claims_challenges(), 1);
+    assert_eq!(refreshes(&fleet, revoked.id()), 2);
+    let (owner, _) = &fleet.linked[&id];
+    let connection = fleet.opened.store.get(owner, id).await.unwrap();
+    assert!(
+        matches!(
+            connection.status,
+            ConnectionStatus::NeedsReconnect {
+                claims: Some(_),
+                ..
+            }
+        ),
+        "{:?}",
+        connection.status
+    );
 }
