@@ -9,6 +9,7 @@ mod delta;
 mod error;
 mod faults;
 mod graph;
+mod request_target;
 mod server;
 mod throttle;
 
@@ -33,8 +34,10 @@ pub use throttle::ThrottleSettings;
 
 use crate::data::{Directory, DirectoryAccounts, GenerateOptions};
 use crate::faults::Faults;
+use crate::request_target::LenientAcceptor;
 use crate::server::{Authority, Shared, TenantState};
 use crate::throttle::Throttle;
+use axum_server::accept::DefaultAcceptor;
 
 /// Largest tenant the builder accepts (and most users of all tenants together).
 const MAX_USERS: usize = 2_000_000;
@@ -545,15 +548,20 @@ fn spawn_server(
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let service = router.into_make_service();
+        // Both listeners take request targets with bytes `http` refuses, as Graph and
+        // Entra do (request_target.rs).
         let result = match tls {
             Some(config) => {
-                axum_server::from_tcp_rustls(listener, config)
+                let tls = axum_server::tls_rustls::RustlsAcceptor::new(config);
+                axum_server::from_tcp(listener)
+                    .acceptor(LenientAcceptor::new(tls))
                     .handle(handle)
                     .serve(service)
                     .await
             }
             None => {
                 axum_server::from_tcp(listener)
+                    .acceptor(LenientAcceptor::new(DefaultAcceptor::new()))
                     .handle(handle)
                     .serve(service)
                     .await
