@@ -17,11 +17,10 @@ use crate::claims;
 use crate::clock::{Clock, SystemClock};
 use crate::cloud::{Authority, Cloud, TenantId, is_openid_scope};
 use crate::credentials::{ClientCredential, expose};
-use crate::error::AuthError;
-use crate::error::EntraError;
+use crate::error::{AuthError, EntraError, IdTokenError};
 use crate::grant::Grant;
 use crate::http::{Answered, Exchange, HttpClient, HttpFailure, endpoint_path, json_error_summary};
-use crate::id_token::{self, Expectations, IdTokenError};
+use crate::id_token::{self, Expectations};
 use crate::throttle::{self, Throttle};
 use crate::token::{
     AccessToken, EntraErrorResponse, EntraTokenResponse, OAuthClient, RefreshedToken, TokenParts,

@@ -1,12 +1,13 @@
 //! `AuthError`: one variant per thing a caller does differently (reconnect, retry later,
 //! fix configuration, restart sign-in), with Entra's diagnostics kept as fields.
+//!
+//! A leaf module: the other modules' error types live here too ([`IdTokenError`]), so
+//! `error` depends on no other module of this crate.
 
 use std::fmt;
 use std::time::Duration;
 
 use url::Url;
-
-use crate::id_token::IdTokenError;
 
 /// An error answer from Entra: the token endpoint's JSON error body (spec §4a) or the
 /// `error`/`error_description` pair of an authorize or admin-consent redirect (spec §1a, §1b).
@@ -314,6 +315,52 @@ pub enum AuthError {
     /// The operating system's random number generator failed.
     #[error("the operating system random number generator failed")]
     Randomness,
+}
+
+/// Why an id token was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IdTokenError {
+    /// The token answer had no `id_token` (was `openid` requested?).
+    #[error("the token response has no id token")]
+    Missing,
+    /// Not a compact JWT with a JSON payload.
+    #[error("malformed: {0}")]
+    Malformed(&'static str),
+    /// A required claim is absent.
+    #[error("claim {0} is missing")]
+    MissingClaim(&'static str),
+    /// `aud` is not this app's client id.
+    #[error("audience {actual:?} is not this app")]
+    WrongAudience {
+        /// The token's `aud`.
+        actual: Vec<String>,
+    },
+    /// `iss` is not `{login}/{tid}/v2.0` for this cloud and the token's `tid`.
+    #[error("issuer {actual:?} is not {expected:?}")]
+    WrongIssuer {
+        /// What this cloud's issuer for the token's tenant is.
+        expected: String,
+        /// The token's `iss`.
+        actual: String,
+    },
+    /// The `nonce` does not match the pending authorization's.
+    #[error("nonce does not match")]
+    NonceMismatch,
+    /// `exp` has passed (beyond the allowed skew).
+    #[error("expired at {0}")]
+    Expired(i64),
+    /// `nbf` is in the future (beyond the allowed skew).
+    #[error("not valid before {0}")]
+    NotYetValid(i64),
+    /// The tenant is not the one the sign-in was sent to.
+    #[error("tenant {actual} is not the expected tenant {expected}")]
+    WrongTenant {
+        /// The tenant the authority named.
+        expected: String,
+        /// The token's `tid`.
+        actual: String,
+    },
 }
 
 /// AADSTS numbers that mean "fix the app or its settings" although Entra sends them with

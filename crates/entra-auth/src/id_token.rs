@@ -17,6 +17,7 @@ use subtle::ConstantTimeEq as _;
 use time::OffsetDateTime;
 
 use crate::cloud::{Cloud, ObjectId, TenantId};
+use crate::error::IdTokenError;
 
 /// Base64url that accepts both padded and unpadded segments (the documented v1 sample
 /// token ends its payload with `=`, fixture `id-token-v1-sample.jwt`).
@@ -24,52 +25,6 @@ const LENIENT_URL_SAFE: GeneralPurpose = GeneralPurpose::new(
     &URL_SAFE,
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
-
-/// Why an id token was refused.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum IdTokenError {
-    /// The token answer had no `id_token` (was `openid` requested?).
-    #[error("the token response has no id token")]
-    Missing,
-    /// Not a compact JWT with a JSON payload.
-    #[error("malformed: {0}")]
-    Malformed(&'static str),
-    /// A required claim is absent.
-    #[error("claim {0} is missing")]
-    MissingClaim(&'static str),
-    /// `aud` is not this app's client id.
-    #[error("audience {actual:?} is not this app")]
-    WrongAudience {
-        /// The token's `aud`.
-        actual: Vec<String>,
-    },
-    /// `iss` is not `{login}/{tid}/v2.0` for this cloud and the token's `tid`.
-    #[error("issuer {actual:?} is not {expected:?}")]
-    WrongIssuer {
-        /// What this cloud's issuer for the token's tenant is.
-        expected: String,
-        /// The token's `iss`.
-        actual: String,
-    },
-    /// The `nonce` does not match the pending authorization's.
-    #[error("nonce does not match")]
-    NonceMismatch,
-    /// `exp` has passed (beyond the allowed skew).
-    #[error("expired at {0}")]
-    Expired(i64),
-    /// `nbf` is in the future (beyond the allowed skew).
-    #[error("not valid before {0}")]
-    NotYetValid(i64),
-    /// The tenant is not the one the sign-in was sent to.
-    #[error("tenant {actual} is not the expected tenant {expected}")]
-    WrongTenant {
-        /// The tenant the authority named.
-        expected: String,
-        /// The token's `tid`.
-        actual: String,
-    },
-}
 
 /// Who signed in: the stable key of a connection is (`tenant_id`, `object_id`); the names
 /// are for display only (spec §5a).

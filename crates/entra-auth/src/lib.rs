@@ -33,9 +33,9 @@ pub use clock::{Clock, SystemClock};
 pub use cloud::{Authority, Cloud, ObjectId, TenantId};
 pub use credentials::{CertificateCredential, ClientCredential};
 pub use device::DeviceAuthorization;
-pub use error::{AuthError, EntraError};
+pub use error::{AuthError, EntraError, IdTokenError};
 pub use grant::Grant;
-pub use id_token::{IdTokenError, Identity};
+pub use id_token::Identity;
 pub use session::{
     DEFAULT_REFRESH_SKEW, RefreshTokenStore, SaveOutcome, StoredRefreshToken, TokenSession,
     TokenSessionBuilder, TokenVersion,
