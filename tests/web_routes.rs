@@ -19,7 +19,7 @@ use m365_link_app::web;
 use m365_link_app::web::accounts::{ATTEMPTS_PER_EMAIL, Customer, PasswordCost};
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
-use tenant_sim::{ConsentMode, TenantSim, UserType};
+use tenant_sim::{ConsentMode, GroupFields, TenantSim, UserFields, UserType};
 use url::Url;
 
 use m365_link_app::web::session::{COOKIE as SESSION_COOKIE, SECURE_COOKIE};
@@ -565,27 +565,6 @@ async fn the_session_cookie_is_http_only_lax_and_a_tampered_one_is_refused() {
     let page = bob.get("/integrations").await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.body.contains(BOB.0));
-}
-
-/// The users in group `id` and in the groups nested in it.
-fn transitive_members(sim: &TenantSim, id: &str) -> Vec<String> {
-    let groups: Vec<String> = sim.control().groups().into_iter().map(|g| g.id).collect();
-    let mut users = Vec::new();
-    let mut todo = vec![id.to_owned()];
-    let mut seen = vec![id.to_owned()];
-    while let Some(group) = todo.pop() {
-        for member in sim.control().group_member_ids(&group).unwrap() {
-            if groups.contains(&member) {
-                if !seen.contains(&member) {
-                    seen.push(member.clone());
-                    todo.push(member);
-                }
-            } else if !users.contains(&member) {
-                users.push(member);
-            }
-        }
-    }
-    users
 }
 
 #[tokio::test]
@@ -1501,8 +1480,12 @@ async fn a_revoked_grant_needs_a_reconnect_and_reconnecting_resumes_the_sync() {
     );
 }
 
-/// Scope: groups mode needs a known group; a real group narrows the employees to its
-/// enabled members (nested too); "all" brings everyone back.
+/// Scope: groups mode needs a known group; a chosen group narrows the employees to a
+/// strict subset, exactly its enabled members, those of the groups nested in it
+/// included (scope.rs: "members (through nested groups too)"); "all" brings everyone
+/// back. The groups are made for the test so their members are known by construction:
+/// "Leads" holds one employee and the group "Team", which holds two more and a disabled
+/// account.
 async fn scope_narrows_the_employees(
     sim: &TenantSim,
     app: &App,
@@ -1510,8 +1493,6 @@ async fn scope_narrows_the_employees(
     id: &str,
     want: &[String],
 ) {
-    let expected = want;
-    // Scope: groups mode needs a group; a real group narrows the employees.
     browser.get(&manage(id)).await;
     let scope = format!("{}/scope", manage(id));
     let page = browser.post_form(&scope, &[("mode", "groups")]).await;
@@ -1522,45 +1503,99 @@ async fn scope_narrows_the_employees(
         .await;
     assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(page.has_id("scope-error"));
-    let group = sim
-        .control()
-        .groups()
-        .into_iter()
-        .max_by_key(|g| g.member_count)
-        .unwrap();
-    browser
-        .post_form(
-            &scope,
-            &[
-                ("mode", "groups"),
-                ("group", &group.id),
-                ("skip_disabled", "on"),
-                ("skip_guests", "on"),
-            ],
-        )
-        .await
-        .assert_redirect(&format!("{}?flash=scope", manage(id)));
-    assert!(app.connection_dir(id).join("scope.json").exists());
-    let page = browser.get(&format!("{}?flash=scope", manage(id))).await;
-    let scoped = page.rows("employee", "data-user-id");
-    assert!(scoped.len() <= expected.len());
+
     assert!(
-        page.body
-            .contains(&format!("value=\"{}\" checked", group.id)),
-        "the group is ticked"
+        want.len() > 4,
+        "enough employees for a strict subset: {want:?}"
     );
-    let mut members: Vec<String> = transitive_members(sim, &group.id)
-        .into_iter()
-        .filter(|user| want.contains(user))
-        .collect();
-    members.sort();
-    let mut scoped = scoped;
-    scoped.sort();
+    let (direct, nested) = (&want[0], [&want[1], &want[2]]);
+    let control = sim.control();
+    let disabled = control
+        .add_user(
+            &UserFields::new()
+                .display_name("Dora Disabled")
+                .account_enabled(false),
+        )
+        .unwrap();
+    let leads = control
+        .add_group(GroupFields::new().display_name("Leads"))
+        .unwrap();
+    let team = control
+        .add_group(GroupFields::new().display_name("Team"))
+        .unwrap();
+    for (group, member) in [
+        (&leads.id, direct),
+        (&leads.id, &team.id),
+        (&team.id, nested[0]),
+        (&team.id, nested[1]),
+        (&team.id, &disabled.id),
+    ] {
+        assert!(control.add_member(group, member).unwrap());
+    }
+    let status = sync_now(browser, id).await;
+    assert_eq!(status["state"], "done", "{status}");
+
+    // The employees a scope shows: every row, sorted, and the count above them.
+    let choose = async |browser: &mut Browser, groups: &[&str], skip_disabled: bool| {
+        browser.get(&manage(id)).await;
+        let mut fields = vec![("mode", "groups"), ("skip_guests", "on")];
+        fields.extend(groups.iter().map(|group| ("group", *group)));
+        if skip_disabled {
+            fields.push(("skip_disabled", "on"));
+        }
+        browser
+            .post_form(&scope, &fields)
+            .await
+            .assert_redirect(&format!("{}?flash=scope", manage(id)));
+        let page = browser.get(&format!("{}?flash=scope", manage(id))).await;
+        for group in groups {
+            assert!(
+                page.body.contains(&format!("value=\"{group}\" checked")),
+                "{group} is ticked"
+            );
+        }
+        let mut rows = page.rows("employee", "data-user-id");
+        rows.sort();
+        let count = page.text_of("employees-count");
+        let noun = if rows.len() == 1 {
+            "employee"
+        } else {
+            "employees"
+        };
+        assert_eq!(count, format!("{} {noun}", rows.len()), "{rows:?}");
+        rows
+    };
+    let sorted = |ids: &[&String]| {
+        let mut ids: Vec<String> = ids.iter().map(|id| (*id).clone()).collect();
+        ids.sort();
+        ids
+    };
+
+    let scoped = choose(browser, &[&leads.id], true).await;
     assert_eq!(
-        scoped, members,
-        "the group's enabled members, nested ones too"
+        scoped,
+        sorted(&[direct, nested[0], nested[1]]),
+        "Leads: its member and Team's enabled members"
     );
+    assert!(scoped.len() < want.len() && scoped.iter().all(|u| want.contains(u)));
+    assert_eq!(
+        choose(browser, &[&team.id], true).await,
+        sorted(&[nested[0], nested[1]]),
+        "Team alone: not the member of the group around it"
+    );
+    assert_eq!(
+        choose(browser, &[&leads.id, &team.id], true).await,
+        sorted(&[direct, nested[0], nested[1]]),
+        "a member of both counts once"
+    );
+    assert_eq!(
+        choose(browser, &[&leads.id], false).await,
+        sorted(&[direct, nested[0], nested[1], &disabled.id]),
+        "with disabled accounts, the nested disabled one too"
+    );
+
     // Back to everyone.
+    browser.get(&manage(id)).await;
     browser
         .post_form(
             &scope,
@@ -1573,7 +1608,9 @@ async fn scope_narrows_the_employees(
         .await
         .assert_redirect(&format!("{}?flash=scope", manage(id)));
     let page = browser.get(&manage(id)).await;
-    assert_eq!(page.rows("employee", "data-user-id").len(), expected.len());
+    let mut everyone = page.rows("employee", "data-user-id");
+    everyone.sort();
+    assert_eq!(everyone, want, "the disabled account stays out");
 }
 
 // ---------------------------------------------------------------------------------------
