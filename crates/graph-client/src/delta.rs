@@ -219,6 +219,7 @@ impl<T> std::fmt::Debug for DeltaRound<T> {
 impl<T: DeltaObject> DeltaRound<T> {
     fn new(client: GraphClient, first: NextLink, path: String) -> Self {
         let state = RoundState {
+            base: client.clone(),
             pages: page_stream(client, Ok(first)),
             queue: VecDeque::new(),
             held: HashMap::new(),
@@ -290,6 +291,8 @@ impl<T> Stream for DeltaRound<T> {
 }
 
 struct RoundState<T> {
+    /// The client, whose origin the round's delta link must have.
+    base: GraphClient,
     pages: Pages<T>,
     queue: VecDeque<Step<T>>,
     held: HashMap<ObjectId, T>,
@@ -307,6 +310,13 @@ impl<T: DeltaObject> RoundState<T> {
                 path: self.path.clone(),
                 reason: "a delta page needs exactly one of nextLink and deltaLink",
             });
+        }
+        if let Some(link) = &delta_link {
+            // A delta link to another origin is refused when it arrives, before the page's
+            // changes, not only when a later round would follow it: kept, it would replace
+            // the good link and fail every later round (DESIGN: the bearer token goes only
+            // to the configured origin).
+            self.base.check_origin(link.expose_secret())?;
         }
         for mut item in page.into_items() {
             if let Some(reason) = item.take_removed() {

@@ -338,3 +338,148 @@ async fn a_repeated_answer_never_sends_an_id_twice_in_one_batch() {
         "the retry carries the item once"
     );
 }
+
+/// Answers each item by its URL from a script: the n-th time an URL is seen it gets the
+/// n-th `(status, Retry-After)` of its script (the last one once the script is spent).
+/// An item's answers in order: its status and its `Retry-After`, if any.
+type Script = Vec<(u16, Option<&'static str>)>;
+
+struct Scripted {
+    scripts: Vec<(&'static str, Script)>,
+    seen: Mutex<std::collections::HashMap<String, usize>>,
+}
+
+impl Respond for Scripted {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&request.body).unwrap();
+        let responses: Vec<Value> = body["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let url = r["url"].as_str().unwrap();
+                let script = &self.scripts.iter().find(|(u, _)| *u == url).unwrap().1;
+                let mut seen = self.seen.lock().unwrap();
+                let n = seen.entry(url.to_owned()).or_default();
+                let (status, retry_after) = script[(*n).min(script.len() - 1)];
+                *n += 1;
+                let mut headers = json!({"Content-Type": "application/json"});
+                if let Some(wait) = retry_after {
+                    headers["Retry-After"] = json!(wait);
+                }
+                let body = if status == 200 {
+                    json!({"value": [{"id": format!("answer-for-{url}")}]})
+                } else {
+                    common::graph_error("serviceNotAvailable", "The service is unavailable.")
+                };
+                json!({"id": r["id"], "status": status, "headers": headers, "body": body})
+            })
+            .collect();
+        ResponseTemplate::new(200).set_body_json(json!({ "responses": responses }))
+    }
+}
+
+/// The item URLs of every batch the server received, in order.
+fn batch_urls(requests: &[Request]) -> Vec<Vec<String>> {
+    requests
+        .iter()
+        .map(|r| {
+            serde_json::from_slice::<Value>(&r.body).unwrap()["requests"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|item| item["url"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn items_answered_503_and_504_are_retried_after_their_retry_after_then_reported() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1.0/$batch"))
+        .respond_with(Scripted {
+            scripts: vec![
+                ("/a", vec![(503, Some("2")), (200, None)]),
+                ("/b", vec![(504, Some("4")), (504, Some("4")), (200, None)]),
+                // Always unavailable: reported once the retries are spent.
+                ("/c", vec![(503, Some("1"))]),
+                ("/d", vec![(200, None)]),
+            ],
+            seen: Mutex::default(),
+        })
+        .mount(&server)
+        .await;
+    let tokens = std::sync::Arc::new(common::CountingTokens::default());
+    let client = common::builder(&server, tokens.clone())
+        .retry_policy(graph_client::RetryPolicy::new().max_retries(3))
+        .build()
+        .unwrap();
+    let items = ["/a", "/b", "/c", "/d"].map(BatchItem::get).to_vec();
+
+    let start = Instant::now();
+    let results = client
+        .batch::<Page<serde_json::Value>>(items)
+        .await
+        .unwrap();
+
+    let urls = batch_urls(&server.received_requests().await.unwrap());
+    assert_eq!(
+        urls,
+        [
+            vec!["/a", "/b", "/c", "/d"],
+            vec!["/a", "/b", "/c"],
+            vec!["/b", "/c"],
+            vec!["/c"],
+        ],
+        "each unavailable item alone goes again, the answered ones never"
+    );
+    // Each later batch waits for the longest Retry-After of the one before (the gate).
+    assert_eq!(
+        tokens.waits(),
+        [4, 4, 1].map(Duration::from_secs),
+        "the items' own Retry-After, no more"
+    );
+    assert_eq!(start.elapsed(), Duration::from_secs(9));
+    for (index, url) in [(0, "/a"), (1, "/b"), (3, "/d")] {
+        let page = results[index].as_ref().unwrap();
+        assert_eq!(page.items()[0]["id"], format!("answer-for-{url}"));
+    }
+    let err = results[2].as_ref().unwrap_err();
+    assert_eq!(err.status(), Some(503), "{err:?}");
+    assert_eq!(err.code(), Some("serviceNotAvailable"));
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(1)));
+    assert!(err.is_retryable());
+}
+
+#[tokio::test(start_paused = true)]
+async fn items_answered_503_without_retry_after_wait_the_floor() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1.0/$batch"))
+        .respond_with(Scripted {
+            scripts: vec![
+                ("/a", vec![(503, None), (504, None), (200, None)]),
+                ("/b", vec![(200, None)]),
+            ],
+            seen: Mutex::default(),
+        })
+        .mount(&server)
+        .await;
+    let tokens = std::sync::Arc::new(common::CountingTokens::default());
+    let client = common::builder(&server, tokens.clone()).build().unwrap();
+
+    let results = client
+        .batch::<Page<serde_json::Value>>(vec![BatchItem::get("/a"), BatchItem::get("/b")])
+        .await
+        .unwrap();
+
+    assert!(results.iter().all(Result::is_ok));
+    assert_eq!(
+        batch_urls(&server.received_requests().await.unwrap()),
+        [vec!["/a", "/b"], vec!["/a"], vec!["/a"]]
+    );
+    // Ceilings of 1 s and 2 s are under the 3 s floor (spec 10b, Kiota's default delay).
+    assert_eq!(tokens.waits(), [Duration::from_secs(3); 2]);
+}

@@ -375,3 +375,117 @@ async fn delta_page_with_neither_link_is_an_invalid_response() {
 
     assert!(matches!(err, GraphError::InvalidResponse { .. }), "{err:?}");
 }
+
+/// A server that answers anything, to prove nothing reached it.
+async fn elsewhere() -> MockServer {
+    let other = MockServer::start().await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "value": [], "@odata.deltaLink": format!("{}/v1.0/users/delta?$deltatoken=x", other.uri())
+        })))
+        .mount(&other)
+        .await;
+    other
+}
+
+fn foreign_origin(err: &GraphError) -> &str {
+    match err {
+        GraphError::ForeignLink { origin } => origin,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_kept_delta_link_to_another_host_or_scheme_is_refused_before_any_request() {
+    let server = MockServer::start().await;
+    let other = elsewhere().await;
+    let (client, tokens) = client(&server);
+    // Another host and port; the same host and port over https.
+    let https_here = server.uri().replace("http://", "https://");
+    for root in [other.uri(), https_here.clone()] {
+        let link = DeltaLink::new(format!("{root}/v1.0/users/delta?$deltatoken=STOLEN"));
+        let err = client
+            .users()
+            .delta_from(&link)
+            .try_collect::<Vec<_>>()
+            .await
+            .unwrap_err();
+        assert_eq!(foreign_origin(&err), root);
+        assert!(!format!("{err:?}").contains("STOLEN"));
+        let link = DeltaLink::new(format!("{root}/v1.0/groups/delta?$deltatoken=STOLEN"));
+        let err = client
+            .groups()
+            .delta_from(&link)
+            .try_collect::<Vec<_>>()
+            .await
+            .unwrap_err();
+        assert_eq!(foreign_origin(&err), root);
+    }
+    assert_eq!(other.received_requests().await.unwrap().len(), 0);
+    assert_eq!(server.received_requests().await.unwrap().len(), 0);
+    assert_eq!(tokens.calls(), 0, "no token was even asked for");
+}
+
+#[tokio::test]
+async fn a_foreign_next_link_inside_a_delta_round_is_refused_and_the_round_keeps_no_link() {
+    let server = MockServer::start().await;
+    let other = elsewhere().await;
+    mount_page(
+        &server,
+        "users",
+        None,
+        json!({
+            "value": [{"id": "u1", "displayName": "Adele Vance"}],
+            "@odata.nextLink": format!("{}/v1.0/users/delta?$skiptoken=STOLEN", other.uri())
+        }),
+    )
+    .await;
+    let (client, tokens) = client(&server);
+
+    let mut round = client.users().delta().stream();
+    let first = round.try_next().await.unwrap();
+    assert!(
+        matches!(first, Some(DeltaChange::Upsert(ref u)) if u.id.as_ref().unwrap().as_str() == "u1")
+    );
+    let err = round.try_next().await.unwrap_err();
+
+    assert_eq!(foreign_origin(&err), other.uri());
+    assert!(
+        round.delta_link().is_none(),
+        "a round cut short has no link"
+    );
+    assert_eq!(other.received_requests().await.unwrap().len(), 0);
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+    assert_eq!(
+        tokens.calls(),
+        1,
+        "the token was asked for the first page only"
+    );
+}
+
+#[tokio::test]
+async fn a_foreign_delta_link_ending_a_round_is_refused_instead_of_kept() {
+    let server = MockServer::start().await;
+    let other = elsewhere().await;
+    mount_page(
+        &server,
+        "groups",
+        None,
+        json!({
+            "value": [{"id": "g1", "displayName": "Sales"}],
+            "@odata.deltaLink": format!("{}/v1.0/groups/delta?$deltatoken=STOLEN", other.uri())
+        }),
+    )
+    .await;
+    let (client, _) = client(&server);
+
+    let mut round = client.groups().delta().stream();
+    let err = round.try_next().await.unwrap_err();
+
+    assert_eq!(foreign_origin(&err), other.uri());
+    assert!(
+        round.delta_link().is_none(),
+        "the old link stays the one to keep"
+    );
+    assert_eq!(other.received_requests().await.unwrap().len(), 0);
+}

@@ -596,3 +596,106 @@ async fn a_null_value_is_an_empty_page_for_users_groups_members_and_delta() {
     );
     assert_eq!(server.received_requests().await.unwrap().len(), 6);
 }
+
+#[tokio::test]
+async fn a_saved_next_link_to_another_host_or_scheme_is_refused_before_any_request() {
+    let server = MockServer::start().await;
+    let other = MockServer::start().await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"value": [user("x")]})))
+        .mount(&other)
+        .await;
+    let (client, tokens) = client(&server);
+    let https_here = server.uri().replace("http://", "https://");
+    for root in [other.uri(), https_here] {
+        let link = NextLink::new(format!("{root}/v1.0/users?$skiptoken=STOLEN"));
+        let items: Vec<Result<User, GraphError>> = client.resume_stream(link).collect().await;
+        assert_eq!(items.len(), 1);
+        match &items[0] {
+            Err(err @ GraphError::ForeignLink { origin }) => {
+                assert_eq!(origin, &root);
+                assert!(!format!("{err:?}").contains("STOLEN"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(other.received_requests().await.unwrap().len(), 0);
+    assert_eq!(server.received_requests().await.unwrap().len(), 0);
+    assert_eq!(tokens.calls(), 0);
+}
+
+/// Serves `pages` pages of two users each, counting the page requests as they arrive.
+struct CountingPages {
+    base: String,
+    pages: usize,
+    served: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl wiremock::Respond for CountingPages {
+    fn respond(&self, request: &wiremock::Request) -> ResponseTemplate {
+        let page: usize = request
+            .url
+            .query_pairs()
+            .find(|(k, _)| k == "$skiptoken")
+            .map_or(0, |(_, v)| v.parse().unwrap());
+        self.served
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mut body = json!({"value": [user(&format!("{page}-a")), user(&format!("{page}-b"))]});
+        if page + 1 < self.pages {
+            body["@odata.nextLink"] = json!(format!("{}/users?$skiptoken={}", self.base, page + 1));
+        }
+        ResponseTemplate::new(200).set_body_json(body)
+    }
+}
+
+#[tokio::test]
+async fn a_stream_over_many_pages_asks_for_a_page_only_when_its_items_are_wanted() {
+    let server = MockServer::start().await;
+    let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    Mock::given(method("GET"))
+        .and(path("/v1.0/users"))
+        .respond_with(CountingPages {
+            base: base(&server),
+            pages: 10,
+            served: asked.clone(),
+        })
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1.0/users/probe"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(user("probe")))
+        .mount(&server)
+        .await;
+    let (client, _) = client(&server);
+    let pages_asked = || asked.load(std::sync::atomic::Ordering::SeqCst);
+
+    let mut users = client.users().list().stream();
+    assert_eq!(pages_asked(), 0, "nothing is asked before the first poll");
+    for taken in 1..=20usize {
+        let user = users.try_next().await.unwrap().unwrap();
+        let page = (taken - 1) / 2;
+        let side = if taken % 2 == 1 { "a" } else { "b" };
+        assert_eq!(user.id.unwrap().as_str(), format!("{page}-{side}"));
+        // A request of our own after this item, answered before we look: a prefetch started
+        // when the item was handed out would have reached the server by then.
+        client.users().get("probe").send().await.unwrap();
+        assert_eq!(
+            pages_asked(),
+            page + 1,
+            "after item {taken} only the page holding it was asked for"
+        );
+    }
+    assert!(users.try_next().await.unwrap().is_none());
+    assert_eq!(pages_asked(), 10);
+
+    // The same for `.pages()`: page k is asked for when page k is wanted.
+    asked.store(0, std::sync::atomic::Ordering::SeqCst);
+    let mut pages = client.users().list().pages();
+    for wanted in 1..=10 {
+        let page = pages.try_next().await.unwrap().unwrap();
+        assert_eq!(page.items().len(), 2);
+        client.users().get("probe").send().await.unwrap();
+        assert_eq!(pages_asked(), wanted);
+    }
+    assert!(pages.try_next().await.unwrap().is_none());
+}
