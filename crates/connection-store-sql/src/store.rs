@@ -383,7 +383,11 @@ impl SqlStore {
     /// Re-encrypts every token and cursor written under a previous key with the current
     /// key, so the previous key can be removed from the ring. Each row is swapped only
     /// if nobody changed it meanwhile (the same compare-and-swap as token writes), so it
-    /// can run while the service is live. Returns how many ciphertexts it rewrote.
+    /// can run while the service is live: it never changes a token's value or version, so
+    /// a concurrent `replace_token` neither conflicts nor is undone. Run it once every
+    /// replica has the new ring (a row written meanwhile by a replica on the old ring
+    /// stays under the old key until the next pass). Returns how many ciphertexts it
+    /// rewrote.
     ///
     /// # Errors
     /// [`StoreError::MissingKey`] or [`StoreError::Corrupt`] for a ciphertext the ring

@@ -330,3 +330,16 @@ async fn reencrypt_rewrites_tokens_under_previous_keys_without_changing_versions
         ("rt-1", TokenVersion::FIRST)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_reencrypt_during_token_replacements_leaves_every_token_on_the_new_key_at_its_last_version()
+ {
+    let dir = TempDir::new();
+    let path = dir.file("store.db");
+    let (old, rotated, new_only) = common::rotation_rings();
+    let old = open_sqlite(&path, old, Arc::new(SystemClock)).await;
+    let one = open_sqlite(&path, rotated, Arc::new(SystemClock)).await;
+    let two = open_sqlite(&path, common::rotation_rings().1, Arc::new(SystemClock)).await;
+    let new_only = open_sqlite(&path, new_only, Arc::new(SystemClock)).await;
+    common::reencrypt_during_token_replacements(&old, &[one, two], &new_only).await;
+}

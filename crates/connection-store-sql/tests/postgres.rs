@@ -314,3 +314,21 @@ async fn postgres_tokens_are_encrypted_and_bound_to_their_row() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs TEST_POSTGRES_URL (PostgreSQL), see the crate README"]
+async fn postgres_reencrypt_during_token_replacements_leaves_every_token_on_the_new_key_at_its_last_version()
+ {
+    with_schemas(|schemas| async move {
+        let schema = schemas.fresh();
+        let (old, rotated, new_only) = common::rotation_rings();
+        let old = schemas.open(&schema, old, Arc::new(SystemClock)).await;
+        let one = schemas.open(&schema, rotated, Arc::new(SystemClock)).await;
+        let two = schemas
+            .open(&schema, common::rotation_rings().1, Arc::new(SystemClock))
+            .await;
+        let new_only = schemas.open(&schema, new_only, Arc::new(SystemClock)).await;
+        common::reencrypt_during_token_replacements(&old, &[one, two], &new_only).await;
+    })
+    .await;
+}

@@ -426,3 +426,196 @@ where
         );
     }
 }
+
+/// Tasks replacing tokens while a `reencrypt` pass runs.
+pub const REPLACERS: usize = 8;
+
+/// The old ring (`test-1`), the rotated one (`test-2` current, `test-1` previous) and the
+/// new one alone (`test-2`), for key-rotation tests.
+pub fn rotation_rings() -> (KeyRing, KeyRing, KeyRing) {
+    let old = ring();
+    let (new_id, new_key) = key("test-2", 8);
+    let (old_id, old_key) = key("test-1", 7);
+    let rotated = KeyRing::builder(new_id, new_key)
+        .previous(old_id, old_key)
+        .build()
+        .expect("rotated ring");
+    let (new_id, new_key) = key("test-2", 8);
+    (old, rotated, KeyRing::new(new_id, new_key))
+}
+
+/// The key id of every token of `owner`, read on the store's own pool.
+pub async fn token_key_ids(store: &SqlStore, owner: &OwnerId) -> Vec<String> {
+    const SQL: &str = "SELECT token_key_id FROM connections WHERE owner_id = $1";
+    match store.pool() {
+        connection_store_sql::SqlPool::Sqlite(pool) => sqlx::query_scalar(SQL)
+            .bind(owner.as_str())
+            .fetch_all(&pool)
+            .await
+            .expect("key ids"),
+        connection_store_sql::SqlPool::Postgres(pool) => sqlx::query_scalar(SQL)
+            .bind(owner.as_str())
+            .fetch_all(&pool)
+            .await
+            .expect("key ids"),
+        _ => panic!("unknown pool"),
+    }
+}
+
+/// Connections written under the old key; then one `reencrypt` pass on `rotated[0]` and
+/// [`REPLACERS`] tasks replacing tokens through `rotated` (all on the rotated ring; each
+/// task owns its connections and walks them in the opposite order of the pass, so the two
+/// meet: the pass rewrites rows nobody replaced yet and loses its swap on rows replaced
+/// after it read them) run at once, the replacers until the pass has ended and two rounds
+/// more. Each load a replacer makes returns the value and version it last wrote: the pass
+/// changes neither. Afterwards `new_only` (the new key alone) reads every token as the
+/// last value written, at version 1 + the replacements made; a stale version still
+/// conflicts; every row is under `test-2`; a second pass has nothing to do.
+#[expect(clippy::too_many_lines, reason = "one scenario: seed, race, verify")]
+pub async fn reencrypt_during_token_replacements(
+    old: &SqlStore,
+    rotated: &[SqlStore],
+    new_only: &SqlStore,
+) {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    const CONNECTIONS: usize = 160;
+    let owner = unique_owner("rotation");
+    let mut ids = Vec::new();
+    for i in 0..CONNECTIONS {
+        let created = old
+            .create(
+                &owner,
+                sample_connection(
+                    &format!("rotation {i}"),
+                    &ConnectionId::new().to_string(),
+                    &format!("rt-{i}-0"),
+                ),
+            )
+            .await
+            .expect("create under the old key");
+        ids.push(created.id);
+    }
+    assert!(
+        token_key_ids(old, &owner)
+            .await
+            .iter()
+            .all(|key| key == "test-1")
+    );
+
+    let started = Arc::new(Barrier::new(REPLACERS + 1));
+    let reencrypting = Arc::new(AtomicBool::new(false));
+    let reencrypted = Arc::new(AtomicBool::new(false));
+    let during = Arc::new(AtomicUsize::new(0));
+    let mut replacers = JoinSet::new();
+    for replacer in 0..REPLACERS {
+        let store = rotated[replacer % rotated.len()].clone();
+        // Newest first: the pass reads the table in creation order.
+        let mut mine: Vec<(usize, ConnectionId)> = ids
+            .iter()
+            .copied()
+            .enumerate()
+            .filter(|(i, _)| i % REPLACERS == replacer)
+            .collect();
+        mine.reverse();
+        let (owner, started) = (owner.clone(), started.clone());
+        let (reencrypting, reencrypted, during) =
+            (reencrypting.clone(), reencrypted.clone(), during.clone());
+        replacers.spawn(async move {
+            // The last value and version written, per connection, with the count.
+            let mut last: HashMap<ConnectionId, (String, TokenVersion, u64)> = mine
+                .iter()
+                .map(|(i, id)| (*id, (format!("rt-{i}-0"), TokenVersion::FIRST, 0)))
+                .collect();
+            started.wait().await;
+            let mut extra_rounds = 0;
+            for round in 1.. {
+                if reencrypted.load(Ordering::SeqCst) {
+                    extra_rounds += 1;
+                    if extra_rounds > 2 {
+                        break;
+                    }
+                }
+                for (i, id) in &mine {
+                    let current = store.load_token(&owner, *id).await.expect("load");
+                    let Some(entry) = last.get_mut(id) else {
+                        panic!("connection {i} is not this replacer's");
+                    };
+                    assert_eq!(
+                        (
+                            secrecy::ExposeSecret::expose_secret(&current.token),
+                            current.version
+                        ),
+                        (entry.0.as_str(), entry.1),
+                        "connection {i}: a load returns the last value and version written"
+                    );
+                    let value = format!("rt-{i}-{round}");
+                    let got = store
+                        .replace_token(&owner, *id, current.version, secret(&value))
+                        .await
+                        .unwrap_or_else(|err| {
+                            panic!("replacer {replacer}, connection {i}: {err:?}")
+                        });
+                    assert_eq!(got, current.version.next(), "connection {i}");
+                    if reencrypting.load(Ordering::SeqCst) && !reencrypted.load(Ordering::SeqCst) {
+                        during.fetch_add(1, Ordering::SeqCst);
+                    }
+                    *entry = (value, got, entry.2 + 1);
+                }
+            }
+            last
+        });
+    }
+    started.wait().await;
+    reencrypting.store(true, Ordering::SeqCst);
+    let rewritten = rotated[0].reencrypt().await.expect("reencrypt");
+    reencrypted.store(true, Ordering::SeqCst);
+    let mut last = HashMap::new();
+    while let Some(joined) = replacers.join_next().await {
+        last.extend(joined.expect("replacer task"));
+    }
+    assert!(
+        during.load(Ordering::SeqCst) > 0,
+        "no replacement completed while the pass ran"
+    );
+    // Both meetings happened: rows the pass re-encrypted itself, rows a replacement had
+    // moved to the new key first.
+    assert!(
+        rewritten > 0 && rewritten < CONNECTIONS as u64,
+        "the pass rewrote {rewritten} of {CONNECTIONS}"
+    );
+
+    for (i, id) in ids.iter().enumerate() {
+        let (value, version, replaced) = last
+            .get(id)
+            .unwrap_or_else(|| panic!("connection {i} was never replaced"));
+        let token = new_only
+            .load_token(&owner, *id)
+            .await
+            .unwrap_or_else(|err| panic!("connection {i} with the new key alone: {err:?}"));
+        assert_eq!(
+            secrecy::ExposeSecret::expose_secret(&token.token),
+            value.as_str(),
+            "connection {i}"
+        );
+        assert_eq!(token.version, *version, "connection {i}");
+        assert_eq!(token.version.get(), 1 + replaced, "connection {i}");
+        // A writer holding the first version still loses its compare-and-swap.
+        match new_only
+            .replace_token(&owner, *id, TokenVersion::FIRST, secret("stale"))
+            .await
+        {
+            Err(StoreError::Conflict { current, .. }) => assert_eq!(current, *version),
+            other => panic!("connection {i}: stale write gave {other:?}"),
+        }
+    }
+    let keys = token_key_ids(new_only, &owner).await;
+    assert_eq!(keys.len(), CONNECTIONS);
+    assert!(keys.iter().all(|key| key == "test-2"), "{keys:?}");
+    assert_eq!(
+        rotated[0].reencrypt().await.expect("second pass"),
+        0,
+        "nothing left under the old key"
+    );
+}
