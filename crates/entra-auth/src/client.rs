@@ -266,7 +266,8 @@ impl EntraClient {
             request = request.add_extra_param(name, expose(&value));
         }
         let result = request.request_async(&exchange).await;
-        let parts = map_oauth_result(result, exchange.answered(), &endpoint)?.into_parts();
+        let parts =
+            map_oauth_result(result, exchange.answered(), &endpoint)?.into_parts(&endpoint)?;
         tracing::debug!(
             tenant = tenant.as_str(),
             rotated = parts.refresh_token.is_some(),
@@ -351,7 +352,7 @@ impl EntraClient {
             request = request.add_extra_param(name, expose(&value));
         }
         let result = request.request_async(&exchange).await;
-        Ok(map_oauth_result(result, exchange.answered(), &endpoint)?.into_parts())
+        map_oauth_result(result, exchange.answered(), &endpoint)?.into_parts(&endpoint)
     }
 
     /// Posts a form to an Entra endpoint without `oauth2` (device code flow) and decodes

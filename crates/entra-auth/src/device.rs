@@ -234,7 +234,7 @@ impl EntraClient {
             {
                 Ok(response) => {
                     return self.grant_from(
-                        response.into_parts(),
+                        response.into_parts(&endpoint)?,
                         &device.scopes,
                         None,
                         &device.authority,

@@ -269,6 +269,15 @@ pub enum AuthError {
     #[error("invalid callback: {0}")]
     InvalidCallback(String),
 
+    /// A token answer's `token_type` is not `Bearer` (spec §2d: "always `Bearer`"); the
+    /// tokens were not used. Not a transient fault: the login host is not speaking Entra's
+    /// protocol.
+    #[error("{endpoint} answered a token type other than Bearer")]
+    UnsupportedTokenType {
+        /// The endpoint path (no query string).
+        endpoint: String,
+    },
+
     /// The id token failed validation (spec §5a).
     #[error("invalid id token: {0}")]
     InvalidIdToken(#[from] IdTokenError),
@@ -327,9 +336,19 @@ pub enum IdTokenError {
     /// Not a compact JWT with a JSON payload.
     #[error("malformed: {0}")]
     Malformed(&'static str),
-    /// A required claim is absent.
+    /// A required claim is absent (`azp` is required when `aud` is an array).
     #[error("claim {0} is missing")]
     MissingClaim(&'static str),
+    /// A claim that must be a GUID (`tid`, `oid`) is not one.
+    #[error("claim {0} is not a GUID")]
+    NotAGuid(&'static str),
+    /// `azp` (the authorized party) is not this app's client id (`OpenID` Connect Core
+    /// 3.1.3.7, items 4 and 5).
+    #[error("authorized party {actual:?} is not this app")]
+    WrongAuthorizedParty {
+        /// The token's `azp`.
+        actual: String,
+    },
     /// `aud` is not this app's client id.
     #[error("audience {actual:?} is not this app")]
     WrongAudience {

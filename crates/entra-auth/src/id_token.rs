@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq as _;
 use time::OffsetDateTime;
 
-use crate::cloud::{Cloud, ObjectId, TenantId};
+use crate::cloud::{Cloud, ObjectId, TenantId, is_guid};
 use crate::error::IdTokenError;
 
 /// Base64url that accepts both padded and unpadded segments (the documented v1 sample
@@ -61,6 +61,7 @@ enum Audience {
 #[derive(Deserialize)]
 struct Claims {
     aud: Option<Audience>,
+    azp: Option<String>,
     iss: Option<String>,
     tid: Option<String>,
     oid: Option<String>,
@@ -103,9 +104,9 @@ pub(crate) fn validate(
     let claims: Claims = serde_json::from_slice(&bytes)
         .map_err(|_| IdTokenError::Malformed("payload is not a JSON claims object"))?;
 
-    let audiences = match claims.aud {
-        Some(Audience::One(aud)) => vec![aud],
-        Some(Audience::Many(auds)) => auds,
+    let (audiences, several) = match claims.aud {
+        Some(Audience::One(aud)) => (vec![aud], false),
+        Some(Audience::Many(auds)) => (auds, true),
         None => return Err(IdTokenError::MissingClaim("aud")),
     };
     if !audiences
@@ -114,9 +115,18 @@ pub(crate) fn validate(
     {
         return Err(IdTokenError::WrongAudience { actual: audiences });
     }
+    // OpenID Connect Core 3.1.3.7, items 4 and 5: with an `aud` array the authorized
+    // party must be present, and when present it must be this client.
+    match claims.azp {
+        Some(azp) if !azp.eq_ignore_ascii_case(expect.client_id) => {
+            return Err(IdTokenError::WrongAuthorizedParty { actual: azp });
+        }
+        None if several => return Err(IdTokenError::MissingClaim("azp")),
+        _ => {}
+    }
 
     let tid = claims.tid.ok_or(IdTokenError::MissingClaim("tid"))?;
-    let tenant = TenantId::parse(&tid).map_err(|_| IdTokenError::Malformed("tid is not a GUID"))?;
+    let tenant = TenantId::parse(&tid).map_err(|_| IdTokenError::NotAGuid("tid"))?;
     let issuer = claims.iss.ok_or(IdTokenError::MissingClaim("iss"))?;
     let expected_issuer = expect.cloud.issuer(&tenant);
     if issuer != expected_issuer {
@@ -155,7 +165,11 @@ pub(crate) fn validate(
         return Err(IdTokenError::NotYetValid(nbf));
     }
 
+    // `oid` is a GUID, Graph's `user.id` (spec §5a), and half of a connection's key.
     let oid = claims.oid.ok_or(IdTokenError::MissingClaim("oid"))?;
+    if !is_guid(&oid) {
+        return Err(IdTokenError::NotAGuid("oid"));
+    }
     Ok(Identity {
         tenant_id: tenant,
         object_id: ObjectId::new(oid),
@@ -238,6 +252,91 @@ mod tests {
         assert_eq!(
             validate(&token, &expectations(&nonce, SAMPLE_ISSUED - 301)).unwrap_err(),
             IdTokenError::NotYetValid(SAMPLE_ISSUED)
+        );
+    }
+
+    /// The documented v2.0 sample's claims (fixture `id-token-claims-v2.json`) changed by
+    /// `edit`, as an (unsigned) compact JWT.
+    fn sample_with(edit: impl FnOnce(&mut serde_json::Value)) -> SecretString {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let mut claims: serde_json::Value = serde_json::from_str(include_str!(
+            "../tests/fixtures/identity/id-token-claims-v2.json"
+        ))
+        .unwrap();
+        edit(&mut claims);
+        let header = include_str!("../tests/fixtures/identity/id-token-header-v2.json");
+        SecretString::from(format!(
+            "{}.{}.c2lnbmF0dXJl",
+            URL_SAFE_NO_PAD.encode(header.trim()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        ))
+    }
+
+    const CLIENT: &str = "6cb04018-a3f5-46a7-b995-940c78f5aef3";
+    const OTHER: &str = "11112222-bbbb-3333-cccc-4444dddd5555";
+
+    #[test]
+    fn azp_must_be_this_client_when_aud_is_an_array() {
+        let nonce = SecretString::from("123523");
+        let expect = expectations(&nonce, SAMPLE_ISSUED + 60);
+        let check = |edit: fn(&mut serde_json::Value)| validate(&sample_with(edit), &expect);
+
+        // The sample as published (one `aud`, no `azp`) passes through this path too.
+        assert!(check(|_| {}).is_ok());
+        assert_eq!(
+            check(|claims| claims["aud"] = serde_json::json!([CLIENT, OTHER])).unwrap_err(),
+            IdTokenError::MissingClaim("azp")
+        );
+        assert_eq!(
+            check(|claims| {
+                claims["aud"] = serde_json::json!([CLIENT, OTHER]);
+                claims["azp"] = OTHER.into();
+            })
+            .unwrap_err(),
+            IdTokenError::WrongAuthorizedParty {
+                actual: OTHER.into()
+            }
+        );
+        let identity = check(|claims| {
+            claims["aud"] = serde_json::json!([OTHER, CLIENT]);
+            claims["azp"] = CLIENT.to_uppercase().into();
+        })
+        .unwrap();
+        assert_eq!(
+            identity.object_id.as_str(),
+            "00000000-0000-0000-66f3-3332eca7ea81"
+        );
+        // An `azp` naming another app is refused with a single `aud` as well.
+        assert_eq!(
+            check(|claims| claims["azp"] = OTHER.into()).unwrap_err(),
+            IdTokenError::WrongAuthorizedParty {
+                actual: OTHER.into()
+            }
+        );
+    }
+
+    #[test]
+    fn oid_and_tid_must_be_guids() {
+        let nonce = SecretString::from("123523");
+        let expect = expectations(&nonce, SAMPLE_ISSUED + 60);
+        for oid in [
+            "",
+            "admin",
+            "00000000-0000-0000-66f3-3332eca7ea8",
+            "{00000000-0000-0000-66f3-3332eca7ea81}",
+            "00000000-0000-0000-66f3-3332eca7ea81/../x",
+        ] {
+            let token = sample_with(|claims| claims["oid"] = oid.into());
+            assert_eq!(
+                validate(&token, &expect).unwrap_err(),
+                IdTokenError::NotAGuid("oid"),
+                "{oid:?}"
+            );
+        }
+        let token = sample_with(|claims| claims["tid"] = "contoso.onmicrosoft.com".into());
+        assert_eq!(
+            validate(&token, &expect).unwrap_err(),
+            IdTokenError::NotAGuid("tid")
         );
     }
 

@@ -9,7 +9,7 @@ use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize};
 use time::OffsetDateTime;
 
-use crate::error::EntraError;
+use crate::error::{AuthError, EntraError};
 
 /// `token_type` as Entra sends it (`Bearer`; the docs' table says `bearer`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,8 +78,20 @@ pub(crate) struct TokenParts {
 const DEFAULT_EXPIRES_IN: Duration = Duration::from_secs(3600);
 
 impl EntraTokenResponse {
-    pub(crate) fn into_parts(self) -> TokenParts {
-        TokenParts {
+    /// The parts this crate keeps, once `token_type` is `Bearer` in any case (spec §2d;
+    /// RFC 6749 §5.1: the type is case-insensitive; the docs' table says `bearer`, their
+    /// samples `Bearer`).
+    ///
+    /// # Errors
+    /// [`AuthError::UnsupportedTokenType`] for another type: a client that sends a `pop`
+    /// or `mac` token as a bearer token misuses it.
+    pub(crate) fn into_parts(self, endpoint: &url::Url) -> Result<TokenParts, AuthError> {
+        if !self.token_type.0.eq_ignore_ascii_case("bearer") {
+            return Err(AuthError::UnsupportedTokenType {
+                endpoint: endpoint.path().to_owned(),
+            });
+        }
+        Ok(TokenParts {
             access_token: SecretString::from(self.access_token.into_secret()),
             expires_in: self
                 .expires_in
@@ -95,7 +107,7 @@ impl EntraTokenResponse {
                     .collect()
             }),
             id_token: self.id_token,
-        }
+        })
     }
 }
 
@@ -394,11 +406,54 @@ mod tests {
         .unwrap();
         assert_eq!(response.expires_in(), Some(Duration::from_secs(3599)));
         assert_eq!(response.ext_expires_in, Some(7199));
-        let parts = response.into_parts();
+        let parts = response.into_parts(&endpoint()).unwrap();
         assert_eq!(parts.refresh_in, Some(Duration::from_secs(1800)));
         assert_eq!(parts.refresh_token.unwrap().expose_secret(), "rt");
         assert_eq!(parts.id_token.unwrap().expose_secret(), "a.b.c");
         assert_eq!(parts.scopes.unwrap(), vec!["openid", "User.Read"]);
+    }
+
+    fn endpoint() -> url::Url {
+        url::Url::parse("https://login.microsoftonline.com/organizations/oauth2/v2.0/token")
+            .unwrap()
+    }
+
+    fn with_token_type(token_type: &str) -> EntraTokenResponse {
+        let mut sample: serde_json::Value = serde_json::from_str(include_str!(
+            "../tests/fixtures/identity/token-response-authcode.json"
+        ))
+        .unwrap();
+        sample["token_type"] = token_type.into();
+        serde_json::from_value(sample).unwrap()
+    }
+
+    #[test]
+    fn token_type_must_be_bearer_in_any_case() {
+        // The documented sample says `Bearer`, the docs' table `bearer`.
+        for token_type in ["Bearer", "bearer", "BEARER"] {
+            let parts = with_token_type(token_type).into_parts(&endpoint()).unwrap();
+            assert!(
+                parts
+                    .access_token
+                    .expose_secret()
+                    .starts_with("eyJ0eXAiOiJKV1Qi")
+            );
+        }
+        for token_type in ["pop", "mac", "", "Bearer "] {
+            let error = with_token_type(token_type)
+                .into_parts(&endpoint())
+                .err()
+                .unwrap();
+            assert!(
+                matches!(
+                    &error,
+                    AuthError::UnsupportedTokenType { endpoint }
+                        if endpoint == "/organizations/oauth2/v2.0/token"
+                ),
+                "{token_type:?}: {error:?}"
+            );
+            assert!(!error.is_retryable());
+        }
     }
 
     #[test]

@@ -395,14 +395,25 @@ async fn code_exchange_with_certificate_sends_a_ps256_assertion_signed_by_the_ke
 }
 
 #[tokio::test]
-async fn id_token_with_wrong_audience_issuer_nonce_or_expiry_is_refused() {
+async fn id_token_with_wrong_audience_party_ids_issuer_nonce_or_expiry_is_refused() {
     type Edit = fn(&mut Value, &str);
     let server = MockServer::start().await;
     let client = builder(&server).build().unwrap();
     let now = OffsetDateTime::now_utc().unix_timestamp();
-    let cases: [(&str, Edit); 7] = [
+    let cases: [(&str, Edit); 11] = [
         ("wrong aud", |c, _| {
             c["aud"] = json!("11111111-1111-1111-1111-111111111111");
+        }),
+        ("aud array without azp", |c, _| {
+            c["aud"] = json!([CLIENT_ID, "11111111-1111-1111-1111-111111111111"]);
+        }),
+        ("aud array with another azp", |c, _| {
+            c["aud"] = json!([CLIENT_ID, "11111111-1111-1111-1111-111111111111"]);
+            c["azp"] = json!("11111111-1111-1111-1111-111111111111");
+        }),
+        ("oid not a guid", |c, _| c["oid"] = json!("admin@contoso")),
+        ("tid not a guid", |c, _| {
+            c["tid"] = json!("contoso.onmicrosoft.com");
         }),
         ("wrong iss", |c, _| {
             c["iss"] = json!(format!("https://login.microsoftonline.com/{TENANT}/v2.0"));
@@ -448,6 +459,14 @@ async fn id_token_with_wrong_audience_issuer_nonce_or_expiry_is_refused() {
         };
         let expected = match name {
             "wrong aud" => matches!(reason, IdTokenError::WrongAudience { .. }),
+            "aud array without azp" => *reason == IdTokenError::MissingClaim("azp"),
+            "aud array with another azp" => matches!(
+                reason,
+                IdTokenError::WrongAuthorizedParty { actual }
+                    if actual == "11111111-1111-1111-1111-111111111111"
+            ),
+            "oid not a guid" => *reason == IdTokenError::NotAGuid("oid"),
+            "tid not a guid" => *reason == IdTokenError::NotAGuid("tid"),
             "wrong iss" | "iss of another tenant" => {
                 matches!(reason, IdTokenError::WrongIssuer { .. })
             }

@@ -426,3 +426,35 @@ async fn huge_retry_after_is_capped_at_an_hour() {
     // What a caller does with it must not overflow.
     let _ = tokio::time::Instant::now() + retry_after;
 }
+
+#[tokio::test]
+async fn refresh_answer_whose_token_type_is_not_bearer_is_refused() {
+    // The documented refresh answer (fixture), with a proof-of-possession type: its tokens
+    // must not be handed out as bearer tokens (spec §2d: `token_type` is always Bearer).
+    let mut body: Value = serde_json::from_str(&fixture("token-response-refresh.json")).unwrap();
+    body["token_type"] = json!("pop");
+    let error = refresh_error(ResponseTemplate::new(200).set_body_json(body)).await;
+    assert!(
+        matches!(&error, AuthError::UnsupportedTokenType { endpoint } if *endpoint == token_path()),
+        "{error:?}"
+    );
+    assert!(!error.is_retryable());
+    assert!(!error.requires_reauthorization());
+    assert_eq!(
+        error.to_string(),
+        format!("{} answered a token type other than Bearer", token_path())
+    );
+
+    // `bearer` in lower case (the docs' table) is accepted.
+    let mut body: Value = serde_json::from_str(&fixture("token-response-refresh.json")).unwrap();
+    body["token_type"] = json!("bearer");
+    let server = MockServer::start().await;
+    answer(&server, ResponseTemplate::new(200).set_body_json(body)).await;
+    let refreshed = builder(&server)
+        .build()
+        .unwrap()
+        .refresh(&tenant(), &SecretString::from("RT-OLD"))
+        .await
+        .unwrap();
+    assert!(refreshed.rotated());
+}
