@@ -20,6 +20,7 @@ use crate::Error;
 use crate::auth::{AccessTokenInfo, CaeEvent, ConsentMode};
 use crate::data::{Deletion, Directory, Group, Member, User, UserType};
 use crate::faults::{FaultKind, FaultSettings};
+use crate::roles::DirectoryRole;
 use crate::server::{RequestCounters, Shared, TenantState};
 use crate::throttle::ThrottleSettings;
 
@@ -194,8 +195,11 @@ pub struct UserSummary {
     pub account_enabled: bool,
     /// `userType`.
     pub user_type: UserType,
-    /// Global Administrator (may consent for the tenant).
+    /// Holds a role that may grant tenant-wide consent (Global Administrator, …; see
+    /// [`DirectoryRole::can_grant_tenant_wide_consent`]).
     pub is_admin: bool,
+    /// The directory roles the user holds (serialized as their template ids).
+    pub roles: Vec<DirectoryRole>,
     /// The manager's id.
     pub manager_id: Option<String>,
     /// Whether `/photo/$value` answers 200.
@@ -227,7 +231,8 @@ fn user_summary(dir: &Directory, slot: u32) -> Option<UserSummary> {
         display_name: user.display_name.to_string(),
         account_enabled: user.account_enabled,
         user_type: user.user_type,
-        is_admin: user.is_admin,
+        is_admin: dir.can_consent(slot),
+        roles: dir.roles_of(slot).to_vec(),
         manager_id: user.manager.map(|m| dir.user_ids[m as usize].to_string()),
         has_photo: user.photo.is_some(),
     })
@@ -407,7 +412,6 @@ impl Control {
                 UserType::Member
             },
             account_enabled: true,
-            is_admin: false,
             manager: None,
             photo: None,
             created: crate::graph::now_unix(),
@@ -686,6 +690,56 @@ impl Control {
     pub fn require_mfa(&self, id_or_upn: &str) -> Result<i64, Error> {
         let id = self.user_id(id_or_upn)?;
         Ok(self.signal(&id, CaeEvent::MfaRequired))
+    }
+
+    /// Gives a user (id or UPN) a directory role; from now on Graph lists it in the
+    /// user's `memberOf/microsoft.graph.directoryRole`, id tokens carry it in `wids` (when
+    /// enabled), and a role that may grant tenant-wide consent makes the sign-in pages
+    /// treat the user as an administrator. Returns whether the user did not hold it yet.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown user.
+    pub fn assign_role(&self, id_or_upn: &str, role: DirectoryRole) -> Result<bool, Error> {
+        let mut dir = self.state().write_dir();
+        let slot = dir
+            .find_user(id_or_upn)
+            .ok_or_else(|| not_found("user", id_or_upn))?;
+        Ok(dir.assign_role(slot, role))
+    }
+
+    /// Takes a directory role from a user (id or UPN). Returns whether the user held it.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown user.
+    pub fn remove_role(&self, id_or_upn: &str, role: DirectoryRole) -> Result<bool, Error> {
+        let mut dir = self.state().write_dir();
+        let slot = dir
+            .find_user(id_or_upn)
+            .ok_or_else(|| not_found("user", id_or_upn))?;
+        Ok(dir.remove_role(slot, role))
+    }
+
+    /// The directory roles a user (id or UPN) holds.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown user.
+    pub fn user_roles(&self, id_or_upn: &str) -> Result<Vec<DirectoryRole>, Error> {
+        let dir = self.state().read_dir();
+        let slot = dir
+            .find_user(id_or_upn)
+            .ok_or_else(|| not_found("user", id_or_upn))?;
+        Ok(dir.roles_of(slot).to_vec())
+    }
+
+    /// Whether id tokens this tenant issues from now on carry `wids` (see
+    /// [`crate::TenantSimBuilder::wids_claim`]).
+    pub fn set_wids_claim(&self, enabled: bool) {
+        self.shared.auth.set_wids_claim(self.tenant, enabled);
+    }
+
+    /// Whether this tenant's id tokens carry `wids`.
+    pub fn wids_claim(&self) -> bool {
+        self.shared.auth.wids_claim(self.tenant)
     }
 
     /// What the simulator recorded about an access token this tenant issued: CAE or
@@ -1113,6 +1167,7 @@ fn tenant_routes() -> axum::Router<Arc<Shared>> {
             ),
         )
         .merge(cae_routes())
+        .merge(role_routes())
         .route(
             "/groups",
             get(
@@ -1305,6 +1360,78 @@ fn tenant_routes() -> axum::Router<Arc<Shared>> {
                 c.reset_counters();
                 StatusCode::NO_CONTENT
             }),
+        )
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RolePath {
+    id: String,
+    role_template_id: String,
+}
+
+#[derive(Deserialize)]
+struct EnabledBody {
+    enabled: bool,
+}
+
+fn role_of(template_id: &str) -> Result<DirectoryRole, ControlError> {
+    DirectoryRole::from_template_id(template_id).ok_or_else(|| {
+        ControlError(Error::InvalidConfig(format!(
+            "unknown role template id '{template_id}'"
+        )))
+    })
+}
+
+fn roles_json(roles: &[DirectoryRole]) -> Json<serde_json::Value> {
+    Json(json!(
+        roles
+            .iter()
+            .map(|r| json!({"roleTemplateId": r.template_id(), "displayName": r.display_name()}))
+            .collect::<Vec<_>>()
+    ))
+}
+
+/// The directory role routes: `GET /users/{id}/roles`, `PUT` and `DELETE
+/// /users/{id}/roles/{roleTemplateId}`, `GET` and `PUT /wids-claim`.
+fn role_routes() -> axum::Router<Arc<Shared>> {
+    axum::Router::new()
+        .route(
+            "/users/{id}/roles",
+            get(
+                |TenantControl(c): TenantControl, Path(IdPath { id }): Path<IdPath>| async move {
+                    ControlResult::Ok(roles_json(&c.user_roles(&id)?))
+                },
+            ),
+        )
+        .route(
+            "/users/{id}/roles/{roleTemplateId}",
+            put(
+                |TenantControl(c): TenantControl, Path(p): Path<RolePath>| async move {
+                    let role = role_of(&p.role_template_id)?;
+                    c.assign_role(&p.id, role)?;
+                    ControlResult::Ok(roles_json(&c.user_roles(&p.id)?))
+                },
+            )
+            .delete(
+                |TenantControl(c): TenantControl, Path(p): Path<RolePath>| async move {
+                    let role = role_of(&p.role_template_id)?;
+                    c.remove_role(&p.id, role)?;
+                    ControlResult::Ok(roles_json(&c.user_roles(&p.id)?))
+                },
+            ),
+        )
+        .route(
+            "/wids-claim",
+            get(|TenantControl(c): TenantControl| async move {
+                Json(json!({"enabled": c.wids_claim()}))
+            })
+            .put(
+                |TenantControl(c): TenantControl, Json(b): Json<EnabledBody>| async move {
+                    c.set_wids_claim(b.enabled);
+                    Json(json!({"enabled": c.wids_claim()}))
+                },
+            ),
         )
 }
 

@@ -17,6 +17,7 @@ use rand::{Rng, SeedableRng};
 use uuid::Uuid;
 
 use crate::auth::{Account, AccountDirectory};
+use crate::roles::DirectoryRole;
 
 /// Text that is usually one of the generator's fixed words (no allocation) but may be
 /// replaced through the control API.
@@ -92,7 +93,6 @@ pub(crate) struct User {
     pub preferred_language: Option<Text>,
     pub user_type: UserType,
     pub account_enabled: bool,
-    pub is_admin: bool,
     pub manager: Option<u32>,
     /// Seed of the generated photo; `None` = no photo (404).
     pub photo: Option<u32>,
@@ -174,6 +174,8 @@ pub(crate) struct Directory {
     /// Which user properties changed at which sequence number (a bit per property of
     /// `graph::USER_PROPERTIES`; all bits for a new user), for `Prefer: return=minimal`.
     pub user_property_changes: HashMap<u32, Vec<(u64, u64)>>,
+    /// The directory roles each user holds (users without roles have no entry).
+    roles: BTreeMap<u32, Vec<DirectoryRole>>,
     rng: StdRng,
     sorted_users: std::sync::Mutex<Option<(u64, Arc<Vec<u32>>)>>,
 }
@@ -588,7 +590,6 @@ impl Directory {
                 preferred_language: Some(Cow::Borrowed(LANGUAGES[office_index % LANGUAGES.len()])),
                 user_type,
                 account_enabled: is_admin || index % 33 != 5,
-                is_admin,
                 // A tree with fan-out 7 among earlier members: depth ~ log7(n).
                 manager: (index > 0 && member).then(|| {
                     let mut manager = (index - 1) / 7;
@@ -747,9 +748,49 @@ impl Directory {
             expired_before: 0,
             resync_before: 0,
             user_property_changes: HashMap::new(),
+            // User 0, "MOD Administrator", is the tenant's Global Administrator.
+            roles: BTreeMap::from([(0, vec![DirectoryRole::GlobalAdministrator])]),
             rng,
             sorted_users: std::sync::Mutex::new(None),
         }
+    }
+
+    /// The directory roles a user holds, in template order.
+    pub(crate) fn roles_of(&self, slot: u32) -> &[DirectoryRole] {
+        self.roles.get(&slot).map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether a user holds a role that may grant tenant-wide consent
+    /// ([`DirectoryRole::can_grant_tenant_wide_consent`]).
+    pub(crate) fn can_consent(&self, slot: u32) -> bool {
+        self.roles_of(slot)
+            .iter()
+            .any(|role| role.can_grant_tenant_wide_consent())
+    }
+
+    /// Gives a user a role; returns whether the user did not hold it yet.
+    pub(crate) fn assign_role(&mut self, slot: u32, role: DirectoryRole) -> bool {
+        let roles = self.roles.entry(slot).or_default();
+        if roles.contains(&role) {
+            return false;
+        }
+        roles.push(role);
+        roles.sort();
+        true
+    }
+
+    /// Takes a role from a user; returns whether the user held it.
+    pub(crate) fn remove_role(&mut self, slot: u32, role: DirectoryRole) -> bool {
+        let Some(roles) = self.roles.get_mut(&slot) else {
+            return false;
+        };
+        let before = roles.len();
+        roles.retain(|r| *r != role);
+        let removed = roles.len() != before;
+        if roles.is_empty() {
+            self.roles.remove(&slot);
+        }
+        removed
     }
 
     pub(crate) fn user(&self, slot: u32) -> Option<&User> {
@@ -1085,13 +1126,28 @@ impl DirectoryAccounts {
             id: dir.user_ids[slot as usize].to_string(),
             user_principal_name: user.user_principal_name.to_string(),
             display_name: user.display_name.to_string(),
-            is_admin: user.is_admin,
+            is_admin: dir.can_consent(slot),
             account_enabled: user.account_enabled,
         })
     }
 }
 
 impl AccountDirectory for DirectoryAccounts {
+    fn role_template_ids(&self, id_or_upn: &str) -> Vec<String> {
+        let dir = self
+            .0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        dir.find_user(id_or_upn)
+            .map(|slot| {
+                dir.roles_of(slot)
+                    .iter()
+                    .map(|role| role.template_id().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     fn account(&self, id_or_upn: &str) -> Option<Account> {
         let dir = self
             .0
@@ -1106,10 +1162,10 @@ impl AccountDirectory for DirectoryAccounts {
             .0
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let admins =
-            (0..dir.users.len()).filter(|i| dir.users[*i].as_ref().is_some_and(|u| u.is_admin));
-        let others =
-            (0..dir.users.len()).filter(|i| dir.users[*i].as_ref().is_some_and(|u| !u.is_admin));
+        let admin = |i: &usize| dir.users[*i].is_some() && dir.can_consent(slot(*i));
+        let other = |i: &usize| dir.users[*i].is_some() && !dir.can_consent(slot(*i));
+        let admins = (0..dir.users.len()).filter(admin);
+        let others = (0..dir.users.len()).filter(other);
         admins
             .chain(others)
             .take(limit)
@@ -1233,7 +1289,9 @@ mod tests {
         let dir = small(500, 40, 1);
         let users: Vec<&User> = dir.users.iter().flatten().collect();
         let admin = users[0];
-        assert!(admin.is_admin);
+        assert!(dir.can_consent(0));
+        assert_eq!(dir.roles_of(0), [DirectoryRole::GlobalAdministrator]);
+        assert!(dir.roles_of(1).is_empty());
         assert_eq!(admin.user_principal_name, "admin@contoso.onmicrosoft.com");
         let guests: Vec<_> = users
             .iter()

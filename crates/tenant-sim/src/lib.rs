@@ -10,6 +10,7 @@ mod error;
 mod faults;
 mod graph;
 mod request_target;
+mod roles;
 mod server;
 mod throttle;
 
@@ -29,6 +30,7 @@ pub use control::{Control, GroupFields, GroupSummary, UserFields, UserSummary};
 pub use data::{Deletion, UserType};
 pub use error::Error;
 pub use faults::{FaultKind, FaultSettings};
+pub use roles::DirectoryRole;
 pub use server::RequestCounters;
 pub use throttle::ThrottleSettings;
 
@@ -68,6 +70,7 @@ pub struct TenantSimBuilder {
     login_port: u16,
     graph_port: u16,
     delta_page_size: usize,
+    wids_claim: bool,
 }
 
 impl Default for TenantSimBuilder {
@@ -88,6 +91,7 @@ impl Default for TenantSimBuilder {
             login_port: 0,
             graph_port: 0,
             delta_page_size: 100,
+            wids_claim: false,
         }
     }
 }
@@ -212,6 +216,16 @@ impl TenantSimBuilder {
         self
     }
 
+    /// Whether id tokens carry `wids`, the template ids of the signed-in user's directory
+    /// roles (default off). Entra adds `wids` only when the app manifest's
+    /// `groupMembershipClaims` asks for directory roles (`DirectoryRole` or `All`); this
+    /// stands for that setting, in every tenant. [`Control::set_wids_claim`] changes it
+    /// per tenant while running.
+    pub fn wids_claim(mut self, enabled: bool) -> Self {
+        self.wids_claim = enabled;
+        self
+    }
+
     fn validate(&self) -> Result<FaultSettings, Error> {
         if !(1..=MAX_TENANTS).contains(&self.tenants) {
             return Err(Error::InvalidConfig(format!(
@@ -329,6 +343,9 @@ impl TenantSimBuilder {
             })
             .collect();
         let entra = auth::Auth::new(config, auth_tenants)?;
+        for tenant in 0..self.tenants {
+            entra.set_wids_claim(tenant, self.wids_claim);
+        }
         let login_router = auth::router(Arc::clone(&entra));
         let mut infos = Vec::with_capacity(generated.len());
         let mut tenant_names = HashMap::with_capacity(generated.len() * 2);

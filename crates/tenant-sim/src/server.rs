@@ -46,6 +46,10 @@ pub(crate) trait Authority: Send + Sync {
         TokenCounters::default()
     }
     fn reset_token_counters(&self, _tenant: usize) {}
+    fn set_wids_claim(&self, _tenant: usize, _enabled: bool) {}
+    fn wids_claim(&self, _tenant: usize) -> bool {
+        false
+    }
 }
 
 impl Authority for crate::auth::Auth {
@@ -81,6 +85,12 @@ impl Authority for crate::auth::Auth {
     }
     fn reset_token_counters(&self, tenant: usize) {
         Self::reset_token_counters(self, tenant);
+    }
+    fn set_wids_claim(&self, tenant: usize, enabled: bool) {
+        Self::set_wids_claim(self, tenant, enabled);
+    }
+    fn wids_claim(&self, tenant: usize) -> bool {
+        Self::wids_claim(self, tenant)
     }
 }
 

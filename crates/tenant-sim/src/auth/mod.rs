@@ -53,7 +53,8 @@ pub struct Account {
     pub user_principal_name: String,
     /// The display name (`name`).
     pub display_name: String,
-    /// Whether the account may consent for the whole tenant (Global Administrator).
+    /// Whether the account may consent for the whole tenant: it holds Global
+    /// Administrator or another role that may ([`crate::DirectoryRole::can_grant_tenant_wide_consent`]).
     pub is_admin: bool,
     /// Disabled accounts cannot sign in (AADSTS50057).
     pub account_enabled: bool,
@@ -66,6 +67,12 @@ pub trait AccountDirectory: Send + Sync {
     fn account(&self, id_or_upn: &str) -> Option<Account>;
     /// Accounts to offer on the interactive sign-in page, admins first, at most `limit`.
     fn sign_in_candidates(&self, limit: usize) -> Vec<Account>;
+    /// The template ids of the directory roles the account holds (the `wids` claim of
+    /// its id tokens when the tenant asks for it); none by default.
+    fn role_template_ids(&self, id_or_upn: &str) -> Vec<String> {
+        let _ = id_or_upn;
+        Vec::new()
+    }
 }
 
 /// How `/authorize` answers a sign-in without a browser choosing.
@@ -323,6 +330,9 @@ struct TenantSettings {
     consent_mode: ConsentMode,
     access_token_lifetime: Duration,
     cae_access_token_lifetime: Duration,
+    /// Id tokens carry `wids` (the app manifest's `groupMembershipClaims` asks for
+    /// directory roles); off by default, as for a new app registration.
+    wids_claim: bool,
 }
 
 /// A served tenant and its settings.
@@ -400,6 +410,7 @@ impl Auth {
             consent_mode: config.consent_mode,
             access_token_lifetime: config.access_token_lifetime,
             cae_access_token_lifetime: config.cae_access_token_lifetime,
+            wids_claim: false,
         };
         let tenants = tenants
             .into_iter()
@@ -533,6 +544,22 @@ impl Auth {
         if let Some(mut settings) = self.tenant_settings(tenant) {
             settings.consent_mode = mode;
         }
+    }
+
+    /// Whether id tokens tenant `tenant` issues from now on carry `wids`, the template ids
+    /// of the user's directory roles, as Entra adds them when the app manifest's
+    /// `groupMembershipClaims` is `DirectoryRole` or `All` (access-token-claims-reference.md;
+    /// that page documents `wids` for access tokens, in id tokens it is UNCONFIRMED).
+    /// Off by default. An unknown index changes nothing.
+    pub fn set_wids_claim(&self, tenant: usize, enabled: bool) {
+        if let Some(mut settings) = self.tenant_settings(tenant) {
+            settings.wids_claim = enabled;
+        }
+    }
+
+    /// Whether id tokens of tenant `tenant` carry `wids`.
+    pub fn wids_claim(&self, tenant: usize) -> bool {
+        self.settings_of(tenant).wids_claim
     }
 
     /// Sets the access token lifetime for tokens tenant `tenant` issues from now on.
@@ -730,6 +757,7 @@ impl Auth {
                     consent_mode: self.config.consent_mode,
                     access_token_lifetime: self.config.access_token_lifetime,
                     cae_access_token_lifetime: self.config.cae_access_token_lifetime,
+                    wids_claim: false,
                 },
                 |settings| *settings,
             )

@@ -788,6 +788,19 @@ fn id_token_claims(
         if let Some(nonce) = nonce {
             object.insert("nonce".into(), nonce.into());
         }
+        if auth.wids_claim(tenant) {
+            // The template ids of the user's roles; a user without roles gets no claim.
+            // (Real tokens were seen carrying b79fbf4d-3ef9-4689-8143-76b194e85509 for
+            // plain members, a template the built-in roles page does not list: not sent.)
+            let wids = auth
+                .tenants
+                .get(tenant)
+                .map(|t| t.directory.role_template_ids(&account.id))
+                .unwrap_or_default();
+            if !wids.is_empty() {
+                object.insert("wids".into(), wids.into());
+            }
+        }
     }
     claims
 }

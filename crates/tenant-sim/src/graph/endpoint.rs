@@ -21,6 +21,8 @@ pub(crate) enum UserRef {
 pub(crate) enum Cast {
     User,
     Group,
+    /// Only on a user's `memberOf` / `transitiveMemberOf`: the user's directory roles.
+    DirectoryRole,
 }
 
 impl Cast {
@@ -29,6 +31,8 @@ impl Cast {
             Some(Self::User)
         } else if segment.eq_ignore_ascii_case("microsoft.graph.group") {
             Some(Self::Group)
+        } else if segment.eq_ignore_ascii_case("microsoft.graph.directoryRole") {
+            Some(Self::DirectoryRole)
         } else {
             None
         }
@@ -38,6 +42,7 @@ impl Cast {
         match self {
             Self::User => "microsoft.graph.user",
             Self::Group => "microsoft.graph.group",
+            Self::DirectoryRole => "microsoft.graph.directoryRole",
         }
     }
 
@@ -119,6 +124,10 @@ impl Endpoint {
             ["groups", id] => Some(Self::Group((*id).to_string())),
             ["groups", id, relation, rest @ ..] => {
                 let (count, cast) = collection_tail(rest)?;
+                // Role-assignable groups are not simulated: no group holds a role.
+                if cast == Some(Cast::DirectoryRole) {
+                    return None;
+                }
                 let group = (*id).to_string();
                 match *relation {
                     "members" => Some(Self::GroupMembers {
@@ -304,6 +313,25 @@ impl Endpoint {
             | Self::Manager(u)
             | Self::PhotoMetadata(u)
             | Self::PhotoValue { user: u, .. } => (*u != UserRef::Me, false),
+            // The signed-in user's roles need `User.Read` (or a wider user scope), another
+            // user's a scope that reads every user (user-list-memberof.md, "Memberships
+            // for the signed-in user"); no group scope, since no group is read.
+            Self::UserMemberOf {
+                user,
+                cast: Some(Cast::DirectoryRole),
+                ..
+            } => {
+                let accepted: &[&str] = if *user == UserRef::Me {
+                    SIGNED_IN_USER_SCOPES
+                } else {
+                    USER_SCOPES
+                };
+                return if has_scope(grant, accepted) {
+                    Ok(())
+                } else {
+                    Err(forbidden())
+                };
+            }
             // memberOf reads another user and groups: both scopes (README "Permissions").
             Self::UserMemberOf { user, .. } => (*user != UserRef::Me, true),
             Self::Groups
@@ -314,22 +342,39 @@ impl Endpoint {
             | Self::GroupMemberOf { .. } => (false, true),
             Self::Batch => (false, false),
         };
-        let has = |accepted: &[&str]| {
-            grant
-                .scopes
-                .iter()
-                .any(|s| accepted.iter().any(|a| a.eq_ignore_ascii_case(s)))
-        };
-        if (users && !has(USER_SCOPES)) || (groups && !has(GROUP_SCOPES)) {
-            return Err(GraphError::new(
-                StatusCode::FORBIDDEN,
-                "Authorization_RequestDenied",
-                "Insufficient privileges to complete the operation.",
-            ));
+        if (users && !has_scope(grant, USER_SCOPES)) || (groups && !has_scope(grant, GROUP_SCOPES))
+        {
+            return Err(forbidden());
         }
         Ok(())
     }
 }
+
+fn has_scope(grant: &BearerGrant, accepted: &[&str]) -> bool {
+    grant
+        .scopes
+        .iter()
+        .any(|s| accepted.iter().any(|a| a.eq_ignore_ascii_case(s)))
+}
+
+/// Graph's 403 for a missing scope ([spec 11]).
+fn forbidden() -> GraphError {
+    GraphError::new(
+        StatusCode::FORBIDDEN,
+        "Authorization_RequestDenied",
+        "Insufficient privileges to complete the operation.",
+    )
+}
+
+/// Scopes that allow reading the signed-in user's own memberships.
+pub(crate) const SIGNED_IN_USER_SCOPES: &[&str] = &[
+    "User.Read",
+    "User.ReadWrite",
+    "User.Read.All",
+    "User.ReadWrite.All",
+    "Directory.Read.All",
+    "Directory.ReadWrite.All",
+];
 
 /// Scopes that allow reading every user.
 pub(crate) const USER_SCOPES: &[&str] = &[
@@ -428,6 +473,20 @@ mod tests {
             Endpoint::parse("/groups/g/members/microsoft.graph.device"),
             None
         );
+        assert_eq!(
+            Endpoint::parse("/me/transitiveMemberOf/microsoft.graph.directoryRole"),
+            Some(Endpoint::UserMemberOf {
+                user: UserRef::Me,
+                transitive: true,
+                count: false,
+                cast: Some(Cast::DirectoryRole)
+            })
+        );
+        assert_eq!(
+            Endpoint::parse("/groups/g/members/microsoft.graph.directoryRole"),
+            None,
+            "no group holds a role"
+        );
         assert_eq!(Endpoint::parse("/$batch"), Some(Endpoint::Batch));
         assert_eq!(Endpoint::parse("/sites"), None);
         assert_eq!(Endpoint::parse("/users/x/drive"), None);
@@ -496,5 +555,20 @@ mod tests {
                 .authorize(&grant(&["User.Read"]))
                 .is_ok()
         );
+        let roles = |user: UserRef| Endpoint::UserMemberOf {
+            user,
+            transitive: false,
+            count: false,
+            cast: Some(Cast::DirectoryRole),
+        };
+        assert!(roles(UserRef::Me).authorize(&grant(&["User.Read"])).is_ok());
+        assert!(roles(UserRef::Me).authorize(&users).is_ok());
+        assert!(roles(UserRef::Me).authorize(&groups).is_err());
+        assert!(
+            roles(UserRef::Id("x".into()))
+                .authorize(&grant(&["User.Read"]))
+                .is_err()
+        );
+        assert!(roles(UserRef::Id("x".into())).authorize(&users).is_ok());
     }
 }

@@ -4,7 +4,8 @@ use axum::response::Response;
 
 use crate::data::Member;
 
-use super::endpoint::Endpoint;
+use super::directory_roles::list_roles;
+use super::endpoint::{Cast, Endpoint};
 use super::error::GraphError;
 use super::list::{
     count_users, get_group, get_user, group_predicate, list_groups, list_users, live_group,
@@ -36,6 +37,9 @@ pub(crate) fn handle(endpoint: &Endpoint, request: &Request<'_>) -> Result<Respo
             cast,
         } => {
             let slot = request.user_slot(user)?;
+            if *cast == Some(Cast::DirectoryRole) {
+                return list_roles(request, request.dir.roles_of(slot), *count, *transitive);
+            }
             let groups = if *transitive {
                 request.dir.transitive_member_of(Member::User(slot))
             } else {

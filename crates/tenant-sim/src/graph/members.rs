@@ -35,11 +35,14 @@ pub(super) fn list_members(
         None => ("directoryObject", "directoryObjects"),
         Some(Cast::User) => ("user", "users"),
         Some(Cast::Group) => ("group", "groups"),
+        // Answered by `directory_roles::list_roles`; no user or group is a role.
+        Some(Cast::DirectoryRole) => ("directoryRole", "directoryRoles"),
     };
     let known = |p: &str| match cast {
         None => USERS.is_property(p) || GROUPS.is_property(p),
         Some(Cast::User) => USERS.is_property(p),
         Some(Cast::Group) => GROUPS.is_property(p),
+        Some(Cast::DirectoryRole) => false,
     };
     let filter = request.filter(&|p| USERS.is_filterable(p) || GROUPS.is_filterable(p))?;
     let search = request.search(&|p| USERS.is_searchable(p) || GROUPS.is_searchable(p))?;

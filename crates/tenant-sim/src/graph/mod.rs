@@ -6,6 +6,7 @@
 //! too. Delta (`delta.rs`) builds on the same catalogue, request and paging.
 
 mod dates;
+mod directory_roles;
 mod endpoint;
 mod error;
 mod handle;
