@@ -277,7 +277,7 @@ impl Browser {
             _ => request,
         };
         let request = request.build().expect("a valid request");
-        let sent_cookie = request
+        let request_cookie = request
             .headers()
             .get(COOKIE)
             .map(|v| v.to_str().unwrap().to_owned());
@@ -305,7 +305,7 @@ impl Browser {
             self.csrf = Some(csrf);
         }
         Page {
-            sent_cookie,
+            sent_cookie: request_cookie,
             status,
             headers: headers.clone(),
             location: headers
@@ -1486,6 +1486,10 @@ async fn a_revoked_grant_needs_a_reconnect_and_reconnecting_resumes_the_sync() {
 /// back. The groups are made for the test so their members are known by construction:
 /// "Leads" holds one employee and the group "Team", which holds two more and a disabled
 /// account.
+#[expect(
+    clippy::too_many_lines,
+    reason = "one scenario: the groups, the sync, and each scope in turn"
+)]
 async fn scope_narrows_the_employees(
     sim: &TenantSim,
     app: &App,
@@ -1572,6 +1576,7 @@ async fn scope_narrows_the_employees(
     };
 
     let scoped = choose(browser, &[&leads.id], true).await;
+    assert!(app.connection_dir(id).join("scope.json").exists());
     assert_eq!(
         scoped,
         sorted(&[direct, nested[0], nested[1]]),
@@ -1666,6 +1671,10 @@ fn assert_security_headers(page: &Page, login: &str, what: &str) {
 /// redirects (to the app and to Entra), JSON, photos and placeholders, and the error
 /// answers (400, 401, 403, 404, 405, 415, 422, 429).
 #[tokio::test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one request per route and status, in the order a visit makes them"
+)]
 async fn every_response_carries_the_security_headers() {
     let sim = sim().await;
     let login = login_origin(&sim);

@@ -400,14 +400,8 @@ pub async fn serve(
 /// Every [`session::DELETE_EXPIRED_EVERY`]: deletes the expired sessions (shared by the
 /// instances; any of them may do it) and forgets this instance's idle rate-limit counters.
 async fn housekeeping(state: AppState, sessions: session::Store) {
-    use tower_sessions::ExpiredDeletion as _;
-    let mut every = tokio::time::interval(session::DELETE_EXPIRED_EVERY);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        every.tick().await;
-        if let Err(error) = sessions.delete_expired().await {
-            tracing::warn!(%error, "could not delete the expired sessions");
-        }
+    session::delete_expired_every(sessions, session::DELETE_EXPIRED_EVERY, || {
         state.sign_in_limiter().forget_idle();
-    }
+    })
+    .await;
 }

@@ -15,7 +15,8 @@
 //!   anonymous one (every visit to the sign-in page makes one). The row's expiry is
 //!   pushed forward at most once a minute of use, so browsing is not a write per
 //!   request; loads ignore expired rows and a housekeeping task deletes them (see
-//!   [`DELETE_EXPIRED_EVERY`]).
+//!   [`DELETE_EXPIRED_EVERY`]). The app checks the same limit on the time of the last
+//!   push, on an injectable clock, deleting the row of a session found idle.
 //! - Signing in replaces the session id, deleting the anonymous row at once (no session
 //!   fixation); signing out deletes the row, which signs the browser out on every
 //!   instance.
@@ -175,16 +176,40 @@ pub(crate) fn random_token() -> String {
 /// Sets the idle timeout the row gets when this request saves it (`tower-sessions`
 /// keeps a session's expiry setting per request, not in the row).
 fn keep(session: &Session, signed_in: bool) {
-    let timeout = if signed_in {
+    session.set_expiry(Some(Expiry::OnInactivity(idle_timeout(signed_in))));
+}
+
+/// [`IDLE_TIMEOUT`] for a signed-in session, [`ANONYMOUS_IDLE_TIMEOUT`] for another.
+fn idle_timeout(signed_in: bool) -> time::Duration {
+    if signed_in {
         IDLE_TIMEOUT
     } else {
         ANONYMOUS_IDLE_TIMEOUT
-    };
-    session.set_expiry(Some(Expiry::OnInactivity(timeout)));
+    }
 }
 
-/// The request's session, if it has one (a verified cookie naming an unexpired row);
-/// pushes its expiry forward when [`TOUCH_EVERY`] has passed since the last push.
+/// Deletes the expired sessions of `store` now and then every `every` (shared by the
+/// instances; any of them may do it), calling `after_each` after each round. Runs until
+/// dropped.
+pub(crate) async fn delete_expired_every(
+    store: impl ExpiredDeletion,
+    every: Duration,
+    mut after_each: impl FnMut(),
+) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if let Err(error) = store.delete_expired().await {
+            tracing::warn!(%error, "could not delete the expired sessions");
+        }
+        after_each();
+    }
+}
+
+/// The request's session, if it has one (a verified cookie naming an unexpired row, used
+/// within its idle timeout); pushes its expiry forward when [`TOUCH_EVERY`] has passed
+/// since the last push.
 ///
 /// # Errors
 /// When the database fails or the row does not decode.
@@ -192,13 +217,24 @@ pub(crate) async fn current(session: &Session) -> anyhow::Result<Option<Current>
     current_at(session, OffsetDateTime::now_utc()).await
 }
 
+/// [`current`] at `now`. Besides the row's own expiry (which the database compares with
+/// the wall clock), a session whose last push is more than its idle timeout before
+/// `now` is refused and its row deleted: the same limit, on the clock given here, which
+/// tests move forward. The row's expiry is at least as late (every save pushes it, a
+/// push records the time), so this refuses at most [`TOUCH_EVERY`] sooner.
 async fn current_at(session: &Session, now: OffsetDateTime) -> anyhow::Result<Option<Current>> {
     let Some(csrf) = session.get::<String>(CSRF).await? else {
         return Ok(None);
     };
     let owner = session.get::<OwnerId>(OWNER).await?;
-    let touched = session.get::<i64>(TOUCHED).await?.unwrap_or(i64::MIN);
-    if now.unix_timestamp().saturating_sub(touched) >= TOUCH_EVERY.whole_seconds() {
+    let idle = now
+        .unix_timestamp()
+        .saturating_sub(session.get::<i64>(TOUCHED).await?.unwrap_or(i64::MIN));
+    if idle > idle_timeout(owner.is_some()).whole_seconds() {
+        session.flush().await?;
+        return Ok(None);
+    }
+    if idle >= TOUCH_EVERY.whole_seconds() {
         session.insert(TOUCHED, now.unix_timestamp()).await?;
         keep(session, owner.is_some());
     }
@@ -883,5 +919,199 @@ mod tests {
             "unexpired rows stay"
         );
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn an_idle_session_is_refused_and_its_row_deleted_and_a_pending_sign_in_expires_sooner() {
+        let (store, dir) = store().await;
+        let second = time::Duration::seconds(1);
+
+        // Anonymous: alive just within its 30 minutes, refused and deleted past them.
+        let page = request(&store, None);
+        start_anonymous(&page).await.unwrap();
+        let t0 = OffsetDateTime::now_utc();
+        let anonymous = respond(&page).await.unwrap();
+        let just_in = t0 + ANONYMOUS_IDLE_TIMEOUT - second;
+        let alive = request(&store, Some(anonymous));
+        assert!(current_at(&alive, just_in).await.unwrap().is_some());
+        let past = t0 + ANONYMOUS_IDLE_TIMEOUT + second;
+        let idle = request(&store, Some(anonymous));
+        assert!(current_at(&idle, past).await.unwrap().is_none());
+        assert!(
+            store.load(&anonymous).await.unwrap().is_none(),
+            "the idle anonymous row is deleted"
+        );
+
+        // Signed in: eight hours, counted from the last use that pushed the expiry.
+        let page = request(&store, None);
+        start_anonymous(&page).await.unwrap();
+        let owner = OwnerId::new("a@x");
+        sign_in(&page, &owner).await.unwrap();
+        let t0 = OffsetDateTime::now_utc();
+        let id = respond(&page).await.unwrap();
+        assert!(ANONYMOUS_IDLE_TIMEOUT < IDLE_TIMEOUT);
+        let after_anonymous_timeout = request(&store, Some(id));
+        let found = current_at(
+            &after_anonymous_timeout,
+            t0 + ANONYMOUS_IDLE_TIMEOUT + second,
+        )
+        .await
+        .unwrap()
+        .expect("a signed-in session outlives the anonymous timeout");
+        assert_eq!(found.owner.as_ref(), Some(&owner));
+        respond(&after_anonymous_timeout).await;
+        // That use pushed the limit: eight hours after it, not after signing in.
+        let used = t0 + ANONYMOUS_IDLE_TIMEOUT + second;
+        let later = request(&store, Some(id));
+        assert!(
+            current_at(&later, t0 + IDLE_TIMEOUT + second)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        let idle = request(&store, Some(id));
+        assert!(
+            current_at(&idle, used + IDLE_TIMEOUT + second)
+                .await
+                .unwrap()
+                .is_none(),
+            "unused for longer than the idle timeout"
+        );
+        assert!(
+            store.load(&id).await.unwrap().is_none(),
+            "the idle row is deleted"
+        );
+        assert!(
+            current(&request(&store, Some(id))).await.unwrap().is_none(),
+            "and stays refused"
+        );
+
+        // A pending sign-in lasts 15 minutes inside a session that lasts longer.
+        let sessions = Sessions::new(&Key::generate());
+        let page = request(&store, None);
+        start_anonymous(&page).await.unwrap();
+        let current_mine = sign_in(&page, &owner).await.unwrap();
+        let t0 = OffsetDateTime::now_utc();
+        let authorization = pending_authorization();
+        let state = authorization.state().expose_secret().to_owned();
+        let pending = Pending {
+            intent: Intent::Create {
+                name: "Germany".into(),
+            },
+            authorization,
+            owner: owner.clone(),
+        };
+        sessions
+            .add_pending_at(&current_mine, pending, t0)
+            .await
+            .unwrap();
+        let id = respond(&page).await.unwrap();
+        let too_late = t0 + PENDING_TIMEOUT + second;
+        assert!(PENDING_TIMEOUT < IDLE_TIMEOUT);
+        let session = request(&store, Some(id));
+        let current_mine = current_at(&session, too_late)
+            .await
+            .unwrap()
+            .expect("the session is alive");
+        assert!(
+            sessions
+                .take_pending_at(&current_mine, &state, too_late)
+                .await
+                .unwrap()
+                .is_none(),
+            "the pending sign-in is not"
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// Sessions in memory, for the deletion schedule on paused time (no I/O).
+    #[derive(Debug, Clone, Default)]
+    struct Memory {
+        records: Arc<std::sync::Mutex<HashMap<Id, Record>>>,
+    }
+
+    impl Memory {
+        fn ids(&self) -> Vec<Id> {
+            let mut ids: Vec<Id> = self.records.lock().unwrap().keys().copied().collect();
+            ids.sort_by_key(|id| id.0);
+            ids
+        }
+
+        fn put(&self, id: i128, expires_in: time::Duration) -> Id {
+            let id = Id(id);
+            let record = Record {
+                id,
+                data: HashMap::new(),
+                expiry_date: OffsetDateTime::now_utc() + expires_in,
+            };
+            self.records.lock().unwrap().insert(id, record);
+            id
+        }
+    }
+
+    #[async_trait]
+    impl SessionStore for Memory {
+        async fn save(&self, record: &Record) -> session_store::Result<()> {
+            self.records
+                .lock()
+                .unwrap()
+                .insert(record.id, record.clone());
+            Ok(())
+        }
+
+        async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+            Ok(self.records.lock().unwrap().get(id).cloned())
+        }
+
+        async fn delete(&self, id: &Id) -> session_store::Result<()> {
+            self.records.lock().unwrap().remove(id);
+            Ok(())
+        }
+    }
+
+    #[async_trait]
+    impl ExpiredDeletion for Memory {
+        async fn delete_expired(&self) -> session_store::Result<()> {
+            let now = OffsetDateTime::now_utc();
+            self.records
+                .lock()
+                .unwrap()
+                .retain(|_, record| record.expiry_date > now);
+            Ok(())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expired_sessions_are_deleted_at_start_and_then_every_period() {
+        let store = Memory::default();
+        let expired = store.put(1, -time::Duration::seconds(1));
+        let live = store.put(2, time::Duration::hours(1));
+        let (rounds, mut round) = tokio::sync::mpsc::unbounded_channel();
+        let task = tokio::spawn(delete_expired_every(
+            store.clone(),
+            DELETE_EXPIRED_EVERY,
+            move || {
+                let _ = rounds.send(tokio::time::Instant::now());
+            },
+        ));
+        let start = tokio::time::Instant::now();
+        assert_eq!(round.recv().await, Some(start), "a round at start");
+        assert_eq!(store.ids(), [live], "the expired row went, {expired:?}");
+
+        // A row that expires now waits for the next round.
+        let soon = store.put(3, time::Duration::ZERO);
+        let almost = DELETE_EXPIRED_EVERY
+            .checked_sub(Duration::from_millis(1))
+            .unwrap();
+        tokio::time::advance(almost).await;
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(round.try_recv().is_err(), "no round before the period");
+        assert_eq!(store.ids(), [live, soon]);
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(round.recv().await, Some(start + DELETE_EXPIRED_EVERY));
+        assert_eq!(store.ids(), [live]);
+        task.abort();
     }
 }
