@@ -62,6 +62,24 @@ impl UsersApi {
         )
     }
 
+    /// `GET /users/{id}/transitiveMemberOf/microsoft.graph.directoryRole`: the directory
+    /// roles the user holds, directly or through a role-assignable group, as
+    /// [`DirectoryObject::DirectoryRole`] entries (their `roleTemplateId` in `extra`).
+    /// Only active role assignments appear; a role the user is merely eligible for (PIM)
+    /// does not. No advanced query is needed for this cast
+    /// ([user-list-transitivememberof](https://learn.microsoft.com/graph/api/user-list-transitivememberof)).
+    pub fn directory_roles(&self, id_or_upn: impl AsRef<str>) -> ListRequest<DirectoryObject> {
+        ListRequest::new(
+            self.client.clone(),
+            self.client.url_for(&[
+                "users",
+                id_or_upn.as_ref(),
+                "transitiveMemberOf",
+                "microsoft.graph.directoryRole",
+            ]),
+        )
+    }
+
     /// `GET /users/{id}/manager`: a user or contact; `None` when no manager is assigned (404, spec 13).
     pub fn manager(&self, id_or_upn: impl AsRef<str>) -> ManagerRequest {
         ManagerRequest {
