@@ -391,6 +391,11 @@ async fn hostile_queries_get_graphs_400_error_body_never_a_bare_400_or_a_500() {
         let (status, body) = parse_raw(&raw_request(&h, &request).await);
         assert_eq!(status, 400, "{shown}: {body}");
         assert_graph_error(&body, code);
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.len() < 200,
+            "hostile input is not echoed whole: {message}"
+        );
     }
     // Over hyper's limits (a target of 64 KiB, a head of about 400 KiB), the HTTP layer
     // answers before Graph does, as http.sys does in front of Graph: 414 or 431, never a

@@ -264,6 +264,29 @@ enum Token {
     Comma,
 }
 
+/// A token as an error message names it (the text, not the parser's debug form).
+fn describe(token: Option<&Token>) -> String {
+    match token {
+        None => "end of input".into(),
+        Some(Token::Word(word)) => format!("'{}'", shortened(word)),
+        Some(Token::Text(text)) => format!("string '{}'", shortened(text)),
+        Some(Token::Open) => "'('".into(),
+        Some(Token::Close) => "')'".into(),
+        Some(Token::Comma) => "','".into(),
+    }
+}
+
+/// At most 40 characters of hostile input go back in a message.
+fn shortened(text: &str) -> String {
+    let mut chars = text.chars();
+    let head: String = chars.by_ref().take(40).collect();
+    if chars.next().is_some() {
+        format!("{head}…")
+    } else {
+        head
+    }
+}
+
 fn syntax(message: impl Into<String>) -> GraphError {
     GraphError::bad_request(
         "BadRequest",
@@ -352,7 +375,7 @@ impl Parser {
         if self.next().as_ref() == Some(token) {
             Ok(())
         } else {
-            Err(syntax(format!("expected {token:?}")))
+            Err(syntax(format!("expected {}", describe(Some(token)))))
         }
     }
 
@@ -407,7 +430,10 @@ impl Parser {
                 .parse::<f64>()
                 .map(Literal::Number)
                 .map_err(|_| syntax(format!("bad literal {w}"))),
-            other => Err(syntax(format!("expected a literal, found {other:?}"))),
+            other => Err(syntax(format!(
+                "expected a literal, found {}",
+                describe(other.as_ref())
+            ))),
         }
     }
 
@@ -464,7 +490,7 @@ impl Parser {
                     other => Err(syntax(format!("unsupported operator {other}"))),
                 }
             }
-            other => Err(syntax(format!("unexpected {other:?}"))),
+            other => Err(syntax(format!("unexpected {}", describe(other.as_ref())))),
         }
     }
 }
