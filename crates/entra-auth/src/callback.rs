@@ -195,6 +195,7 @@ impl EntraClient {
             Some(&pending.nonce),
             &pending.authority,
         )
+        .await
     }
 
     fn authorize_error(&self, error: EntraError, pending: &PendingAuthorization) -> AuthError {

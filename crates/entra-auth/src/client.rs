@@ -21,6 +21,7 @@ use crate::error::{AuthError, EntraError, IdTokenError};
 use crate::grant::Grant;
 use crate::http::{Answered, Exchange, HttpClient, HttpFailure, endpoint_path, json_error_summary};
 use crate::id_token::{self, Expectations};
+use crate::signing_keys::SigningKeys;
 use crate::throttle::{self, Throttle};
 use crate::token::{
     AccessToken, EntraErrorResponse, EntraTokenResponse, OAuthClient, RefreshedToken, TokenParts,
@@ -62,6 +63,8 @@ pub(crate) struct ClientInner {
     pub(crate) declare_cp1: bool,
     /// Token-endpoint etiquette, shared by the clones of this client (spec §4c).
     pub(crate) throttle: Throttle,
+    /// A custom cloud's id-token signing keys, shared by the clones of this client.
+    pub(crate) signing_keys: SigningKeys,
 }
 
 impl ClientInner {
@@ -375,7 +378,7 @@ impl EntraClient {
             .inner
             .send(request, &answered)
             .await
-            .map_err(|failure| failure_to_error(failure, endpoint))?;
+            .map_err(|failure| failure.into_auth_error(endpoint))?;
         let status = response.status().as_u16();
         let decode_error = |error: &serde_json::Error| AuthError::UnexpectedResponse {
             endpoint: endpoint_path(endpoint),
@@ -402,17 +405,29 @@ impl EntraClient {
         }
     }
 
-    /// Builds a grant from a token answer: id token checks (spec §5a), then the check
-    /// that the granted scopes cover the requested ones.
-    pub(crate) fn grant_from(
+    /// Builds a grant from a token answer: id token checks (spec §5a; for a custom cloud
+    /// its signature first, against the keys of `authority`'s discovery document), then
+    /// the check that the granted scopes cover the requested ones.
+    pub(crate) async fn grant_from(
         &self,
         parts: TokenParts,
         requested: &[String],
         nonce: Option<&SecretString>,
         authority: &Authority,
     ) -> Result<Grant, AuthError> {
-        let now = self.now();
         let id_token = parts.id_token.as_ref().ok_or(IdTokenError::Missing)?;
+        if self.inner.cloud.verifies_id_token_signatures() {
+            self.inner
+                .signing_keys
+                .verify(
+                    &self.inner.http,
+                    self.inner.clock.as_ref(),
+                    &self.inner.cloud.discovery_endpoint(authority),
+                    id_token,
+                )
+                .await?;
+        }
+        let now = self.now();
         let tenant = authority.tenant_id();
         let identity = id_token::validate(
             id_token,
@@ -517,9 +532,7 @@ fn map_oauth_result(
         Err(oauth2::RequestTokenError::ServerResponse(error)) => Err(
             AuthError::from_token_endpoint(error.into_entra(answered.status), answered.retry_after),
         ),
-        Err(oauth2::RequestTokenError::Request(failure)) => {
-            Err(failure_to_error(failure, endpoint))
-        }
+        Err(oauth2::RequestTokenError::Request(failure)) => Err(failure.into_auth_error(endpoint)),
         Err(oauth2::RequestTokenError::Parse(error, _body)) => Err(AuthError::UnexpectedResponse {
             endpoint: endpoint_path(endpoint),
             status,
@@ -536,27 +549,6 @@ fn map_oauth_result(
             content_type: None,
             detail,
         }),
-    }
-}
-
-fn failure_to_error(failure: HttpFailure, endpoint: &Url) -> AuthError {
-    match failure {
-        HttpFailure::Throttled(retry_after) => AuthError::Throttled { retry_after },
-        HttpFailure::Transport(source) => AuthError::Transport {
-            endpoint: endpoint_path(endpoint),
-            timeout: source.is_timeout(),
-            source: Box::new(source),
-        },
-        HttpFailure::Unexpected {
-            status,
-            content_type,
-            detail,
-        } => AuthError::UnexpectedResponse {
-            endpoint: endpoint_path(endpoint),
-            status,
-            content_type,
-            detail,
-        },
     }
 }
 
@@ -666,6 +658,7 @@ impl EntraClientBuilder {
                 id_token_skew: self.id_token_skew,
                 declare_cp1: self.declare_cp1,
                 throttle: Throttle::new()?,
+                signing_keys: SigningKeys::default(),
             }),
         })
     }

@@ -121,6 +121,20 @@ impl Cloud {
         self.endpoint(authority, "v2.0/adminconsent")
     }
 
+    /// `{login}/{authority}/v2.0/.well-known/openid-configuration`: the `OpenID` Connect
+    /// discovery document, whose `jwks_uri` names the id-token signing keys (spec §5a).
+    pub fn discovery_endpoint(&self, authority: &Authority) -> Url {
+        self.endpoint(authority, "v2.0/.well-known/openid-configuration")
+    }
+
+    /// Whether this client checks id-token signatures against the login host's keys: for
+    /// [`Cloud::Custom`], whose login host is no fixed Microsoft host. For the Microsoft
+    /// clouds the id token comes straight from their token endpoint over TLS
+    /// (`OpenID` Connect Core 3.1.3.7, item 6).
+    pub(crate) fn verifies_id_token_signatures(&self) -> bool {
+        matches!(self, Self::Custom { .. })
+    }
+
     /// The v2.0 id token issuer for a tenant: `{login}/{tid}/v2.0` (spec §5a).
     pub fn issuer(&self, tenant: &TenantId) -> String {
         format!("{}/{}/v2.0", self.login_base(), tenant.as_str())
@@ -167,7 +181,7 @@ fn base_url(what: &str, text: &str) -> Result<Url, AuthError> {
 }
 
 /// `localhost`, 127.0.0.0/8 or `::1`, as graph-client's base URL check.
-fn is_loopback(url: &Url) -> bool {
+pub(crate) fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),

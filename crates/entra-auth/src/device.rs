@@ -233,12 +233,14 @@ impl EntraClient {
                 .await?
             {
                 Ok(response) => {
-                    return self.grant_from(
-                        response.into_parts(&endpoint)?,
-                        &device.scopes,
-                        None,
-                        &device.authority,
-                    );
+                    return self
+                        .grant_from(
+                            response.into_parts(&endpoint)?,
+                            &device.scopes,
+                            None,
+                            &device.authority,
+                        )
+                        .await;
                 }
                 Err(boxed) => {
                     let (error, retry_after) = *boxed;

@@ -363,6 +363,21 @@ pub enum IdTokenError {
         /// The token's `iss`.
         actual: String,
     },
+    /// The header names another algorithm than RS256, the one Entra signs id tokens
+    /// with (`id_token_signing_alg_values_supported`): `none`, or HS256 keyed with the
+    /// public key, are refused before any key is looked at.
+    #[error("signed with {0:?}, not RS256")]
+    UnsupportedAlgorithm(String),
+    /// The header's `kid` is not in the login host's key set, even after fetching it
+    /// again.
+    #[error("signing key {kid:?} is not one of the login host's keys")]
+    UnknownSigningKey {
+        /// The header's `kid`.
+        kid: String,
+    },
+    /// The RS256 signature does not verify with the key the header names.
+    #[error("the signature does not verify")]
+    BadSignature,
     /// The `nonce` does not match the pending authorization's.
     #[error("nonce does not match")]
     NonceMismatch,

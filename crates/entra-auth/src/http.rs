@@ -38,6 +38,30 @@ pub(crate) enum HttpFailure {
     },
 }
 
+impl HttpFailure {
+    /// The failure as the caller's error, naming the endpoint's path.
+    pub(crate) fn into_auth_error(self, endpoint: &url::Url) -> AuthError {
+        match self {
+            Self::Throttled(retry_after) => AuthError::Throttled { retry_after },
+            Self::Transport(source) => AuthError::Transport {
+                endpoint: endpoint_path(endpoint),
+                timeout: source.is_timeout(),
+                source: Box::new(source),
+            },
+            Self::Unexpected {
+                status,
+                content_type,
+                detail,
+            } => AuthError::UnexpectedResponse {
+                endpoint: endpoint_path(endpoint),
+                status,
+                content_type,
+                detail,
+            },
+        }
+    }
+}
+
 /// What the last exchange answered, beyond what `oauth2` passes on.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Answered {

@@ -21,7 +21,7 @@ use crate::error::IdTokenError;
 
 /// Base64url that accepts both padded and unpadded segments (the documented v1 sample
 /// token ends its payload with `=`, fixture `id-token-v1-sample.jwt`).
-const LENIENT_URL_SAFE: GeneralPurpose = GeneralPurpose::new(
+pub(crate) const LENIENT_URL_SAFE: GeneralPurpose = GeneralPurpose::new(
     &URL_SAFE,
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );

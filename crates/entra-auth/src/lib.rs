@@ -16,6 +16,7 @@ mod http;
 mod id_token;
 mod random;
 mod session;
+mod signing_keys;
 mod throttle;
 mod token;
 

@@ -161,7 +161,7 @@ fn authorize_url_unites_client_capabilities_already_in_the_claims() {
 
 #[tokio::test]
 async fn without_cp1_no_claims_are_sent_unless_the_caller_asks() {
-    let server = MockServer::start().await;
+    let server = common::entra().await;
     let client = builder(&server)
         .client_capability_cp1(false)
         .build()
@@ -206,7 +206,7 @@ async fn without_cp1_no_claims_are_sent_unless_the_caller_asks() {
 
 #[tokio::test]
 async fn code_redemption_repeats_the_authorize_claims_merged_with_cp1() {
-    let server = MockServer::start().await;
+    let server = common::entra().await;
     let client = builder(&server).build().unwrap();
     let (_, redemption) = sign_in(&server, &client, Some(NBF_CHALLENGE)).await;
     assert_eq!(redemption["grant_type"], "authorization_code");
@@ -217,7 +217,7 @@ async fn code_redemption_repeats_the_authorize_claims_merged_with_cp1() {
 
 #[tokio::test]
 async fn claims_that_are_not_a_json_object_are_a_typed_error_and_nothing_is_sent() {
-    let server = MockServer::start().await;
+    let server = common::entra().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(500))
         .expect(0)
@@ -280,7 +280,7 @@ async fn claims_that_are_not_a_json_object_are_a_typed_error_and_nothing_is_sent
         matches!(error, AuthError::InvalidClaims { .. }),
         "{error:?}"
     );
-    server.reset().await;
+    common::reset(&server).await;
     Mock::given(method("POST"))
         .and(path(refresh_path()))
         .respond_with(refreshed("AT-OK", "RT-OK"))
@@ -301,7 +301,7 @@ async fn claims_that_are_not_a_json_object_are_a_typed_error_and_nothing_is_sent
 
 #[tokio::test]
 async fn claims_challenge_drops_the_token_and_refreshes_once_with_the_merged_claims() {
-    let server = MockServer::start().await;
+    let server = common::entra().await;
     let client = builder(&server).build().unwrap();
     let (grant, _) = sign_in(&server, &client, None).await;
     let store = MemoryStore::with("RT-GRANT", 1);
@@ -340,7 +340,7 @@ async fn claims_challenge_drops_the_token_and_refreshes_once_with_the_merged_cla
 #[tokio::test(start_paused = true)]
 async fn hundred_concurrent_claims_challenges_for_one_rejected_token_make_one_token_request() {
     let _frozen = freeze_time();
-    let server = MockServer::start().await;
+    let server = common::entra().await;
     let client = builder(&server).build().unwrap();
     let (grant, _) = sign_in(&server, &client, None).await;
     let store = MemoryStore::with("RT-GRANT", 1);
@@ -373,7 +373,7 @@ async fn hundred_concurrent_claims_challenges_for_one_rejected_token_make_one_to
 
 #[tokio::test]
 async fn claims_challenge_for_a_token_already_replaced_returns_the_newer_one_without_a_request() {
-    let server = MockServer::start().await;
+    let server = common::entra().await;
     let client = builder(&server).build().unwrap();
     let (grant, _) = sign_in(&server, &client, None).await;
     let session = session_with_grant(&client, MemoryStore::with("RT-GRANT", 1), grant);
@@ -410,7 +410,7 @@ const FIXTURE_CLAIMS: &str = r#"{"access_token":{"polids":{"essential":true,"val
 #[tokio::test(start_paused = true)]
 async fn challenge_ending_in_interaction_required_fails_permanently_with_entras_reconnect_claims() {
     let _frozen = freeze_time();
-    let server = MockServer::start().await;
+    let server = common::entra().await;
     let client = builder(&server).build().unwrap();
     let (grant, _) = sign_in(&server, &client, None).await;
     let store = MemoryStore::with("RT-GRANT", 1);
@@ -465,7 +465,7 @@ async fn challenge_ending_in_interaction_required_fails_permanently_with_entras_
 
 #[tokio::test]
 async fn challenge_ending_in_invalid_grant_keeps_the_challenge_claims_for_the_reconnect() {
-    let server = MockServer::start().await;
+    let server = common::entra().await;
     let client = builder(&server).build().unwrap();
     let (grant, _) = sign_in(&server, &client, None).await;
     let store = MemoryStore::with("RT-GRANT", 1);
@@ -507,7 +507,7 @@ async fn challenge_ending_in_invalid_grant_keeps_the_challenge_claims_for_the_re
 
 #[tokio::test]
 async fn refresh_with_claims_failure_offers_the_challenge_as_reconnect_claims() {
-    let server = MockServer::start().await;
+    let server = common::entra().await;
     Mock::given(method("POST"))
         .and(path(refresh_path()))
         .respond_with(interaction_required_with_claims())
@@ -536,7 +536,7 @@ async fn refresh_with_claims_failure_offers_the_challenge_as_reconnect_claims() 
 async fn a_transient_failure_keeps_the_challenge_for_the_next_refresh_and_never_the_revoked_token()
 {
     let _frozen = freeze_time();
-    let server = MockServer::start().await;
+    let server = common::entra().await;
     let client = builder(&server).build().unwrap();
     let (grant, _) = sign_in(&server, &client, None).await;
     let session = session_with_grant(&client, MemoryStore::with("RT-GRANT", 1), grant);

@@ -58,7 +58,7 @@ async fn no_token_requests(server: &MockServer) {
 
 #[tokio::test]
 async fn state_mismatch_makes_no_token_request() {
-    let server = MockServer::start().await;
+    let server = common::entra().await;
     no_token_requests(&server).await;
     let client = builder(&server).build().unwrap();
     let (_, pending) = client.authorization_request().build().unwrap().into_parts();
@@ -81,7 +81,7 @@ async fn state_mismatch_makes_no_token_request() {
 
 #[tokio::test]
 async fn code_without_state_is_refused_without_token_request() {
-    let server = MockServer::start().await;
+    let server = common::entra().await;
     no_token_requests(&server).await;
     let client = builder(&server).build().unwrap();
     let (_, pending) = client.authorization_request().build().unwrap().into_parts();
@@ -103,7 +103,7 @@ async fn code_without_state_is_refused_without_token_request() {
 
 #[tokio::test]
 async fn documented_access_denied_redirect_is_a_declined_error() {
-    let server = MockServer::start().await;
+    let server = common::entra().await;
     no_token_requests(&server).await;
     let client = builder(&server).build().unwrap();
     let (_, pending) = client.authorization_request().build().unwrap().into_parts();
@@ -126,7 +126,7 @@ async fn documented_access_denied_redirect_is_a_declined_error() {
 
 #[tokio::test]
 async fn consent_required_redirect_asks_for_admin_approval_with_a_forwardable_link() {
-    let server = MockServer::start().await;
+    let server = common::entra().await;
     no_token_requests(&server).await;
     let client = builder(&server).build().unwrap();
     let (_, pending) = client.authorization_request().build().unwrap().into_parts();
@@ -163,7 +163,7 @@ async fn consent_required_redirect_asks_for_admin_approval_with_a_forwardable_li
 
 #[tokio::test]
 async fn other_redirect_errors_are_authorization_failed() {
-    let server = MockServer::start().await;
+    let server = common::entra().await;
     no_token_requests(&server).await;
     let client = builder(&server).build().unwrap();
     let (_, pending) = client.authorization_request().build().unwrap().into_parts();
@@ -186,7 +186,7 @@ async fn other_redirect_errors_are_authorization_failed() {
 
 #[tokio::test]
 async fn expired_pending_authorization_makes_no_token_request() {
-    let server = MockServer::start().await;
+    let server = common::entra().await;
     no_token_requests(&server).await;
     let start = OffsetDateTime::now_utc();
     let before = builder(&server)
@@ -207,7 +207,7 @@ async fn expired_pending_authorization_makes_no_token_request() {
 
 #[tokio::test]
 async fn code_exchange_with_client_secret_sends_the_exact_form_and_returns_the_grant() {
-    let server = MockServer::start().await;
+    let server = common::entra().await;
     let client = builder(&server)
         .credential(ClientCredential::secret("s3cr3t+/="))
         .build()
@@ -231,8 +231,18 @@ async fn code_exchange_with_client_secret_sends_the_exact_form_and_returns_the_g
         .await
         .unwrap();
 
+    // The code redemption, then the custom cloud's discovery document and keys (once
+    // each) to check the id token's signature.
     let requests = server.received_requests().await.unwrap();
-    assert_eq!(requests.len(), 1);
+    let paths: Vec<&str> = requests.iter().map(|request| request.url.path()).collect();
+    assert_eq!(
+        paths,
+        [
+            TOKEN_PATH,
+            "/organizations/v2.0/.well-known/openid-configuration",
+            common::KEYS_PATH
+        ]
+    );
     let request = &requests[0];
     assert_eq!(request.url.path(), TOKEN_PATH);
     assert_eq!(
@@ -278,7 +288,7 @@ async fn code_exchange_with_client_secret_sends_the_exact_form_and_returns_the_g
 
 #[tokio::test]
 async fn form_post_callback_body_completes_the_sign_in() {
-    let server = MockServer::start().await;
+    let server = common::entra().await;
     let client = builder(&server).build().unwrap();
     let (_, pending) = client.authorization_request().build().unwrap().into_parts();
     let id_token = mint(&claims(&server, Some(&secret(&pending, "nonce"))));
@@ -318,7 +328,7 @@ async fn code_exchange_with_certificate_sends_a_ps256_assertion_signed_by_the_ke
     let thumbprint = URL_SAFE_NO_PAD.encode(Sha256::digest(certificate.der()));
     assert_eq!(credential.thumbprint_sha256(), thumbprint);
 
-    let server = MockServer::start().await;
+    let server = common::entra().await;
     let client = builder(&server)
         .credential(ClientCredential::Certificate(credential))
         .build()
@@ -349,7 +359,7 @@ async fn code_exchange_with_certificate_sends_a_ps256_assertion_signed_by_the_ke
         .await
         .unwrap();
 
-    let requests = server.received_requests().await.unwrap();
+    let requests = common::entra_requests(&server).await;
     let verify = |body: &[u8], audience: &str| -> Value {
         let sent = form(body);
         assert!(!sent.contains_key("client_secret"));
@@ -397,7 +407,7 @@ async fn code_exchange_with_certificate_sends_a_ps256_assertion_signed_by_the_ke
 #[tokio::test]
 async fn id_token_with_wrong_audience_party_ids_issuer_nonce_or_expiry_is_refused() {
     type Edit = fn(&mut Value, &str);
-    let server = MockServer::start().await;
+    let server = common::entra().await;
     let client = builder(&server).build().unwrap();
     let now = OffsetDateTime::now_utc().unix_timestamp();
     let cases: [(&str, Edit); 11] = [
@@ -438,7 +448,7 @@ async fn id_token_with_wrong_audience_party_ids_issuer_nonce_or_expiry_is_refuse
         let (_, pending) = client.authorization_request().build().unwrap().into_parts();
         let mut token_claims = claims(&server, Some(&secret(&pending, "nonce")));
         edit(&mut token_claims, &common::issuer(&server));
-        server.reset().await;
+        common::reset(&server).await;
         token_mock(
             &server,
             token_body(
@@ -478,7 +488,7 @@ async fn id_token_with_wrong_audience_party_ids_issuer_nonce_or_expiry_is_refuse
     }
     // No id token at all (openid not granted).
     let (_, pending) = client.authorization_request().build().unwrap().into_parts();
-    server.reset().await;
+    common::reset(&server).await;
     token_mock(
         &server,
         token_body("AT", Some("RT"), None, &granted_default_scopes()),
@@ -497,7 +507,7 @@ async fn id_token_with_wrong_audience_party_ids_issuer_nonce_or_expiry_is_refuse
 
 #[tokio::test]
 async fn id_token_of_another_tenant_than_the_tenant_authority_is_refused() {
-    let server = MockServer::start().await;
+    let server = common::entra().await;
     let client = builder(&server).build().unwrap();
     let other = entra_auth::TenantId::parse("aaaabbbb-0000-cccc-1111-dddd2222eeee").unwrap();
     let (_, pending) = client
@@ -535,7 +545,7 @@ async fn id_token_of_another_tenant_than_the_tenant_authority_is_refused() {
 
 #[tokio::test]
 async fn missing_scopes_error_names_the_missing_permissions() {
-    let server = MockServer::start().await;
+    let server = common::entra().await;
     let client = builder(&server).build().unwrap();
     let (_, pending) = client.authorization_request().build().unwrap().into_parts();
     let id_token = mint(&claims(&server, Some(&secret(&pending, "nonce"))));
@@ -567,7 +577,7 @@ async fn missing_scopes_error_names_the_missing_permissions() {
 
 #[tokio::test]
 async fn no_refresh_token_means_offline_access_is_missing() {
-    let server = MockServer::start().await;
+    let server = common::entra().await;
     let client = builder(&server).build().unwrap();
     let (_, pending) = client.authorization_request().build().unwrap().into_parts();
     let id_token = mint(&claims(&server, Some(&secret(&pending, "nonce"))));
@@ -590,7 +600,7 @@ async fn no_refresh_token_means_offline_access_is_missing() {
 /// The documented auth-code answer (fixture) has a URL-encoded, lower-case scope.
 #[tokio::test]
 async fn documented_auth_code_response_with_url_encoded_scope_is_accepted() {
-    let server = MockServer::start().await;
+    let server = common::entra().await;
     let client = EntraClient::builder(CLIENT_ID)
         .cloud(Cloud::custom(&server.uri(), "https://graph.microsoft.com").unwrap())
         .redirect_uri(REDIRECT)
@@ -631,7 +641,7 @@ fn documented_success_redirect_parses_code_and_state() {
 
 #[tokio::test]
 async fn pending_authorization_with_an_overflowing_created_at_is_expired_not_a_panic() {
-    let server = MockServer::start().await;
+    let server = common::entra().await;
     no_token_requests(&server).await;
     let client = builder(&server).build().unwrap();
     let (_, pending) = client.authorization_request().build().unwrap().into_parts();

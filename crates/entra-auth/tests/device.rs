@@ -151,7 +151,7 @@ fn spawn_poll(
 #[tokio::test(start_paused = true)]
 async fn device_flow_polls_at_the_interval_slows_down_by_five_seconds_and_returns_the_grant() {
     let _frozen = freeze_time();
-    let server = MockServer::start().await;
+    let server = common::entra().await;
     let client = start(&server, 5, 900).await;
     script(
         &server,
@@ -184,7 +184,13 @@ async fn device_flow_polls_at_the_interval_slows_down_by_five_seconds_and_return
     assert_eq!(grant.tenant_id().as_str(), TENANT);
     assert_eq!(grant.refresh_token().expose_secret(), "RT");
 
-    let requests = server.received_requests().await.unwrap();
+    // The device code's start and its polls; the custom cloud's keys once, for the grant.
+    assert_eq!(
+        common::requests_to(&server, common::KEYS_PATH).await.len(),
+        1
+    );
+    let requests = common::entra_requests(&server).await;
+    assert_eq!(requests.len(), 5);
     let start_form = form(&requests[0].body);
     assert_eq!(requests[0].url.path(), DEVICE_PATH);
     assert_eq!(start_form["client_id"], CLIENT_ID);
@@ -212,7 +218,7 @@ async fn device_flow_polls_at_the_interval_slows_down_by_five_seconds_and_return
 #[tokio::test(start_paused = true)]
 async fn declined_device_sign_in_stops_polling() {
     let _frozen = freeze_time();
-    let server = MockServer::start().await;
+    let server = common::entra().await;
     let client = start(&server, 5, 900).await;
     script(
         &server,
@@ -249,7 +255,7 @@ async fn expired_and_bad_device_codes_stop_polling_with_their_own_errors() {
         }),
     ] {
         let _frozen = freeze_time();
-        let server = MockServer::start().await;
+        let server = common::entra().await;
         let client = start(&server, 5, 900).await;
         script(&server, vec![polling_error(answer)]).await;
         let device = client
@@ -267,7 +273,7 @@ async fn expired_and_bad_device_codes_stop_polling_with_their_own_errors() {
 #[tokio::test(start_paused = true)]
 async fn device_code_expires_locally_without_polling_past_its_lifetime() {
     let _frozen = freeze_time();
-    let server = MockServer::start().await;
+    let server = common::entra().await;
     let client = start(&server, 5, 12).await;
     script(
         &server,
@@ -296,7 +302,7 @@ async fn device_code_expires_locally_without_polling_past_its_lifetime() {
 #[tokio::test(start_paused = true)]
 async fn cancelled_polling_stops_and_sends_nothing_more() {
     let _frozen = freeze_time();
-    let server = MockServer::start().await;
+    let server = common::entra().await;
     let client = start(&server, 5, 900).await;
     Mock::given(method("POST"))
         .and(path(TOKEN_PATH))
@@ -331,7 +337,7 @@ async fn cancelled_polling_stops_and_sends_nothing_more() {
 
 #[tokio::test]
 async fn confidential_app_without_public_client_flows_is_a_configuration_error() {
-    let server = MockServer::start().await;
+    let server = common::entra().await;
     Mock::given(method("POST"))
         .and(path(DEVICE_PATH))
         .respond_with(ResponseTemplate::new(400).set_body_json(json!({
@@ -354,7 +360,7 @@ async fn confidential_app_without_public_client_flows_is_a_configuration_error()
 #[tokio::test(start_paused = true)]
 async fn documented_device_code_response_with_space_separated_scope_is_accepted() {
     let _frozen = freeze_time();
-    let server = MockServer::start().await;
+    let server = common::entra().await;
     Mock::given(method("POST"))
         .and(path(DEVICE_PATH))
         .respond_with(ResponseTemplate::new(200).set_body_json(device_code_body(1, 900)))
@@ -385,7 +391,7 @@ async fn documented_device_code_response_with_space_separated_scope_is_accepted(
 #[tokio::test(start_paused = true)]
 async fn huge_interval_and_expires_in_are_capped_instead_of_panicking() {
     let frozen = freeze_time();
-    let server = MockServer::start().await;
+    let server = common::entra().await;
     let client = start(&server, u64::MAX, u64::MAX).await;
     let device = client
         .start_device_code(&Authority::organizations())
@@ -409,7 +415,7 @@ async fn huge_interval_and_expires_in_are_capped_instead_of_panicking() {
 #[tokio::test(start_paused = true)]
 async fn identical_pending_polls_are_all_sent_never_answered_from_memory() {
     let _frozen = freeze_time();
-    let server = MockServer::start().await;
+    let server = common::entra().await;
     let client = start(&server, 5, 900).await;
     script(
         &server,
@@ -429,7 +435,7 @@ async fn identical_pending_polls_are_all_sent_never_answered_from_memory() {
     let now = expect_polls(&server, &[5, 10, 15, 20]).await;
     assert_eq!(until_finished(&server, &task, now, 4).await, 20);
     assert!(task.await.unwrap().is_ok());
-    let requests = server.received_requests().await.unwrap();
+    let requests = common::entra_requests(&server).await;
     let polls: Vec<_> = requests[1..]
         .iter()
         .map(|request| form(&request.body))

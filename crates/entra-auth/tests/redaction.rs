@@ -14,7 +14,7 @@ use entra_auth::{
 };
 use serde_json::json;
 use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::{Mock, ResponseTemplate};
 
 const SECRETS: [&str; 6] = [
     "SECRET-ACCESS",
@@ -61,7 +61,7 @@ macro_rules! check {
     reason = "one walk through every secret-holding type"
 )]
 async fn no_public_type_shows_a_secret_in_debug_or_display() {
-    let server = MockServer::start().await;
+    let server = common::entra().await;
     let client: EntraClient = builder(&server)
         .credential(ClientCredential::secret("SECRET-CLIENT"))
         .build()

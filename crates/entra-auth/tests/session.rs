@@ -99,7 +99,7 @@ async fn refresh_bodies(server: &MockServer) -> Vec<std::collections::BTreeMap<S
 #[tokio::test(start_paused = true)]
 async fn hundred_concurrent_callers_on_an_expired_token_make_exactly_one_token_request() {
     let _frozen = freeze_time();
-    let server = MockServer::start().await;
+    let server = common::entra().await;
     let client = builder(&server).build().unwrap();
     let grant = sign_in(&server, &client, json!({}), TENANT).await;
     let store = MemoryStore::with("RT-GRANT", 1);
@@ -137,7 +137,7 @@ async fn hundred_concurrent_callers_on_an_expired_token_make_exactly_one_token_r
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_concurrent_callers_on_threads_without_a_cached_token_make_one_request() {
-    let server = MockServer::start().await;
+    let server = common::entra().await;
     Mock::given(method("POST"))
         .and(path(refresh_path()))
         .respond_with(refreshed("AT-NEW", Some("RT-NEW")).set_delay(Duration::from_millis(50)))
@@ -165,7 +165,7 @@ async fn hundred_concurrent_callers_on_threads_without_a_cached_token_make_one_r
 #[tokio::test(start_paused = true)]
 async fn refreshes_five_minutes_before_expiry() {
     let _frozen = freeze_time();
-    let server = MockServer::start().await;
+    let server = common::entra().await;
     let client = builder(&server).build().unwrap();
     let grant = sign_in(&server, &client, json!({}), TENANT).await;
     let session = session(&client, MemoryStore::with("RT-GRANT", 1), Some(grant));
@@ -203,7 +203,7 @@ async fn refreshes_five_minutes_before_expiry() {
 #[tokio::test(start_paused = true)]
 async fn refreshes_at_refresh_in_when_entra_sends_it() {
     let _frozen = freeze_time();
-    let server = MockServer::start().await;
+    let server = common::entra().await;
     let client = builder(&server).build().unwrap();
     let grant = sign_in(&server, &client, json!({"refresh_in": 1800}), TENANT).await;
     let session = session(&client, MemoryStore::with("RT-GRANT", 1), Some(grant));
@@ -238,7 +238,7 @@ async fn refreshes_at_refresh_in_when_entra_sends_it() {
 #[tokio::test(start_paused = true)]
 async fn transient_failure_of_an_early_refresh_returns_the_current_token() {
     let _frozen = freeze_time();
-    let server = MockServer::start().await;
+    let server = common::entra().await;
     let client = builder(&server).build().unwrap();
     let grant = sign_in(&server, &client, json!({}), TENANT).await;
     let session = session(&client, MemoryStore::with("RT-GRANT", 1), Some(grant));
@@ -296,7 +296,7 @@ impl RefreshTokenStore for GatedStore {
 
 #[tokio::test]
 async fn rotated_refresh_token_is_saved_before_the_access_token_is_returned() {
-    let server = MockServer::start().await;
+    let server = common::entra().await;
     Mock::given(method("POST"))
         .and(path(refresh_path()))
         .respond_with(refreshed("AT-NEW", Some("RT-NEW")))
@@ -328,7 +328,7 @@ async fn rotated_refresh_token_is_saved_before_the_access_token_is_returned() {
 
 #[tokio::test]
 async fn dropping_a_refresh_midway_leaves_the_session_usable() {
-    let server = MockServer::start().await;
+    let server = common::entra().await;
     Mock::given(method("POST"))
         .and(path(refresh_path()))
         .respond_with(refreshed("AT-NEW", Some("RT-NEW")))
@@ -366,7 +366,7 @@ async fn dropping_a_refresh_midway_leaves_the_session_usable() {
 
 #[tokio::test]
 async fn cas_conflict_keeps_the_newer_token_and_the_next_refresh_uses_it() {
-    let server = MockServer::start().await;
+    let server = common::entra().await;
     Mock::given(method("POST"))
         .and(path(refresh_path()))
         .respond_with(refreshed("AT-1", Some("RT-MINE")))
@@ -409,7 +409,7 @@ impl Respond for RotatedElsewhere {
 
 #[tokio::test]
 async fn invalid_grant_after_another_replica_rotated_retries_once_with_the_newer_token() {
-    let server = MockServer::start().await;
+    let server = common::entra().await;
     let store = MemoryStore::with("RT-A", 1);
     Mock::given(method("POST"))
         .and(path(refresh_path()))
@@ -443,7 +443,7 @@ async fn invalid_grant_after_another_replica_rotated_retries_once_with_the_newer
 #[tokio::test(start_paused = true)]
 async fn permanent_failure_marks_the_store_and_fails_fast_until_reconnected() {
     let _frozen = freeze_time();
-    let server = MockServer::start().await;
+    let server = common::entra().await;
     let client = builder(&server).build().unwrap();
     let grant = sign_in(&server, &client, json!({}), TENANT).await;
     let store = MemoryStore::with("RT-GRANT", 1);
@@ -489,7 +489,7 @@ async fn permanent_failure_marks_the_store_and_fails_fast_until_reconnected() {
 
 #[tokio::test]
 async fn missing_stored_token_requires_reauthorization_without_calling_entra() {
-    let server = MockServer::start().await;
+    let server = common::entra().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(500))
         .expect(0)
@@ -504,7 +504,7 @@ async fn missing_stored_token_requires_reauthorization_without_calling_entra() {
 
 #[tokio::test]
 async fn refresh_without_a_new_refresh_token_leaves_the_store_unchanged() {
-    let server = MockServer::start().await;
+    let server = common::entra().await;
     Mock::given(method("POST"))
         .and(path(refresh_path()))
         .respond_with(refreshed("AT-1", None))
@@ -529,7 +529,7 @@ async fn refresh_without_a_new_refresh_token_leaves_the_store_unchanged() {
 
 #[tokio::test]
 async fn grant_of_another_tenant_is_refused() {
-    let server = MockServer::start().await;
+    let server = common::entra().await;
     let client = builder(&server).build().unwrap();
     let other = sign_in(
         &server,
@@ -548,7 +548,7 @@ async fn grant_of_another_tenant_is_refused() {
 
 #[tokio::test]
 async fn reset_after_a_reconnect_elsewhere_uses_the_newly_stored_token() {
-    let server = MockServer::start().await;
+    let server = common::entra().await;
     Mock::given(method("POST"))
         .and(path(refresh_path()))
         .and(body_string_contains("refresh_token=RT-OLD"))
@@ -597,7 +597,7 @@ async fn reset_after_a_reconnect_elsewhere_uses_the_newly_stored_token() {
 #[tokio::test(start_paused = true)]
 async fn session_caches_a_token_with_a_huge_lifetime_without_panicking() {
     let _frozen = freeze_time();
-    let server = MockServer::start().await;
+    let server = common::entra().await;
     let client = builder(&server).build().unwrap();
     let mut body = token_body("AT-LONG", None, None, "x");
     body["expires_in"] = json!(u64::MAX);
@@ -620,7 +620,7 @@ async fn session_caches_a_token_with_a_huge_lifetime_without_panicking() {
 #[tokio::test(start_paused = true)]
 async fn late_rejection_of_the_old_token_keeps_the_freshly_refreshed_one() {
     let _frozen = freeze_time();
-    let server = MockServer::start().await;
+    let server = common::entra().await;
     let client = builder(&server).build().unwrap();
     let grant = sign_in(&server, &client, json!({}), TENANT).await;
     let session = session(&client, MemoryStore::with("RT-GRANT", 1), Some(grant));

@@ -10,7 +10,7 @@ use entra_auth::secrecy::SecretString;
 use entra_auth::{CallbackParams, ClientCredential, TokenSession};
 use serde_json::json;
 use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::{Mock, ResponseTemplate};
 
 const SECRETS: [&str; 5] = [
     "SECRET-ACCESS",
@@ -45,7 +45,7 @@ async fn tracing_output_at_trace_level_shows_no_secret() {
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
 
-    let server = MockServer::start().await;
+    let server = common::entra().await;
     let client = builder(&server)
         .credential(ClientCredential::secret("SECRET-CLIENT"))
         .build()

@@ -7,11 +7,9 @@
 )]
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use entra_auth::secrecy::{ExposeSecret as _, SecretString};
 use entra_auth::{
     AuthError, Clock, Cloud, EntraClient, EntraClientBuilder, RefreshTokenStore, SaveOutcome,
@@ -19,7 +17,8 @@ use entra_auth::{
 };
 use serde_json::{Value, json};
 use time::OffsetDateTime;
-use wiremock::MockServer;
+use wiremock::matchers::{method, path, path_regex};
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
 pub const CLIENT_ID: &str = "6cb04018-a3f5-46a7-b995-940c78f5aef3";
 pub const TENANT: &str = "9122040d-6c67-4c5b-b112-36a304b66dad";
@@ -89,11 +88,128 @@ pub fn claims(server: &MockServer, nonce: Option<&str>) -> Value {
     claims
 }
 
-/// An unsigned-looking compact JWT (the client does not verify id token signatures).
+/// The `kid` of the test signing key.
+pub const KID: &str = "entra-auth-test-key";
+
+/// An RSA signing key made once per test binary (making one costs far more than a test).
+pub struct SigningKey {
+    pub encoding: jsonwebtoken::EncodingKey,
+    pub n: String,
+    pub e: String,
+    pub public_pem: String,
+}
+
+pub fn signing_key() -> &'static SigningKey {
+    static KEY: OnceLock<SigningKey> = OnceLock::new();
+    KEY.get_or_init(new_signing_key)
+}
+
+/// A second key, not published under `KID` (a forger's, or a rolled-over one).
+pub fn other_signing_key() -> &'static SigningKey {
+    static KEY: OnceLock<SigningKey> = OnceLock::new();
+    KEY.get_or_init(new_signing_key)
+}
+
+fn new_signing_key() -> SigningKey {
+    let pair = rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
+        .unwrap();
+    let encoding =
+        jsonwebtoken::EncodingKey::from_rsa_pem(pair.serialize_pem().as_bytes()).unwrap();
+    let jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&encoding, jsonwebtoken::Algorithm::RS256)
+        .unwrap();
+    let jsonwebtoken::jwk::AlgorithmParameters::RSA(rsa) = jwk.algorithm else {
+        panic!("not an RSA key");
+    };
+    SigningKey {
+        encoding,
+        n: rsa.n,
+        e: rsa.e,
+        public_pem: pair.public_key_pem(),
+    }
+}
+
+/// Signs `claims` as Entra does: RS256, header `typ` and `kid`.
+pub fn sign_with(key: &SigningKey, kid: &str, claims: &Value) -> String {
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.typ = Some("JWT".into());
+    header.kid = Some(kid.to_owned());
+    jsonwebtoken::encode(&header, claims, &key.encoding).unwrap()
+}
+
+/// An id token signed with the test key, as the mock login host's keys publish it.
 pub fn mint(claims: &Value) -> String {
-    let header = URL_SAFE_NO_PAD.encode(br#"{"typ":"JWT","alg":"RS256","kid":"test"}"#);
-    let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
-    format!("{header}.{payload}.c2lnbmF0dXJl")
+    sign_with(signing_key(), KID, claims)
+}
+
+/// A JWK in Microsoft's shape (`kty`, `use`, `kid`, `n`, `e`).
+pub fn jwk(key: &SigningKey, kid: &str) -> Value {
+    json!({ "kty": "RSA", "use": "sig", "kid": kid, "x5t": kid, "n": key.n, "e": key.e })
+}
+
+/// The path of the mock login host's key set.
+pub const KEYS_PATH: &str = "/common/discovery/v2.0/keys";
+
+/// The documented discovery document (fixture `openid-configuration.json`) for the mock
+/// login host; its `jwks_uri` names `KEYS_PATH`.
+pub fn discovery_document(server: &MockServer) -> Value {
+    let text = fixture("openid-configuration.json").replace(
+        "https://login.microsoftonline.com/{tenant}",
+        &format!("{}/common", server.uri()),
+    );
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Serves any authority's discovery document and the key set with the test key.
+pub async fn mount_signing_keys(server: &MockServer) {
+    Mock::given(method("GET"))
+        .and(path_regex(
+            r"^/[^/]+/v2\.0/\.well-known/openid-configuration$",
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(discovery_document(server)))
+        .mount(server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(KEYS_PATH))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({ "keys": [jwk(signing_key(), KID)] })),
+        )
+        .mount(server)
+        .await;
+}
+
+/// A mock Entra that serves its discovery document and signing keys.
+pub async fn entra() -> MockServer {
+    let server = MockServer::start().await;
+    mount_signing_keys(&server).await;
+    server
+}
+
+/// Resets the mocks and serves the signing keys again.
+pub async fn reset(server: &MockServer) {
+    server.reset().await;
+    mount_signing_keys(server).await;
+}
+
+/// The requests the server received at `path`.
+pub async fn requests_to(server: &MockServer, path: &str) -> Vec<wiremock::Request> {
+    server
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|request| request.url.path() == path)
+        .collect()
+}
+
+/// The requests the server received, without the discovery and key-set fetches.
+pub async fn entra_requests(server: &MockServer) -> Vec<wiremock::Request> {
+    server
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|request| request.method.as_str() != "GET")
+        .collect()
 }
 
 /// A token answer shaped like the documented auth-code sample.
