@@ -12,8 +12,8 @@ use std::time::Duration;
 use clap::Parser;
 use connection_store::{ConnectionStatus, OwnerId};
 use m365_link_app::connect::{
-    CloudArg, DEFAULT_SIGN_IN_TIMEOUT, SignIn, create_connection, explain, find_connection,
-    open_in_browser, reconnect_connection,
+    CloudArg, DEFAULT_SIGN_IN_TIMEOUT, SignIn, check_administrator, create_connection, explain,
+    find_connection, open_in_browser, reconnect_connection,
 };
 use m365_link_app::glue::App;
 use m365_link_app::present::status_text;
@@ -87,6 +87,12 @@ struct Args {
     /// Seconds to wait for the browser sign-in.
     #[arg(long, default_value_t = DEFAULT_SIGN_IN_TIMEOUT.as_secs())]
     timeout: u64,
+
+    /// Connect even when the account that signs in is no administrator of the tenant
+    /// (by default, only a Global, Privileged Role, Cloud Application or Application
+    /// Administrator may connect it).
+    #[arg(long)]
+    allow_non_admin: bool,
 }
 
 #[tokio::main]
@@ -168,6 +174,11 @@ async fn run(args: Args) -> Result<(), String> {
             .await
     };
     let (_client, grant) = result.map_err(|e| explain(&e, &sign_in))?;
+    if !args.allow_non_admin {
+        check_administrator(&sign_in, &grant)
+            .await
+            .map_err(|e| format!("{e:#}"))?;
+    }
 
     let connection = if let Some(existing) = existing {
         reconnect_connection(store.as_ref(), &owner, existing.id, &grant).await

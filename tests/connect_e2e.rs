@@ -14,7 +14,8 @@ use connection_store_sql::{EncryptionKey, KeyId, KeyRing, SqlStore};
 use entra_auth::{AuthError, RefreshTokenStore, SaveOutcome, TokenSession};
 use graph_client::TokenProvider;
 use m365_link_app::connect::{
-    LoopbackRedirect, SignIn, create_connection, explain, find_connection, reconnect_connection,
+    LoopbackRedirect, SignIn, check_administrator, create_connection, explain, find_connection,
+    reconnect_connection, simulated_browser,
 };
 use m365_link_app::glue::{ConnectionTokens, Linked, SessionTokens, plain_reason};
 use tenant_sim::{ConsentMode, TenantSim};
@@ -729,6 +730,70 @@ async fn loopback_redirect_serves_localhost_on_ipv6_too() {
     let params = redirect.wait(Duration::from_secs(5)).await.unwrap();
     assert_eq!(params.state(), Some("v6"));
     assert_eq!(request.await.unwrap(), reqwest::StatusCode::OK);
+}
+
+#[tokio::test]
+async fn only_an_administrator_passes_the_admin_check_and_a_member_is_told_why_with_the_link() {
+    let sim = sim().await;
+    let store = memory_store();
+    // The admin connects first: the tenant has consented, so a member can sign in too.
+    connect(&sim, &store, &OwnerId::new("customer-1"), "Contoso").await;
+    let sign_in = sign_in(&sim);
+    let (_client, admin_grant) = sign_in
+        .browser(Some(sim.admin_upn()), SIGN_IN_TIMEOUT, simulated_browser)
+        .await
+        .unwrap();
+    check_administrator(&sign_in, &admin_grant)
+        .await
+        .expect("a Global Administrator may connect");
+
+    let member = sim
+        .control()
+        .users()
+        .into_iter()
+        .find(|user| {
+            user.roles.is_empty()
+                && user.account_enabled
+                && user.user_principal_name != sim.admin_upn()
+        })
+        .expect("a member without roles");
+    let (_client, member_grant) = sign_in
+        .browser(
+            Some(&member.user_principal_name),
+            SIGN_IN_TIMEOUT,
+            simulated_browser,
+        )
+        .await
+        .expect("a member of a consented tenant signs in for real");
+    assert_eq!(member_grant.identity().object_id.as_str(), member.id);
+    let refused = format!(
+        "{:#}",
+        check_administrator(&sign_in, &member_grant)
+            .await
+            .unwrap_err()
+    );
+    assert!(
+        refused.contains(&format!(
+            "{} is not an administrator",
+            member.user_principal_name
+        )),
+        "{refused}"
+    );
+    assert!(
+        refused.contains("/adminconsent?"),
+        "the admin-consent link: {refused}"
+    );
+
+    // An Application Administrator may consent to delegated permissions: admitted.
+    sim.control()
+        .assign_role(
+            &member.id,
+            tenant_sim::DirectoryRole::ApplicationAdministrator,
+        )
+        .unwrap();
+    check_administrator(&sign_in, &member_grant)
+        .await
+        .expect("an Application Administrator may connect");
 }
 
 #[test]

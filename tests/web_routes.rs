@@ -1003,6 +1003,48 @@ async fn declined_consent_admin_approval_and_a_missing_scope_explain_and_store_n
 }
 
 #[tokio::test]
+async fn a_sign_in_by_someone_who_is_no_administrator_is_refused_with_the_link_and_stores_nothing()
+{
+    let sim = sim().await;
+    let app = App::start(&sim).await;
+    let mut browser = app.browser();
+    browser.sign_in(ALICE).await;
+    // The admin has consented for the tenant (a first connection), then loses the role:
+    // Entra still signs them in and grants the scopes, but they may not connect it.
+    let first = browser.connect("Germany").await;
+    sim.control()
+        .remove_role(
+            sim.admin_upn(),
+            tenant_sim::DirectoryRole::GlobalAdministrator,
+        )
+        .unwrap();
+    browser
+        .post_form(&format!("{}/remove", manage(&first)), &[])
+        .await
+        .assert_redirect(&format!("{BASE}?removed=1"));
+
+    let page = browser.create("Germany").await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.body);
+    assert!(
+        page.body.contains("Only an administrator can connect"),
+        "{}",
+        page.body
+    );
+    assert!(page.has_id("admin-consent-link"), "{}", page.body);
+    assert!(app.list(ALICE.0).await.is_empty(), "no connection stored");
+
+    // An Application Administrator may consent to delegated permissions: admitted.
+    sim.control()
+        .assign_role(
+            sim.admin_upn(),
+            tenant_sim::DirectoryRole::ApplicationAdministrator,
+        )
+        .unwrap();
+    browser.connect("Germany").await;
+    assert_eq!(app.list(ALICE.0).await.len(), 1);
+}
+
+#[tokio::test]
 async fn the_same_tenant_twice_is_already_linked_and_an_admin_consent_return_is_thanked() {
     let sim = sim().await;
     let app = App::start(&sim).await;
@@ -1355,6 +1397,37 @@ async fn a_failed_sync_shows_a_fixed_sentence_with_a_reference_and_no_internals(
     let again = sync_now(&mut browser, &id).await;
     assert_eq!(again["state"], "failed");
     assert_ne!(again["reference"], reference);
+}
+
+#[tokio::test]
+async fn a_damaged_scope_shows_a_fixed_sentence_with_a_reference_and_no_path() {
+    let sim = sim().await;
+    let app = App::start(&sim).await;
+    let mut browser = app.browser();
+    browser.sign_in(ALICE).await;
+    let id = browser.connect("Germany").await;
+    let dir = app.connection_dir(&id);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("scope.json"), b"{ not json").unwrap();
+
+    let page = browser.get(&manage(&id)).await;
+    assert_eq!(
+        page.status,
+        StatusCode::OK,
+        "a damaged scope never fails the page"
+    );
+    let sentence = "The sync scope could not be read; the default one applies (reference ";
+    let at = page.body.find(sentence).expect("the fixed sentence");
+    let reference: String = page.body[at + sentence.len()..]
+        .chars()
+        .take_while(char::is_ascii_hexdigit)
+        .collect();
+    assert_eq!(reference.len(), 12, "{}", page.body);
+    assert!(
+        !page.body.contains("scope.json") && !page.body.contains(&*dir.to_string_lossy()),
+        "no server path on the page: {}",
+        page.body
+    );
 }
 
 #[tokio::test]

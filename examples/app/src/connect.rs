@@ -508,6 +508,33 @@ pub async fn find_connection(
         })
 }
 
+/// The administrator check of a connect ([`crate::admin`]): `Ok` when the person who
+/// signed in for `grant` holds a role that can consent for the tenant; otherwise an
+/// error in plain words with the admin-consent link to forward.
+///
+/// # Errors
+/// When they are no administrator, or Graph could not tell.
+pub async fn check_administrator(sign_in: &SignIn, grant: &Grant) -> anyhow::Result<()> {
+    match crate::admin::require_administrator(&sign_in.cloud, grant).await {
+        Ok(role) => {
+            tracing::debug!(role, "the signed-in account may consent for the tenant");
+            Ok(())
+        }
+        Err(crate::admin::AdminCheckError::NotAnAdministrator(refused)) => {
+            let mut text = format!(
+                "{refused}.\nnext step: sign in with an administrator account, or forward this \
+                 link to your IT admin"
+            );
+            let authority = Authority::tenant(grant.tenant_id());
+            if let Ok(client) = sign_in.app.entra_client(&sign_in.cloud, None) {
+                let _ = write!(text, ":\n\n  {}", client.admin_consent_link(&authority));
+            }
+            bail!(text)
+        }
+        Err(error) => Err(anyhow::Error::new(error)),
+    }
+}
+
 /// A sign-in error in plain words, with the next step (and the admin-consent link when
 /// an admin must approve).
 pub fn explain(error: &anyhow::Error, sign_in: &SignIn) -> String {

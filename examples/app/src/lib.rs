@@ -16,6 +16,7 @@
 //! - [`worker`]: syncs every due connection of a store, many at once, sharing the work
 //!   with other workers and web app instances on the same database.
 
+pub mod admin;
 pub mod connect;
 pub mod glue;
 pub mod mirror;

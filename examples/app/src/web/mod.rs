@@ -73,6 +73,10 @@ pub struct Config {
     /// The URL the browser uses to reach the app, without a trailing slash; `None` =
     /// `http://localhost:<port>`.
     pub public_url: Option<String>,
+    /// Let people who are no administrator of their tenant connect it (off: only a
+    /// Global, Privileged Role, Cloud Application or Application Administrator may,
+    /// checked through Graph after the sign-in; see [`crate::admin`]).
+    pub allow_non_admin: bool,
 }
 
 impl Config {
@@ -92,6 +96,7 @@ impl Config {
             cookie_key: Key::generate(),
             secure_cookies: false,
             public_url: None,
+            allow_non_admin: false,
         }
     }
 }

@@ -162,10 +162,53 @@ pub(super) async fn callback(
             ));
         }
     };
+    if !state.config().allow_non_admin
+        && let Some(refused) = refuse_non_admin(&state, &ctx, &grant).await
+    {
+        return Ok(refused);
+    }
     match pending.intent {
         Intent::Create { name } => finish_create(&state, &ctx, &pending.owner, &name, &grant).await,
         Intent::Reconnect { id } => {
             finish_reconnect(&state, &ctx, &pending.owner, id, &grant).await
+        }
+    }
+}
+
+/// The page refusing a sign-in by someone who may not connect the tenant (no
+/// consenting role, [`crate::admin`]), or who could not be checked; `None` for an
+/// administrator.
+async fn refuse_non_admin(
+    state: &AppState,
+    ctx: &Ctx,
+    grant: &entra_auth::Grant,
+) -> Option<Response> {
+    let cloud = &state.config().sign_in.cloud;
+    match crate::admin::require_administrator(cloud, grant).await {
+        Ok(_) => None,
+        Err(crate::admin::AdminCheckError::NotAnAdministrator(_)) => {
+            let authority = Authority::tenant(grant.tenant_id());
+            let link = state.entra().admin_consent_link(&authority).to_string();
+            Some(failed_page(
+                ctx,
+                StatusCode::FORBIDDEN,
+                "Only an administrator can connect",
+                "The account you signed in with is not an administrator of your Microsoft 365 tenant. Connecting it needs a Global Administrator, Privileged Role Administrator, Cloud Application Administrator or Application Administrator (activated, if your organization uses Privileged Identity Management). Sign in with an administrator account, or forward the link below to your IT administrator. Nothing was saved.",
+                Some(&link),
+            ))
+        }
+        Err(error) => {
+            let reference = crate::web::support_reference();
+            tracing::error!(%reference, error = %format!("{error:#}"), "the administrator check failed");
+            Some(failed_page(
+                ctx,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Microsoft could not be reached",
+                &format!(
+                    "Whether the account you signed in with is an administrator could not be checked. Try again in a minute; if it keeps failing, contact support with reference {reference}. Nothing was saved."
+                ),
+                None,
+            ))
         }
     }
 }

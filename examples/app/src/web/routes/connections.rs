@@ -98,7 +98,7 @@ async fn name_problem(
         Ok(parsed) => parsed,
         Err(StoreError::InvalidName { .. }) => {
             return Ok(Some(format!(
-                "Enter a name of 1 to {} characters, without control characters.",
+                "Enter a name of 1 to {} characters, without control or invisible characters.",
                 connection_store::MAX_NAME_CHARS
             )));
         }

@@ -14,12 +14,35 @@ pub(super) async fn scope_of(state: &AppState, id: ConnectionId) -> (SyncScope, 
     let read = tokio::task::spawn_blocking(move || SyncScope::load(&dir)).await;
     match read {
         Ok(Ok(scope)) => (scope, None),
-        Ok(Err(error)) => (SyncScope::default(), Some(chain(&error))),
+        Ok(Err(error)) => (
+            SyncScope::default(),
+            Some(reported(
+                id,
+                "The sync scope could not be read; the default one applies",
+                &error,
+            )),
+        ),
         Err(error) => (
             SyncScope::default(),
-            Some(format!("the sync scope could not be read: {error}")),
+            Some(reported(
+                id,
+                "The sync scope could not be read; the default one applies",
+                &error,
+            )),
         ),
     }
+}
+
+/// A problem for a page: `sentence` and a support reference; the error itself (which may
+/// name server paths or database details) goes to the log under that reference.
+pub(super) fn reported(
+    id: ConnectionId,
+    sentence: &str,
+    error: &(dyn std::error::Error + 'static),
+) -> String {
+    let reference = crate::web::support_reference();
+    tracing::error!(connection = %id, %reference, error = %chain(error), "{sentence}");
+    format!("{sentence} (reference {reference}).")
 }
 
 /// An error with its causes, `: `-separated, for a page.

@@ -11,7 +11,7 @@ use connection_store::{Connection, ConnectionStatus, StoreError};
 use super::connections::row_with;
 use super::error::AppError;
 use super::extract::{OwnConnection, SignedForm, SignedIn};
-use super::imported::{chain, scope_of, users_imported};
+use super::imported::{reported, scope_of, users_imported};
 use super::{Result, html};
 use crate::web::AppState;
 use crate::web::employees::{self, EmployeePage, EmployeeQuery, GroupChoices};
@@ -50,7 +50,11 @@ pub(super) async fn manage_page(
     )
     .await
     .unwrap_or_else(|error| {
-        problems.push(chain(&error));
+        problems.push(reported(
+            id,
+            "The imported employees could not be read",
+            &error,
+        ));
         EmployeePage {
             items: Vec::new(),
             total: 0,
@@ -61,7 +65,11 @@ pub(super) async fn manage_page(
     let groups = employees::group_choices(state.mirror(), id, &scope)
         .await
         .unwrap_or_else(|error| {
-            problems.push(chain(&error));
+            problems.push(reported(
+                id,
+                "The imported groups could not be read",
+                &error,
+            ));
             GroupChoices::default()
         });
     // The count the list shows: the page's total when nothing narrows it.
