@@ -97,6 +97,12 @@ struct Args {
     #[arg(long)]
     public_url: Option<String>,
 
+    /// Let people who are no administrator of their Microsoft 365 tenant connect it (by
+    /// default only a Global, Privileged Role, Cloud Application or Application
+    /// Administrator may).
+    #[arg(long)]
+    allow_non_admin: bool,
+
     /// Users in the simulated tenant.
     #[arg(long, default_value_t = 60)]
     sim_users: usize,
@@ -183,6 +189,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .as_deref()
         .is_some_and(|url| url.starts_with("https://"));
     config.public_url.clone_from(&args.public_url);
+    config.allow_non_admin = args.allow_non_admin;
     let data_dir = config.data_dir.clone();
 
     let mut running = web::serve(config, &opened, listener).await?;
