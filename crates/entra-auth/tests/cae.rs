@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{
     MemoryStore, REDIRECT, TENANT, builder, claims, form, freeze_time, granted_default_scopes,
-    mint, query, settle, tenant, token_body,
+    mint, query, tenant, token_body,
 };
 use entra_auth::secrecy::{ExposeSecret as _, SecretString};
 use entra_auth::{AuthError, CallbackParams, EntraClient, Grant, MAX_CLAIMS_BYTES, TokenSession};
@@ -364,7 +364,6 @@ async fn hundred_concurrent_claims_challenges_for_one_rejected_token_make_one_to
         let token = caller.await.unwrap().unwrap();
         assert_eq!(token.secret().expose_secret(), "AT-CAE");
     }
-    settle(&server).await;
     let bodies = refresh_bodies(&server).await;
     assert_eq!(bodies.len(), 1, "exactly one token request");
     assert_eq!(decoded(&bodies[0]["claims"]), nbf_with_cp1());
@@ -442,7 +441,6 @@ async fn challenge_ending_in_interaction_required_fails_permanently_with_entras_
             .unwrap_err();
         assert_eq!(again.reconnect_claims(), Some(FIXTURE_CLAIMS));
     }
-    settle(&server).await;
     assert_eq!(refresh_bodies(&server).await.len(), 1);
     assert_eq!(store.marked.lock().unwrap().len(), 1, "marked once");
 

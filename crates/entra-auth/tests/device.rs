@@ -3,15 +3,20 @@
 
 mod common;
 
+use std::collections::BTreeSet;
+use std::fmt;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
-use common::{CLIENT_ID, GRAPH, TENANT, builder, claims, fixture, form, freeze_time, mint, settle};
+use common::{CLIENT_ID, GRAPH, TENANT, builder, claims, fixture, form, freeze_time, mint};
 use entra_auth::secrecy::ExposeSecret as _;
-use entra_auth::{AuthError, Authority, EntraClient, Grant};
+use entra_auth::{AuthError, Authority, Clock, EntraClient, Grant};
 use serde_json::{Value, json};
+use time::OffsetDateTime;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 const DEVICE_PATH: &str = "/organizations/oauth2/v2.0/devicecode";
 const TOKEN_PATH: &str = "/organizations/oauth2/v2.0/token";
@@ -37,7 +42,45 @@ fn polling_error(error: &str) -> ResponseTemplate {
     }))
 }
 
-async fn start(server: &MockServer, interval: u64, expires_in: u64) -> EntraClient {
+/// The client's clock, which it reads as it builds each poll (for the credential's
+/// timestamps): it records the paused second of every read, exactly, whatever the
+/// loopback HTTP is doing (time moves only by `advance`).
+struct RecordingClock {
+    base: Instant,
+    seconds: Mutex<BTreeSet<u64>>,
+}
+
+impl fmt::Debug for RecordingClock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RecordingClock")
+    }
+}
+
+impl Clock for RecordingClock {
+    fn now(&self) -> OffsetDateTime {
+        self.seconds
+            .lock()
+            .unwrap()
+            .insert(self.base.elapsed().as_secs());
+        OffsetDateTime::now_utc()
+    }
+}
+
+impl RecordingClock {
+    /// The paused seconds at which the client read its clock: the start, each poll, the
+    /// grant.
+    fn seconds(&self) -> Vec<u64> {
+        self.seconds.lock().unwrap().iter().copied().collect()
+    }
+}
+
+/// The device code's start answered once; the client and its recording clock (whose
+/// zero is the device code's start: time is frozen in between).
+async fn start(
+    server: &MockServer,
+    interval: u64,
+    expires_in: u64,
+) -> (EntraClient, Arc<RecordingClock>) {
     Mock::given(method("POST"))
         .and(path(DEVICE_PATH))
         .respond_with(
@@ -46,20 +89,63 @@ async fn start(server: &MockServer, interval: u64, expires_in: u64) -> EntraClie
         .expect(1)
         .mount(server)
         .await;
-    builder(server).build().unwrap()
+    let clock = Arc::new(RecordingClock {
+        base: Instant::now(),
+        seconds: Mutex::new(BTreeSet::new()),
+    });
+    // Paused time jumps up to an interval at once, possibly while a poll's answer is
+    // still on its way: a day-long request timeout never fires in such a jump.
+    let client = builder(server)
+        .clock(clock.clone())
+        .timeout(Duration::from_secs(24 * 3600))
+        .build()
+        .unwrap();
+    (client, clock)
+}
+
+/// Answers `answer` and reports each request's arrival.
+struct Notifying {
+    answer: ResponseTemplate,
+    arrived: mpsc::Sender<()>,
+}
+
+impl Respond for Notifying {
+    fn respond(&self, _: &Request) -> ResponseTemplate {
+        let _ = self.arrived.send(());
+        self.answer.clone()
+    }
+}
+
+/// Polls arriving at the mock token endpoint.
+type Arrivals = Arc<Mutex<mpsc::Receiver<()>>>;
+
+fn notifying(
+    answer: ResponseTemplate,
+    arrivals: &mut Option<(mpsc::Sender<()>, Arrivals)>,
+) -> Notifying {
+    let (sender, _) = arrivals.get_or_insert_with(|| {
+        let (sender, receiver) = mpsc::channel();
+        (sender, Arc::new(Mutex::new(receiver)))
+    });
+    Notifying {
+        answer,
+        arrived: sender.clone(),
+    }
 }
 
 /// Token answers in order, each used once.
-async fn script(server: &MockServer, answers: Vec<ResponseTemplate>) {
+async fn script(server: &MockServer, answers: Vec<ResponseTemplate>) -> Arrivals {
+    let mut channel = None;
     for answer in answers {
         Mock::given(method("POST"))
             .and(path(TOKEN_PATH))
-            .respond_with(answer)
+            .respond_with(notifying(answer, &mut channel))
             .up_to_n_times(1)
             .expect(1)
             .mount(server)
             .await;
     }
+    channel.map(|(_, arrivals)| arrivals).unwrap()
 }
 
 fn success(server: &MockServer) -> ResponseTemplate {
@@ -72,88 +158,79 @@ fn success(server: &MockServer) -> ResponseTemplate {
 }
 
 async fn token_requests(server: &MockServer) -> usize {
-    server
-        .received_requests()
-        .await
-        .unwrap()
-        .iter()
-        .filter(|request| request.url.path() == TOKEN_PATH)
-        .count()
+    common::requests_to(server, TOKEN_PATH).await.len()
 }
 
-/// Advances paused time one second at a time up to each expected poll, asserting that no
-/// poll comes early and that the poll comes at its second; returns the paused seconds.
-async fn expect_polls(server: &MockServer, expected: &[u64]) -> u64 {
+/// Waits for the next poll to arrive (a watchdog of real time only for a poll that never
+/// comes).
+async fn next_arrival(arrivals: &Arrivals, due: u64) {
+    let arrivals = Arc::clone(arrivals);
+    let arrived = tokio::task::spawn_blocking(move || {
+        arrivals
+            .lock()
+            .unwrap()
+            .recv_timeout(Duration::from_secs(30))
+    })
+    .await
+    .unwrap();
+    assert!(arrived.is_ok(), "the poll due at {due} s never arrived");
+}
+
+/// Moves paused time to each expected poll: in one jump to a second before it (a poll
+/// due earlier would wake there, and the clock would record that second), then a second
+/// on, where the poll must arrive. Returns the paused seconds.
+async fn expect_polls(arrivals: &Arrivals, expected: &[u64]) -> u64 {
     let mut now = 0;
-    for (done, due) in expected.iter().enumerate() {
-        while now + 1 < *due {
-            tokio::time::advance(Duration::from_secs(1)).await;
-            now += 1;
-            brief_real_pause().await;
-            assert_eq!(
-                token_requests(server).await,
-                done,
-                "poll before {due} s, at {now} s"
-            );
+    for due in expected {
+        if due - now > 1 {
+            tokio::time::advance(Duration::from_secs(due - now - 1)).await;
+            // A poll task woken by the jump runs (and reads the clock) before this task
+            // is polled again: the scheduler's queue is first in, first out.
+            for _ in 0..100 {
+                tokio::task::yield_now().await;
+            }
         }
         tokio::time::advance(Duration::from_secs(1)).await;
-        now += 1;
-        wait_for_requests(server, done + 1).await;
+        now = *due;
+        next_arrival(arrivals, *due).await;
     }
     now
 }
 
-/// Advances until the task finishes (no more polls may come); returns the paused seconds.
-async fn until_finished(
-    server: &MockServer,
-    task: &JoinHandle<Result<Grant, AuthError>>,
-    mut now: u64,
-    polls: usize,
-) -> u64 {
-    for _ in 0..60 {
-        brief_real_pause().await;
-        if task.is_finished() {
-            break;
-        }
-        tokio::time::advance(Duration::from_secs(1)).await;
-        now += 1;
-    }
-    assert!(task.is_finished());
-    assert_eq!(token_requests(server).await, polls);
-    now
-}
+/// The poll task's outcome and the paused second it finished at (read inside the task,
+/// as it finishes).
+type Polling = JoinHandle<(Result<Grant, AuthError>, u64)>;
 
-async fn brief_real_pause() {
-    tokio::task::spawn_blocking(|| std::thread::sleep(Duration::from_millis(3)))
-        .await
-        .unwrap();
-}
-
-/// Waits (real time, paused clock frozen) until the server has seen `count` polls.
-async fn wait_for_requests(server: &MockServer, count: usize) {
-    for _ in 0..2000 {
-        if token_requests(server).await >= count {
-            return;
-        }
-        brief_real_pause().await;
-    }
-    panic!("poll {count} never arrived");
-}
-
-fn spawn_poll(
-    client: &EntraClient,
-    device: entra_auth::DeviceAuthorization,
-) -> JoinHandle<Result<Grant, AuthError>> {
+fn spawn_poll(client: &EntraClient, device: entra_auth::DeviceAuthorization) -> Polling {
     let client = client.clone();
-    tokio::spawn(async move { client.poll_device_code(&device).await })
+    let base = Instant::now();
+    tokio::spawn(async move {
+        let result = client.poll_device_code(&device).await;
+        (result, base.elapsed().as_secs())
+    })
+}
+
+/// Awaits the poll task (time stays frozen: it can poll no more while awaited); a real
+/// time watchdog stops a task that never ends.
+async fn finished(task: Polling) -> (Result<Grant, AuthError>, u64) {
+    let (stop, stopped) = mpsc::channel::<()>();
+    let watchdog =
+        tokio::task::spawn_blocking(move || stopped.recv_timeout(Duration::from_secs(60)));
+    let outcome = tokio::select! {
+        outcome = task => outcome.unwrap(),
+        _ = watchdog => panic!("the poll task never finished"),
+    };
+    // Ends the watchdog's wait at once.
+    drop(stop);
+    outcome
 }
 
 #[tokio::test(start_paused = true)]
 async fn device_flow_polls_at_the_interval_slows_down_by_five_seconds_and_returns_the_grant() {
     let _frozen = freeze_time();
     let server = common::entra().await;
-    let client = start(&server, 5, 900).await;
-    script(
+    let (client, clock) = start(&server, 5, 900).await;
+    let arrivals = script(
         &server,
         vec![
             polling_error("authorization_pending"),
@@ -178,9 +255,13 @@ async fn device_flow_polls_at_the_interval_slows_down_by_five_seconds_and_return
 
     let task = spawn_poll(&client, device);
     // pending at 5 s; slow_down at 10 s makes the interval 10 s: pending at 20 s, then 30 s.
-    let now = expect_polls(&server, &[5, 10, 20, 30]).await;
-    assert_eq!(until_finished(&server, &task, now, 4).await, 30);
-    let grant = task.await.unwrap().unwrap();
+    expect_polls(&arrivals, &[5, 10, 20, 30]).await;
+    let (result, at) = finished(task).await;
+    assert_eq!(at, 30);
+    // Read at the start, at each poll and for the grant: never a poll in between.
+    assert_eq!(clock.seconds(), [0, 5, 10, 20, 30]);
+    assert_eq!(token_requests(&server).await, 4);
+    let grant = result.unwrap();
     assert_eq!(grant.tenant_id().as_str(), TENANT);
     assert_eq!(grant.refresh_token().expose_secret(), "RT");
 
@@ -219,8 +300,8 @@ async fn device_flow_polls_at_the_interval_slows_down_by_five_seconds_and_return
 async fn declined_device_sign_in_stops_polling() {
     let _frozen = freeze_time();
     let server = common::entra().await;
-    let client = start(&server, 5, 900).await;
-    script(
+    let (client, clock) = start(&server, 5, 900).await;
+    let arrivals = script(
         &server,
         vec![
             polling_error("authorization_pending"),
@@ -233,9 +314,12 @@ async fn declined_device_sign_in_stops_polling() {
         .await
         .unwrap();
     let task = spawn_poll(&client, device);
-    let now = expect_polls(&server, &[5, 10]).await;
-    assert_eq!(until_finished(&server, &task, now, 2).await, 10);
-    let error = task.await.unwrap().unwrap_err();
+    expect_polls(&arrivals, &[5, 10]).await;
+    let (result, at) = finished(task).await;
+    assert_eq!(at, 10);
+    assert_eq!(clock.seconds(), [0, 5, 10]);
+    assert_eq!(token_requests(&server).await, 2);
+    let error = result.unwrap_err();
     assert!(
         matches!(&error, AuthError::DeviceCodeDeclined(entra) if entra.trace_id() == Some("t")),
         "{error:?}"
@@ -256,16 +340,19 @@ async fn expired_and_bad_device_codes_stop_polling_with_their_own_errors() {
     ] {
         let _frozen = freeze_time();
         let server = common::entra().await;
-        let client = start(&server, 5, 900).await;
-        script(&server, vec![polling_error(answer)]).await;
+        let (client, clock) = start(&server, 5, 900).await;
+        let arrivals = script(&server, vec![polling_error(answer)]).await;
         let device = client
             .start_device_code(&Authority::organizations())
             .await
             .unwrap();
         let task = spawn_poll(&client, device);
-        let now = expect_polls(&server, &[5]).await;
-        assert_eq!(until_finished(&server, &task, now, 1).await, 5, "{answer}");
-        let error = task.await.unwrap().unwrap_err();
+        expect_polls(&arrivals, &[5]).await;
+        let (result, at) = finished(task).await;
+        assert_eq!(at, 5, "{answer}");
+        assert_eq!(clock.seconds(), [0, 5], "{answer}");
+        assert_eq!(token_requests(&server).await, 1, "{answer}");
+        let error = result.unwrap_err();
         assert!(check(&error), "{answer}: {error:?}");
     }
 }
@@ -274,8 +361,8 @@ async fn expired_and_bad_device_codes_stop_polling_with_their_own_errors() {
 async fn device_code_expires_locally_without_polling_past_its_lifetime() {
     let _frozen = freeze_time();
     let server = common::entra().await;
-    let client = start(&server, 5, 12).await;
-    script(
+    let (client, clock) = start(&server, 5, 12).await;
+    let arrivals = script(
         &server,
         vec![
             polling_error("authorization_pending"),
@@ -288,28 +375,37 @@ async fn device_code_expires_locally_without_polling_past_its_lifetime() {
         .await
         .unwrap();
     let task = spawn_poll(&client, device);
-    let started = tokio::time::Instant::now();
-    let now = expect_polls(&server, &[5, 10]).await;
-    assert_eq!(until_finished(&server, &task, now, 2).await, 12);
-    let error = task.await.unwrap().unwrap_err();
+    expect_polls(&arrivals, &[5, 10]).await;
+    // The next poll would be at 15, past the lifetime: the task ends at 12 exactly.
+    tokio::time::advance(Duration::from_secs(1)).await;
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let (result, at) = finished(task).await;
+    assert_eq!(at, 12);
+    assert_eq!(clock.seconds(), [0, 5, 10]);
+    assert_eq!(token_requests(&server).await, 2);
+    let error = result.unwrap_err();
     assert!(
         matches!(error, AuthError::DeviceCodeExpired(None)),
         "{error:?}"
     );
-    assert_eq!(started.elapsed(), Duration::from_secs(12));
 }
 
 #[tokio::test(start_paused = true)]
 async fn cancelled_polling_stops_and_sends_nothing_more() {
     let _frozen = freeze_time();
     let server = common::entra().await;
-    let client = start(&server, 5, 900).await;
+    let (client, clock) = start(&server, 5, 900).await;
+    let mut channel = None;
     Mock::given(method("POST"))
         .and(path(TOKEN_PATH))
-        .respond_with(polling_error("authorization_pending"))
+        .respond_with(notifying(
+            polling_error("authorization_pending"),
+            &mut channel,
+        ))
         .expect(1)
         .mount(&server)
         .await;
+    let arrivals = channel.map(|(_, arrivals)| arrivals).unwrap();
     let device = client
         .start_device_code(&Authority::organizations())
         .await
@@ -325,14 +421,16 @@ async fn cancelled_polling_stops_and_sends_nothing_more() {
                 .await
         }
     });
-    expect_polls(&server, &[5]).await;
+    expect_polls(&arrivals, &[5]).await;
     tokio::time::advance(Duration::from_secs(2)).await;
     cancel.send(()).unwrap();
     let error = task.await.unwrap().unwrap_err();
     assert!(matches!(error, AuthError::Cancelled), "{error:?}");
+    // The polling future is gone with the task: nothing can be sent any more, however
+    // long one waits (`expect(1)` is checked when the server drops).
     tokio::time::advance(Duration::from_secs(30)).await;
-    settle(&server).await;
     assert_eq!(token_requests(&server).await, 1);
+    assert_eq!(clock.seconds(), [0, 5]);
 }
 
 #[tokio::test]
@@ -368,7 +466,7 @@ async fn documented_device_code_response_with_space_separated_scope_is_accepted(
         .await;
     let mut body: Value = serde_json::from_str(&fixture("token-response-devicecode.json")).unwrap();
     body["id_token"] = json!(mint(&claims(&server, None)));
-    script(
+    let arrivals = script(
         &server,
         vec![ResponseTemplate::new(200).set_body_json(body)],
     )
@@ -382,9 +480,10 @@ async fn documented_device_code_response_with_space_separated_scope_is_accepted(
         .await
         .unwrap();
     let task = spawn_poll(&client, device);
-    let now = expect_polls(&server, &[1]).await;
-    until_finished(&server, &task, now, 1).await;
-    let grant = task.await.unwrap().unwrap();
+    expect_polls(&arrivals, &[1]).await;
+    let (result, at) = finished(task).await;
+    assert_eq!(at, 1);
+    let grant = result.unwrap();
     assert_eq!(grant.scopes(), &["User.Read", "profile", "openid", "email"]);
 }
 
@@ -392,7 +491,7 @@ async fn documented_device_code_response_with_space_separated_scope_is_accepted(
 async fn huge_interval_and_expires_in_are_capped_instead_of_panicking() {
     let frozen = freeze_time();
     let server = common::entra().await;
-    let client = start(&server, u64::MAX, u64::MAX).await;
+    let (client, _) = start(&server, u64::MAX, u64::MAX).await;
     let device = client
         .start_device_code(&Authority::organizations())
         .await
@@ -416,8 +515,8 @@ async fn huge_interval_and_expires_in_are_capped_instead_of_panicking() {
 async fn identical_pending_polls_are_all_sent_never_answered_from_memory() {
     let _frozen = freeze_time();
     let server = common::entra().await;
-    let client = start(&server, 5, 900).await;
-    script(
+    let (client, clock) = start(&server, 5, 900).await;
+    let arrivals = script(
         &server,
         vec![
             polling_error("authorization_pending"),
@@ -432,9 +531,11 @@ async fn identical_pending_polls_are_all_sent_never_answered_from_memory() {
         .await
         .unwrap();
     let task = spawn_poll(&client, device);
-    let now = expect_polls(&server, &[5, 10, 15, 20]).await;
-    assert_eq!(until_finished(&server, &task, now, 4).await, 20);
-    assert!(task.await.unwrap().is_ok());
+    expect_polls(&arrivals, &[5, 10, 15, 20]).await;
+    let (result, at) = finished(task).await;
+    assert_eq!(at, 20);
+    assert_eq!(clock.seconds(), [0, 5, 10, 15, 20]);
+    assert!(result.is_ok());
     let requests = common::entra_requests(&server).await;
     let polls: Vec<_> = requests[1..]
         .iter()

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{
     MemoryStore, REDIRECT, TENANT, builder, claims, form, freeze_time, granted_default_scopes,
-    mint, settle, tenant, token_body,
+    mint, tenant, token_body,
 };
 use entra_auth::secrecy::{ExposeSecret as _, SecretString};
 use entra_auth::{
@@ -465,7 +465,6 @@ async fn permanent_failure_marks_the_store_and_fails_fast_until_reconnected() {
         assert_eq!(again.entra_error(), first.entra_error());
         assert_eq!(again.entra_error().unwrap().trace_id(), Some("trace-70008"));
     }
-    settle(&server).await;
     assert_eq!(
         refresh_bodies(&server).await.len(),
         1,

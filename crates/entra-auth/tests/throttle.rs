@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use common::{FixedClock, TENANT, builder, form, freeze_time, settle, tenant, token_body};
+use common::{FixedClock, TENANT, builder, form, freeze_time, tenant, token_body};
 use entra_auth::secrecy::{ExposeSecret as _, SecretString};
 use entra_auth::{AuthError, CertificateCredential, ClientCredential, EntraClient};
 use serde_json::json;
@@ -66,7 +66,6 @@ async fn answer_once(server: &MockServer, refresh_token: &str, first: ResponseTe
 
 /// The refresh tokens of the requests Entra received, in order.
 async fn sent(server: &MockServer) -> Vec<String> {
-    settle(server).await;
     server
         .received_requests()
         .await

@@ -336,24 +336,3 @@ impl Drop for FrozenTime {
         self.0.take();
     }
 }
-
-/// Lets loopback HTTP in flight finish (real time passes, paused time does not).
-pub async fn settle(server: &MockServer) {
-    let mut last = usize::MAX;
-    let mut stable = 0;
-    while stable < 3 {
-        tokio::task::spawn_blocking(|| std::thread::sleep(Duration::from_millis(5)))
-            .await
-            .unwrap();
-        let count = server
-            .received_requests()
-            .await
-            .map_or(0, |requests| requests.len());
-        if count == last {
-            stable += 1;
-        } else {
-            stable = 0;
-            last = count;
-        }
-    }
-}
