@@ -59,6 +59,7 @@ use connection_store::{ConnectionStore, MemoryStore, OwnerId};
 use connection_store_sql::sqlx::{self, PgPool, postgres::PgPoolOptions};
 use connection_store_sql::{EncryptionKey, KeyId, KeyRing, SqlPool, SqlStore};
 use futures::{StreamExt as _, TryStreamExt as _};
+use graph_client::sync::{MemorySink, NoProgress};
 use graph_client::{DeltaRound, GraphClient, User};
 use m365_link_app::connect::{SignIn, create_connection, link_simulated, simulated_browser};
 use m365_link_app::glue::{App, Linked};
@@ -124,6 +125,10 @@ struct Args {
         default_value = "postgres://postgres@127.0.0.1:5432/postgres"
     )]
     postgres: String,
+    /// Cae: how long a simulated hour lasts, in milliseconds (token lifetimes, the
+    /// session's refresh skew and the sync interval scale with it).
+    #[arg(long, default_value_t = 1000)]
+    hour_ms: u64,
     /// Internal: run one sync of `--connection-id` in the `SQLite` store `--db` into its
     /// mirror and print what it took (the `mirror` scenario starts the bench itself so).
     #[arg(long, hide = true, requires_all = ["db", "connection_id", "client_id", "client_secret"])]
@@ -164,6 +169,10 @@ enum Only {
     /// `--tenants` tenants synced by worker processes into `PostgreSQL`: a full import,
     /// a delta round with one worker and one with three (needs `--sim-binary`).
     Fleet,
+    /// Issue 16: token requests per tenant over a simulated day of hourly delta syncs,
+    /// with `cp1` declared (CAE tokens of 28 hours) and without (one-hour tokens), the
+    /// day compressed so that an hour lasts `--hour-ms`.
+    Cae,
 }
 
 /// One row of the table.
@@ -200,6 +209,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     if args.only == Only::Fleet {
         return fleet(&args).await;
+    }
+    if args.only == Only::Cae {
+        return cae(&args).await;
     }
     eprintln!(
         "starting tenant-sim: {} users, {} groups",
@@ -2197,4 +2209,136 @@ fn reset_peak_rss() {
 
 fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// Token requests per tenant over a day of hourly syncs, with and without `cp1`.
+///
+/// Everything that decides when a session refreshes is scaled by the same factor: an
+/// hour lasts `--hour-ms`, the simulator's tokens live one such hour (28 with `cp1`, as
+/// CAE tokens at Microsoft), the session refreshes 5 scaled minutes before expiry (its
+/// default skew), and each tenant syncs once per scaled hour, 24 times. The sessions
+/// and Graph clients are the glue's, kept across the day as the worker keeps them.
+async fn cae(args: &Args) -> anyhow::Result<()> {
+    let hour = Duration::from_millis(args.hour_ms.max(100));
+    let mut rows = Vec::new();
+    for cp1 in [false, true] {
+        rows.push(cae_day(args, hour, cp1).await?);
+    }
+    print_table(
+        &format!(
+            "issue 16: token requests over a simulated day (an hour = {} ms)",
+            hour.as_millis()
+        ),
+        rows,
+    );
+    Ok(())
+}
+
+/// One simulated day of hourly syncs of every tenant, `cp1` declared or not.
+async fn cae_day(args: &Args, hour: Duration, cp1: bool) -> anyhow::Result<Row> {
+    let tenants = args.tenants.min(50);
+    let sim = TenantSim::builder()
+        .tenants(tenants)
+        .users(args.tenant_users.min(200))
+        .groups(args.tenant_groups)
+        .seed(args.seed)
+        .access_token_lifetime(hour)
+        .cae_access_token_lifetime(hour * 28)
+        .start()
+        .await
+        .context("could not start tenant-sim")?;
+    let mut syncs = cae_link(&sim, hour, cp1).await?;
+    for tenant in sim.tenants() {
+        if let Some(control) = sim.tenant_control(tenant.id()) {
+            control.reset_counters();
+        }
+    }
+    let options = m365_link_app::sync::Options {
+        engine: graph_client::sync::SyncOptions::default(),
+        lease_ttl: Duration::from_secs(60),
+        holder: connection_store::LeaseHolder::new("bench-cae")?,
+    };
+    let started = Instant::now();
+    for sync_hour in 0..24u32 {
+        tokio::time::sleep_until((started + hour * sync_hour).into()).await;
+        for (tenant, graph, target, sink) in &mut syncs {
+            m365_link_app::sync::run(graph, target, sink, &options, &NoProgress)
+                .await
+                .with_context(|| format!("hour {sync_hour}: the sync of {tenant}"))?;
+        }
+    }
+    let wall = started.elapsed();
+    let mut refreshes = Vec::new();
+    let mut graph_requests = 0;
+    for tenant in sim.tenants() {
+        if let Some(control) = sim.tenant_control(tenant.id()) {
+            let counters = control.counters();
+            refreshes.push(counters.tokens().requests("refresh_token"));
+            graph_requests += counters.total();
+        }
+    }
+    sim.shutdown().await;
+    let (min, max) = (
+        refreshes.iter().copied().min().unwrap_or(0),
+        refreshes.iter().copied().max().unwrap_or(0),
+    );
+    let total: u64 = refreshes.iter().sum();
+    Ok(Row {
+        scenario: format!(
+            "24 hourly syncs of {tenants} tenants, cp1 {}",
+            if cp1 { "declared" } else { "not declared" }
+        ),
+        wall,
+        requests: graph_requests,
+        users: None,
+        peak_rss: None,
+        ratio: format!(
+            "token requests per tenant: {:.1} (min {min}, max {max}; {total} in all)",
+            total as f64 / refreshes.len().max(1) as f64
+        ),
+    })
+}
+
+/// A tenant of the `cae` scenario: its name, Graph client, sync target and sink.
+type CaeSync = (String, GraphClient, m365_link_app::sync::Target, MemorySink);
+
+/// Links every tenant of `sim` and opens it as the glue does, on an Entra client that
+/// declares `cp1` or not and sessions refreshing 5 scaled minutes before expiry.
+async fn cae_link(sim: &TenantSim, hour: Duration, cp1: bool) -> anyhow::Result<Vec<CaeSync>> {
+    let store: Arc<dyn ConnectionStore> = Arc::new(MemoryStore::new());
+    let sign_in = SignIn::simulated(sim);
+    let client = sign_in
+        .app
+        .entra_client_builder(&sign_in.cloud, None)?
+        .client_capability_cp1(cp1)
+        .build()?;
+    let mut syncs = Vec::new();
+    for (n, tenant) in sim.tenants().iter().enumerate() {
+        let owner = connection_store::OwnerId::new(format!("customer-{n}"));
+        let connection = link_simulated(
+            &sign_in,
+            store.as_ref(),
+            &owner,
+            tenant.admin_upn(),
+            "Microsoft 365",
+        )
+        .await?;
+        let tokens = Arc::new(m365_link_app::glue::ConnectionTokens::new(
+            Arc::clone(&store),
+            owner.clone(),
+            connection.id,
+        ));
+        let tenant_id = entra_auth::TenantId::parse(connection.tenant.as_str())?;
+        let session = entra_auth::TokenSession::builder(client.clone(), tenant_id, tokens)
+            .refresh_skew(hour / 12)
+            .build()?;
+        let graph = m365_link_app::glue::graph_client(&connection.cloud, session)?;
+        let target = m365_link_app::sync::Target {
+            store: Arc::clone(&store),
+            owner,
+            id: connection.id,
+        };
+        syncs.push((tenant.id().to_owned(), graph, target, MemorySink::new()));
+    }
+    Ok(syncs)
 }
