@@ -7,9 +7,12 @@
 //! cargo build --release -p m365-link --example bench --example worker -p tenant-sim --bin tenant-sim
 //! target/release/examples/bench --only fleet --sim-binary target/release/tenant-sim
 //! target/release/examples/bench --only partitioned --sim-binary target/release/tenant-sim
+//! target/release/examples/bench --only cae --tenants 10 --tenant-users 20 --tenant-groups 3
 //! ```
 //!
-//! Scenarios, each on the same simulated tenant (but `fleet`):
+//! Scenarios, each on the same simulated tenant (but `fleet` and `cae`, whose tenants are
+//! their own; `cae` counts token requests over a compressed day of hourly syncs, with
+//! and without `cp1`):
 //! - `listing`: every user through graph-client (22 properties selected, `$top=999`)
 //!   against a floor written with plain reqwest + `serde_json` into a plain struct of
 //!   exactly the selected fields, over the same pages; best of `--runs` each, alternating.
