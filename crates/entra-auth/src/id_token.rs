@@ -1,9 +1,10 @@
-//! Id token checks (spec §5a) and the identity it carries.
+//! Id token claim checks (spec §5a) and the identity it carries.
 //!
-//! The signature is not verified: the token came straight from the token endpoint over
+//! The claims: `aud` = client id (and `azp` = client id when present, required when `aud`
+//! is an array), `iss` = `{login}/{tid}/v2.0`, `nonce`, `exp`/`nbf` with a small skew,
+//! `tid` and `oid` GUIDs. The signature is checked before, in `signing_keys`, for a custom
+//! cloud; for the Microsoft clouds the token came straight from their token endpoint over
 //! TLS in answer to this client's own request (`OpenID` Connect Core 3.1.3.7, item 6).
-//! The claims are: `aud` = client id, `iss` = `{login}/{tid}/v2.0`, `nonce`, `exp`/`nbf`
-//! with a small skew.
 
 use std::fmt;
 use std::time::Duration;
