@@ -187,6 +187,30 @@ fn check_version(found: Option<i64>) -> Result<(), SqlStoreError> {
     }
 }
 
+/// Keeps a connection that comes back to the pool only if it is outside any transaction.
+///
+/// sqlx's `SQLite` transaction start is not cancellation-safe (launchbadge/sqlx#3932): a
+/// future dropped after its `BEGIN` ran but before the `Transaction` existed returns the
+/// connection still inside that transaction, and with `BEGIN IMMEDIATE` (the mirror's
+/// writes) it holds the database's write lock for good; every later write through it
+/// fails or is never committed. A `ROLLBACK` that succeeds here means exactly that
+/// happened: the connection is rolled back and closed instead of reused. On a connection
+/// outside a transaction (every normal release; a dropped `Transaction` queues its own
+/// rollback, which runs first) it fails harmlessly and the connection is kept.
+async fn release_outside_transaction(
+    conn: &mut sqlx::SqliteConnection,
+) -> Result<bool, sqlx::Error> {
+    match sqlx::query("ROLLBACK").execute(&mut *conn).await {
+        Ok(_) => {
+            tracing::warn!(
+                "a pooled SQLite connection came back inside a transaction (a cancelled begin); rolled back and closed"
+            );
+            Ok(false)
+        }
+        Err(_) => Ok(true),
+    }
+}
+
 async fn open_sqlite(
     path: &Path,
     max_connections: u32,
@@ -219,6 +243,7 @@ async fn open_sqlite(
     let pool = loop {
         match SqlitePoolOptions::new()
             .max_connections(max_connections)
+            .after_release(|conn, _| Box::pin(release_outside_transaction(conn)))
             .connect_with(options.clone())
             .await
         {

@@ -643,3 +643,46 @@ where
     }
     out
 }
+
+/// A connection that comes back to the pool still inside a transaction (what sqlx leaves
+/// when a `BEGIN IMMEDIATE` future is cancelled at the wrong await, launchbadge/sqlx#3932;
+/// the soak found it wedging every later write) is rolled back and closed, so the next
+/// write, through the same one-connection pool or another process, goes through.
+#[tokio::test]
+async fn a_connection_returned_inside_a_transaction_is_not_reused() {
+    let dir = TempDir::new();
+    let path = dir.file("store.db");
+    let store = SqlStore::sqlite(&path)
+        .key_ring(ring())
+        .max_connections(1)
+        .busy_timeout(Duration::from_millis(200))
+        .open()
+        .await
+        .expect("open sqlite store");
+    let connection_store_sql::SqlPool::Sqlite(pool) = store.pool() else {
+        unreachable!("a SQLite store");
+    };
+    let mut orphan = pool.acquire().await.expect("the pool's one connection");
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut *orphan)
+        .await
+        .expect("a write transaction");
+    drop(orphan);
+
+    // The store's next write uses the pool's (one) connection again.
+    let owner = unique_owner("orphan");
+    store
+        .create(
+            &owner,
+            sample_connection("After the orphan", "t-orphan", "rt-orphan"),
+        )
+        .await
+        .expect("the store writes after a connection came back mid-transaction");
+    // And the file's write lock is free for another process.
+    let raw = raw_sqlite(&path).await;
+    sqlx::query("BEGIN IMMEDIATE; COMMIT")
+        .execute(&raw)
+        .await
+        .expect("another process takes the write lock");
+    assert_eq!(store.list(&owner).await.unwrap().len(), 1);
+}
