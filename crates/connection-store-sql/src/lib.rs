@@ -3,6 +3,9 @@
 
 mod crypto;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod open;
 mod shared;
 mod store;

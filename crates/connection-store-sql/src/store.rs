@@ -102,30 +102,31 @@ impl fmt::Debug for SqlStore {
     }
 }
 
-struct RawConnection {
-    id: String,
-    owner_id: String,
-    name: String,
-    tenant_id: String,
-    cloud: String,
-    admin_object_id: String,
-    admin_username: String,
-    admin_display_name: Option<String>,
-    scopes: String,
-    status: String,
-    status_reason: Option<String>,
-    status_since: Option<i64>,
-    status_claims: Option<String>,
-    created_at: i64,
-    updated_at: i64,
-    last_synced_at: Option<i64>,
-    failures: i64,
-    retry_at: Option<i64>,
-    revision: i64,
+/// The columns of [`COLUMNS`] as read from a row, before they are checked.
+pub(crate) struct RawConnection {
+    pub(crate) id: String,
+    pub(crate) owner_id: String,
+    pub(crate) name: String,
+    pub(crate) tenant_id: String,
+    pub(crate) cloud: String,
+    pub(crate) admin_object_id: String,
+    pub(crate) admin_username: String,
+    pub(crate) admin_display_name: Option<String>,
+    pub(crate) scopes: String,
+    pub(crate) status: String,
+    pub(crate) status_reason: Option<String>,
+    pub(crate) status_since: Option<i64>,
+    pub(crate) status_claims: Option<String>,
+    pub(crate) created_at: i64,
+    pub(crate) updated_at: i64,
+    pub(crate) last_synced_at: Option<i64>,
+    pub(crate) failures: i64,
+    pub(crate) retry_at: Option<i64>,
+    pub(crate) revision: i64,
 }
 
 impl RawConnection {
-    fn into_connection(self) -> Result<Connection, StoreError> {
+    pub(crate) fn into_connection(self) -> Result<Connection, StoreError> {
         let id: ConnectionId = self
             .id
             .parse()
@@ -184,7 +185,7 @@ impl RawConnection {
 }
 
 /// Times are stored as Unix microseconds, the precision of `PostgreSQL`'s timestamps.
-fn to_micros(time: OffsetDateTime) -> Result<i64, StoreError> {
+pub(crate) fn to_micros(time: OffsetDateTime) -> Result<i64, StoreError> {
     i64::try_from(time.unix_timestamp_nanos() / 1000)
         .map_err(|_| StoreError::invalid_input("a time is out of range"))
 }
@@ -231,7 +232,7 @@ fn due_expression(interval: &str) -> String {
     format!("CASE WHEN retry_at > {base} THEN retry_at ELSE {base} END")
 }
 
-fn version_from(id: ConnectionId, version: i64) -> Result<TokenVersion, StoreError> {
+pub(crate) fn version_from(id: ConnectionId, version: i64) -> Result<TokenVersion, StoreError> {
     u64::try_from(version)
         .map(TokenVersion::new)
         .map_err(|err| StoreError::corrupt_with(Some(id), "token_version", err))
@@ -247,15 +248,15 @@ fn is_unique_violation(err: &sqlx::Error) -> bool {
 }
 
 /// The columns of a status: `status`, `status_reason`, `status_since`, `status_claims`.
-struct StatusColumns {
-    kind: &'static str,
-    reason: Option<String>,
-    since: Option<i64>,
-    claims: Option<String>,
+pub(crate) struct StatusColumns {
+    pub(crate) kind: &'static str,
+    pub(crate) reason: Option<String>,
+    pub(crate) since: Option<i64>,
+    pub(crate) claims: Option<String>,
 }
 
 /// The columns `status` is written as, once it passed [`ConnectionStatus::validate`].
-fn status_columns(status: &ConnectionStatus) -> Result<StatusColumns, StoreError> {
+pub(crate) fn status_columns(status: &ConnectionStatus) -> Result<StatusColumns, StoreError> {
     status.validate()?;
     Ok(match status {
         ConnectionStatus::NeedsReconnect {
@@ -277,7 +278,7 @@ fn status_columns(status: &ConnectionStatus) -> Result<StatusColumns, StoreError
     })
 }
 
-fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+pub(crate) fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value)
         .map_err(|err| StoreError::invalid_input(format!("cannot encode: {err}")))
 }

@@ -365,6 +365,48 @@ fn decode_item<T: DeserializeOwned>(body: Value, path: &str) -> Result<T, GraphE
         .map_err(|e| decode_error(path, e.path().to_string(), e.inner()))
 }
 
+/// What [`GraphClient::batch`] makes of each answer of a `$batch` body, without sending
+/// anything: the item's `Retry-After`, its claims challenge, and for an answer that is
+/// neither challenged nor retried its result, decoded as `T` (feature `fuzzing`).
+#[cfg(feature = "fuzzing")]
+pub(crate) fn answers<T: DeserializeOwned>(
+    body: &[u8],
+    now: std::time::SystemTime,
+) -> Result<Vec<crate::fuzzing::BatchAnswer<T>>, GraphError> {
+    let answers: WireResponses = decode(body, "/v1.0/$batch")?;
+    Ok(answers
+        .responses
+        .into_iter()
+        .map(|answer| {
+            let path = "/v1.0/item";
+            let retry_after = answer
+                .header("retry-after")
+                .and_then(|v| parse_retry_after(&v, now));
+            let challenge = matches!(answer.status, 401 | 403)
+                .then(|| answer.claims_challenge())
+                .flatten();
+            let id = answer.id.clone();
+            let status = answer.status;
+            let result = if let Some(challenge) = &challenge {
+                let error = answer.service_error(retry_after, path);
+                Err(GraphError::ClaimsChallenge {
+                    challenge: Box::new(challenge.clone()),
+                    error,
+                })
+            } else {
+                item_result(answer, retry_after, path).and_then(|body| decode_item(body, path))
+            };
+            crate::fuzzing::BatchAnswer {
+                id,
+                status,
+                retry_after,
+                challenge,
+                result,
+            }
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -221,28 +221,25 @@ impl<T: DeltaObject> DeltaRound<T> {
         let state = RoundState {
             base: client.clone(),
             pages: page_stream(client, Ok(first)),
-            queue: VecDeque::new(),
-            held: HashMap::new(),
-            done: false,
-            path,
+            merge: Merge::new(path),
         };
         let inner = futures::stream::try_unfold(state, |mut state| async move {
             loop {
-                if let Some(step) = state.queue.pop_front() {
+                if let Some(step) = state.merge.queue.pop_front() {
                     return Ok(Some((step, state)));
                 }
-                if state.done {
+                if state.merge.done {
                     return Ok(None);
                 }
                 match state.pages.next().await {
-                    None => {
-                        return Err(GraphError::InvalidResponse {
-                            path: state.path,
-                            reason: "the delta round ended without a delta link",
-                        });
-                    }
+                    None => return Err(state.merge.ended_without_link()),
                     Some(Err(e)) => return Err(e),
-                    Some(Ok(page)) => state.absorb(page)?,
+                    Some(Ok(page)) => {
+                        let base = &state.base;
+                        state
+                            .merge
+                            .absorb(page, |link| base.check_origin(link).map(drop))?;
+                    }
                 }
             }
         });
@@ -294,14 +291,57 @@ struct RoundState<T> {
     /// The client, whose origin the round's delta link must have.
     base: GraphClient,
     pages: Pages<T>,
+    merge: Merge<T>,
+}
+
+/// What a round makes of its pages, apart from fetching them: the changes ready to hand
+/// out, the groups held to merge their `members@delta` slices, whether the delta link came.
+pub(crate) struct Merge<T> {
     queue: VecDeque<Step<T>>,
     held: HashMap<ObjectId, T>,
     done: bool,
     path: String,
 }
 
-impl<T: DeltaObject> RoundState<T> {
-    fn absorb(&mut self, page: Page<T>) -> Result<(), GraphError> {
+impl<T: DeltaObject> Merge<T> {
+    pub(crate) fn new(path: String) -> Self {
+        Self {
+            queue: VecDeque::new(),
+            held: HashMap::new(),
+            done: false,
+            path,
+        }
+    }
+
+    /// The error of a round whose pages ran out before a delta link.
+    pub(crate) fn ended_without_link(&self) -> GraphError {
+        GraphError::InvalidResponse {
+            path: self.path.clone(),
+            reason: "the delta round ended without a delta link",
+        }
+    }
+
+    /// Whether the page with the delta link was absorbed.
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// The next change ready, or the delta link once every change was taken.
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn next_step(&mut self) -> Option<Result<DeltaChange<T>, DeltaLink>> {
+        self.queue.pop_front().map(|step| match step {
+            Step::Change(change) => Ok(change),
+            Step::Done(link) => Err(link),
+        })
+    }
+
+    /// Takes one page; `check_origin` refuses a delta link to another origin.
+    pub(crate) fn absorb(
+        &mut self,
+        page: Page<T>,
+        check_origin: impl Fn(&str) -> Result<(), GraphError>,
+    ) -> Result<(), GraphError> {
         let has_next = page.next_link().is_some();
         let delta_link = page.delta_link().cloned();
         if has_next == delta_link.is_some() {
@@ -316,7 +356,7 @@ impl<T: DeltaObject> RoundState<T> {
             // changes, not only when a later round would follow it: kept, it would replace
             // the good link and fail every later round (DESIGN: the bearer token goes only
             // to the configured origin).
-            self.base.check_origin(link.expose_secret())?;
+            check_origin(link.expose_secret())?;
         }
         for mut item in page.into_items() {
             if let Some(reason) = item.take_removed() {

@@ -7,6 +7,9 @@ mod challenge;
 mod client;
 mod delta;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod members;
 mod models;
 mod paging;

@@ -111,7 +111,7 @@ pub struct Group {
     #[serde(rename = "members@delta", skip_serializing_if = "Vec::is_empty")]
     pub members_delta: Vec<MemberChange>,
     /// The delta `@removed` marker.
-    #[serde(rename = "@removed", skip_serializing)]
+    #[serde(rename = "@removed", skip_serializing_if = "Option::is_none")]
     pub(crate) removed: Option<Removed>,
     /// Every other property in the response.
     #[serde(flatten)]

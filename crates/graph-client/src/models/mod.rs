@@ -68,6 +68,22 @@ pub enum RemovedReason {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Removed(pub(crate) RemovedReason);
 
+impl Serialize for Removed {
+    /// As Graph sends it, so that a decoded delta item encodes back to itself (found by
+    /// the fuzz target `graph_users_page`: the marker was dropped on encoding).
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Wire {
+            reason: &'static str,
+        }
+        let reason = match self.0 {
+            RemovedReason::Deleted => "deleted",
+            RemovedReason::Changed => "changed",
+        };
+        Wire { reason }.serialize(serializer)
+    }
+}
+
 impl<'de> Deserialize<'de> for Removed {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]

@@ -155,7 +155,7 @@ pub struct User {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub manager: Option<Box<DirectoryObject>>,
     /// The delta `@removed` marker; delta turns it into [`DeltaChange::Removed`](crate::DeltaChange::Removed).
-    #[serde(rename = "@removed", skip_serializing)]
+    #[serde(rename = "@removed", skip_serializing_if = "Option::is_none")]
     pub(crate) removed: Option<Removed>,
     /// Every other property in the response (`@odata.*` annotations, schema extensions,
     /// properties selected by name that this model does not type).
