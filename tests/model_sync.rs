@@ -1,7 +1,7 @@
 //! Model-based tests of the sync (issue 15, part 2). Proptest generates sequences of
 //! directory changes in tenant-sim (users added, updated, soft and permanently deleted;
-//! groups added, renamed, deleted; users and nested groups added to and removed from
-//! groups), delta links expired (400 `syncStateNotFound`) or reset (410 `resyncRequired`),
+//! groups added, renamed, deleted; soft-deleted users and Microsoft 365 groups restored
+//! with their memberships; users and nested groups added to and removed from groups), delta links expired (400 `syncStateNotFound`) or reset (410 `resyncRequired`),
 //! faults (500/503/504, dropped connections, truncated bodies) and throttling switched on
 //! and off, and the synced user properties switched, interleaved with syncs. The test
 //! keeps its own model of the directory, checked against the simulator's control API, and
@@ -140,6 +140,14 @@ enum Op {
         group: Index,
         member: Index,
     },
+    /// Brings a soft-deleted user back from deleted items, with its memberships.
+    RestoreUser {
+        user: Index,
+    },
+    /// Brings a soft-deleted Microsoft 365 group back from deleted items.
+    RestoreGroup {
+        group: Index,
+    },
     /// The next delta request gets 400 `syncStateNotFound`.
     ExpireDeltaTokens,
     /// The next delta request gets 410 `resyncRequired`.
@@ -243,6 +251,8 @@ fn directory_change() -> impl Strategy<Value = Op> {
             .prop_map(|(group, member, nested)| Op::AddMember { group, member, nested }),
         2 => (any::<Index>(), any::<Index>())
             .prop_map(|(group, member)| Op::RemoveMember { group, member }),
+        1 => any::<Index>().prop_map(|user| Op::RestoreUser { user }),
+        1 => any::<Index>().prop_map(|group| Op::RestoreGroup { group }),
     ]
 }
 
@@ -421,6 +431,10 @@ fn user_type(kind: UserType) -> &'static str {
 struct Model {
     users: BTreeMap<String, UserRow>,
     groups: BTreeMap<String, GroupRow>,
+    /// Soft-deleted users and Microsoft 365 groups (Microsoft's deleted items), as they
+    /// were: a restore brings the row back unchanged.
+    deleted_users: BTreeMap<String, UserRow>,
+    deleted_groups: BTreeMap<String, GroupRow>,
     /// Users and groups added by the test so far (for unique names).
     added: usize,
     faults: bool,
@@ -1013,7 +1027,11 @@ impl Scene {
                     Deletion::Soft
                 };
                 control.delete_user(id, deletion).expect("delete a user");
-                self.model.users.remove(id);
+                if let Some(row) = self.model.users.remove(id)
+                    && !*permanent
+                {
+                    self.model.deleted_users.insert(id.clone(), row);
+                }
             }
             Op::AddGroup { unified } => {
                 self.model.added += 1;
@@ -1079,7 +1097,14 @@ impl Scene {
                     Deletion::Soft
                 };
                 control.delete_group(id, deletion).expect("delete a group");
-                self.model.groups.remove(id);
+                // Only a Microsoft 365 group goes to deleted items; a security group is
+                // gone for good (tenant-sim README, `restore_group`).
+                if let Some(row) = self.model.groups.remove(id)
+                    && !*permanent
+                    && row.group_types.iter().any(|t| t == "Unified")
+                {
+                    self.model.deleted_groups.insert(id.clone(), row);
+                }
             }
             Op::AddMember {
                 group,
@@ -1115,6 +1140,29 @@ impl Scene {
                 let member = &members[member.index(members.len())];
                 let removed = control.remove_member(target, member).expect("remove");
                 assert!(removed, "{member} was a member of {target}");
+            }
+            Op::RestoreUser { user } => {
+                let deleted: Vec<String> = self.model.deleted_users.keys().cloned().collect();
+                if deleted.is_empty() {
+                    return;
+                }
+                let id = &deleted[user.index(deleted.len())];
+                // The model's names are never reused, so no restore meets a taken UPN.
+                control.restore_user(id).expect("restore a user");
+                if let Some(row) = self.model.deleted_users.remove(id) {
+                    self.model.users.insert(id.clone(), row);
+                }
+            }
+            Op::RestoreGroup { group } => {
+                let deleted: Vec<String> = self.model.deleted_groups.keys().cloned().collect();
+                if deleted.is_empty() {
+                    return;
+                }
+                let id = &deleted[group.index(deleted.len())];
+                control.restore_group(id).expect("restore a group");
+                if let Some(row) = self.model.deleted_groups.remove(id) {
+                    self.model.groups.insert(id.clone(), row);
+                }
             }
             Op::ExpireDeltaTokens => {
                 control.expire_delta_tokens();

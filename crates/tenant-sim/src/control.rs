@@ -499,6 +499,25 @@ impl Control {
         Ok(())
     }
 
+    /// Restores a soft-deleted user from deleted items, as Graph's `POST
+    /// /directory/deletedItems/{id}/restore` does: the same id and properties, its
+    /// memberships of the groups still there, its manager if still there. The next delta
+    /// round hands it out as a live user, not as removed.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] unless the user is in deleted items (a permanently deleted user
+    /// never is); [`Error::Conflict`] when its user principal name was taken meanwhile.
+    pub fn restore_user(&self, id: &str) -> Result<UserSummary, Error> {
+        let mut dir = self.state().write_dir();
+        let slot = dir
+            .find_deleted_user(id)
+            .ok_or_else(|| not_found("deleted user", id))?;
+        dir.restore_user(slot).map_err(|()| {
+            Error::Conflict("the deleted user's user principal name is taken".into())
+        })?;
+        user_summary(&dir, slot).ok_or_else(|| not_found("user", id))
+    }
+
     /// Adds a group without members.
     ///
     /// # Errors
@@ -558,7 +577,9 @@ impl Control {
         group_summary(&dir, slot).ok_or_else(|| not_found("group", id))
     }
 
-    /// Deletes a group.
+    /// Deletes a group. Only a Microsoft 365 group (`unified`) goes to deleted items; a
+    /// security group is deleted permanently whatever `deletion` says, as in Entra
+    /// (`@removed` reason `deleted`).
     ///
     /// # Errors
     /// [`Error::NotFound`] for an unknown group.
@@ -567,6 +588,21 @@ impl Control {
         let slot = dir.find_group(id).ok_or_else(|| not_found("group", id))?;
         dir.delete_group(slot, deletion);
         Ok(())
+    }
+
+    /// Restores a soft-deleted Microsoft 365 group from deleted items: the same id and
+    /// properties, its members still there, its memberships of groups still there.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] unless the group is in deleted items (security groups never
+    /// are).
+    pub fn restore_group(&self, id: &str) -> Result<GroupSummary, Error> {
+        let mut dir = self.state().write_dir();
+        let slot = dir
+            .find_deleted_group(id)
+            .ok_or_else(|| not_found("deleted group", id))?;
+        dir.restore_group(slot);
+        group_summary(&dir, slot).ok_or_else(|| not_found("group", id))
     }
 
     /// Adds a user or group to a group; `Ok(false)` if it was already a member.
@@ -1155,6 +1191,22 @@ fn tenant_routes() -> axum::Router<Arc<Shared>> {
                  Query(o): Query<DeleteOptions>| async move {
                     c.delete_user(&id, deletion(&o))?;
                     ControlResult::Ok(StatusCode::NO_CONTENT)
+                },
+            ),
+        )
+        .route(
+            "/users/{id}/restore",
+            post(
+                |TenantControl(c): TenantControl, Path(IdPath { id }): Path<IdPath>| async move {
+                    ControlResult::Ok(Json(c.restore_user(&id)?))
+                },
+            ),
+        )
+        .route(
+            "/groups/{id}/restore",
+            post(
+                |TenantControl(c): TenantControl, Path(IdPath { id }): Path<IdPath>| async move {
+                    ControlResult::Ok(Json(c.restore_group(&id)?))
                 },
             ),
         )

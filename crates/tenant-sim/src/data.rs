@@ -176,6 +176,10 @@ pub(crate) struct Directory {
     pub user_property_changes: HashMap<u32, Vec<(u64, u64)>>,
     /// The directory roles each user holds (users without roles have no entry).
     roles: BTreeMap<u32, Vec<DirectoryRole>>,
+    /// Soft-deleted objects, restorable: the object as it was and the groups it was a
+    /// member of (Microsoft's deleted items).
+    deleted_users: HashMap<u32, (User, Vec<u32>)>,
+    deleted_groups: HashMap<u32, (Group, Vec<u32>)>,
     rng: StdRng,
     sorted_users: std::sync::Mutex<Option<(u64, Arc<Vec<u32>>)>>,
 }
@@ -750,6 +754,8 @@ impl Directory {
             user_property_changes: HashMap::new(),
             // User 0, "MOD Administrator", is the tenant's Global Administrator.
             roles: BTreeMap::from([(0, vec![DirectoryRole::GlobalAdministrator])]),
+            deleted_users: HashMap::new(),
+            deleted_groups: HashMap::new(),
             rng,
             sorted_users: std::sync::Mutex::new(None),
         }
@@ -969,8 +975,12 @@ impl Directory {
         self.user_by_upn
             .remove(&user.user_principal_name.to_lowercase());
         let member = Member::User(slot);
-        for g in 0..self.groups.len() {
-            self.remove_member(slot_u32(g), member);
+        let member_of: Vec<u32> = (0..self.groups.len())
+            .map(slot_u32)
+            .filter(|g| self.remove_member(*g, member))
+            .collect();
+        if deletion == Deletion::Soft {
+            self.deleted_users.insert(slot, (user, member_of));
         }
         // Direct reports lose their manager: a change to each of them.
         let reports: Vec<u32> = (0..self.users.len())
@@ -1003,17 +1013,25 @@ impl Directory {
         slot
     }
 
+    /// Deletes a group. Microsoft deletes security groups permanently, whatever was asked
+    /// (only Microsoft 365 groups go to deleted items: "This isn't applicable to security
+    /// groups, which are deleted permanently",
+    /// <https://learn.microsoft.com/en-us/graph/api/directory-deleteditems-restore>).
     pub(crate) fn delete_group(&mut self, slot: u32, deletion: Deletion) {
-        if self
-            .groups
-            .get_mut(slot as usize)
-            .and_then(Option::take)
-            .is_none()
-        {
+        let Some(group) = self.groups.get_mut(slot as usize).and_then(Option::take) else {
             return;
-        }
-        for g in 0..self.groups.len() {
-            self.remove_member(slot_u32(g), Member::Group(slot));
+        };
+        let deletion = if group.unified {
+            deletion
+        } else {
+            Deletion::Permanent
+        };
+        let member_of: Vec<u32> = (0..self.groups.len())
+            .map(slot_u32)
+            .filter(|g| self.remove_member(*g, Member::Group(slot)))
+            .collect();
+        if deletion == Deletion::Soft {
+            self.deleted_groups.insert(slot, (group, member_of));
         }
         let seq = self.next_seq();
         self.tombstones.push(Tombstone {
@@ -1022,6 +1040,72 @@ impl Directory {
             slot,
             deletion,
         });
+    }
+
+    /// A soft-deleted user by object id.
+    pub(crate) fn find_deleted_user(&self, id: &str) -> Option<u32> {
+        let slot = self.user_by_id.get(&Uuid::parse_str(id).ok()?).copied()?;
+        self.deleted_users.contains_key(&slot).then_some(slot)
+    }
+
+    /// A soft-deleted group by object id.
+    pub(crate) fn find_deleted_group(&self, id: &str) -> Option<u32> {
+        let slot = self.group_by_id.get(&Uuid::parse_str(id).ok()?).copied()?;
+        self.deleted_groups.contains_key(&slot).then_some(slot)
+    }
+
+    /// Restores a soft-deleted user with its properties and its memberships of the groups
+    /// still there; its manager only if still there. `Err(())` (and still deleted) if its
+    /// user principal name was taken meanwhile, as Graph refuses such a restore.
+    pub(crate) fn restore_user(&mut self, slot: u32) -> Result<(), ()> {
+        let Some((mut user, member_of)) = self.deleted_users.remove(&slot) else {
+            return Err(());
+        };
+        let key = user.user_principal_name.to_lowercase();
+        if self.user_by_upn.contains_key(&key) {
+            self.deleted_users.insert(slot, (user, member_of));
+            return Err(());
+        }
+        if user.manager.is_some_and(|m| self.user(m).is_none()) {
+            user.manager = None;
+        }
+        user.version = self.next_seq();
+        let version = user.version;
+        self.users[slot as usize] = Some(user);
+        self.user_by_upn.insert(key, slot);
+        // Every property is new to a client that saw the deletion.
+        self.user_property_changes
+            .entry(slot)
+            .or_default()
+            .push((version, u64::MAX));
+        for group in member_of {
+            self.add_member(group, Member::User(slot));
+        }
+        Ok(())
+    }
+
+    /// Restores a soft-deleted Microsoft 365 group with its properties, its members still
+    /// there and its memberships of groups still there; `false` if it is not deleted.
+    pub(crate) fn restore_group(&mut self, slot: u32) -> bool {
+        let Some((mut group, member_of)) = self.deleted_groups.remove(&slot) else {
+            return false;
+        };
+        let members = std::mem::take(&mut group.members);
+        group.version = self.next_seq();
+        self.groups[slot as usize] = Some(group);
+        for member in members {
+            let live = match member {
+                Member::User(s) => self.user(s).is_some(),
+                Member::Group(s) => self.group(s).is_some(),
+            };
+            if live {
+                self.add_member(slot, member);
+            }
+        }
+        for group in member_of {
+            self.add_member(group, Member::Group(slot));
+        }
+        true
     }
 
     /// Adds a member; `false` if it was already one.

@@ -502,7 +502,9 @@ fn users_page(
     if let Some(from) = cursor.from {
         let start = tombstone_start(dir, from).max(if cursor.phase == 1 { position } else { 0 });
         for (i, stone) in dir.tombstones.iter().enumerate().skip(start) {
-            if stone.kind != Kind::User {
+            // A user restored since its deletion is live again: the round hands it out
+            // among the live users, not as removed.
+            if stone.kind != Kind::User || dir.user(stone.slot).is_some() {
                 continue;
             }
             if budget == 0 {
@@ -636,7 +638,7 @@ fn groups_page(
     if let Some(from) = cursor.from {
         let start = tombstone_start(dir, from).max(if cursor.phase == 1 { position } else { 0 });
         for (i, stone) in dir.tombstones.iter().enumerate().skip(start) {
-            if stone.kind != Kind::Group {
+            if stone.kind != Kind::Group || dir.group(stone.slot).is_some() {
                 continue;
             }
             if budget == 0 {

@@ -747,3 +747,149 @@ async fn minimal_users_delta_sample_has_the_simulators_shape() {
     let page: Value = response.json().await.unwrap_or(Value::Null);
     assert_same_shape("users-delta-minimal.json", &page, &["value[].id"]);
 }
+
+/// Restoring from deleted items (`POST /directory/deletedItems/{id}/restore`): a restored
+/// user or Microsoft 365 group comes back with its id, properties and memberships, and a
+/// delta round hands it out live, never as removed; a security group is deleted for good.
+#[tokio::test]
+async fn restored_objects_come_back_live_in_delta_with_their_memberships() {
+    let h = start(TenantSim::builder().users(6).groups(0)).await;
+    let control = h.sim.control();
+    let users = control.users();
+    let team = control
+        .add_group(GroupFields::new().display_name("Team").unified(true))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let security = control
+        .add_group(GroupFields::new().display_name("Security"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    for user in &users[1..3] {
+        control
+            .add_member(&team.id, &user.id)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    control
+        .add_member(&security.id, &team.id)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (_, users_link, _) = h.delta_round(&h.url("/users/delta")).await;
+    let (_, groups_link, _) = h.delta_round(&h.url("/groups/delta")).await;
+
+    // Deleted and restored within one round: live, with its memberships, not removed.
+    control
+        .delete_user(&users[1].id, Deletion::Soft)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let restored = control
+        .restore_user(&users[1].id)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(restored.user_principal_name, users[1].user_principal_name);
+    let team_members = |control: &crate::Control| -> BTreeSet<String> {
+        control
+            .group_member_ids(&team.id)
+            .unwrap_or_default()
+            .into_iter()
+            .collect()
+    };
+    assert_eq!(
+        team_members(control),
+        [users[1].id.clone(), users[2].id.clone()].into_iter().collect()
+    );
+    let (items, users_link, _) = h.delta_round(&users_link).await;
+    let item = items.iter().find(|i| i["id"] == users[1].id.as_str());
+    assert_eq!(
+        item.map(|i| (i.get("@removed").is_some(), i["userPrincipalName"].clone())),
+        Some((false, Value::from(users[1].user_principal_name.as_str()))),
+        "{items:?}"
+    );
+
+    // Deleted in one round, restored in the next: removed, then back whole.
+    control
+        .delete_user(&users[2].id, Deletion::Soft)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (items, users_link, _) = h.delta_round(&users_link).await;
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert_eq!(items[0]["@removed"]["reason"], "changed");
+    control
+        .restore_user(&users[2].id)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (items, _, _) = h.delta_round(&users_link).await;
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert_eq!(items[0]["id"], users[2].id.as_str());
+    assert_eq!(items[0]["displayName"], users[2].display_name.as_str());
+    assert!(items[0].get("@removed").is_none());
+
+    // Not in deleted items: live, permanently deleted, or restored already.
+    assert!(control.restore_user(&users[3].id).is_err(), "live");
+    control
+        .delete_user(&users[4].id, Deletion::Permanent)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(control.restore_user(&users[4].id).is_err(), "permanent");
+    assert!(control.restore_user(&users[1].id).is_err(), "restored");
+
+    // A UPN taken meanwhile: refused, and the user stays restorable.
+    control
+        .delete_user(&users[5].id, Deletion::Soft)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let taker = control
+        .add_user(
+            &UserFields::new()
+                .display_name("Taker")
+                .user_principal_name(&users[5].user_principal_name),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(
+        control.restore_user(&users[5].id),
+        Err(crate::Error::Conflict(_))
+    ));
+    control
+        .delete_user(&taker.id, Deletion::Permanent)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(control.restore_user(&users[5].id).is_ok());
+
+    // A Microsoft 365 group: removed, then back with its members and its membership.
+    control
+        .delete_group(&team.id, Deletion::Soft)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (items, groups_link, _) = h.delta_round(&groups_link).await;
+    let team_item = items.iter().find(|i| i["id"] == team.id.as_str());
+    assert_eq!(
+        team_item.map(|i| i["@removed"]["reason"].clone()),
+        Some(Value::from("changed")),
+        "{items:?}"
+    );
+    control
+        .restore_group(&team.id)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        control.group_member_ids(&security.id).ok(),
+        Some(vec![team.id.clone()])
+    );
+    let (items, groups_link, _) = h.delta_round(&groups_link).await;
+    let team_item = items
+        .iter()
+        .find(|i| i["id"] == team.id.as_str())
+        .unwrap_or_else(|| panic!("the restored group: {items:?}"));
+    assert!(team_item.get("@removed").is_none());
+    let members: BTreeSet<String> = team_item["members@delta"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m.get("@removed").is_none())
+        .filter_map(|m| m["id"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        members,
+        [users[1].id.clone(), users[2].id.clone()].into_iter().collect()
+    );
+
+    // A security group asked to be soft-deleted is gone for good.
+    control
+        .delete_group(&security.id, Deletion::Soft)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (items, _, _) = h.delta_round(&groups_link).await;
+    let security_item = items.iter().find(|i| i["id"] == security.id.as_str());
+    assert_eq!(
+        security_item.map(|i| i["@removed"]["reason"].clone()),
+        Some(Value::from("deleted")),
+        "{items:?}"
+    );
+    assert!(control.restore_group(&security.id).is_err());
+}

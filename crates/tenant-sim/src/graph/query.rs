@@ -299,7 +299,9 @@ fn tokenize(input: &str) -> Result<Vec<Token>, GraphError> {
     let mut chars = input.chars().peekable();
     while let Some(&c) = chars.peek() {
         match c {
-            ' ' | '\t' => {
+            // Any whitespace separates tokens (a word ends at any of it, so skipping only
+            // some would leave the loop on the same character for good).
+            c if c.is_whitespace() => {
                 chars.next();
             }
             '(' => {
@@ -650,6 +652,22 @@ mod tests {
             let filter = parse_filter(text).unwrap_or_else(|e| panic!("{text}: {e:?}"));
             assert_eq!(filter.matches(&props), expected, "{text}");
         }
+    }
+
+    #[test]
+    fn any_whitespace_separates_tokens() {
+        // A newline, a carriage return or a no-break space once left the tokenizer on the
+        // same character for good, pushing empty words until memory ran out: `GET
+        // /v1.0/users?$filter=%0A` hung a worker (found by fuzzing, fuzz/README.md).
+        for text in ["\n", "\r\n", "\u{a0}", "\u{2003}\u{3000}"] {
+            assert!(parse_filter(text).is_err(), "{text:?} alone is no filter");
+        }
+        let filter = parse_filter("accountEnabled\neq\r\ntrue\u{a0}and\u{3000}id eq 'abc'")
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(filter.matches(&props));
+        let filter =
+            parse_filter("accountEnabled\neq\nfalse").unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(!filter.matches(&props));
     }
 
     #[test]
