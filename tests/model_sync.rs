@@ -252,7 +252,7 @@ fn directory_change() -> impl Strategy<Value = Op> {
         2 => (any::<Index>(), any::<Index>())
             .prop_map(|(group, member)| Op::RemoveMember { group, member }),
         1 => any::<Index>().prop_map(|user| Op::RestoreUser { user }),
-        1 => any::<Index>().prop_map(|group| Op::RestoreGroup { group }),
+        2 => any::<Index>().prop_map(|group| Op::RestoreGroup { group }),
     ]
 }
 

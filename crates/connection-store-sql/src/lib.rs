@@ -16,6 +16,8 @@ pub use sqlx;
 
 pub use crate::crypto::{EncryptionKey, KeyId, KeyRing, KeyRingBuilder};
 pub use crate::error::SqlStoreError;
-pub use crate::open::{SCHEMA_VERSION, SqlStoreBuilder};
+pub use crate::open::{
+    SCHEMA_VERSION, SqlStoreBuilder, sqlite_connect_options, sqlite_pool_options,
+};
 pub use crate::shared::{SealedSecret, SqlConnection, SqlPool};
 pub use crate::store::SqlStore;

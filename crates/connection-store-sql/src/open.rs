@@ -211,17 +211,13 @@ async fn release_outside_transaction(
     }
 }
 
-async fn open_sqlite(
-    path: &Path,
-    max_connections: u32,
-    busy_timeout: Duration,
-) -> Result<Pool, SqlStoreError> {
-    create_owner_only(path).map_err(|source| SqlStoreError::File {
-        path: path.to_owned(),
-        source,
-    })?;
-
-    let options = SqliteConnectOptions::new()
+/// The store's connection settings for its `SQLite` file at `path`, for a pool of your own
+/// on the same database (a table of yours beside the store's, in its transactions): WAL,
+/// `synchronous = FULL`, the busy timeout, foreign keys, the statement journal in memory.
+/// The file must exist; open the store first to create and migrate it.
+#[must_use]
+pub fn sqlite_connect_options(path: &Path, busy_timeout: Duration) -> SqliteConnectOptions {
+    SqliteConnectOptions::new()
         .filename(path)
         .create_if_missing(false)
         // WAL: readers never block the writer, and several processes may share the file.
@@ -234,16 +230,37 @@ async fn open_sqlite(
         // The statement journal (the pages a multi-row statement changes, kept until it
         // completes) in memory, not a temporary file: a bulk upsert wrote every page it
         // touched to that file too (a third of a 100,000-user import's time).
-        .pragma("temp_store", "memory");
+        .pragma("temp_store", "memory")
+}
+
+/// The store's pool options for `SQLite`, for a pool of your own on its database: at most
+/// `max_connections`, and a connection that comes back to the pool inside a transaction
+/// (a cancelled begin, launchbadge/sqlx#3932) is rolled back and closed instead of reused.
+#[must_use]
+pub fn sqlite_pool_options(max_connections: u32) -> SqlitePoolOptions {
+    SqlitePoolOptions::new()
+        .max_connections(max_connections)
+        .after_release(|conn, _| Box::pin(release_outside_transaction(conn)))
+}
+
+async fn open_sqlite(
+    path: &Path,
+    max_connections: u32,
+    busy_timeout: Duration,
+) -> Result<Pool, SqlStoreError> {
+    create_owner_only(path).map_err(|source| SqlStoreError::File {
+        path: path.to_owned(),
+        source,
+    })?;
+
+    let options = sqlite_connect_options(path, busy_timeout);
     // Switching a brand-new file to WAL needs an exclusive lock, and SQLite may answer
     // SQLITE_BUSY for it at once, without waiting through the busy timeout, while another
     // process opens the same new file. Such a failure is retried a few times; any other
     // error, or a file that stays busy, is returned.
     let mut attempt: u32 = 0;
     let pool = loop {
-        match SqlitePoolOptions::new()
-            .max_connections(max_connections)
-            .after_release(|conn, _| Box::pin(release_outside_transaction(conn)))
+        match sqlite_pool_options(max_connections)
             .connect_with(options.clone())
             .await
         {

@@ -686,3 +686,62 @@ async fn a_connection_returned_inside_a_transaction_is_not_reused() {
         .expect("another process takes the write lock");
     assert_eq!(store.list(&owner).await.unwrap().len(), 1);
 }
+
+/// A pool of one's own on the store's file, from `sqlite_pool_options` and
+/// `sqlite_connect_options` (the directory mirror's), has the same release check: a
+/// connection back inside a transaction does not keep the file's write lock.
+#[tokio::test]
+async fn a_pool_of_ones_own_from_the_stores_options_has_its_release_check() {
+    let dir = TempDir::new();
+    let path = dir.file("store.db");
+    let store = SqlStore::sqlite(&path)
+        .key_ring(ring())
+        // Long enough for the other pool's release check to run, which is not awaited by
+        // the drop below; without the check the lock is held for good.
+        .busy_timeout(Duration::from_secs(2))
+        .open()
+        .await
+        .expect("open sqlite store");
+    let options = connection_store_sql::sqlite_connect_options(&path, Duration::from_millis(200));
+    let own = connection_store_sql::sqlite_pool_options(1)
+        .connect_with(options)
+        .await
+        .expect("a pool of one's own");
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&own)
+        .await
+        .expect("journal mode");
+    assert_eq!(mode, "wal");
+    let mut orphan = own.acquire().await.expect("the pool's one connection");
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut *orphan)
+        .await
+        .expect("a write transaction");
+    drop(orphan);
+
+    // The store writes through its own pool: the lock the orphan took is gone.
+    let owner = unique_owner("own-pool");
+    store
+        .create(&owner, sample_connection("Own pool", "t-own", "rt-own"))
+        .await
+        .expect("the store writes after the other pool's connection came back mid-transaction");
+    // And the own pool's connection (a new one) writes too.
+    sqlx::query("BEGIN IMMEDIATE; COMMIT")
+        .execute(&own)
+        .await
+        .expect("the own pool takes the write lock");
+    assert_eq!(store.list(&owner).await.unwrap().len(), 1);
+}
+
+/// Options for a file that is not there do not create it: the store creates and migrates.
+#[tokio::test]
+async fn the_stores_connect_options_do_not_create_a_file() {
+    let dir = TempDir::new();
+    let path = dir.file("missing.db");
+    let options = connection_store_sql::sqlite_connect_options(&path, Duration::from_millis(50));
+    let result = connection_store_sql::sqlite_pool_options(1)
+        .connect_with(options)
+        .await;
+    assert!(result.is_err(), "connected to a file that is not there");
+    assert!(!path.exists());
+}

@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use connection_store_sql::SqlPool;
 use connection_store_sql::sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
-use connection_store_sql::sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
+use connection_store_sql::sqlx::sqlite::SqliteRow;
 use connection_store_sql::sqlx::{self, FromRow, PgPool, Postgres, Sqlite, SqlitePool};
 
 use super::error::MirrorError;
@@ -131,16 +129,9 @@ impl Pool {
                 path.display()
             )));
         }
-        // The same settings as the connection store's own pool.
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(false)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
+        // The connection store's own settings and release check.
+        let options = connection_store_sql::sqlite_connect_options(path, Duration::from_secs(10));
+        let pool = connection_store_sql::sqlite_pool_options(4)
             .connect_with(options)
             .await
             .map_err(MirrorError::database("connect"))?;
