@@ -19,7 +19,9 @@ use crate::cloud::{Authority, Cloud, TenantId, is_openid_scope};
 use crate::credentials::{ClientCredential, expose};
 use crate::error::{AuthError, EntraError, IdTokenError};
 use crate::grant::Grant;
-use crate::http::{Answered, Exchange, HttpClient, HttpFailure, endpoint_path, json_error_summary};
+use crate::http::{
+    Answered, Exchange, HttpClient, HttpFailure, endpoint_path, json_error_summary, undecodable,
+};
 use crate::id_token::{self, Expectations};
 use crate::signing_keys::SigningKeys;
 use crate::throttle::{self, Throttle};
@@ -380,15 +382,13 @@ impl EntraClient {
             .await
             .map_err(|failure| failure.into_auth_error(endpoint))?;
         let status = response.status().as_u16();
-        let decode_error = |error: &serde_json::Error| AuthError::UnexpectedResponse {
-            endpoint: endpoint_path(endpoint),
-            status,
-            content_type: response
+        let decode_error = |error: &serde_json::Error| {
+            let content_type = response
                 .headers()
                 .get(CONTENT_TYPE)
                 .and_then(|value| value.to_str().ok())
-                .map(str::to_owned),
-            detail: format!("cannot decode: {}", json_error_summary(error)),
+                .map(str::to_owned);
+            undecodable(endpoint, status, content_type, error)
         };
         if status == 200 {
             serde_json::from_slice::<T>(response.body())

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
-use crate::client::EntraClient;
+use crate::client::{EntraClient, after};
 use crate::cloud::Authority;
 use crate::credentials::expose;
 use crate::error::AuthError;
@@ -48,8 +48,10 @@ impl Seconds {
     }
 }
 
+/// The device-code endpoint's answer (spec §3), before the defaults and bounds of
+/// [`DeviceAuthorization::from_response`].
 #[derive(Deserialize)]
-struct DeviceCodeResponse {
+pub(crate) struct DeviceCodeResponse {
     device_code: SecretString,
     user_code: String,
     verification_uri: String,
@@ -109,6 +111,49 @@ impl DeviceAuthorization {
     }
 }
 
+impl DeviceAuthorization {
+    /// The sign-in Entra's answer starts, as of `now` (the client's clock; polling counts
+    /// from this moment): the defaults for what Entra left out, and `interval` and
+    /// `expires_in` bounded, since a huge value from the network would overflow the
+    /// polling's `Instant` arithmetic and panic. Separate from the request so that the
+    /// fuzz targets run exactly this on any answer.
+    pub(crate) fn from_response(
+        response: DeviceCodeResponse,
+        now: OffsetDateTime,
+        authority: Authority,
+        scopes: Vec<String>,
+    ) -> Self {
+        let interval = response
+            .interval
+            .and_then(Seconds::get)
+            .unwrap_or(DEFAULT_INTERVAL)
+            .clamp(1, MAX_DEVICE_SECONDS);
+        let expires_in = response
+            .expires_in
+            .and_then(Seconds::get)
+            .unwrap_or(DEFAULT_EXPIRES_IN)
+            .min(MAX_DEVICE_SECONDS);
+        let message = response.message.unwrap_or_else(|| {
+            format!(
+                "To sign in, open {} and enter the code {}.",
+                response.verification_uri, response.user_code
+            )
+        });
+        Self {
+            device_code: response.device_code,
+            user_code: response.user_code,
+            verification_uri: response.verification_uri,
+            message,
+            interval: Duration::from_secs(interval),
+            expires_in: Duration::from_secs(expires_in),
+            expires_at: after(now, Duration::from_secs(expires_in)),
+            started: Instant::now(),
+            authority,
+            scopes,
+        }
+    }
+}
+
 impl fmt::Debug for DeviceAuthorization {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DeviceAuthorization")
@@ -154,34 +199,12 @@ impl EntraClient {
                 return Err(AuthError::from_token_endpoint(error, retry_after));
             }
         };
-        let interval = response
-            .interval
-            .and_then(Seconds::get)
-            .unwrap_or(DEFAULT_INTERVAL)
-            .clamp(1, MAX_DEVICE_SECONDS);
-        let expires_in = response
-            .expires_in
-            .and_then(Seconds::get)
-            .unwrap_or(DEFAULT_EXPIRES_IN)
-            .min(MAX_DEVICE_SECONDS);
-        let message = response.message.unwrap_or_else(|| {
-            format!(
-                "To sign in, open {} and enter the code {}.",
-                response.verification_uri, response.user_code
-            )
-        });
-        Ok(DeviceAuthorization {
-            device_code: response.device_code,
-            user_code: response.user_code,
-            verification_uri: response.verification_uri,
-            message,
-            interval: Duration::from_secs(interval),
-            expires_in: Duration::from_secs(expires_in),
-            expires_at: self.now() + Duration::from_secs(expires_in),
-            started: Instant::now(),
-            authority: authority.clone(),
+        Ok(DeviceAuthorization::from_response(
+            response,
+            self.now(),
+            authority.clone(),
             scopes,
-        })
+        ))
     }
 
     /// Polls until the user signs in, declines, or the code expires.

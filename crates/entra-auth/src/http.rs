@@ -185,6 +185,23 @@ pub(crate) fn json_error_summary(error: &serde_json::Error) -> String {
     )
 }
 
+/// An answer of `endpoint` whose JSON body did not decode, as the error a caller gets:
+/// the JSON error's category and position only ([`json_error_summary`]), never the body,
+/// which may hold tokens.
+pub(crate) fn undecodable(
+    endpoint: &url::Url,
+    status: u16,
+    content_type: Option<String>,
+    error: &serde_json::Error,
+) -> AuthError {
+    AuthError::UnexpectedResponse {
+        endpoint: endpoint_path(endpoint),
+        status,
+        content_type,
+        detail: format!("cannot decode: {}", json_error_summary(error)),
+    }
+}
+
 /// The path of a URL, for error messages (never the query, which may hold a code).
 pub(crate) fn endpoint_path(url: &url::Url) -> String {
     url.path().to_owned()

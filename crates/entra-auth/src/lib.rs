@@ -11,6 +11,9 @@ mod cloud;
 mod credentials;
 mod device;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod grant;
 mod http;
 mod id_token;

@@ -25,7 +25,7 @@ use crate::graph::{
 const TOKEN_LIFETIME_SECONDS: i64 = 7 * 24 * 3600;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Cursor {
+pub(crate) struct Cursor {
     kind: Kind,
     /// `None`: initial round.
     from: Option<u64>,
@@ -80,7 +80,7 @@ fn unwrap(tenant_id: &str, token: &str) -> Option<String> {
 }
 
 impl Cursor {
-    fn encode(&self, tenant_id: &str) -> String {
+    pub(crate) fn encode(&self, tenant_id: &str) -> String {
         let from = self.from.map_or_else(|| "-".to_string(), |f| f.to_string());
         wrap(
             tenant_id,
@@ -96,7 +96,7 @@ impl Cursor {
         )
     }
 
-    fn decode(tenant_id: &str, token: &str) -> Option<Self> {
+    pub(crate) fn decode(tenant_id: &str, token: &str) -> Option<Self> {
         let text = unwrap(tenant_id, token)?;
         let parts: Vec<&str> = text.splitn(8, '|').collect();
         let ["s", kind, from, end, phase, position, sub, select] = parts.as_slice() else {
@@ -119,7 +119,7 @@ impl Cursor {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct DeltaToken {
+pub(crate) struct DeltaToken {
     kind: Kind,
     seq: u64,
     issued: i64,
@@ -127,7 +127,7 @@ struct DeltaToken {
 }
 
 impl DeltaToken {
-    fn encode(&self, tenant_id: &str) -> String {
+    pub(crate) fn encode(&self, tenant_id: &str) -> String {
         wrap(
             tenant_id,
             &format!(
@@ -140,7 +140,7 @@ impl DeltaToken {
         )
     }
 
-    fn decode(tenant_id: &str, token: &str) -> Option<Self> {
+    pub(crate) fn decode(tenant_id: &str, token: &str) -> Option<Self> {
         let text = unwrap(tenant_id, token)?;
         let parts: Vec<&str> = text.splitn(5, '|').collect();
         let ["d", kind, seq, issued, select] = parts.as_slice() else {

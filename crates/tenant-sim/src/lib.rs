@@ -8,6 +8,9 @@ mod data;
 mod delta;
 mod error;
 mod faults;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod graph;
 mod request_target;
 mod roles;

@@ -237,7 +237,7 @@ fn chunk_size(text: &[u8]) -> Option<u64> {
 
 /// `METHOD SP target SP HTTP/1.x` with the target's refused bytes percent-encoded
 /// (spaces inside the target too); `None` for a line that is not an HTTP/1 request line.
-fn rewrite_request_line(line: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn rewrite_request_line(line: &[u8]) -> Option<Vec<u8>> {
     let version_at = line.len().checked_sub(b" HTTP/1.1".len())?;
     let version = &line[version_at..];
     if version != b" HTTP/1.1" && version != b" HTTP/1.0" {

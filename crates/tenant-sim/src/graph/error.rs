@@ -73,7 +73,7 @@ impl GraphError {
         self.code.clone()
     }
 
-    #[cfg(test)]
+    #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn message(&self) -> &str {
         &self.message
     }

@@ -118,7 +118,25 @@ pub(super) fn order_by(
     allowed: &[&str],
     has_filter: bool,
 ) -> Result<Option<(&'static str, bool)>, GraphError> {
-    let Some(orderby) = &request.query.orderby else {
+    order_by_text(
+        request.query.orderby.as_deref(),
+        allowed,
+        has_filter,
+        &|| request.advanced(),
+    )
+}
+
+/// [`order_by`] on the `$orderby` text itself (`None`: not sent), `advanced` telling
+/// whether the request has the advanced query parameters (asked only with a filter): the
+/// sorted property among `allowed` and whether it is descending. Apart from the request so
+/// that the fuzz targets read any text as a listing does.
+pub(crate) fn order_by_text(
+    orderby: Option<&str>,
+    allowed: &[&str],
+    has_filter: bool,
+    advanced: &dyn Fn() -> bool,
+) -> Result<Option<(&'static str, bool)>, GraphError> {
+    let Some(orderby) = orderby else {
         return Ok(None);
     };
     let mut parts = orderby.split_whitespace();
@@ -142,7 +160,7 @@ pub(super) fn order_by(
             "Sorting not supported for current query.",
         ));
     };
-    if has_filter && !request.advanced() {
+    if has_filter && !advanced() {
         return Err(GraphError::bad_request(
             "Request_UnsupportedQuery",
             "Unsupported Query.",

@@ -10,12 +10,12 @@ mod directory_roles;
 mod endpoint;
 mod error;
 mod handle;
-mod list;
+pub(crate) mod list;
 mod members;
-mod paging;
+pub(crate) mod paging;
 mod photo;
 mod properties;
-mod query;
+pub(crate) mod query;
 mod request;
 mod response;
 

@@ -97,12 +97,16 @@ fn encode_component(text: &str) -> String {
 
 /// Page cursor inside a `$skiptoken`, bound to its tenant: opaque to clients
 /// ([spec 8a]).
-fn encode_skiptoken(tenant_id: &str, tag: &str, position: usize) -> String {
+pub(crate) fn encode_skiptoken(tenant_id: &str, tag: &str, position: usize) -> String {
     URL_SAFE_NO_PAD.encode(format!("{tenant_id}:{tag}:{position}"))
 }
 
 /// The position in a `$skiptoken`; another tenant's token is as invalid as a garbled one.
-fn decode_skiptoken(tenant_id: &str, tag: &str, token: Option<&str>) -> Result<usize, GraphError> {
+pub(crate) fn decode_skiptoken(
+    tenant_id: &str,
+    tag: &str,
+    token: Option<&str>,
+) -> Result<usize, GraphError> {
     let Some(token) = token else { return Ok(0) };
     URL_SAFE_NO_PAD
         .decode(token)

@@ -111,12 +111,29 @@ impl Query {
 }
 
 /// A literal in a `$filter`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub(crate) enum Literal {
     Text(String),
     Bool(bool),
     Null,
     Number(f64),
+}
+
+/// Literals are equal when they are the same literal: a `NaN` equals a `NaN` (`OData`
+/// writes it as a number, and with `f64`'s own equality a filter holding one would differ
+/// from itself), and `0` and `-0` differ as written.
+impl PartialEq for Literal {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Text(a), Self::Text(b)) => a == b,
+            (Self::Bool(a), Self::Bool(b)) => a == b,
+            (Self::Null, Self::Null) => true,
+            (Self::Number(a), Self::Number(b)) => {
+                a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
+            }
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -213,6 +230,114 @@ impl Filter {
             }
         }
     }
+}
+
+/// The printer back to `OData` syntax, for the fuzz targets (a parsed filter prints to
+/// one that parses equal) and the tests.
+#[cfg(any(test, feature = "fuzzing"))]
+impl Filter {
+    /// This filter as `$filter` text that [`parse_filter`] reads back to an equal filter:
+    /// text literals quoted with `''` for a quote, and parentheses only where the grammar
+    /// needs them (an `or` inside an `and`, an `and`/`or` on the right of its own kind or
+    /// under `not`). Every parenthesis printed stands for one the parsed text had, so the
+    /// printed filter nests no deeper and stays within [`MAX_FILTER_DEPTH`].
+    pub(crate) fn to_odata(&self) -> String {
+        let mut out = String::new();
+        self.write_or(&mut out);
+        out
+    }
+
+    /// An `or` chain (the grammar's top level): `or` is left-associative.
+    fn write_or(&self, out: &mut String) {
+        if let Self::Or(a, b) = self {
+            a.write_or(out);
+            out.push_str(" or ");
+            b.write_and(out);
+        } else {
+            self.write_and(out);
+        }
+    }
+
+    /// An `and` chain of atoms: `and` binds tighter than `or` and is left-associative.
+    fn write_and(&self, out: &mut String) {
+        if let Self::And(a, b) = self {
+            a.write_and(out);
+            out.push_str(" and ");
+            b.write_atom(out);
+        } else {
+            self.write_atom(out);
+        }
+    }
+
+    /// An atom: an `and`/`or` here needs its parentheses; `not` takes an atom.
+    fn write_atom(&self, out: &mut String) {
+        match self {
+            Self::And(..) | Self::Or(..) => {
+                out.push('(');
+                self.write_or(out);
+                out.push(')');
+            }
+            Self::Not(inner) => {
+                out.push_str("not ");
+                inner.write_atom(out);
+            }
+            Self::Compare(property, comparison, literal) => {
+                out.push_str(property);
+                out.push_str(match comparison {
+                    Comparison::Eq => " eq ",
+                    Comparison::Ne => " ne ",
+                    // The four parse alike (refused as not indexed); one stands for them.
+                    Comparison::Range => " ge ",
+                });
+                literal.write(out);
+            }
+            Self::StartsWith(property, text) | Self::EndsWith(property, text) => {
+                out.push_str(if matches!(self, Self::StartsWith(..)) {
+                    "startswith("
+                } else {
+                    "endswith("
+                });
+                out.push_str(property);
+                out.push(',');
+                write_text(text, out);
+                out.push(')');
+            }
+            Self::In(property, values) => {
+                out.push_str(property);
+                out.push_str(" in (");
+                for (index, value) in values.iter().enumerate() {
+                    if index > 0 {
+                        out.push_str(", ");
+                    }
+                    value.write(out);
+                }
+                out.push(')');
+            }
+        }
+    }
+}
+
+#[cfg(any(test, feature = "fuzzing"))]
+impl Literal {
+    /// The literal as one token: `f64`'s `Display` is the shortest text that reads back
+    /// to the same number (never an exponent, never a space), `NaN` and `inf` included.
+    fn write(&self, out: &mut String) {
+        match self {
+            Self::Text(text) => write_text(text, out),
+            Self::Bool(true) => out.push_str("true"),
+            Self::Bool(false) => out.push_str("false"),
+            Self::Null => out.push_str("null"),
+            Self::Number(number) => out.push_str(&number.to_string()),
+        }
+    }
+}
+
+/// A text literal: quoted, a quote inside doubled.
+#[cfg(any(test, feature = "fuzzing"))]
+fn write_text(text: &str, out: &mut String) {
+    out.push('\'');
+    out.push_str(&text.replace('\'', "''"));
+    out.push('\'');
 }
 
 /// Whether `text` starts with `prefix`, case folded: directory string comparisons ignore
@@ -665,9 +790,144 @@ mod tests {
         let filter = parse_filter("accountEnabled\neq\r\ntrue\u{a0}and\u{3000}id eq 'abc'")
             .unwrap_or_else(|e| panic!("{e:?}"));
         assert!(filter.matches(&props));
-        let filter =
-            parse_filter("accountEnabled\neq\nfalse").unwrap_or_else(|e| panic!("{e:?}"));
+        let filter = parse_filter("accountEnabled\neq\nfalse").unwrap_or_else(|e| panic!("{e:?}"));
         assert!(!filter.matches(&props));
+    }
+
+    /// `text` parsed, printed and parsed again: the two filters are equal. The printed
+    /// text.
+    fn round_trip(text: &str) -> String {
+        let filter = parse_filter(text).unwrap_or_else(|e| panic!("{text:?}: {e:?}"));
+        let printed = filter.to_odata();
+        let again = parse_filter(&printed)
+            .unwrap_or_else(|e| panic!("{printed:?} (printed from {text:?}): {e:?}"));
+        assert_eq!(again, filter, "{text:?} printed as {printed:?}");
+        printed
+    }
+
+    #[test]
+    fn every_supported_filter_prints_back_to_an_equal_filter() {
+        for text in [
+            "accountEnabled eq true",
+            "accountEnabled eq false",
+            "userType eq 'Guest'",
+            "startswith(displayName,'osc')",
+            "startswith(displayName, 'Ward')",
+            "id in ('x', 'abc')",
+            "id in ('x')",
+            "accountEnabled eq true and startswith(displayName,'O')",
+            "userType eq 'Guest' or (id eq 'abc')",
+            "not(accountEnabled eq true)",
+            "endswith(mail,'@contoso.com')",
+            "displayName ne 'Oscar Ward'",
+            "id ge '1'",
+            "skills eq 'x'",
+            "manager eq null",
+            "employeeId in (12, -3.5, 1e3, true, null, 'x')",
+            "accountEnabled\neq\r\ntrue\u{a0}and\u{3000}id eq 'abc'",
+        ] {
+            round_trip(text);
+        }
+        assert_eq!(
+            round_trip("AccountEnabled EQ TRUE AND NOT StartsWith(displayName,'a')"),
+            "AccountEnabled eq true and not startswith(displayName,'a')"
+        );
+        assert_eq!(
+            round_trip("employeeId in (12, -3.5, 1e3)"),
+            "employeeId in (12, -3.5, 1000)"
+        );
+    }
+
+    #[test]
+    fn printed_text_literals_double_their_quotes() {
+        assert_eq!(
+            round_trip("displayName eq 'O''Brien'"),
+            "displayName eq 'O''Brien'"
+        );
+        assert_eq!(
+            round_trip("startswith(displayName,'it''s (a, b) or ''c''')"),
+            "startswith(displayName,'it''s (a, b) or ''c''')"
+        );
+        assert_eq!(round_trip("id in ('''', '')"), "id in ('''', '')");
+        let filter = Filter::Compare("mail".into(), Comparison::Eq, Literal::Text("'".into()));
+        assert_eq!(filter.to_odata(), "mail eq ''''");
+        assert_eq!(parse_filter(&filter.to_odata()).ok(), Some(filter));
+    }
+
+    #[test]
+    fn printed_and_or_not_keep_their_grouping() {
+        for (text, printed) in [
+            // `and` binds tighter than `or`: no parentheses needed either way.
+            ("a eq 1 and b eq 2 or c eq 3", "a eq 1 and b eq 2 or c eq 3"),
+            ("a eq 1 or b eq 2 and c eq 3", "a eq 1 or b eq 2 and c eq 3"),
+            (
+                "(a eq 1 and b eq 2) or c eq 3",
+                "a eq 1 and b eq 2 or c eq 3",
+            ),
+            // An `or` inside an `and`, and a right-hand chain of the same operator.
+            (
+                "(a eq 1 or b eq 2) and c eq 3",
+                "(a eq 1 or b eq 2) and c eq 3",
+            ),
+            (
+                "a eq 1 and (b eq 2 or c eq 3)",
+                "a eq 1 and (b eq 2 or c eq 3)",
+            ),
+            (
+                "a eq 1 or (b eq 2 or c eq 3)",
+                "a eq 1 or (b eq 2 or c eq 3)",
+            ),
+            (
+                "a eq 1 and (b eq 2 and c eq 3)",
+                "a eq 1 and (b eq 2 and c eq 3)",
+            ),
+            ("(a eq 1 or b eq 2) or c eq 3", "a eq 1 or b eq 2 or c eq 3"),
+            // `not` takes an atom: a chain under it keeps its parentheses.
+            ("not (a eq 1 and b eq 2)", "not (a eq 1 and b eq 2)"),
+            ("not (a eq 1 or b eq 2)", "not (a eq 1 or b eq 2)"),
+            ("not(a eq 1)", "not a eq 1"),
+            ("not not startswith(p,'x')", "not not startswith(p,'x')"),
+            (
+                "((a eq 1 or not (b ne 2 and c in (3, 4))) and endswith(d,'e')) or f eq null",
+                "(a eq 1 or not (b ne 2 and c in (3, 4))) and endswith(d,'e') or f eq null",
+            ),
+            // Words that are operators elsewhere stay property names where they were.
+            (
+                "and eq 1 and or eq 2 or in in (1)",
+                "and eq 1 and or eq 2 or in in (1)",
+            ),
+        ] {
+            assert_eq!(round_trip(text), printed, "{text}");
+        }
+    }
+
+    #[test]
+    fn printed_filters_nest_no_deeper_than_the_parsed_ones() {
+        // 16 levels of `not (x or ...)`: 32 levels deep, the most the parser takes, and
+        // every parenthesis is needed.
+        let mut text = "a eq 1".to_owned();
+        for _ in 0..16 {
+            text = format!("not (b eq 2 or {text})");
+        }
+        assert_eq!(round_trip(&text), text);
+        assert!(parse_filter(&format!("not ({text})")).is_err());
+        // 32 `not`s, and the longest chains of operators.
+        round_trip(&format!("{}a eq 1", "not ".repeat(32)));
+        round_trip(&vec!["id eq 'a'"; 201].join(" and "));
+        round_trip(&vec!["(id eq 'a' or id eq 'b')"; 67].join(" and "));
+    }
+
+    #[test]
+    fn number_literals_are_equal_when_written_alike() {
+        for text in ["x eq NaN", "x eq -nan", "x in (inf, -infinity)", "x eq -0"] {
+            round_trip(text);
+        }
+        assert_eq!(parse_filter("x eq NaN").ok(), parse_filter("x eq nan").ok());
+        assert_ne!(parse_filter("x eq 0").ok(), parse_filter("x eq -0").ok());
+        assert_eq!(
+            parse_filter("x eq 1.50").ok(),
+            parse_filter("x eq 1.5").ok()
+        );
     }
 
     #[test]

@@ -24,6 +24,9 @@
 
 pub mod accounts;
 pub mod employees;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod jobs;
 mod pages;
 mod routes;

@@ -33,7 +33,7 @@ const _: () = assert!(MAX_GROUPS <= crate::mirror::MAX_SCOPE_GROUPS);
 /// guest (`userType` `Guest`) is someone from another organization.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
-pub(crate) struct SyncScope {
+pub struct SyncScope {
     /// Group ids whose members (through nested groups too) are the employees; empty means
     /// all users. Sorted, without duplicates.
     pub groups: Vec<String>,

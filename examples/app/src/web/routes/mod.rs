@@ -33,7 +33,7 @@ use super::pages::{BASE, Ctx};
 use super::{AppState, CALLBACK_PATH, session};
 
 /// Form fields as sent (`application/x-www-form-urlencoded`), repeated keys kept.
-type Fields = Vec<(String, String)>;
+pub(super) type Fields = Vec<(String, String)>;
 
 type Result<T, E = AppError> = std::result::Result<T, E>;
 
@@ -181,7 +181,7 @@ fn html(markup: &Markup) -> Html<String> {
     Html(markup.clone().into_string())
 }
 
-fn field<'a>(fields: &'a Fields, name: &str) -> Option<&'a str> {
+pub(super) fn field<'a>(fields: &'a Fields, name: &str) -> Option<&'a str> {
     fields
         .iter()
         .find(|(key, _)| key == name)
