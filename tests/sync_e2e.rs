@@ -22,6 +22,9 @@ use tenant_sim::{
     Deletion, FaultKind, FaultSettings, GroupFields, TenantSim, ThrottleSettings, UserFields,
 };
 
+mod support;
+use support::HookedStore;
+
 /// A signed-in connection to a small simulated tenant, its `SQLite` store and mirror.
 struct Fixture {
     sim: TenantSim,
@@ -764,6 +767,61 @@ async fn a_lease_taken_over_mid_sync_stops_it_before_any_write() {
     );
     let state = fx.mirror.state(fx.target.id).await.unwrap();
     assert!(state.is_none_or(|s| s.commits == 0), "nothing committed");
+}
+
+/// Renewals that never come back (a database stuck for a whole lease; the soak saw
+/// renewals fail that long under load): the sync stops with `LeaseLost` once its lease
+/// may have run out, before another holder can take it over, instead of running on beside
+/// it (its writes would be refused by the fence, but its Graph requests would go on);
+/// nothing is committed. Real time, as the sim's Graph answers over loopback: a whole
+/// sync takes at least four round trips of 2 s, the lease 600 ms, so stopping within 4 s
+/// can only be the lease's doing.
+#[tokio::test]
+async fn a_sync_whose_lease_renewals_stall_stops_before_its_lease_can_run_out() {
+    let mut fx = Fixture::with_tenant(60, 12, None).await;
+    fx.sim
+        .control()
+        .set_faults(FaultSettings::none().with_latency(Duration::from_secs(2)));
+    let mut options = options();
+    options.lease_ttl = Duration::from_millis(600);
+    let hooked = Arc::new(HookedStore::new(Arc::clone(&fx.target.store)));
+    hooked.stall_renewals();
+    fx.target.store = hooked.clone();
+
+    let started = std::time::Instant::now();
+    let error = fx.sync(&options).await.expect_err("the sync stops");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the sync ran on for {:?} after its lease could have run out",
+        started.elapsed()
+    );
+    assert_eq!(
+        error.downcast_ref::<SyncStop>(),
+        Some(&SyncStop::LeaseLost),
+        "{error:#}"
+    );
+    assert_eq!(
+        hooked.renewals(),
+        1,
+        "one renewal was sent and never came back"
+    );
+    let state = fx.mirror.state(fx.target.id).await.unwrap();
+    assert!(state.is_none_or(|s| s.commits == 0), "nothing committed");
+    // The lease was freed on the way out: another holder takes it at once.
+    let other = LeaseHolder::new("sync-next-holder").unwrap();
+    assert!(
+        fx.target
+            .store
+            .acquire_lease(
+                &fx.target.owner,
+                fx.target.id,
+                &other,
+                Duration::from_secs(60)
+            )
+            .await
+            .unwrap()
+            .is_some()
+    );
 }
 
 #[tokio::test]

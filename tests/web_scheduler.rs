@@ -34,6 +34,9 @@ use secrecy::SecretString as Secret;
 use tenant_sim::{ConsentMode, Deletion, TenantSim, UserFields};
 use time::OffsetDateTime;
 
+mod support;
+use support::{Hook, HookedStore};
+
 const HOUR: Duration = web::DEFAULT_SYNC_INTERVAL;
 
 async fn sim() -> TenantSim {
@@ -593,172 +596,6 @@ async fn a_round_syncs_what_is_due_by_delta_and_skips_what_needs_an_admin() {
 // A connection synced by another instance between "due" and the lease
 // ---------------------------------------------------------------------------------------
 
-type Hook = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
-
-/// A store handle that runs `hook` (once) just before its first `claim_due`: the moment
-/// another instance may finish a sync of the same connection.
-struct BeforeClaim {
-    inner: Arc<dyn ConnectionStore>,
-    hook: Mutex<Option<Hook>>,
-}
-
-#[async_trait]
-impl ConnectionStore for BeforeClaim {
-    async fn create(&self, owner: &OwnerId, new: NewConnection) -> Result<Connection, StoreError> {
-        self.inner.create(owner, new).await
-    }
-    async fn get(&self, owner: &OwnerId, id: ConnectionId) -> Result<Connection, StoreError> {
-        self.inner.get(owner, id).await
-    }
-    async fn list(&self, owner: &OwnerId) -> Result<Vec<Connection>, StoreError> {
-        self.inner.list(owner).await
-    }
-    async fn rename(
-        &self,
-        owner: &OwnerId,
-        id: ConnectionId,
-        name: &str,
-    ) -> Result<Connection, StoreError> {
-        self.inner.rename(owner, id, name).await
-    }
-    async fn set_status(
-        &self,
-        owner: &OwnerId,
-        id: ConnectionId,
-        status: ConnectionStatus,
-    ) -> Result<Connection, StoreError> {
-        self.inner.set_status(owner, id, status).await
-    }
-    async fn set_status_fenced(
-        &self,
-        owner: &OwnerId,
-        id: ConnectionId,
-        holder: &LeaseHolder,
-        status: ConnectionStatus,
-    ) -> Result<Connection, StoreError> {
-        self.inner
-            .set_status_fenced(owner, id, holder, status)
-            .await
-    }
-    async fn record_sync(
-        &self,
-        owner: &OwnerId,
-        id: ConnectionId,
-        holder: &LeaseHolder,
-        at: OffsetDateTime,
-    ) -> Result<Connection, StoreError> {
-        self.inner.record_sync(owner, id, holder, at).await
-    }
-    async fn record_failure(
-        &self,
-        owner: &OwnerId,
-        id: ConnectionId,
-        holder: &LeaseHolder,
-        at: OffsetDateTime,
-        backoff: &Backoff,
-    ) -> Result<Connection, StoreError> {
-        self.inner
-            .record_failure(owner, id, holder, at, backoff)
-            .await
-    }
-    async fn load_token(
-        &self,
-        owner: &OwnerId,
-        id: ConnectionId,
-    ) -> Result<StoredToken, StoreError> {
-        self.inner.load_token(owner, id).await
-    }
-    async fn replace_token(
-        &self,
-        owner: &OwnerId,
-        id: ConnectionId,
-        expected: TokenVersion,
-        token: SecretString,
-    ) -> Result<TokenVersion, StoreError> {
-        self.inner.replace_token(owner, id, expected, token).await
-    }
-    async fn reconnect(
-        &self,
-        owner: &OwnerId,
-        id: ConnectionId,
-        grant: Reconnect,
-    ) -> Result<(Connection, TokenVersion), StoreError> {
-        self.inner.reconnect(owner, id, grant).await
-    }
-    async fn load_cursor(
-        &self,
-        owner: &OwnerId,
-        id: ConnectionId,
-        key: &CursorKey,
-    ) -> Result<Option<SecretString>, StoreError> {
-        self.inner.load_cursor(owner, id, key).await
-    }
-    async fn save_cursor(
-        &self,
-        owner: &OwnerId,
-        id: ConnectionId,
-        holder: &LeaseHolder,
-        key: &CursorKey,
-        cursor: SecretString,
-    ) -> Result<(), StoreError> {
-        self.inner.save_cursor(owner, id, holder, key, cursor).await
-    }
-    async fn clear_cursor(
-        &self,
-        owner: &OwnerId,
-        id: ConnectionId,
-        key: &CursorKey,
-    ) -> Result<(), StoreError> {
-        self.inner.clear_cursor(owner, id, key).await
-    }
-    async fn delete(&self, owner: &OwnerId, id: ConnectionId) -> Result<(), StoreError> {
-        self.inner.delete(owner, id).await
-    }
-    async fn acquire_lease(
-        &self,
-        owner: &OwnerId,
-        id: ConnectionId,
-        holder: &LeaseHolder,
-        ttl: Duration,
-    ) -> Result<Option<Lease>, StoreError> {
-        self.inner.acquire_lease(owner, id, holder, ttl).await
-    }
-    async fn renew_lease(
-        &self,
-        owner: &OwnerId,
-        id: ConnectionId,
-        holder: &LeaseHolder,
-        ttl: Duration,
-    ) -> Result<Lease, StoreError> {
-        self.inner.renew_lease(owner, id, holder, ttl).await
-    }
-    async fn release_lease(
-        &self,
-        owner: &OwnerId,
-        id: ConnectionId,
-        holder: &LeaseHolder,
-    ) -> Result<(), StoreError> {
-        self.inner.release_lease(owner, id, holder).await
-    }
-    async fn claim_due(
-        &self,
-        limit: usize,
-        holder: &LeaseHolder,
-        ttl: Duration,
-        interval: Duration,
-    ) -> Result<Claims, StoreError> {
-        let hook = self
-            .hook
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        if let Some(hook) = hook {
-            hook().await;
-        }
-        self.inner.claim_due(limit, holder, ttl, interval).await
-    }
-}
-
 #[tokio::test]
 async fn a_connection_synced_by_another_instance_meanwhile_is_not_synced_again() {
     let sim = sim().await;
@@ -787,10 +624,7 @@ async fn a_connection_synced_by_another_instance_meanwhile_is_not_synced_again()
         })
     };
     let racing = OpenedStore {
-        store: Arc::new(BeforeClaim {
-            inner: store.clone(),
-            hook: Mutex::new(Some(hook)),
-        }),
+        store: Arc::new(HookedStore::new(store.clone()).before_first_claim(hook)),
         sql: opened.sql.clone(),
         mirror: opened.mirror.clone(),
         description: "racing".to_owned(),

@@ -91,7 +91,8 @@ pub enum SyncStop {
     Disabled,
     /// Another process holds the connection's sync lease.
     LeaseHeld,
-    /// The lease was taken over while syncing; nothing was written.
+    /// The lease was taken over while syncing, or ran out without a renewal; nothing was
+    /// written.
     LeaseLost,
 }
 
@@ -111,8 +112,8 @@ impl std::fmt::Display for SyncStop {
             ),
             Self::LeaseLost => write!(
                 f,
-                "another process took over this connection's sync lease; nothing was \
-                 written\nnext step: run the sync again"
+                "another process took over this connection's sync lease, or it ran out \
+                 without a renewal; nothing was written\nnext step: run the sync again"
             ),
         }
     }
@@ -301,24 +302,53 @@ async fn stop_of(
     SyncStop::NeedsReconnect { reason }.into()
 }
 
-/// Renews the lease every third of its time-to-live; returns only when it is lost.
+/// Renews the lease every third of its time-to-live; returns only when it is lost, or
+/// when it may have run out: once no renewal has succeeded for as long as the lease could
+/// last, another holder may take the connection over, and this sync must stop before that
+/// rather than run beside it (its writes are fenced anyway, but two syncs of one tenant
+/// at once double its Graph traffic and the soak counts it a violation). The soak saw
+/// exactly that: renewals that failed for a whole lease under load, with the sync going
+/// on while another worker had claimed the connection.
+///
+/// How long the lease lasts is reckoned on this process's clock alone (the store may
+/// keep another one): the claim it started with was taken at most a third of the
+/// time-to-live before (a worker starts its claims at once), and a renewal sent at `t`
+/// lasts until at least `t + ttl` (the store dates it when it runs the statement). A
+/// renewal still waiting for the database at that point is given up.
 async fn keep_lease(target: &Target, options: &Options) -> anyhow::Error {
-    let every = (options.lease_ttl / 3).max(Duration::from_millis(100));
+    let ttl = options.lease_ttl;
+    let every = (ttl / 3).max(Duration::from_millis(1));
+    let mut lasts_until = tokio::time::Instant::now() + ttl.saturating_sub(every);
     loop {
-        tokio::time::sleep(every).await;
-        if let Err(error) = target
-            .store
-            .renew_lease(&target.owner, target.id, &options.holder, options.lease_ttl)
-            .await
-        {
+        let wake = (tokio::time::Instant::now() + every).min(lasts_until);
+        tokio::time::sleep_until(wake).await;
+        let sent = tokio::time::Instant::now();
+        if sent >= lasts_until {
+            return lease_ran_out();
+        }
+        let renewed = tokio::time::timeout_at(
+            lasts_until,
+            target
+                .store
+                .renew_lease(&target.owner, target.id, &options.holder, ttl),
+        )
+        .await;
+        match renewed {
+            Ok(Ok(_)) => lasts_until = sent + ttl,
             // A backend hiccup is retried at the next tick while the lease lasts.
-            if error.is_retryable() {
+            Ok(Err(error)) if error.is_retryable() => {
                 tracing::warn!(%error, "could not renew the sync lease; retrying");
-                continue;
             }
-            return lease_error(error);
+            Ok(Err(error)) => return lease_error(error),
+            Err(_) => return lease_ran_out(),
         }
     }
+}
+
+/// The lease may have expired without a renewal: stop as if it was lost.
+fn lease_ran_out() -> anyhow::Error {
+    tracing::warn!("no renewal of the sync lease succeeded for a whole lease; stopping the sync");
+    SyncStop::LeaseLost.into()
 }
 
 fn lease_error(error: StoreError) -> anyhow::Error {
