@@ -129,3 +129,96 @@ for sample in ["code=abc&state=xyz", "?error=access_denied&error_description=AAD
 for target in ["store_ciphertext", "store_row"]:
     for i, seed in enumerate([b"\x00" * 64, bytes(range(256)), b"k2\x00" + b"\x01" * 60 + b"\xff" * 32]):
         put(target, seed, "seed-%d" % i)
+
+# Entra's token answers (spec 2d) and their variants: seconds as text, plain scopes,
+# another token type.
+for path in fixtures(IDENTITY, "token-response-*.json"):
+    put("entra_token_response", read(path))
+for sample in [
+    {"token_type": "bearer", "scope": "https%3A%2F%2Fgraph.microsoft.com%2FUser.Read.All%20offline_access",
+     "expires_in": "3599", "ext_expires_in": "7199", "refresh_in": 1800, "access_token": "at", "refresh_token": "rt",
+     "id_token": "a.b.c"},
+    {"token_type": "pop", "access_token": "at"},
+    {"token_type": "Bearer", "access_token": "at", "expires_in": 18446744073709551615, "scope": ""},
+]:
+    put("entra_token_response", json.dumps(sample).encode())
+
+# Token-endpoint errors (spec 4a): two little-endian bytes of (status - 400), two of the
+# Retry-After seconds, then the body.
+def error_prefix(status, retry_after):
+    return struct.pack("<HH", status - 400, retry_after)
+for path in fixtures(IDENTITY, "token-error-*.json"):
+    put("entra_error_response", error_prefix(400, 0) + read(path))
+for status, retry_after, body in [
+    (400, 0, {"error": "invalid_grant", "error_description": "AADSTS50173: The provided grant has expired.",
+              "error_codes": [50173], "suberror": "bad_token", "claims": {"access_token": {"capolids": {"essential": True}}}}),
+    (400, 0, {"error": "interaction_required", "error_codes": ["50076", 50079], "claims": "{\"access_token\":{}}"}),
+    (400, 0, {"error": "invalid_request", "error_codes": [700016]}),
+    (429, 30, {"error": "temporarily_unavailable"}),
+    (503, 7200, {"error": "server_error", "trace_id": "t", "correlation_id": "c"}),
+    (401, 0, {"error": "invalid_client", "error_codes": [7000215]}),
+    (400, 0, {"error": "authorization_pending"}),
+]:
+    put("entra_error_response", error_prefix(status, retry_after) + json.dumps(body).encode())
+
+# Device-code answers (spec 3): as documented, seconds as text, no message, huge values.
+device = {"user_code": "ABCD-EFGH", "device_code": "GMMhmHCXhWEzkobqIHGG_EnNYYsAkukHspeYUk9E8",
+          "verification_uri": "https://microsoft.com/devicelogin", "expires_in": 900, "interval": 5,
+          "message": "To sign in, use a web browser to open the page https://microsoft.com/devicelogin and enter the code ABCD-EFGH to authenticate."}
+put("entra_device_code", json.dumps(device).encode())
+put("entra_device_code", json.dumps(dict(device, expires_in="900", interval=" 5 ")).encode())
+put("entra_device_code", json.dumps({k: v for k, v in device.items() if k != "message"}).encode())
+put("entra_device_code", json.dumps(dict(device, expires_in=18446744073709551615, interval=0)).encode())
+
+# Id-token claims (spec 5a): the documented samples, and claims the target's client
+# accepts at its clock (aud, iss, tid, oid, exp around 1_700_000_000), also as a token.
+for path in fixtures(IDENTITY, "id-token-claims-*.json", "id-token-groups-overage-claims.json"):
+    put("entra_id_token", read(path))
+for path in fixtures(IDENTITY, "id-token-v*-sample.jwt"):
+    put("entra_id_token", read(path).strip())
+tid = "9122040d-6c67-4c5b-b112-36a304b66dad"
+client = "6731de76-14a6-49ae-97bc-6eba6914391e"
+accepted = {"ver": "2.0", "iss": "https://login.microsoftonline.com/%s/v2.0" % tid, "aud": client,
+            "exp": 1_700_003_600, "iat": 1_700_000_000, "nbf": 1_700_000_000, "name": "Abe Lincoln",
+            "preferred_username": "AbeLi@microsoft.com", "oid": "00000000-0000-0000-66f3-3332eca7ea81", "tid": tid}
+put("entra_id_token", json.dumps(accepted).encode())
+put("entra_id_token", json.dumps(dict(accepted, aud=[client, "00000003-0000-0000-c000-000000000000"], azp=client)).encode())
+put("entra_id_token", json.dumps(dict(accepted, nonce="123523")).encode())
+
+# tenant-sim's query options: first byte 0 = $filter, 1 = $search, 2 = $orderby,
+# 3 = a whole query string, 4 = a raw request line.
+for text in ["accountEnabled eq true", "userType eq 'Guest' or (id eq 'abc')", "not(accountEnabled eq true)",
+             "startswith(displayName,'O''Brien') and endswith(mail,'@contoso.com')", "id in ('x', 'abc', null, 1.5)",
+             "displayName ne 'Oscar Ward'", "(a eq 1 or b eq 2) and not (c eq 3 and d eq 4)", "id ge '1'"]:
+    put("sim_query", b"\x00" + text.encode())
+for text in ['"displayName:wa" OR "displayName:zz"', '"displayName:ard" AND "mail:contoso"', "wa"]:
+    put("sim_query", b"\x01" + text.encode())
+for text in ["displayName", "userPrincipalName desc", "displayName asc", "mail"]:
+    put("sim_query", b"\x02" + text.encode())
+for text in ["$top=5&%24select=id,displayName&$skiptoken=abc&ConsistencyLevel=eventual",
+             "$filter=startswith(displayName,'a')&$count=true&$orderby=displayName desc",
+             "$search=%22displayName:wa%22&$top=999", "top=1000&select=&count=TRUE"]:
+    put("sim_query", b"\x03" + text.encode())
+for line in [b'GET /v1.0/users?$search="displayName:foo" HTTP/1.1',
+             b"GET /v1.0/users?$filter=startsWith(displayName,\"a\") HTTP/1.1",
+             b"POST /v1.0/$batch HTTP/1.0", b"GET / HTTP/2", b"GET /v1.0/users?x=\xc3\xa9<> HTTP/1.1"]:
+    put("sim_query", b"\x04" + line)
+
+# tenant-sim's tokens, minted for the target's tenant: first byte 0 = $skiptoken,
+# 1 = $deltatoken, 2 = a delta round's skip cursor.
+sim_tenant = "fa15d692-e9c7-4460-a743-29f2956fd429"
+def sim_token(text):
+    return base64.urlsafe_b64encode(text.encode()).rstrip(b"=")
+for text in ["%s:users:0" % sim_tenant, "%s:users:100" % sim_tenant, "%s:groups:5" % sim_tenant]:
+    put("sim_tokens", b"\x00" + sim_token(text))
+for text in ["d|u|12|1700000000|*", "d|g|0|1700000000|displayName,members", "d|u|1|-5|"]:
+    put("sim_tokens", b"\x01" + sim_token("%s|%s" % (sim_tenant, text)))
+for text in ["s|u|-|40|0|3|0|*", "s|g|12|40|1|3|500|displayName,members", "s|g|-|1|0|0|0|id"]:
+    put("sim_tokens", b"\x02" + sim_token("%s|%s" % (sim_tenant, text)))
+
+# The web app's forms: first byte 0 = the sync-scope form, 1 = the sign-in form.
+for body in ["csrf=t&mode=all&group=g1&skip_guests=on", "mode=groups&group=g3&group=g1&group=g3&group=&skip_disabled=on&skip_guests=on",
+             "mode=groups&group=+g%201+&skip_disabled=yes", "mode=everyone", "group=g1"]:
+    put("web_forms", b"\x00" + body.encode())
+for body in ["csrf=t&email=admin%40contoso.com&password=p%40ss+word", "email=a&email=b", "password=%FF%FE"]:
+    put("web_forms", b"\x01" + body.encode())

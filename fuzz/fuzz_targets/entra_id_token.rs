@@ -1,8 +1,7 @@
-//! WAITING for `entra_auth::fuzzing` (see fuzz/README.md): id-token claims (spec 5a:
-//! `aud` one or many with `azp`, `iss` for the tenant, `tid`/`oid` GUIDs, `nonce`,
-//! `exp`/`nbf` with skew). The input is the claims JSON; the target wraps it in a token
-//! (`header.payload.signature`, base64url) as Entra would, and also tries the input as a
-//! whole token.
+//! Id-token claims (spec 5a: `aud` one or many with `azp`, `iss` for the tenant,
+//! `tid`/`oid` GUIDs, `nonce`, `exp`/`nbf` with skew). The input is the claims JSON; the
+//! target wraps it in a token (`header.payload.signature`, base64url) as Entra would, and
+//! also tries the input as a whole token.
 //!
 //! Properties: never panics; an accepted token's tenant and object ids are GUIDs and its
 //! `aud` names the client; a token for another nonce is refused.
@@ -32,15 +31,26 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(identity) = id_token(&token, CLIENT_ID, None, None, NOW) {
         assert!(is_guid(identity.tenant_id.as_str()), "{identity:?}");
         assert!(is_guid(identity.object_id.as_str()), "{identity:?}");
-        let claims: serde_json::Value = serde_json::from_slice(data).expect("accepted claims are JSON");
+        let claims: serde_json::Value =
+            serde_json::from_slice(data).expect("accepted claims are JSON");
         let aud = &claims["aud"];
         assert!(
-            aud.as_str().is_some_and(|a| a.eq_ignore_ascii_case(CLIENT_ID))
-                || aud.as_array().is_some_and(|l| l.iter().any(|a| a.as_str().is_some_and(|a| a.eq_ignore_ascii_case(CLIENT_ID)))),
+            aud.as_str()
+                .is_some_and(|a| a.eq_ignore_ascii_case(CLIENT_ID))
+                || aud.as_array().is_some_and(|l| l.iter().any(|a| a
+                    .as_str()
+                    .is_some_and(|a| a.eq_ignore_ascii_case(CLIENT_ID)))),
             "accepted for another audience"
         );
         assert!(
-            id_token(&token, CLIENT_ID, Some("a-nonce-nobody-sent-0451"), None, NOW).is_err()
+            id_token(
+                &token,
+                CLIENT_ID,
+                Some("a-nonce-nobody-sent-0451"),
+                None,
+                NOW
+            )
+            .is_err()
                 || claims["nonce"] == "a-nonce-nobody-sent-0451",
             "a token without our nonce was accepted"
         );

@@ -1,6 +1,5 @@
-//! WAITING for `entra_auth::fuzzing` (see fuzz/README.md): Entra's token answers (spec
-//! 2d; `expires_in` as number or text, URL-encoded or plain scopes, `token_type` in any
-//! case) as the client reads them.
+//! Entra's token answers (spec 2d; `expires_in` as number or text, URL-encoded or plain
+//! scopes, `token_type` in any case) as the client reads them.
 //!
 //! Properties: never panics; `Debug` of the result never shows the access, refresh or id
 //! token (the answer with marked token values shows no mark).

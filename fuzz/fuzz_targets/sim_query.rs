@@ -1,7 +1,6 @@
-//! WAITING for `tenant_sim::fuzzing` (see fuzz/README.md): tenant-sim's reading of a
-//! Graph query string (`$top`, `$select`, `$filter`, `$search`, `$orderby`, `$count`),
-//! and the raw request line it percent-encodes before hyper parses it. The first byte
-//! picks the part; the rest is the text.
+//! tenant-sim's reading of a Graph query string (`$top`, `$select`, `$filter`,
+//! `$search`, `$orderby`, `$count`), and the raw request line it percent-encodes before
+//! hyper parses it. The first byte picks the part; the rest is the text.
 //!
 //! Properties: never panics or loops; a parsed `$filter` prints back (OData syntax) to a
 //! filter that parses to an equal one; a rewritten request line is one line of bytes
@@ -31,8 +30,9 @@ fuzz_target!(|data: &[u8]| {
         0 => {
             if let Ok(filter) = fuzzing::parse_filter(text) {
                 let printed = filter.to_odata();
-                let again = fuzzing::parse_filter(&printed)
-                    .unwrap_or_else(|e| panic!("{printed:?} (printed from {text:?}) does not parse: {e}"));
+                let again = fuzzing::parse_filter(&printed).unwrap_or_else(|e| {
+                    panic!("{printed:?} (printed from {text:?}) does not parse: {e}")
+                });
                 assert_eq!(filter, again, "{text:?} printed as {printed:?}");
                 let _ = filter.is_advanced();
             }

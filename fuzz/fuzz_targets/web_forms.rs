@@ -1,8 +1,7 @@
-//! WAITING for `m365_link_app::web::fuzzing` (see fuzz/README.md): the web app's form
-//! bodies (`application/x-www-form-urlencoded`, as axum's `Form<Vec<(String, String)>>`
-//! decodes them) read as the sync-scope form and the sign-in form. (The `--customer
-//! email:password` option is left out: it hashes the password with Argon2id, far too
-//! slow per input.)
+//! The web app's form bodies (`application/x-www-form-urlencoded`, as axum's
+//! `Form<Vec<(String, String)>>` decodes them) read as the sync-scope form and the sign-in
+//! form. (The `--customer email:password` option is left out: it hashes the password with
+//! Argon2id, far too slow per input.)
 //!
 //! Properties: never panics; a scope the form gives is normalized (groups sorted, no
 //! repeats, at most MAX_GROUPS) and reading it back as a form gives the same scope.
@@ -23,7 +22,10 @@ fuzz_target!(|data: &[u8]| {
             if let Ok(scope) = fuzzing::scope_from_form(text) {
                 assert!(scope.groups.windows(2).all(|w| w[0] < w[1]), "{scope:?}");
                 assert!(scope.groups.len() <= fuzzing::MAX_GROUPS);
-                assert_eq!(fuzzing::scope_from_form(&fuzzing::scope_to_form(&scope)).ok(), Some(scope));
+                assert_eq!(
+                    fuzzing::scope_from_form(&fuzzing::scope_to_form(&scope)).ok(),
+                    Some(scope)
+                );
             }
         }
         _ => {

@@ -115,7 +115,8 @@ impl DeviceAuthorization {
     /// The sign-in Entra's answer starts, as of `now` (the client's clock; polling counts
     /// from this moment): the defaults for what Entra left out, and `interval` and
     /// `expires_in` bounded, since a huge value from the network would overflow the
-    /// polling's `Instant` arithmetic and panic. Separate from the request so that the
+    /// polling's `Instant` arithmetic and panic; a missing or blank `message` is made
+    /// from the user code and the verification URI. Separate from the request so that the
     /// fuzz targets run exactly this on any answer.
     pub(crate) fn from_response(
         response: DeviceCodeResponse,
@@ -133,12 +134,16 @@ impl DeviceAuthorization {
             .and_then(Seconds::get)
             .unwrap_or(DEFAULT_EXPIRES_IN)
             .min(MAX_DEVICE_SECONDS);
-        let message = response.message.unwrap_or_else(|| {
-            format!(
-                "To sign in, open {} and enter the code {}.",
-                response.verification_uri, response.user_code
-            )
-        });
+        // A blank `message` would show the user nothing to do: the code and URI say it.
+        let message = response
+            .message
+            .filter(|message| !message.trim().is_empty())
+            .unwrap_or_else(|| {
+                format!(
+                    "To sign in, open {} and enter the code {}.",
+                    response.verification_uri, response.user_code
+                )
+            });
         Self {
             device_code: response.device_code,
             user_code: response.user_code,

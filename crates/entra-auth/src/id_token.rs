@@ -102,8 +102,18 @@ pub(crate) fn validate(
     let bytes = LENIENT_URL_SAFE
         .decode(payload)
         .map_err(|_| IdTokenError::Malformed("payload is not base64url"))?;
-    let claims: Claims = serde_json::from_slice(&bytes)
-        .map_err(|_| IdTokenError::Malformed("payload is not a JSON claims object"))?;
+    // RFC 7519 §7.2, step 10: the payload must be a completely valid JSON object. Decoded
+    // straight into `Claims`, the members it does not read would be skipped unchecked
+    // (serde_json skips a string without checking its UTF-8 or its `\u` escapes), so the
+    // whole payload is read as JSON first; `Claims` then refuses repeated members.
+    let malformed = IdTokenError::Malformed("payload is not a JSON claims object");
+    if !matches!(
+        serde_json::from_slice::<serde_json::Value>(&bytes),
+        Ok(serde_json::Value::Object(_))
+    ) {
+        return Err(malformed);
+    }
+    let claims: Claims = serde_json::from_slice(&bytes).map_err(|_| malformed)?;
 
     let (audiences, several) = match claims.aud {
         Some(Audience::One(aud)) => (vec![aud], false),
@@ -339,6 +349,46 @@ mod tests {
             validate(&token, &expect).unwrap_err(),
             IdTokenError::NotAGuid("tid")
         );
+    }
+
+    #[test]
+    fn a_payload_that_is_not_valid_json_is_refused_even_in_members_not_read() {
+        // Found by fuzz/ (entra_id_token, corpus crash-4d19c476…): a claim this crate does
+        // not read holding bytes that are not UTF-8 (or a lone surrogate escape) was
+        // skipped unchecked, so a payload that is no JSON at all was accepted.
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let nonce = SecretString::from("123523");
+        let expect = expectations(&nonce, SAMPLE_ISSUED + 60);
+        let claims = include_str!("../tests/fixtures/identity/id-token-claims-v2.json").trim();
+        let with = |member: &[u8]| {
+            let mut payload = claims.as_bytes()[..claims.len() - 1].to_vec();
+            payload.push(b',');
+            payload.extend_from_slice(member);
+            payload.push(b'}');
+            SecretString::from(format!(
+                "{}.{}.c2lnbmF0dXJl",
+                URL_SAFE_NO_PAD.encode(r#"{"typ":"JWT","alg":"RS256","kid":"k"}"#),
+                URL_SAFE_NO_PAD.encode(payload)
+            ))
+        };
+        assert!(validate(&with(br#""x":"ok""#), &expect).is_ok());
+        for member in [
+            &b"\"$preferred_username\":\"AbeLi@mic\xff\xff\xff\xffft.com\""[..],
+            br#""x":"\ud800""#,
+            br#""x":["\udfff"]"#,
+        ] {
+            assert_eq!(
+                validate(&with(member), &expect),
+                Err(IdTokenError::Malformed(
+                    "payload is not a JSON claims object"
+                )),
+                "{}",
+                String::from_utf8_lossy(member)
+            );
+        }
+        // Repeated members stay refused.
+        let repeated = with(br#""oid":"00000000-0000-0000-66f3-3332eca7ea81""#);
+        assert!(validate(&repeated, &expect).is_err());
     }
 
     #[test]

@@ -547,3 +547,33 @@ async fn identical_pending_polls_are_all_sent_never_answered_from_memory() {
         "identical polls"
     );
 }
+
+/// Found by fuzz/ (`entra_device_code`, corpus `crash-664774e4…`): an answer with an empty
+/// `message` gave the user an empty instruction. A blank or missing one is made from the
+/// user code and the verification URI.
+#[tokio::test]
+async fn a_blank_or_missing_message_is_made_from_the_code_and_the_uri() {
+    let server = common::entra().await;
+    for message in [json!(""), json!(" \n\t "), Value::Null] {
+        let mut body = device_code_body(5, 900);
+        body["message"] = message.clone();
+        let mock = Mock::given(method("POST"))
+            .and(path(DEVICE_PATH))
+            .respond_with(ResponseTemplate::new(200).set_body_json(body))
+            .expect(1)
+            .mount_as_scoped(&server)
+            .await;
+        let client = builder(&server).build().unwrap();
+        let device = client
+            .start_device_code(&Authority::organizations())
+            .await
+            .unwrap();
+        assert_eq!(
+            device.message(),
+            "To sign in, open https://microsoft.com/devicelogin and enter the code ABCD-EFGH.",
+            "{message}"
+        );
+        assert_eq!(device.to_string(), device.message());
+        drop(mock);
+    }
+}
