@@ -57,13 +57,15 @@ fn join_select(select: Option<&Vec<String>>) -> String {
     select.map_or_else(|| "*".to_string(), |s| s.join(","))
 }
 
+/// A token's `$select` part: `*`, or a list naming `*` among others, is every property
+/// (as `$select=*` is in `OData`), so that it encodes back to itself.
 fn split_select(text: &str) -> Option<Vec<String>> {
-    (text != "*").then(|| {
-        text.split(',')
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect()
-    })
+    let names: Vec<String> = text
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    (!names.iter().any(|name| name == "*")).then_some(names)
 }
 
 /// A token's text inside its tenant's wrapping: `{tenant id}|{text}`.
@@ -665,6 +667,27 @@ fn groups_page(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_select_naming_every_property_round_trips_as_every_property() {
+        // A forged token whose `$select` part was `*,` decoded to the list `["*"]`, which
+        // encodes as `*`, i.e. no `$select`: decode -> encode -> decode changed it (found
+        // by the fuzz target sim_tokens, crash-0ada376e… kept in fuzz/corpus).
+        for select in ["*,", "*", "id,*", ",*,"] {
+            let text = wrap("t", &format!("d|u|1029|40|{select}"));
+            let token = DeltaToken::decode("t", &text)
+                .unwrap_or_else(|| panic!("{select}: a well-formed token"));
+            assert_eq!(token.select, None, "{select} is every property");
+            assert_eq!(DeltaToken::decode("t", &token.encode("t")), Some(token));
+        }
+        let text = wrap("t", "d|u|1029|40|id,displayName,");
+        let token = DeltaToken::decode("t", &text).unwrap_or_else(|| panic!("well-formed"));
+        assert_eq!(
+            token.select,
+            Some(vec!["id".to_owned(), "displayName".to_owned()])
+        );
+        assert_eq!(DeltaToken::decode("t", &token.encode("t")), Some(token));
+    }
 
     #[test]
     fn cursors_and_delta_tokens_round_trip() {

@@ -752,6 +752,10 @@ async fn minimal_users_delta_sample_has_the_simulators_shape() {
 /// user or Microsoft 365 group comes back with its id, properties and memberships, and a
 /// delta round hands it out live, never as removed; a security group is deleted for good.
 #[tokio::test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one story: delete, round, restore, round, with the checks between"
+)]
 async fn restored_objects_come_back_live_in_delta_with_their_memberships() {
     let h = start(TenantSim::builder().users(6).groups(0)).await;
     let control = h.sim.control();
@@ -790,7 +794,9 @@ async fn restored_objects_come_back_live_in_delta_with_their_memberships() {
     };
     assert_eq!(
         team_members(control),
-        [users[1].id.clone(), users[2].id.clone()].into_iter().collect()
+        [users[1].id.clone(), users[2].id.clone()]
+            .into_iter()
+            .collect()
     );
     let (items, users_link, _) = h.delta_round(&users_link).await;
     let item = items.iter().find(|i| i["id"] == users[1].id.as_str());
@@ -877,7 +883,9 @@ async fn restored_objects_come_back_live_in_delta_with_their_memberships() {
         .collect();
     assert_eq!(
         members,
-        [users[1].id.clone(), users[2].id.clone()].into_iter().collect()
+        [users[1].id.clone(), users[2].id.clone()]
+            .into_iter()
+            .collect()
     );
 
     // A security group asked to be soft-deleted is gone for good.
