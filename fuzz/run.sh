@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Runs every fuzz target for SECONDS each: fuzz/run.sh SECONDS [TARGET...]
+# FUZZ_RUNS=N ends each target after N executions instead, if that comes first (the full
+# run in fuzz/README.md: FUZZ_RUNS=1000000 fuzz/run.sh 1800).
 #
 # Builds the targets once (cargo-fuzz on nightly: release, debug assertions, address
 # sanitizer), then runs each with its seed corpus (fuzz/corpus/TARGET, read only; new
@@ -57,6 +59,8 @@ for target in "${targets[@]}"; do
     done
     dict_option=()
     [ -s "$dict" ] && dict_option=("-dict=$dict")
+    runs_option=()
+    [ -n "${FUZZ_RUNS:-}" ] && runs_option=("-runs=$FUZZ_RUNS")
     mkdir -p "target/corpus/$target" "corpus/$target" "artifacts/$target"
     log=target/logs/$target.log
     echo "== $target (${seconds} s)"
@@ -64,7 +68,7 @@ for target in "${targets[@]}"; do
     status=0
     "$binary" "target/corpus/$target" "corpus/$target" \
         -max_total_time="$seconds" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 \
-        -artifact_prefix="artifacts/$target/" "${dict_option[@]}" >"$log" 2>&1 || status=$?
+        -artifact_prefix="artifacts/$target/" "${dict_option[@]}" "${runs_option[@]}" >"$log" 2>&1 || status=$?
     elapsed=$((SECONDS - started))
     executions=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
     if [ -z "$executions" ]; then
