@@ -195,3 +195,60 @@ async fn connect_explains_missing_admin_approval_and_exits_non_zero() {
     let list = example("connections", &store, &["list"]).output().unwrap();
     assert!(text(&list.stdout).contains("No linked Microsoft 365 accounts"));
 }
+
+/// The administrator check is on by default: an account Entra signs in and grants the
+/// scopes to, but that holds no role that may consent, is refused with the admin-consent
+/// link and nothing is stored; `--allow-non-admin` turns the check off.
+#[tokio::test(flavor = "multi_thread")]
+async fn connect_refuses_a_sign_in_without_an_admin_role_unless_allowed() {
+    let sim = TenantSim::builder()
+        .users(20)
+        .groups(2)
+        .seed(4)
+        .start()
+        .await
+        .unwrap();
+    let dir = temp_dir();
+    let store = dir.0.join("links.sqlite");
+    // The admin consents for the tenant (a first connection, removed again), then loses
+    // the role: Entra still signs them in and grants the scopes.
+    let (output, stderr, _page) = connect(&sim, &store, &["--name", "First"]).await;
+    assert!(output.status.success(), "{stderr}");
+    let removed = example("connections", &store, &["remove", "First", "--yes"])
+        .output()
+        .unwrap();
+    assert!(removed.status.success(), "{}", text(&removed.stderr));
+    sim.control()
+        .remove_role(
+            sim.admin_upn(),
+            tenant_sim::DirectoryRole::GlobalAdministrator,
+        )
+        .unwrap();
+
+    let (output, stderr, _page) = connect(&sim, &store, &["--name", "Contoso"]).await;
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("next step: sign in with an administrator account"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "{}/{}/v2.0/adminconsent?client_id=",
+            sim.login_base(),
+            sim.tenant_id()
+        )),
+        "{stderr}"
+    );
+    let list = example("connections", &store, &["list"]).output().unwrap();
+    assert!(text(&list.stdout).contains("No linked Microsoft 365 accounts"));
+
+    let (output, stderr, _page) =
+        connect(&sim, &store, &["--name", "Contoso", "--allow-non-admin"]).await;
+    assert!(output.status.success(), "{stderr}");
+    let list = example("connections", &store, &["list"]).output().unwrap();
+    assert!(
+        text(&list.stdout).contains("Contoso"),
+        "{}",
+        text(&list.stdout)
+    );
+}

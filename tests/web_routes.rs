@@ -100,12 +100,22 @@ impl App {
     }
 
     async fn start_with(sim: &TenantSim, db: Arc<Db>) -> Self {
+        Self::start_configured(sim, db, |_| {}).await
+    }
+
+    /// Started with `configure` applied to the configuration the tests use.
+    async fn start_configured(
+        sim: &TenantSim,
+        db: Arc<Db>,
+        configure: impl FnOnce(&mut web::Config),
+    ) -> Self {
         let data_dir =
             std::env::temp_dir().join(format!("m365-link-web-routes-{}", uuid::Uuid::new_v4()));
         let mut config = web::Config::new(SignIn::simulated(sim), &data_dir);
         // The demo customers with the lightest Argon2 (a debug build spends about a
         // second on the recommended cost): the tests are about the routes.
         config.customers = Customer::demo_with_cost(PasswordCost::TestOnly);
+        configure(&mut config);
         let cookie_name = config.session_cookie();
         assert_eq!(cookie_name, SESSION_COOKIE, "plain HTTP");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -1042,6 +1052,42 @@ async fn a_sign_in_by_someone_who_is_no_administrator_is_refused_with_the_link_a
         .unwrap();
     browser.connect("Germany").await;
     assert_eq!(app.list(ALICE.0).await.len(), 1);
+}
+
+/// A service that turns the administrator check off (`Config::allow_non_admin`, `web
+/// --allow-non-admin`) links a tenant for someone without an admin role.
+#[tokio::test]
+async fn with_the_admin_check_off_a_sign_in_without_an_admin_role_connects() {
+    let sim = sim().await;
+    let app = App::start_configured(&sim, Db::new().await, |config| {
+        config.allow_non_admin = true;
+    })
+    .await;
+    let mut browser = app.browser();
+    browser.sign_in(ALICE).await;
+    // The first connection gives the tenant-wide consent; then the role goes.
+    let first = browser.connect("Germany").await;
+    sim.control()
+        .remove_role(
+            sim.admin_upn(),
+            tenant_sim::DirectoryRole::GlobalAdministrator,
+        )
+        .unwrap();
+    assert!(
+        sim.control()
+            .user_roles(sim.admin_upn())
+            .unwrap()
+            .is_empty()
+    );
+    browser
+        .post_form(&format!("{}/remove", manage(&first)), &[])
+        .await
+        .assert_redirect(&format!("{BASE}?removed=1"));
+
+    browser.connect("Germany").await;
+    let linked = app.list(ALICE.0).await;
+    assert_eq!(linked.len(), 1, "linked without an admin role");
+    assert_eq!(linked[0].admin.username, sim.admin_upn());
 }
 
 #[tokio::test]

@@ -10,15 +10,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use connection_store::{
-    Backoff, Claims, Clock, Connection, ConnectionId, ConnectionStatus, ConnectionStore, CursorKey,
-    Lease, LeaseHolder, ManualClock, NewConnection, OwnerId, Reconnect, SecretString, StoreError,
-    StoredToken, SystemClock, TokenVersion,
+    Clock, ConnectionId, ConnectionStatus, LeaseHolder, ManualClock, OwnerId, SystemClock,
 };
 use connection_store_sql::{EncryptionKey, KeyId, KeyRing, SqlStore};
 use entra_auth::{Authority, CallbackParams};
-use futures::future::BoxFuture;
 use graph_client::sync::{Directory, MemberType, MemorySink, NoProgress, SyncOptions};
 use graph_client::{Group, ObjectId, User};
 use m365_link_app::connect::{SignIn, new_connection};

@@ -86,6 +86,48 @@ fn app_crate_is_not_published() {
     );
 }
 
+/// The library crates build on every platform: an OS-specific part of `std`
+/// (`std::os::unix`, `std::os::windows`) is imported only under a `#[cfg(…)]` on the line
+/// before, and named nowhere else. `connection-store-sql` once imported `std::os::unix`
+/// unconditionally, so it did not build on Windows; this machine has no Windows target to
+/// build for, so the rule is read from the sources.
+#[test]
+fn library_crates_gate_os_specific_std() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut offences = Vec::new();
+    for library in LIBRARIES {
+        let mut files = vec![root.join("crates").join(library).join("src")];
+        while let Some(path) = files.pop() {
+            if path.is_dir() {
+                let entries = std::fs::read_dir(&path).expect("a source folder");
+                files.extend(entries.map(|entry| entry.expect("a folder entry").path()));
+                continue;
+            }
+            if path.extension().is_none_or(|extension| extension != "rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).expect("a source file");
+            let lines: Vec<&str> = text.lines().collect();
+            for (index, line) in lines.iter().enumerate() {
+                if !(line.contains("std::os::unix") || line.contains("std::os::windows")) {
+                    continue;
+                }
+                let gated = line.trim_start().starts_with("use ")
+                    && index > 0
+                    && lines[index - 1].trim_start().starts_with("#[cfg(");
+                if !gated {
+                    offences.push(format!("{}:{}: {}", path.display(), index + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(
+        offences.is_empty(),
+        "OS-specific std used without a #[cfg] on the line before:\n{}",
+        offences.join("\n")
+    );
+}
+
 fn workspace_metadata() -> Value {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
