@@ -824,6 +824,34 @@ async fn a_sync_whose_lease_renewals_stall_stops_before_its_lease_can_run_out() 
     );
 }
 
+/// A renewal that fails with a database hiccup is retried while the lease still lasts
+/// (halfway to its end), so one hiccup does not stop the sync: the first renewal fails,
+/// the retry succeeds, and the sync commits. The claim's lease is only known to last 2/3
+/// of the TTL, so without the early retry the next regular tick would already be too
+/// late. Real time, as the sim's Graph answers over loopback: 500 ms a request, a lease
+/// of 1.5 s.
+#[tokio::test]
+async fn a_failed_lease_renewal_is_retried_while_the_lease_lasts() {
+    let mut fx = Fixture::with_tenant(60, 12, None).await;
+    fx.sim
+        .control()
+        .set_faults(FaultSettings::none().with_latency(Duration::from_millis(500)));
+    let mut options = options();
+    options.lease_ttl = Duration::from_millis(1500);
+    let hooked = Arc::new(HookedStore::new(Arc::clone(&fx.target.store)));
+    hooked.fail_renewals(1);
+    fx.target.store = hooked.clone();
+
+    let report = fx
+        .sync(&options)
+        .await
+        .expect("the sync survives one failed renewal");
+    assert_eq!(report.kind, SyncKind::Full);
+    assert!(hooked.renewals() >= 2, "the failed renewal was retried");
+    let state = fx.mirror.state(fx.target.id).await.unwrap();
+    assert!(state.is_some_and(|s| s.commits == 1), "the sync committed");
+}
+
 #[tokio::test]
 async fn groups_larger_than_a_page_are_followed_through_their_next_links() {
     use futures::TryStreamExt as _;

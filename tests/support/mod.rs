@@ -26,6 +26,7 @@ pub struct HookedStore {
     inner: Arc<dyn ConnectionStore>,
     before_claim: Mutex<Option<Hook>>,
     stall_renewals: AtomicBool,
+    failing_renewals: AtomicU64,
     renewals: AtomicU64,
 }
 
@@ -35,6 +36,7 @@ impl HookedStore {
             inner,
             before_claim: Mutex::new(None),
             stall_renewals: AtomicBool::new(false),
+            failing_renewals: AtomicU64::new(0),
             renewals: AtomicU64::new(0),
         }
     }
@@ -52,6 +54,12 @@ impl HookedStore {
     /// From now on every lease renewal waits for good, never reaching the store.
     pub fn stall_renewals(&self) {
         self.stall_renewals.store(true, Ordering::SeqCst);
+    }
+
+    /// The next `count` lease renewals fail with a retryable backend error (a database
+    /// hiccup) without reaching the store.
+    pub fn fail_renewals(&self, count: u64) {
+        self.failing_renewals.store(count, Ordering::SeqCst);
     }
 
     /// The lease renewals asked for so far.
@@ -191,6 +199,15 @@ impl ConnectionStore for HookedStore {
         self.renewals.fetch_add(1, Ordering::SeqCst);
         if self.stall_renewals.load(Ordering::SeqCst) {
             std::future::pending::<()>().await;
+        }
+        let failing = self
+            .failing_renewals
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if failing.is_ok() {
+            return Err(StoreError::backend(
+                "renew_lease",
+                std::io::Error::other("a database hiccup"),
+            ));
         }
         self.inner.renew_lease(owner, id, holder, ttl).await
     }

@@ -314,13 +314,20 @@ async fn stop_of(
 /// keep another one): the claim it started with was taken at most a third of the
 /// time-to-live before (a worker starts its claims at once), and a renewal sent at `t`
 /// lasts until at least `t + ttl` (the store dates it when it runs the statement). A
-/// renewal still waiting for the database at that point is given up.
+/// renewal still waiting for the database at that point is given up; a failed one is
+/// retried halfway to that point, again and again, until then.
 async fn keep_lease(target: &Target, options: &Options) -> anyhow::Error {
     let ttl = options.lease_ttl;
     let every = (ttl / 3).max(Duration::from_millis(1));
     let mut lasts_until = tokio::time::Instant::now() + ttl.saturating_sub(every);
     loop {
-        let wake = (tokio::time::Instant::now() + every).min(lasts_until);
+        // Every third of the TTL, and after a failed renewal halfway to the end of the
+        // lease, so that a hiccup is retried while the lease still lasts.
+        let now = tokio::time::Instant::now();
+        let wake = now
+            + every
+                .min(lasts_until.saturating_duration_since(now) / 2)
+                .max(Duration::from_millis(1));
         tokio::time::sleep_until(wake).await;
         let sent = tokio::time::Instant::now();
         if sent >= lasts_until {
@@ -335,7 +342,7 @@ async fn keep_lease(target: &Target, options: &Options) -> anyhow::Error {
         .await;
         match renewed {
             Ok(Ok(_)) => lasts_until = sent + ttl,
-            // A backend hiccup is retried at the next tick while the lease lasts.
+            // A backend hiccup is retried while the lease lasts.
             Ok(Err(error)) if error.is_retryable() => {
                 tracing::warn!(%error, "could not renew the sync lease; retrying");
             }
