@@ -841,7 +841,8 @@ async fn a_fenced_commit_with_a_lost_lease_writes_nothing(env: Env) {
 }
 
 /// A write that fails (here a trigger refuses it, as a full disk would) loses the
-/// changes it held: the sync cannot commit, and the mirror stays as it was.
+/// changes it held: the sync cannot commit, and the mirror stays as it was. A write runs
+/// while the sync gathers the next changes, so its error comes with the next `apply`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_write_keeps_the_sync_from_committing_on_sqlite() {
     let env = Env::sqlite().await;
@@ -855,15 +856,17 @@ async fn a_failed_write_keeps_the_sync_from_committing_on_sqlite() {
          BEGIN SELECT RAISE(ABORT, 'no space left'); END",
     )
     .await;
-    let error = sink
-        .apply(&simple_delta()[0])
+    let page = &simple_delta()[0];
+    sink.apply(&page[..1])
         .await
-        .expect_err("the write fails");
+        .expect("the first write starts in the background");
+    let error = sink
+        .apply(&page[1..])
+        .await
+        .expect_err("the next apply reports the failed write");
     assert_eq!(error.kind(), SinkErrorKind::Unavailable, "{error}");
     env.raw("DROP TRIGGER refuse").await;
-    for page in &simple_delta()[1..] {
-        sink.apply(page).await.expect("later pages are taken");
-    }
+    sink.apply(page).await.expect("later pages are taken");
     let error = sink.commit(links(2)).await.expect_err("lost changes");
     assert_eq!(error.kind(), SinkErrorKind::Other, "{error}");
     let cause = std::error::Error::source(&error).map(ToString::to_string);

@@ -250,7 +250,7 @@ fn csv_failed(path: &Path) -> impl Fn(csv::Error) -> MirrorError + '_ {
 }
 
 async fn write_users(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     connection: ConnectionId,
     options: &ExportOptions,
     part: &mut Part,
@@ -287,7 +287,7 @@ async fn write_users(
 }
 
 async fn write_groups(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     connection: ConnectionId,
     format: ExportFormat,
     part: &mut Part,
@@ -325,7 +325,7 @@ async fn write_groups(
 }
 
 async fn write_memberships(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     connection: ConnectionId,
     format: ExportFormat,
     part: &mut Part,

@@ -478,7 +478,7 @@ fn member((id, kind): (String, String)) -> Member {
 /// Keyset pages for export: the rows after `after` (from the first without it) in key
 /// order, read in the export's one read transaction.
 pub(crate) async fn users_after(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     connection: ConnectionId,
     after: Option<&str>,
     limit: i64,
@@ -489,7 +489,7 @@ pub(crate) async fn users_after(
 }
 
 pub(crate) async fn groups_after(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     connection: ConnectionId,
     after: Option<&str>,
     limit: i64,
@@ -500,7 +500,7 @@ pub(crate) async fn groups_after(
 }
 
 async fn objects_after(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     table: &str,
     connection: ConnectionId,
     after: Option<&str>,
@@ -530,7 +530,7 @@ async fn objects_after(
 }
 
 pub(crate) async fn memberships_after(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     connection: ConnectionId,
     after: Option<(&str, &str)>,
     limit: i64,

@@ -32,6 +32,14 @@ pub(crate) fn excluded(columns: &str) -> String {
         .join(", ")
 }
 
+/// The text of a text argument (empty for any other).
+pub(crate) fn text_of(arg: &Arg) -> &str {
+    match arg {
+        Arg::Text(text) => text,
+        _ => "",
+    }
+}
+
 fn blank_to_none(value: Option<&String>) -> Option<&str> {
     value.map(|s| s.trim()).filter(|s| !s.is_empty())
 }
@@ -58,8 +66,7 @@ pub(crate) fn shown_name(user: &User, id: &str) -> String {
 /// A user as the mirror stores it.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct UserRow {
-    pub id: String,
-    pub data: String,
+    /// The columns' values, the id first and the JSON last.
     args: Vec<Arg>,
 }
 
@@ -95,9 +102,19 @@ impl UserRow {
             Arg::Text(search_text),
             user.account_enabled.into(),
             user.user_type.clone().into(),
-            Arg::Text(data.clone()),
+            Arg::Text(data),
         ];
-        Ok(Some(Self { id, data, args }))
+        Ok(Some(Self { args }))
+    }
+
+    /// The object's id.
+    pub(crate) fn id(&self) -> &str {
+        self.args.first().map_or("", text_of)
+    }
+
+    /// The object as JSON.
+    pub(crate) fn data(&self) -> &str {
+        self.args.last().map_or("", text_of)
     }
 
     /// The values of [`USER_COLUMNS`], in order.
@@ -109,8 +126,7 @@ impl UserRow {
 /// A group as the mirror stores it.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct GroupRow {
-    pub id: String,
-    pub data: String,
+    /// The columns' values, the id first and the JSON last.
     args: Vec<Arg>,
 }
 
@@ -125,12 +141,18 @@ impl GroupRow {
             .or(blank_to_none(group.mail.as_ref()))
             .unwrap_or(&id)
             .to_lowercase();
-        let args = vec![
-            Arg::Text(id.clone()),
-            Arg::Text(name),
-            Arg::Text(data.clone()),
-        ];
-        Ok(Some(Self { id, data, args }))
+        let args = vec![Arg::Text(id), Arg::Text(name), Arg::Text(data)];
+        Ok(Some(Self { args }))
+    }
+
+    /// The object's id.
+    pub(crate) fn id(&self) -> &str {
+        self.args.first().map_or("", text_of)
+    }
+
+    /// The object as JSON.
+    pub(crate) fn data(&self) -> &str {
+        self.args.last().map_or("", text_of)
     }
 
     /// The values of [`GROUP_COLUMNS`], in order.
@@ -238,8 +260,8 @@ impl Staged {
                 .sum::<usize>()
         };
         let strings = match self {
-            Self::UserUpserted(row) => row.id.len() + row.data.len() + texts(row.args()),
-            Self::GroupUpserted(row) => row.id.len() + row.data.len() + texts(row.args()),
+            Self::UserUpserted(row) => texts(row.args()),
+            Self::GroupUpserted(row) => texts(row.args()),
             Self::UserRemoved(id) | Self::GroupRemoved(id) => id.len(),
             Self::MemberAdded {
                 group,
@@ -257,10 +279,10 @@ impl Staged {
         match self {
             Self::UserUpserted(row) => [
                 Arg::from("user_upserted"),
-                Arg::Text(row.id.clone()),
+                Arg::Text(row.id().to_owned()),
                 none(),
                 none(),
-                Arg::OptText(Some(row.data.clone())),
+                Arg::OptText(Some(row.data().to_owned())),
             ],
             Self::UserRemoved(id) => [
                 Arg::from("user_removed"),
@@ -271,10 +293,10 @@ impl Staged {
             ],
             Self::GroupUpserted(row) => [
                 Arg::from("group_upserted"),
-                Arg::Text(row.id.clone()),
+                Arg::Text(row.id().to_owned()),
                 none(),
                 none(),
-                Arg::OptText(Some(row.data.clone())),
+                Arg::OptText(Some(row.data().to_owned())),
             ],
             Self::GroupRemoved(id) => [
                 Arg::from("group_removed"),
@@ -320,7 +342,7 @@ impl Staged {
                 let user = decode_user(connection, &object_id, &data)?;
                 let row = UserRow::of(&user)
                     .map_err(|_| damaged("the user does not serialize"))?
-                    .filter(|row| row.id == object_id)
+                    .filter(|row| row.id() == object_id)
                     .ok_or_else(|| damaged("the user's id does not match"))?;
                 Self::UserUpserted(row)
             }
@@ -329,7 +351,7 @@ impl Staged {
                 let group = decode_group(connection, &object_id, &data)?;
                 let row = GroupRow::of(&group)
                     .map_err(|_| damaged("the group does not serialize"))?
-                    .filter(|row| row.id == object_id)
+                    .filter(|row| row.id() == object_id)
                     .ok_or_else(|| damaged("the group's id does not match"))?;
                 Self::GroupUpserted(row)
             }

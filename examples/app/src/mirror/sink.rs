@@ -9,7 +9,10 @@
 //!   [`FLUSH_BYTES`], in one short transaction, so `SQLite`'s single writer stays free
 //!   between writes: a delta's changes are appended, in order, to `mirror_staged`; a
 //!   snapshot's go straight into its own rows (users and memberships in key order),
-//!   written once.
+//!   written once. The write runs in a task of its own while the sync gathers the next
+//!   batch (at most one write in flight, so two batches in memory); its error ends the
+//!   sync at the next `apply` or the `commit`. Every write of a sink goes through one
+//!   connection of its own ([`Writer`]), which keeps its page cache warm.
 //! - `commit` takes one transaction: it checks the fence, replays the delta's changes
 //!   into the committed snapshot in order (counting as `MemorySink` counts; a chunk at a
 //!   time: the rows a chunk touches are read, changed in memory and written back, a few
@@ -31,11 +34,11 @@ use graph_client::sync::{
     Change, DirectorySink, ObjectCounts, SinkError, SyncKind, SyncLinks, SyncSummary,
 };
 
-use super::db::{Arg, Pool, Tx, placeholders};
+use super::db::{Arg, Pool, Tx, Writer, placeholders};
 use super::error::{MirrorError, ObjectKind};
 use super::rows::{
     GROUP_COLUMN_COUNT, GROUP_COLUMNS, GroupRow, Staged, StagedRow, USER_COLUMN_COUNT,
-    USER_COLUMNS, UserRow, excluded,
+    USER_COLUMNS, UserRow, excluded, text_of,
 };
 
 /// The purpose the links are sealed under (part of the ciphertext's associated data).
@@ -46,16 +49,22 @@ const LINKS_PURPOSE: &str = "mirror-links";
 pub const FLUSH_CHANGES: usize = 20_000;
 /// ...or about this many bytes of them: one transaction per 1,000-change page cost a
 /// full import of 100,000 users twice the time (`SQLite` writes each page it dirties
-/// once per transaction, and the indexes are keyed by random ids).
-pub const FLUSH_BYTES: usize = 4 << 20;
+/// once per transaction, and the indexes are keyed by random ids). A sink holds two such
+/// batches, one being written while it gathers the next.
+pub const FLUSH_BYTES: usize = 2 << 20;
 
 /// Staged changes read back per query while a delta commits.
 const REPLAY_CHUNK: i64 = 500;
 
-/// Bound parameters per multi-row statement (`SQLite` allows 32766, `PostgreSQL` 65535).
-/// Kept small: sqlx looks each `$N` up by name in `SQLite`, which costs O(parameters) per
-/// parameter (960 spent 12 % of a full import's time there; 240 a quarter of that).
+/// Bound parameters per multi-row statement with `$N` placeholders (`SQLite` allows
+/// 32766, `PostgreSQL` 65535). Kept small: sqlx looks each `$N` up by name in `SQLite`,
+/// which costs O(parameters) per parameter (960 spent 12 % of a full import's time there;
+/// 240 a quarter of that).
 const MAX_PARAMS: usize = 240;
+
+/// Bound parameters per multi-row upsert with positional `?` placeholders on `SQLite`,
+/// which sqlx binds in order without a lookup.
+const SQLITE_MAX_PARAMS: usize = 4_000;
 
 /// The sync in progress of a sink.
 #[derive(Debug, Clone, Copy)]
@@ -81,15 +90,40 @@ struct OpenSync {
 /// Content and [`SyncSummary`] counts are those [`graph_client::sync::MemorySink`] gives
 /// for the same changes.
 pub struct MirrorSink {
-    pool: Pool,
-    store: SqlStore,
-    connection: ConnectionId,
-    fence: Option<LeaseHolder>,
+    target: Target,
     open: Option<OpenSync>,
     /// What the sync in progress applied and this sink has not written yet.
     pending: Pending,
     /// Changes gathered before a write.
     flush_changes: usize,
+    writing: Writing,
+}
+
+/// Where a sink writes and who may: what a batch write takes into its task.
+#[derive(Clone)]
+struct Target {
+    pool: Pool,
+    store: SqlStore,
+    connection: ConnectionId,
+    fence: Option<LeaseHolder>,
+}
+
+/// The sink's [`Writer`], or the batch write that holds it.
+enum Writing {
+    /// No write running; the writer, once opened.
+    Idle(Option<Writer>),
+    /// A batch being written in a task of its own, which hands the writer back.
+    Busy(BatchWrite),
+}
+
+/// A batch write in flight: the writer it took back, and how many changes it wrote.
+/// Dropped, it is cancelled and its transaction rolls back.
+struct BatchWrite(tokio::task::JoinHandle<(Writer, Result<i64, MirrorError>)>);
+
+impl Drop for BatchWrite {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Changes gathered for one write.
@@ -104,9 +138,10 @@ impl std::fmt::Debug for MirrorSink {
     /// The gathered changes by number only: they hold people's data.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MirrorSink")
-            .field("connection", &self.connection)
-            .field("fence", &self.fence)
+            .field("connection", &self.target.connection)
+            .field("fence", &self.target.fence)
             .field("open", &self.open)
+            .field("writing", &matches!(self.writing, Writing::Busy(_)))
             .field("pending", &self.pending.changes.len())
             .finish_non_exhaustive()
     }
@@ -156,13 +191,16 @@ fn is_foreign_key_violation(error: &connection_store_sql::sqlx::Error) -> bool {
 impl MirrorSink {
     pub(crate) fn new(pool: Pool, store: SqlStore, connection: ConnectionId) -> Self {
         Self {
-            pool,
-            store,
-            connection,
-            fence: None,
+            target: Target {
+                pool,
+                store,
+                connection,
+                fence: None,
+            },
             open: None,
             pending: Pending::default(),
             flush_changes: FLUSH_CHANGES,
+            writing: Writing::Idle(None),
         }
     }
 
@@ -173,12 +211,12 @@ impl MirrorSink {
     /// (tests, a single process) the sink writes unfenced.
     #[must_use]
     pub fn with_fence(mut self, holder: LeaseHolder) -> Self {
-        self.fence = Some(holder);
+        self.target.fence = Some(holder);
         self
     }
 
     /// Writes the changes it gathered once it holds `changes` of them (at least 1), or
-    /// about [`FLUSH_BYTES`] (4 MiB) of them, whichever comes first; the default is
+    /// about [`FLUSH_BYTES`] (2 MiB) of them, whichever comes first; the default is
     /// [`FLUSH_CHANGES`] (20,000). Fewer mean more, smaller transactions: a slower full
     /// import, less memory.
     #[must_use]
@@ -189,19 +227,140 @@ impl MirrorSink {
 
     /// The connection this sink mirrors.
     pub fn connection(&self) -> ConnectionId {
-        self.connection
+        self.target.connection
     }
 
     /// The lease holder that fences it, if any.
     pub fn fence(&self) -> Option<&LeaseHolder> {
-        self.fence.as_ref()
+        self.target.fence.as_ref()
     }
 
+    /// Waits for the batch write in flight, if any, and counts what it wrote; its error
+    /// ends the sync (its changes may be lost).
+    async fn settle(&mut self) -> Result<(), MirrorError> {
+        let Writing::Busy(write) = &mut self.writing else {
+            return Ok(());
+        };
+        let (writer, result) = match (&mut write.0).await {
+            Ok((writer, result)) => (Some(writer), result),
+            Err(error) => (
+                None,
+                Err(MirrorError::Database {
+                    operation: "stage changes",
+                    source: Box::new(error),
+                }),
+            ),
+        };
+        self.writing = Writing::Idle(writer);
+        match result {
+            Ok(count) => {
+                if let Some(open) = &mut self.open {
+                    open.applied += count;
+                }
+                Ok(())
+            }
+            Err(error) => {
+                self.lose_changes();
+                Err(error)
+            }
+        }
+    }
+
+    /// The writer, once no batch write holds it; opened on first use.
+    async fn writer(&mut self) -> Result<Writer, MirrorError> {
+        self.settle().await?;
+        match std::mem::replace(&mut self.writing, Writing::Idle(None)) {
+            Writing::Idle(Some(writer)) => Ok(writer),
+            _ => self
+                .target
+                .pool
+                .writer()
+                .await
+                .map_err(MirrorError::database("open a connection to write with")),
+        }
+    }
+
+    async fn begin_sync(&mut self, kind: SyncKind) -> Result<(), MirrorError> {
+        let mut writer = self.writer().await?;
+        let opened = self.target.begin_sync(&mut writer, kind).await;
+        self.writing = Writing::Idle(Some(writer));
+        self.open = Some(opened?);
+        Ok(())
+    }
+
+    /// Gathers `changes`; writes what it gathered once it holds [`FLUSH_CHANGES`] or
+    /// [`FLUSH_BYTES`]. After any error the sync cannot commit (its changes may be
+    /// lost): begin again.
+    async fn apply_changes(&mut self, changes: &[Change]) -> Result<(), MirrorError> {
+        if self.open.is_none() {
+            return Err(MirrorError::invalid("changes applied before begin"));
+        }
+        for change in changes {
+            match Staged::of(change) {
+                Ok(Some(change)) => {
+                    self.pending.bytes += change.weight();
+                    self.pending.changes.push(change);
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    self.lose_changes();
+                    return Err(error);
+                }
+            }
+        }
+        if self.pending.changes.len() >= self.flush_changes || self.pending.bytes >= FLUSH_BYTES {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Drops the sync in progress, what it gathered and the batch write in flight.
+    fn end_sync(&mut self) {
+        self.open = None;
+        self.pending = Pending::default();
+        if matches!(self.writing, Writing::Busy(_)) {
+            self.writing = Writing::Idle(None);
+        }
+    }
+
+    /// Marks the sync in progress as one that cannot commit.
+    fn lose_changes(&mut self) {
+        self.pending = Pending::default();
+        if let Some(open) = &mut self.open {
+            open.lost = true;
+        }
+    }
+
+    /// Hands the gathered changes to a batch write of their own, in one transaction, once
+    /// the write before it is done: the sync gathers the next changes while they are
+    /// written (Graph's pages and `SQLite`'s writes overlap). Its failure ends the sync,
+    /// at the next flush or the commit.
+    async fn flush(&mut self) -> Result<(), MirrorError> {
+        if self.open.is_none() {
+            return Err(MirrorError::invalid("changes applied before begin"));
+        }
+        let mut writer = self.writer().await?;
+        let staged = std::mem::take(&mut self.pending).changes;
+        // A sync that lost changes cannot commit: writing more is for nothing.
+        let Some(open) = self.open.filter(|open| !open.lost && !staged.is_empty()) else {
+            self.writing = Writing::Idle(Some(writer));
+            return Ok(());
+        };
+        let target = self.target.clone();
+        self.writing = Writing::Busy(BatchWrite(tokio::spawn(async move {
+            let written = target.write_staged(&mut writer, open, &staged).await;
+            (writer, written)
+        })));
+        Ok(())
+    }
+}
+
+impl Target {
     fn id(&self) -> Arg {
         Arg::Text(self.connection.to_string())
     }
 
-    async fn check_fence(&self, tx: &mut Tx) -> Result<(), MirrorError> {
+    async fn check_fence(&self, tx: &mut Tx<'_>) -> Result<(), MirrorError> {
         let Some(holder) = &self.fence else {
             return Ok(());
         };
@@ -260,9 +419,14 @@ impl MirrorSink {
         }
     }
 
-    async fn begin_sync(&mut self, kind: SyncKind) -> Result<(), MirrorError> {
+    /// Opens a sync of `kind` (see the module docs).
+    async fn begin_sync(
+        &self,
+        writer: &mut Writer,
+        kind: SyncKind,
+    ) -> Result<OpenSync, MirrorError> {
         let failed = MirrorError::database("begin a sync");
-        let mut tx = self.pool.write().await.map_err(&failed)?;
+        let mut tx = writer.write().await.map_err(&failed)?;
         let created = tx
             .execute(
                 "INSERT INTO mirror_state (connection_id) VALUES ($1) \
@@ -319,87 +483,27 @@ impl MirrorSink {
             }
         };
         tx.commit().await.map_err(&failed)?;
-        self.open = Some(OpenSync {
+        Ok(OpenSync {
             id,
             kind,
             applied: 0,
             snapshot,
             committed,
             lost: false,
-        });
-        Ok(())
-    }
-
-    /// Gathers `changes`; writes what it gathered once it holds [`FLUSH_CHANGES`] or
-    /// [`FLUSH_BYTES`]. After any error the sync cannot commit (its changes may be
-    /// lost): begin again.
-    async fn apply_changes(&mut self, changes: &[Change]) -> Result<(), MirrorError> {
-        if self.open.is_none() {
-            return Err(MirrorError::invalid("changes applied before begin"));
-        }
-        for change in changes {
-            match Staged::of(change) {
-                Ok(Some(change)) => {
-                    self.pending.bytes += change.weight();
-                    self.pending.changes.push(change);
-                }
-                Ok(None) => {}
-                Err(error) => {
-                    self.lose_changes();
-                    return Err(error);
-                }
-            }
-        }
-        if self.pending.changes.len() >= self.flush_changes || self.pending.bytes >= FLUSH_BYTES {
-            self.flush().await?;
-        }
-        Ok(())
-    }
-
-    /// Drops the sync in progress and what it gathered.
-    fn end_sync(&mut self) {
-        self.open = None;
-        self.pending = Pending::default();
-    }
-
-    /// Marks the sync in progress as one that cannot commit.
-    fn lose_changes(&mut self) {
-        self.pending = Pending::default();
-        if let Some(open) = &mut self.open {
-            open.lost = true;
-        }
-    }
-
-    /// Writes the gathered changes in one transaction; a failure ends the sync.
-    async fn flush(&mut self) -> Result<(), MirrorError> {
-        let Some(open) = self.open else {
-            return Err(MirrorError::invalid("changes applied before begin"));
-        };
-        let staged = std::mem::take(&mut self.pending).changes;
-        // A sync that lost changes cannot commit: writing more is for nothing.
-        if staged.is_empty() || open.lost {
-            return Ok(());
-        }
-        match self.write_staged(open, &staged).await {
-            Ok(count) => {
-                if let Some(open) = &mut self.open {
-                    open.applied += count;
-                }
-                Ok(())
-            }
-            Err(error) => {
-                self.lose_changes();
-                Err(error)
-            }
-        }
+        })
     }
 
     /// Stages `staged` in a transaction of its own: a delta's changes are appended to
     /// `mirror_staged`, a snapshot's written into its rows. Answers how many there were.
-    async fn write_staged(&self, open: OpenSync, staged: &[Staged]) -> Result<i64, MirrorError> {
+    async fn write_staged(
+        &self,
+        writer: &mut Writer,
+        open: OpenSync,
+        staged: &[Staged],
+    ) -> Result<i64, MirrorError> {
         let count = i64::try_from(staged.len()).unwrap_or(i64::MAX);
         let failed = MirrorError::database("stage changes");
-        let mut tx = self.pool.write().await.map_err(&failed)?;
+        let mut tx = writer.write().await.map_err(&failed)?;
         // Not needed for safety (the commit checks again), but a writer that lost its
         // lease stops at its next write instead of staging the rest for nothing.
         self.check_fence(&mut tx).await?;
@@ -430,7 +534,8 @@ impl MirrorSink {
     }
 
     async fn commit_sync(
-        &mut self,
+        &self,
+        writer: &mut Writer,
         open: OpenSync,
         links: &SyncLinks,
     ) -> Result<SyncSummary, MirrorError> {
@@ -440,7 +545,7 @@ impl MirrorSink {
             .map_err(|error| MirrorError::links(self.connection, &error))?;
         let failed = MirrorError::database("commit the sync");
         let (connection, sync) = (self.id(), Arg::Int(open.id));
-        let mut tx = self.pool.write().await.map_err(&failed)?;
+        let mut tx = writer.write().await.map_err(&failed)?;
         // The fence first: PostgreSQL then locks the connection row before the state
         // row, in the order a connection's deletion (which cascades to the state) takes
         // them, so the two cannot deadlock.
@@ -531,7 +636,7 @@ impl MirrorSink {
         // does too.
         let replaced = open.committed.filter(|old| *old != open.snapshot);
         if (staged > 0 || replaced.is_some())
-            && let Err(error) = self.clear(&sync, replaced).await
+            && let Err(error) = self.clear(writer, &sync, replaced).await
         {
             tracing::warn!(
                 connection = %self.connection,
@@ -543,9 +648,14 @@ impl MirrorSink {
     }
 
     /// Deletes the staged changes of `sync` and the `replaced` snapshot.
-    async fn clear(&self, sync: &Arg, replaced: Option<i64>) -> Result<(), MirrorError> {
+    async fn clear(
+        &self,
+        writer: &mut Writer,
+        sync: &Arg,
+        replaced: Option<i64>,
+    ) -> Result<(), MirrorError> {
         let failed = MirrorError::database("clear what a committed sync left");
-        let mut tx = self.pool.write().await.map_err(&failed)?;
+        let mut tx = writer.write().await.map_err(&failed)?;
         tx.execute(
             "DELETE FROM mirror_staged WHERE connection_id = $1 AND sync_id = $2",
             &[self.id(), sync.clone()],
@@ -564,7 +674,7 @@ impl MirrorSink {
     /// as `MemorySink` does; then drops memberships of groups the mirror does not hold.
     async fn replay_delta(
         &self,
-        tx: &mut Tx,
+        tx: &mut Tx<'_>,
         open: OpenSync,
         tally: &mut Tally,
     ) -> Result<(), MirrorError> {
@@ -614,7 +724,6 @@ impl MirrorSink {
         Ok(())
     }
 }
-
 type SqlResult<T> = Result<T, connection_store_sql::sqlx::Error>;
 
 /// `keys` (`per_key` values each) in batches that bind at most [`MAX_PARAMS`] values,
@@ -647,7 +756,7 @@ fn pairs_condition(count: usize) -> String {
 /// table), applies the changes to those rows in order, in memory, counting as
 /// `MemorySink` does, then writes the net effect (a few multi-row statements a table).
 async fn replay_chunk(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     snapshot: &Arg,
     changes: &[Staged],
     tally: &mut Tally,
@@ -668,13 +777,13 @@ struct Touched<'a> {
 }
 
 impl<'a> Touched<'a> {
-    async fn load(tx: &mut Tx, snapshot: &Arg, changes: &'a [Staged]) -> SqlResult<Self> {
+    async fn load(tx: &mut Tx<'_>, snapshot: &Arg, changes: &'a [Staged]) -> SqlResult<Self> {
         let (mut users, mut groups) = (BTreeSet::new(), BTreeSet::new());
         for change in changes {
             match change {
-                Staged::UserUpserted(row) => users.insert(row.id.as_str()),
+                Staged::UserUpserted(row) => users.insert(row.id()),
                 Staged::UserRemoved(id) => users.insert(id.as_str()),
-                Staged::GroupUpserted(row) => groups.insert(row.id.as_str()),
+                Staged::GroupUpserted(row) => groups.insert(row.id()),
                 Staged::GroupRemoved(id) => groups.insert(id.as_str()),
                 Staged::MemberAdded { .. } | Staged::MemberRemoved { .. } => false,
             };
@@ -690,14 +799,14 @@ impl<'a> Touched<'a> {
     fn apply(&mut self, change: &'a Staged, tally: &mut Tally) {
         let memberships = &mut self.memberships;
         match change {
-            Staged::UserUpserted(row) => self.users.upsert(&row.id, row, &mut tally.users),
+            Staged::UserUpserted(row) => self.users.upsert(row.id(), row, &mut tally.users),
             Staged::UserRemoved(id) => {
                 if self.users.remove(id) {
                     tally.removed_user(id.clone());
                 }
                 tally.memberships.removed += memberships.remove_member(id);
             }
-            Staged::GroupUpserted(row) => self.groups.upsert(&row.id, row, &mut tally.groups),
+            Staged::GroupUpserted(row) => self.groups.upsert(row.id(), row, &mut tally.groups),
             Staged::GroupRemoved(id) => {
                 if self.groups.remove(id) {
                     tally.groups.removed += 1;
@@ -715,7 +824,7 @@ impl<'a> Touched<'a> {
         }
     }
 
-    async fn write(&self, tx: &mut Tx, snapshot: &Arg) -> SqlResult<()> {
+    async fn write(&self, tx: &mut Tx<'_>, snapshot: &Arg) -> SqlResult<()> {
         let users = (USER_COLUMNS, USER_COLUMN_COUNT, "id");
         self.users
             .write(tx, snapshot, "mirror_users", users)
@@ -744,7 +853,7 @@ trait ObjectRow {
 
 impl ObjectRow for UserRow {
     fn data(&self) -> &str {
-        &self.data
+        UserRow::data(self)
     }
 
     fn args(&self) -> &[Arg] {
@@ -754,7 +863,7 @@ impl ObjectRow for UserRow {
 
 impl ObjectRow for GroupRow {
     fn data(&self) -> &str {
-        &self.data
+        GroupRow::data(self)
     }
 
     fn args(&self) -> &[Arg] {
@@ -793,7 +902,7 @@ impl<R: ObjectRow> Object<'_, R> {
 impl<'a, R: ObjectRow> Objects<'a, R> {
     /// The rows of `ids` in `table` (an id it lacks is absent).
     async fn load(
-        tx: &mut Tx,
+        tx: &mut Tx<'_>,
         snapshot: &Arg,
         table: &str,
         ids: BTreeSet<&'a str>,
@@ -856,7 +965,7 @@ impl<'a, R: ObjectRow> Objects<'a, R> {
     /// Deletes what the chunk removed and upserts what it added or changed.
     async fn write(
         &self,
-        tx: &mut Tx,
+        tx: &mut Tx<'_>,
         snapshot: &Arg,
         table: &str,
         shape: (&str, usize, &str),
@@ -917,7 +1026,7 @@ struct Membership {
 }
 
 impl Memberships {
-    async fn load(tx: &mut Tx, snapshot: &Arg, changes: &[Staged]) -> SqlResult<Self> {
+    async fn load(tx: &mut Tx<'_>, snapshot: &Arg, changes: &[Staged]) -> SqlResult<Self> {
         let mut pairs = BTreeSet::new();
         let (mut members, mut groups) = (BTreeSet::new(), BTreeSet::new());
         for change in changes {
@@ -1062,7 +1171,7 @@ impl Memberships {
 
     /// Deletes the removed groups' memberships and those the chunk removed, then upserts
     /// those it added or changed (and re-added to a removed group).
-    async fn write(&self, tx: &mut Tx, snapshot: &Arg) -> SqlResult<()> {
+    async fn write(&self, tx: &mut Tx<'_>, snapshot: &Arg) -> SqlResult<()> {
         let groups: Vec<Arg> = self
             .removed_groups
             .iter()
@@ -1117,7 +1226,7 @@ impl Memberships {
 
 /// Appends a delta's changes to `mirror_staged`, numbered from `first` + 1.
 async fn stage_delta(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     connection: &Arg,
     sync: &Arg,
     first: i64,
@@ -1152,34 +1261,56 @@ async fn stage_delta(
 const MEMBER_TYPE_SET: &str = "member_type = excluded.member_type";
 
 /// Inserts `rows` (each `per_row` values of `columns`) in `table`, or updates the `set`
-/// columns of those whose `key` it holds, several rows per statement, each after the
-/// `scope` values of `scope_columns` (the connection, and in a staging table the sync),
-/// which are bound once a statement.
+/// columns of those whose `key` it holds, many rows per statement, each after the `scope`
+/// values of `scope_columns` (the snapshot, or the connection and the sync). `PostgreSQL`
+/// binds the scope once a statement (`$1`...); `SQLite` takes positional `?`s, each row
+/// its own copy of the scope, since sqlx looks every `$N` up by name there, which costs
+/// O(parameters) per parameter (see [`SQLITE_MAX_PARAMS`]).
 async fn upsert_rows(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     table: &str,
     (scope_columns, scope): (&str, &[Arg]),
     (columns, per_row, key): (&str, usize, &str),
     set: &str,
     rows: &[&[Arg]],
 ) -> SqlResult<()> {
+    let postgres = tx.is_postgres();
+    let rows_per_statement = if postgres {
+        (MAX_PARAMS - scope.len()) / per_row
+    } else {
+        SQLITE_MAX_PARAMS / (scope.len() + per_row)
+    };
     let prefix = placeholders(1, scope.len());
-    for chunk in rows.chunks((MAX_PARAMS - scope.len()) / per_row) {
-        let mut args = scope.to_vec();
+    let positional = vec!["?"; scope.len() + per_row].join(", ");
+    let rows_per_statement = rows_per_statement.max(1);
+    for chunk in rows.chunks(rows_per_statement) {
+        let mut args: Vec<&Arg> = Vec::with_capacity(chunk.len() * (scope.len() + per_row));
         let mut values = Vec::with_capacity(chunk.len());
+        if postgres {
+            args.extend(scope);
+        }
         for row in chunk {
-            values.push(format!(
-                "({prefix}, {})",
-                placeholders(args.len() + 1, per_row)
-            ));
-            args.extend_from_slice(row);
+            if postgres {
+                values.push(format!(
+                    "({prefix}, {})",
+                    placeholders(args.len() + 1, per_row)
+                ));
+            } else {
+                values.push(format!("({positional})"));
+                args.extend(scope);
+            }
+            args.extend(row.iter());
         }
         let sql = format!(
             "INSERT INTO {table} ({scope_columns}, {columns}) VALUES {} \
              ON CONFLICT ({scope_columns}, {key}) DO UPDATE SET {set}",
             values.join(", ")
         );
-        tx.execute(&sql, &args).await?;
+        if chunk.len() == rows_per_statement {
+            tx.execute_borrowed(&sql, &args).await?;
+        } else {
+            tx.execute_once(&sql, &args).await?;
+        }
     }
     Ok(())
 }
@@ -1197,17 +1328,9 @@ fn last_of_each<T, K: Eq + std::hash::Hash>(items: &[T], key: impl Fn(&T) -> K) 
     kept
 }
 
-/// The text of an id argument (empty for any other).
-fn text(arg: &Arg) -> &str {
-    match arg {
-        Arg::Text(text) => text,
-        _ => "",
-    }
-}
-
 /// Writes a snapshot's changes into its rows (those of the directory it has seen so
 /// far), in order; runs of upserts go several rows per statement.
-async fn stage_snapshot(tx: &mut Tx, snapshot: &Arg, changes: &[Staged]) -> SqlResult<()> {
+async fn stage_snapshot(tx: &mut Tx<'_>, snapshot: &Arg, changes: &[Staged]) -> SqlResult<()> {
     let scope = ("snapshot", std::slice::from_ref(snapshot));
     let mut rest = changes;
     while let Some(first) = rest.first() {
@@ -1220,7 +1343,7 @@ async fn stage_snapshot(tx: &mut Tx, snapshot: &Arg, changes: &[Staged]) -> SqlR
         match first {
             Staged::UserUpserted(_) => {
                 let mut rows: Vec<&[Arg]> = last_of_each(batch, |change| match change {
-                    Staged::UserUpserted(row) => row.id.clone(),
+                    Staged::UserUpserted(row) => row.id().to_owned(),
                     _ => String::new(),
                 })
                 .into_iter()
@@ -1231,14 +1354,14 @@ async fn stage_snapshot(tx: &mut Tx, snapshot: &Arg, changes: &[Staged]) -> SqlR
                 .collect();
                 // In key order, the rows go into the primary key's pages one after the
                 // other instead of all over it (ids are random).
-                rows.sort_by(|a, b| text(&a[0]).cmp(text(&b[0])));
+                rows.sort_by(|a, b| text_of(&a[0]).cmp(text_of(&b[0])));
                 let shape = (USER_COLUMNS, USER_COLUMN_COUNT, "id");
                 let set = excluded(USER_COLUMNS);
                 upsert_rows(tx, "mirror_users", scope, shape, &set, &rows).await?;
             }
             Staged::GroupUpserted(_) => {
                 let rows: Vec<&[Arg]> = last_of_each(batch, |change| match change {
-                    Staged::GroupUpserted(row) => row.id.clone(),
+                    Staged::GroupUpserted(row) => row.id().to_owned(),
                     _ => String::new(),
                 })
                 .into_iter()
@@ -1273,7 +1396,9 @@ async fn stage_snapshot(tx: &mut Tx, snapshot: &Arg, changes: &[Staged]) -> SqlR
                 let mut rows: Vec<&[Arg]> = owned.iter().map(<[Arg; 3]>::as_slice).collect();
                 // By member: the by-member index is written in order, and the primary
                 // key (by group) at one place per group of the run.
-                rows.sort_by(|a, b| (text(&a[1]), text(&a[0])).cmp(&(text(&b[1]), text(&b[0]))));
+                rows.sort_by(|a, b| {
+                    (text_of(&a[1]), text_of(&a[0])).cmp(&(text_of(&b[1]), text_of(&b[0])))
+                });
                 let shape = ("group_id, member_id, member_type", 3, "group_id, member_id");
                 let set = MEMBER_TYPE_SET;
                 upsert_rows(tx, "mirror_memberships", scope, shape, set, &rows).await?;
@@ -1289,7 +1414,7 @@ async fn stage_snapshot(tx: &mut Tx, snapshot: &Arg, changes: &[Staged]) -> SqlR
 }
 
 /// A removal of a snapshot's change from the directory it has seen so far.
-async fn stage_removal(tx: &mut Tx, snapshot: &Arg, change: &Staged) -> SqlResult<()> {
+async fn stage_removal(tx: &mut Tx<'_>, snapshot: &Arg, change: &Staged) -> SqlResult<()> {
     let with = |id: &str| [snapshot.clone(), Arg::from(id)];
     match change {
         Staged::UserRemoved(id) => {
@@ -1336,7 +1461,7 @@ async fn stage_removal(tx: &mut Tx, snapshot: &Arg, change: &Staged) -> SqlResul
 }
 
 /// Deletes the rows of `snapshots`, then the snapshots.
-async fn drop_snapshots(tx: &mut Tx, snapshots: &[i64]) -> SqlResult<()> {
+async fn drop_snapshots(tx: &mut Tx<'_>, snapshots: &[i64]) -> SqlResult<()> {
     for snapshot in snapshots {
         for table in ["mirror_memberships", "mirror_groups", "mirror_users"] {
             tx.execute(
@@ -1363,7 +1488,7 @@ fn count(value: i64) -> u64 {
 /// `old` (removed user ids in id order, as `MemorySink` lists them). The rows are
 /// already written: the commit only makes `new` the committed snapshot.
 async fn commit_snapshot(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     new: &Arg,
     old: Option<i64>,
     tally: &mut Tally,
@@ -1421,7 +1546,7 @@ impl Diffed<'_> {
     /// [`SyncSummary::MAX_REMOVED_IDS`]).
     async fn counts(
         &self,
-        tx: &mut Tx,
+        tx: &mut Tx<'_>,
         new: &Arg,
         old: Option<i64>,
         removed_ids: Option<&mut Vec<ObjectId>>,
@@ -1484,7 +1609,7 @@ impl Diffed<'_> {
 #[async_trait]
 impl DirectorySink for MirrorSink {
     async fn links(&mut self) -> Result<Option<SyncLinks>, SinkError> {
-        Ok(self.read_links().await?)
+        Ok(self.target.read_links().await?)
     }
 
     async fn begin(&mut self, kind: SyncKind) -> Result<(), SinkError> {
@@ -1498,14 +1623,18 @@ impl DirectorySink for MirrorSink {
 
     async fn commit(&mut self, links: SyncLinks) -> Result<SyncSummary, SinkError> {
         self.flush().await?;
+        // The last batch is written (or its error ends the sync) before the commit.
+        let mut writer = self.writer().await?;
         let Some(open) = self.open.take() else {
             return Err(MirrorError::invalid("commit without begin").into());
         };
-        match self.commit_sync(open, &links).await {
+        match self.target.commit_sync(&mut writer, open, &links).await {
+            // The writer goes with the sync: an idle sink holds no connection or cache.
             Ok(summary) => Ok(summary),
             Err(error) => {
                 // Nothing was committed: the sync stays open, its staging intact (all
-                // of it written by the flush above).
+                // of it written before the commit).
+                self.writing = Writing::Idle(Some(writer));
                 self.open = Some(open);
                 Err(error.into())
             }
@@ -1674,9 +1803,10 @@ mod tests {
     /// directory would be.
     async fn assert_same_rows(sink: &MirrorSink, memory: &MemorySink, round: usize) {
         const COMMITTED: &str = "(SELECT snapshot FROM mirror_state WHERE connection_id = $1)";
-        let connection = [sink.id()];
+        let connection = [sink.target.id()];
         let directory = memory.directory();
         let users: Vec<UserColumns> = sink
+            .target
             .pool
             .fetch_all(
                 &format!(
@@ -1707,6 +1837,7 @@ mod tests {
         assert_eq!(users, expected, "users after round {round}");
 
         let groups: Vec<GroupColumns> = sink
+            .target
             .pool
             .fetch_all(
                 &format!(
@@ -1734,6 +1865,7 @@ mod tests {
         assert_eq!(groups, expected, "groups after round {round}");
 
         let memberships: Vec<(String, String, String)> = sink
+            .target
             .pool
             .fetch_all(
                 &format!(
