@@ -1936,6 +1936,70 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// A snapshot of more users and memberships than one statement holds, in one write:
+    /// full-size statements (kept prepared) and a shorter last one (run once) of each,
+    /// then a resync that upserts them all again and drops some. Answers the store.
+    async fn large_writes_split_into_statements_as_memory_sink_counts(store: SqlStore) {
+        // Two full user statements and a part; two groups of every user, so the
+        // memberships too (4 values a row) fill two statements and a part.
+        let users = SQLITE_MAX_PARAMS / (1 + USER_COLUMN_COUNT) * 2 + 17;
+        assert!(2 * users > SQLITE_MAX_PARAMS / 4 * 2);
+        let user = |n: usize, title: &str| {
+            let user: User = serde_json::from_value(serde_json::json!({
+                "id": format!("big-u{n:05}"),
+                "displayName": format!("Person {n}"),
+                "jobTitle": title,
+            }))
+            .expect("a user");
+            Change::UserUpserted(Box::new(user))
+        };
+        let snapshot = |title: &str, keep: usize| {
+            let mut changes: Vec<Change> = (0..keep).map(|n| user(n, title)).collect();
+            for id in ["big-g", "big-h"] {
+                let group: Group =
+                    serde_json::from_value(serde_json::json!({"id": id, "displayName": id}))
+                        .expect("a group");
+                changes.push(Change::GroupUpserted(Box::new(group)));
+                changes.extend((0..keep).map(|n| Change::MemberAdded {
+                    group: ObjectId::new(id),
+                    member: ObjectId::new(format!("big-u{n:05}")),
+                    member_type: MemberType::User,
+                }));
+            }
+            vec![changes]
+        };
+        let mut mirror = sink_on(store).await;
+        let mut memory = MemorySink::new();
+        let full = snapshot("Engineer", users);
+        let expected = drive(&mut memory, SyncKind::Full, &full, 0).await;
+        let actual = drive(&mut mirror, SyncKind::Full, &full, 0).await;
+        assert_eq!(actual, expected, "the full import");
+        assert_eq!(actual.users.added, users as u64);
+        assert_eq!(actual.memberships.added, 2 * users as u64);
+        assert_same_rows(&mirror, &memory, 0).await;
+        let resync = snapshot("Admiral", users - 40);
+        let expected = drive(&mut memory, SyncKind::Resync, &resync, 1).await;
+        let actual = drive(&mut mirror, SyncKind::Resync, &resync, 1).await;
+        assert_eq!(actual, expected, "the resync");
+        assert_eq!(actual.users.removed, 40);
+        assert_eq!(actual.memberships.removed, 80);
+        assert_same_rows(&mirror, &memory, 1).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn large_writes_split_into_statements_as_memory_sink_counts_on_sqlite() {
+        let dir = std::env::temp_dir().join(format!("m365-sink-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let store = SqlStore::sqlite(dir.join("store.sqlite"))
+            .key_ring(ring())
+            .open()
+            .await
+            .expect("the SQLite store");
+        large_writes_split_into_statements_as_memory_sink_counts(store.clone()).await;
+        store.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     /// With `TEST_POSTGRES_URL`, in a schema of its own (dropped at the end if it passes).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[ignore = "needs TEST_POSTGRES_URL (PostgreSQL)"]
@@ -1950,6 +2014,7 @@ mod tests {
             .await
             .expect("the PostgreSQL store");
         random_deltas_replay_as_memory_sink_does(store.clone()).await;
+        large_writes_split_into_statements_as_memory_sink_counts(store.clone()).await;
         if let SqlPool::Postgres(pool) = store.pool() {
             connection_store_sql::sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
                 .execute(&pool)
