@@ -72,7 +72,11 @@ enum Partitions {
 ///
 /// It costs, besides the pages: one `$count` request (`ConsistencyLevel: eventual`), and
 /// for a collection big enough to split, 32 more, sent at once (one per letter, one per
-/// seven digits and symbols). A collection of fewer than about four pages is listed as the single chain.
+/// seven digits and symbols). Unless [`partitions`](Self::partitions) fixes the chains, the
+/// collection's `$count` goes out together with the single chain's first page: a
+/// collection of one page is listed in that round trip, one of fewer than about four
+/// pages goes on as the single chain, and a larger one's ranges list its first page's
+/// objects again, dropped as seen.
 /// Every request goes through the client's throttle gate: a 429 pauses all chains.
 ///
 /// A chain that fails fails the whole listing with its error; dropping the stream stops
@@ -437,22 +441,40 @@ impl<T: DeserializeOwned + Send + 'static> State<T> {
     async fn next(mut self) -> Option<(Result<Page<T>, GraphError>, Self)> {
         loop {
             match std::mem::replace(&mut self.phase, Phase::Done) {
+                // Sized from its `$count`, with the single chain's first page asked at
+                // the same time: a collection of one page is then listed in one round
+                // trip, and a larger one's first page is not waited for twice.
+                Phase::Start if matches!(self.list.partitions, Partitions::Adaptive { .. }) => {
+                    let mut single = self.list.single();
+                    let (first, plan) =
+                        futures::future::join(single.next(), self.list.plan()).await;
+                    let page = match first {
+                        Some(Ok(page)) => page,
+                        Some(Err(error)) => return Some((Err(error), self)),
+                        None => return None,
+                    };
+                    let more = page.next_link().is_some();
+                    let page = self.once(page);
+                    if more {
+                        match plan {
+                            Ok(Plan::Single) => self.phase = Phase::Single(single),
+                            Ok(Plan::Ranges { filters, rest }) => {
+                                match self.ranges(filters, rest) {
+                                    Ok(phase) => self.phase = phase,
+                                    Err(error) => return Some((Err(error), self)),
+                                }
+                            }
+                            Err(error) => return Some((Err(error), self)),
+                        }
+                    }
+                    return Some((Ok(page), self));
+                }
                 Phase::Start => match self.list.plan().await {
                     Ok(Plan::Single) => self.phase = Phase::Single(self.list.single()),
-                    Ok(Plan::Ranges { filters, rest }) => {
-                        let chains = match filters
-                            .into_iter()
-                            .map(|filter| self.list.range(filter))
-                            .collect::<Result<Vec<_>, _>>()
-                        {
-                            Ok(chains) => chains,
-                            Err(error) => return Some((Err(error), self)),
-                        };
-                        self.phase = Phase::Ranges {
-                            chains: stream::select_all(chains),
-                            rest,
-                        };
-                    }
+                    Ok(Plan::Ranges { filters, rest }) => match self.ranges(filters, rest) {
+                        Ok(phase) => self.phase = phase,
+                        Err(error) => return Some((Err(error), self)),
+                    },
                     Err(error) => return Some((Err(error), self)),
                 },
                 Phase::Ranges { mut chains, rest } => match chains.next().await {
@@ -491,6 +513,18 @@ impl<T: DeserializeOwned + Send + 'static> State<T> {
                 Phase::Done => return None,
             }
         }
+    }
+
+    /// The phase that runs the range chains of `filters` (then the rest, if `rest`).
+    fn ranges(&self, filters: Vec<String>, rest: bool) -> Result<Phase<T>, GraphError> {
+        let chains = filters
+            .into_iter()
+            .map(|filter| self.list.range(filter))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Phase::Ranges {
+            chains: stream::select_all(chains),
+            rest,
+        })
     }
 
     /// The page's objects not yielded before (objects without an id pass: the caller

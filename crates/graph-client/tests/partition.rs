@@ -329,7 +329,7 @@ async fn a_range_failing_mid_way_fails_the_whole_listing() {
 }
 
 #[tokio::test]
-async fn a_small_collection_is_the_single_chain_after_one_count() {
+async fn a_small_collection_is_listed_beside_its_count_in_one_round_trip() {
     let mut directory = Directory::new(&UPNS[..5], true);
     directory.page = 10;
     let (server, log, expected) = serve(directory).await;
@@ -344,10 +344,52 @@ async fn a_small_collection_is_the_single_chain_after_one_count() {
         .unwrap();
 
     assert_eq!(ids_once(&users), expected);
+    // The count and the single chain's first page go out together (in either order);
+    // the page has no next link, so the listing is done.
     let seen = log.all();
     assert_eq!(seen.len(), 2, "{seen:?}");
-    assert!(seen[0].path.ends_with("/users/$count") && seen[0].eventual);
-    assert!(seen[1].path == "/v1.0/users" && seen[1].filter.is_none() && !seen[1].eventual);
+    assert!(
+        seen.iter()
+            .any(|s| s.path.ends_with("/users/$count") && s.eventual)
+    );
+    assert!(seen.iter().any(|s| s.path == "/v1.0/users"
+        && s.filter.is_none()
+        && s.skiptoken.is_none()
+        && !s.eventual));
+}
+
+#[tokio::test]
+async fn a_large_collection_is_split_after_its_first_page_and_yields_each_user_once() {
+    let mut directory = Directory::new(UPNS, true);
+    directory.page = 3;
+    let (server, log, expected) = serve(directory).await;
+    let (client, _) = common::client(&server);
+
+    let users: Vec<User> = client
+        .users()
+        .list_partitioned()
+        .top(3)
+        .stream()
+        .try_collect()
+        .await
+        .unwrap();
+
+    // The first page's users come again in the ranges and are dropped as seen.
+    assert_eq!(ids_once(&users), expected);
+    let seen = log.all();
+    let unfiltered: Vec<&Seen> = seen
+        .iter()
+        .filter(|s| s.path == "/v1.0/users" && s.filter.is_none())
+        .collect();
+    assert_eq!(unfiltered.len(), 1, "only the first page: {unfiltered:?}");
+    assert!(unfiltered[0].skiptoken.is_none());
+    assert!(
+        seen.iter()
+            .filter(|s| s.path == "/v1.0/users" && s.filter.is_some())
+            .count()
+            >= 2,
+        "the ranges ran"
+    );
 }
 
 #[tokio::test]
@@ -384,6 +426,15 @@ async fn a_count_that_is_not_a_number_is_a_typed_error() {
     let server = MockServer::start().await;
     Mock::given(wiremock::matchers::path("/v1.0/users/$count"))
         .respond_with(ResponseTemplate::new(200).set_body_string("many"))
+        .mount(&server)
+        .await;
+    // The first page has a next link, so the listing needs the count to go on.
+    let next = format!("{}/v1.0/users?$skiptoken=2", server.uri());
+    Mock::given(wiremock::matchers::path("/v1.0/users"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"value": [{"id": "u1"}], "@odata.nextLink": next})),
+        )
         .mount(&server)
         .await;
     let (client, _) = common::client(&server);
