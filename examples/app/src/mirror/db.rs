@@ -244,31 +244,15 @@ impl Tx<'_> {
     /// Runs a statement; answers the rows it changed.
     pub(crate) async fn execute(&mut self, sql: &str, args: &[Arg]) -> Result<u64, sqlx::Error> {
         let args: Vec<&Arg> = args.iter().collect();
-        self.execute_borrowed(sql, &args).await
+        self.execute_borrowed(sql, &args, true).await
     }
 
     /// [`execute`](Tx::execute) with borrowed arguments (a bulk write binds its rows'
-    /// values without copying them).
+    /// values without copying them); with `keep` false the statement is not kept prepared
+    /// in the connection's statement cache (a bulk write's last, shorter statement differs
+    /// from write to write, and kept, each would hold its large compiled program until
+    /// the cache evicts it).
     pub(crate) async fn execute_borrowed(
-        &mut self,
-        sql: &str,
-        args: &[&Arg],
-    ) -> Result<u64, sqlx::Error> {
-        self.execute_prepared(sql, args, true).await
-    }
-
-    /// Runs a statement once without keeping it prepared in the connection's statement
-    /// cache: a bulk write's last, shorter statement differs from write to write, and
-    /// kept, each would hold its (large) compiled program until the cache evicts it.
-    pub(crate) async fn execute_once(
-        &mut self,
-        sql: &str,
-        args: &[&Arg],
-    ) -> Result<u64, sqlx::Error> {
-        self.execute_prepared(sql, args, false).await
-    }
-
-    async fn execute_prepared(
         &mut self,
         sql: &str,
         args: &[&Arg],

@@ -726,6 +726,7 @@ impl Target {
         Ok(())
     }
 }
+
 type SqlResult<T> = Result<T, connection_store_sql::sqlx::Error>;
 
 /// `keys` (`per_key` values each) in batches that bind at most [`MAX_PARAMS`] values,
@@ -1281,10 +1282,10 @@ async fn upsert_rows(
         (MAX_PARAMS - scope.len()) / per_row
     } else {
         SQLITE_MAX_PARAMS / (scope.len() + per_row)
-    };
+    }
+    .max(1);
     let prefix = placeholders(1, scope.len());
     let positional = vec!["?"; scope.len() + per_row].join(", ");
-    let rows_per_statement = rows_per_statement.max(1);
     for chunk in rows.chunks(rows_per_statement) {
         let mut args: Vec<&Arg> = Vec::with_capacity(chunk.len() * (scope.len() + per_row));
         let mut values = Vec::with_capacity(chunk.len());
@@ -1308,11 +1309,9 @@ async fn upsert_rows(
              ON CONFLICT ({scope_columns}, {key}) DO UPDATE SET {set}",
             values.join(", ")
         );
-        if chunk.len() == rows_per_statement {
-            tx.execute_borrowed(&sql, &args).await?;
-        } else {
-            tx.execute_once(&sql, &args).await?;
-        }
+        // Only the full-size statement is kept prepared.
+        tx.execute_borrowed(&sql, &args, chunk.len() == rows_per_statement)
+            .await?;
     }
     Ok(())
 }
@@ -1924,6 +1923,15 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn random_deltas_replay_as_memory_sink_does_on_sqlite() {
+        on_sqlite(random_deltas_replay_as_memory_sink_does).await;
+    }
+
+    /// Runs `scenario` on a `SQLite` store in a folder of its own, removed afterwards.
+    async fn on_sqlite<F, Fut>(scenario: F)
+    where
+        F: FnOnce(SqlStore) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
         let dir = std::env::temp_dir().join(format!("m365-sink-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let store = SqlStore::sqlite(dir.join("store.sqlite"))
@@ -1931,7 +1939,7 @@ mod tests {
             .open()
             .await
             .expect("the SQLite store");
-        random_deltas_replay_as_memory_sink_does(store.clone()).await;
+        scenario(store.clone()).await;
         store.close().await;
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -1988,16 +1996,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn large_writes_split_into_statements_as_memory_sink_counts_on_sqlite() {
-        let dir = std::env::temp_dir().join(format!("m365-sink-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let store = SqlStore::sqlite(dir.join("store.sqlite"))
-            .key_ring(ring())
-            .open()
-            .await
-            .expect("the SQLite store");
-        large_writes_split_into_statements_as_memory_sink_counts(store.clone()).await;
-        store.close().await;
-        let _ = std::fs::remove_dir_all(&dir);
+        on_sqlite(large_writes_split_into_statements_as_memory_sink_counts).await;
     }
 
     /// With `TEST_POSTGRES_URL`, in a schema of its own (dropped at the end if it passes).
